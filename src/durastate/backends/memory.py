@@ -1,0 +1,174 @@
+"""memory:// — a dict behind a lock; for tests, benchmarks and single-process tools.
+
+Rows are mutable slots objects so a custom-status update is a few attribute stores;
+immutable records are built only on read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import datetime
+from typing import Any
+
+from typing_extensions import Self
+
+from durastate.core.backend import Backend
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+from durastate.core.tokens import decode_token, encode_token
+from durastate.errors import ConcurrencyError, ConfigurationError, InstanceExists, InstanceNotFound
+
+
+class _Row:
+    __slots__ = (
+        "created_at",
+        "custom_status",
+        "custom_status_updated_at",
+        "etag",
+        "input",
+        "last_updated_at",
+        "name",
+        "output",
+        "runtime_status",
+    )
+
+    def __init__(self, new: NewInstance, etag: str) -> None:
+        self.name = new.name
+        self.runtime_status = new.runtime_status
+        self.created_at = new.created_at
+        self.last_updated_at = new.created_at
+        self.custom_status: Payload | None = new.custom_status
+        self.custom_status_updated_at = new.created_at if new.custom_status else None
+        self.input = new.input
+        self.output: Payload | None = None
+        self.etag = etag
+
+    def record(self, instance_id: str, fetch_payloads: bool) -> InstanceRecord:
+        return InstanceRecord(
+            instance_id=instance_id,
+            name=self.name,
+            runtime_status=self.runtime_status,
+            created_at=self.created_at,
+            last_updated_at=self.last_updated_at,
+            custom_status_updated_at=self.custom_status_updated_at,
+            etag=self.etag,
+            custom_status=self.custom_status,
+            input=self.input if fetch_payloads else None,
+            output=self.output if fetch_payloads else None,
+        )
+
+
+class MemoryBackend(Backend):
+    """Process-local storage; ``memory://NAME`` shares one namespace per name in a process."""
+
+    scheme = "memory"
+    capabilities = Capabilities(cross_process=False)
+
+    _namespaces: dict[str, tuple[dict[str, _Row], threading.Lock]] = {}
+    _namespaces_lock = threading.Lock()
+    _etags = itertools.count(1)  # one counter per process: etags never repeat across runs
+
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace
+        if namespace:
+            with self._namespaces_lock:
+                rows, lock = self._namespaces.setdefault(namespace, ({}, threading.Lock()))
+        else:
+            rows, lock = {}, threading.Lock()
+        self._rows = rows
+        self._lock = lock
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        if options:
+            raise ConfigurationError(f"memory:// takes no options, got {sorted(options)}")
+        return cls(url.partition("://")[2].strip("/"))
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend(namespace={self.namespace!r})"
+
+    def _next_etag(self) -> str:
+        return str(next(self._etags))
+
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        with self._lock:
+            existing = self._rows.get(new.instance_id)
+            if existing is not None and not (
+                restart_if_terminal and existing.runtime_status.is_terminal
+            ):
+                raise InstanceExists(new.instance_id, existing.runtime_status.value)
+            row = _Row(new, self._next_etag())
+            self._rows[new.instance_id] = row
+            return row.etag
+
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        with self._lock:
+            row = self._rows.get(instance_id)
+            return None if row is None else row.record(instance_id, fetch_payloads)
+
+    def _row_for_write(self, instance_id: str, etag: str | None) -> _Row:
+        row = self._rows.get(instance_id)
+        if row is None:
+            raise InstanceNotFound(instance_id)
+        if etag is not None and etag != row.etag:
+            raise ConcurrencyError(instance_id, etag)
+        return row
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        with self._lock:
+            row = self._row_for_write(instance_id, etag)
+            if row.custom_status == payload:
+                return WriteResult(row.etag, written=False)
+            row.custom_status = payload
+            row.custom_status_updated_at = row.last_updated_at = now
+            row.etag = etag = str(next(self._etags))
+            return WriteResult(etag)
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        with self._lock:
+            row = self._row_for_write(instance_id, etag)
+            row.runtime_status = status
+            if set_output:
+                row.output = output
+            row.last_updated_at = now
+            row.etag = self._next_etag()
+            return row.etag
+
+    def delete(self, instance_id: str) -> bool:
+        with self._lock:
+            return self._rows.pop(instance_id, None) is not None
+
+    def query(self, query: InstanceQuery) -> RecordPage:
+        """Sorted by id; the token is the last id returned (keyset paging)."""
+        after = decode_token(query.continuation)["after"] if query.continuation else None
+        with self._lock:
+            ids = sorted(
+                instance_id
+                for instance_id, row in self._rows.items()
+                if (after is None or instance_id > after)
+                and query.matches(row.record(instance_id, False))
+            )
+            page_ids = ids[: query.page_size]
+            items = [self._rows[i].record(i, query.fetch_payloads) for i in page_ids]
+        more = len(ids) > query.page_size
+        return RecordPage(items, encode_token({"after": page_ids[-1]}) if more else None)

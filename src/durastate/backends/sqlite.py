@@ -1,0 +1,382 @@
+"""sqlite:///path/to/file.db — the embedded default: one row per instance, WAL mode.
+
+Safe for several threads (one connection per thread) and several processes on one file
+(WAL, busy timeout). A custom-status update is one UPDATE statement in autocommit mode whose
+WHERE clause carries the etag check and the unchanged-bytes check, so the common path is one
+statement and one commit, with no read before it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from typing_extensions import Self
+
+from durastate.core.backend import Backend
+from durastate.core.records import (
+    TERMINAL_STATUSES,
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+from durastate.core.tokens import decode_token, encode_token
+from durastate.errors import (
+    BackendUnavailable,
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecord,
+    InstanceExists,
+    InstanceNotFound,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    runtime_status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_updated_at INTEGER NOT NULL,
+    custom_status_updated_at INTEGER,
+    etag TEXT NOT NULL,
+    custom_status BLOB,
+    custom_status_encoding TEXT,
+    input BLOB,
+    input_encoding TEXT,
+    output BLOB,
+    output_encoding TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS instances_by_status ON instances (runtime_status, instance_id);
+CREATE INDEX IF NOT EXISTS instances_by_created ON instances (created_at);
+"""
+
+_METADATA_COLUMNS = (
+    "instance_id, name, runtime_status, created_at, last_updated_at, "
+    "custom_status_updated_at, etag, custom_status, custom_status_encoding"
+)
+_ALL_COLUMNS = _METADATA_COLUMNS + ", input, input_encoding, output, output_encoding"
+_TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+
+_UPDATE_STATUS = (
+    "UPDATE instances SET custom_status = ?, custom_status_encoding = ?, "
+    "custom_status_updated_at = ?, last_updated_at = ?, etag = ? "
+    "WHERE instance_id = ? AND (custom_status IS NOT ? OR custom_status_encoding IS NOT ?)"
+)
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // MICROSECOND
+
+
+def from_micros(micros: int | None) -> datetime | None:
+    return None if micros is None else EPOCH + timedelta(microseconds=micros)
+
+
+def _new_etag() -> str:
+    return secrets.token_hex(8)
+
+
+def _payload(data: bytes | None, encoding: str | None) -> Payload | None:
+    if data is None or encoding is None:
+        return None
+    return Payload.from_encoding(bytes(data), encoding)
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (code-point order)."""
+    for index in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[index]) + 1
+        if 0xD800 <= code <= 0xDFFF:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:index] + chr(code)
+    return None
+
+
+class SQLiteBackend(Backend):
+    """One SQLite file; ``timeout`` bounds how long a locked database is waited for."""
+
+    scheme = "sqlite"
+    capabilities = Capabilities(max_payload_bytes=512 * 1024 * 1024)
+
+    def __init__(self, path: str | Path, *, timeout: float = 5.0, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigurationError(f"sqlite synchronous must be OFF/NORMAL/FULL/EXTRA, not {synchronous!r}")
+        self.path = str(path)
+        self.timeout = timeout
+        self.synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        with self._guard("open"):
+            if self.path != ":memory:":
+                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._connection().executescript(SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        path = url.partition("://")[2]
+        if path.startswith("/"):
+            path = path[1:]  # sqlite:///relative.db and sqlite:////absolute.db
+        if not path:
+            raise ConfigurationError("sqlite URL needs a file path: sqlite:///path/to/file.db")
+        unknown = set(options) - {"timeout", "synchronous"}
+        if unknown:
+            raise ConfigurationError(f"unknown sqlite options: {sorted(unknown)}")
+        return cls(path, **options)
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend(path={self.path!r})"
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _guard(self, operation: str, instance_id: str | None = None) -> Iterator[None]:
+        """Turn SQLite's lock and I/O errors into `BackendUnavailable` naming the operation."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            target = f" of instance {instance_id!r}" if instance_id is not None else ""
+            raise BackendUnavailable(f"sqlite {operation}{target} failed: {exc}") from None
+
+    @contextmanager
+    def _transaction(self, operation: str, instance_id: str) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        with self._guard(operation, instance_id):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- rows -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(row: tuple[Any, ...], fetch_payloads: bool) -> InstanceRecord:
+        instance_id = row[0]
+        try:
+            return InstanceRecord(
+                instance_id=instance_id,
+                name=row[1],
+                runtime_status=RuntimeStatus(row[2]),
+                created_at=EPOCH + timedelta(microseconds=row[3]),
+                last_updated_at=EPOCH + timedelta(microseconds=row[4]),
+                custom_status_updated_at=from_micros(row[5]),
+                etag=row[6],
+                custom_status=_payload(row[7], row[8]),
+                input=_payload(row[9], row[10]) if fetch_payloads else None,
+                output=_payload(row[11], row[12]) if fetch_payloads else None,
+            )
+        except (ValueError, TypeError, IndexError) as exc:
+            raise CorruptRecord(instance_id, f"sqlite row: {exc}") from None
+
+    def _status_of(self, connection: sqlite3.Connection, instance_id: str) -> tuple[str, str, bytes | None, str | None] | None:
+        row = connection.execute(
+            "SELECT runtime_status, etag, custom_status, custom_status_encoding "
+            "FROM instances WHERE instance_id = ?",
+            (instance_id,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    # -- contract -------------------------------------------------------------------------
+
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        etag = _new_etag()
+        created = to_micros(new.created_at)
+        status = new.custom_status
+        values = (
+            new.instance_id, new.name, new.runtime_status.value, created, created,
+            created if status else None, etag,
+            status.data if status else None, status.encoding if status else None,
+            new.input.data if new.input else None, new.input.encoding if new.input else None,
+        )
+        sql = (
+            "INSERT INTO instances (instance_id, name, runtime_status, created_at, "
+            "last_updated_at, custom_status_updated_at, etag, custom_status, "
+            "custom_status_encoding, input, input_encoding) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        )
+        if restart_if_terminal:
+            sql += (
+                " ON CONFLICT (instance_id) DO UPDATE SET name = excluded.name, "
+                "runtime_status = excluded.runtime_status, created_at = excluded.created_at, "
+                "last_updated_at = excluded.last_updated_at, "
+                "custom_status_updated_at = excluded.custom_status_updated_at, "
+                "etag = excluded.etag, custom_status = excluded.custom_status, "
+                "custom_status_encoding = excluded.custom_status_encoding, "
+                "input = excluded.input, input_encoding = excluded.input_encoding, "
+                "output = NULL, output_encoding = NULL "
+                f"WHERE runtime_status IN {_TERMINAL!r}"
+            )
+        with self._transaction("create", new.instance_id) as connection:
+            try:
+                cursor = connection.execute(sql, values)
+            except sqlite3.IntegrityError:
+                cursor = None
+            if cursor is None or cursor.rowcount == 0:
+                current = self._status_of(connection, new.instance_id)
+                raise InstanceExists(new.instance_id, current[0] if current else None)
+        return etag
+
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        columns = _ALL_COLUMNS if fetch_payloads else _METADATA_COLUMNS
+        with self._guard("read", instance_id):
+            row = self._connection().execute(
+                f"SELECT {columns} FROM instances WHERE instance_id = ?",  # noqa: S608
+                (instance_id,),
+            ).fetchone()
+        return None if row is None else self._record(row, fetch_payloads)
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        new_etag = _new_etag()
+        moment = to_micros(now)
+        encoding = payload.encoding
+        params: tuple[Any, ...] = (
+            payload.data, encoding, moment, moment, new_etag, instance_id, payload.data, encoding,
+        )
+        sql = _UPDATE_STATUS
+        if etag is not None:
+            sql += " AND etag = ?"
+            params += (etag,)
+        connection = self._connection()
+        with self._guard("custom-status update", instance_id):
+            if connection.execute(sql, params).rowcount == 1:
+                return WriteResult(new_etag)
+            current = self._status_of(connection, instance_id)
+        return self._explain_no_write(instance_id, etag, payload, current)
+
+    @staticmethod
+    def _explain_no_write(
+        instance_id: str,
+        etag: str | None,
+        payload: Payload,
+        current: tuple[str, str, bytes | None, str | None] | None,
+    ) -> WriteResult:
+        """Nothing was updated: missing, stale etag, or identical bytes (a skipped write)."""
+        if current is None:
+            raise InstanceNotFound(instance_id)
+        _, current_etag, data, encoding = current
+        if etag is not None and etag != current_etag:
+            raise ConcurrencyError(instance_id, etag)
+        if data is not None and bytes(data) == payload.data and encoding == payload.encoding:
+            return WriteResult(current_etag, written=False)
+        raise ConcurrencyError(instance_id, etag)  # changed between the UPDATE and the SELECT
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        new_etag = _new_etag()
+        assignments = "runtime_status = ?, last_updated_at = ?, etag = ?"
+        params: tuple[Any, ...] = (status.value, to_micros(now), new_etag)
+        if set_output:
+            assignments += ", output = ?, output_encoding = ?"
+            params += (output.data if output else None, output.encoding if output else None)
+        sql = f"UPDATE instances SET {assignments} WHERE instance_id = ?"  # noqa: S608
+        params += (instance_id,)
+        if etag is not None:
+            sql += " AND etag = ?"
+            params += (etag,)
+        connection = self._connection()
+        with self._guard("runtime-status update", instance_id):
+            if connection.execute(sql, params).rowcount == 1:
+                return new_etag
+            exists = self._status_of(connection, instance_id) is not None
+        if not exists:
+            raise InstanceNotFound(instance_id)
+        raise ConcurrencyError(instance_id, etag)
+
+    def delete(self, instance_id: str) -> bool:
+        with self._guard("delete", instance_id):
+            cursor = self._connection().execute(
+                "DELETE FROM instances WHERE instance_id = ?", (instance_id,)
+            )
+        return cursor.rowcount == 1
+
+    def _where(self, query: InstanceQuery, after: str | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.runtime_status is not None:
+            statuses = sorted(status.value for status in query.runtime_status)
+            clauses.append(f"runtime_status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if query.created_from is not None:
+            clauses.append("created_at >= ?")
+            params.append(to_micros(query.created_from))
+        if query.created_to is not None:
+            clauses.append("created_at < ?")
+            params.append(to_micros(query.created_to))
+        if query.prefix:
+            clauses.append("instance_id >= ? AND substr(instance_id, 1, ?) = ?")
+            params.extend([query.prefix, len(query.prefix), query.prefix])
+            upper = _prefix_upper_bound(query.prefix)
+            if upper is not None:
+                clauses.append("instance_id < ?")
+                params.append(upper)
+        if after is not None:
+            clauses.append("instance_id > ?")
+            params.append(after)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def query(self, query: InstanceQuery) -> RecordPage:
+        """Keyset paging in id order; the token carries the last id returned."""
+        after = decode_token(query.continuation)["after"] if query.continuation else None
+        where, params = self._where(query, after)
+        columns = _ALL_COLUMNS if query.fetch_payloads else _METADATA_COLUMNS
+        sql = f"SELECT {columns} FROM instances{where} ORDER BY instance_id LIMIT ?"  # noqa: S608
+        with self._guard("query"):
+            rows = self._connection().execute(sql, (*params, query.page_size + 1)).fetchall()
+        more = len(rows) > query.page_size
+        items = [self._record(row, query.fetch_payloads) for row in rows[: query.page_size]]
+        token = encode_token({"after": items[-1].instance_id}) if more and items else None
+        return RecordPage(items, token)
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """One DELETE with the query's WHERE clause."""
+        where, params = self._where(query, None)
+        with self._guard("purge"):
+            cursor = self._connection().execute(f"DELETE FROM instances{where}", params)  # noqa: S608
+        return cursor.rowcount

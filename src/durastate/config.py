@@ -1,0 +1,124 @@
+"""Settings: explicit arguments > environment (DURASTATE_*) > TOML > defaults.
+
+TOML comes from ``durastate.toml`` (top level) or ``[tool.durastate]`` in ``pyproject.toml``
+in the current directory. Secrets are ``SecretStr``: they never appear in a repr, an error
+or a log line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from durastate.errors import ConfigurationError
+
+DEFAULT_URL = "sqlite:///durastate.db"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """``durastate.toml`` first, else ``[tool.durastate]`` of ``pyproject.toml``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path | None = None) -> None:
+        super().__init__(settings_cls)
+        self._data = self._load(directory or Path.cwd())
+
+    @staticmethod
+    def _load(directory: Path) -> dict[str, Any]:
+        own = directory / "durastate.toml"
+        pyproject = directory / "pyproject.toml"
+        try:
+            if own.is_file():
+                return tomllib.loads(own.read_text())
+            if pyproject.is_file():
+                table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("durastate", {})
+                return dict(table)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"invalid TOML in {own if own.is_file() else pyproject}: {exc}")
+        return {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: value for key, value in self._data.items() if key in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Everything `open_store` reads; every field has an environment variable DURASTATE_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="DURASTATE_", extra="ignore")
+
+    url: str = DEFAULT_URL
+    serializer: str = "json"
+    accept: list[str] | None = Field(
+        default=None,
+        description="serializer ids allowed on read; default: json, msgpack, the configured "
+        "one, and pickle-safe only when keys are configured",
+    )
+    max_custom_status_bytes: int = Field(default=16 * 1024, gt=0)
+    max_payload_bytes: int | None = Field(default=None, gt=0)
+    compress_above: int | None = Field(default=None, ge=0)
+    pickle_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    pickle_allow: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("pickle_keys", mode="before")
+    @classmethod
+    def _keys_from_pairs(cls, value: Any) -> Any:
+        """Accept ``"id1:secret1,id2:secret2"`` as well as a mapping or JSON object."""
+        if isinstance(value, str) and not value.lstrip().startswith("{"):
+            pairs: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                key_id, sep, secret = item.partition(":")
+                if not sep:
+                    raise ValueError("pickle keys must be 'id:secret' pairs separated by commas")
+                pairs[key_id] = secret
+            return pairs
+        return value
+
+    @field_validator("accept", "pickle_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def accepted_serializers(self) -> list[str]:
+        if self.accept is not None:
+            return list(dict.fromkeys([*self.accept, self.serializer]))
+        ids = ["json", "msgpack", self.serializer]
+        if self.pickle_keys:
+            ids.append("pickle-safe")
+        return list(dict.fromkeys(ids))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with explicit overrides on top; invalid values become `ConfigurationError`."""
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**explicit)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False)
+        )
+        raise ConfigurationError(f"invalid durastate settings: {problems}") from None

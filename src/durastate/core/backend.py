@@ -1,0 +1,153 @@
+"""The backend contract: the small interface every storage backend implements.
+
+Semantics (Dapr's, adapted to workflow instances):
+
+- ``create`` is insert-only. A run whose status is terminal may be replaced only when the
+  caller asks (``restart_if_terminal``); the new run starts with no output and the custom
+  status given (or none), never the old run's.
+- Writes take an optional etag. With one, the write succeeds only if it still matches
+  (``ConcurrencyError`` otherwise); without one, last write wins. A missing instance is
+  ``InstanceNotFound``. No backend reads before it writes on the custom-status path.
+- ``write_custom_status`` writes only the custom status and its timestamps. When the stored
+  bytes already equal the new ones and the etag (if given) matches, it writes nothing and
+  returns the old etag with ``written=False``; backends that cannot tell without a read
+  declare ``skips_unchanged=False`` and may still skip when given a current etag.
+- Timestamps come from the store (``now``) so every backend records the same clock.
+- Backends never deserialize payloads; they keep ``Payload.data`` and ``Payload.encoding``.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any, ClassVar
+
+from typing_extensions import Self
+
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+
+
+class Backend(ABC):
+    """Stores instance records. Subclass it, declare ``capabilities``, register a scheme."""
+
+    scheme: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build the backend from its URL (``scheme://...``) and keyword options."""
+
+    @abstractmethod
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        """Insert a new run and return its etag; ``InstanceExists`` if a run is in the way."""
+
+    @abstractmethod
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        """The record, with input/output only when ``fetch_payloads``; ``None`` if absent."""
+
+    @abstractmethod
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        """Replace the custom status (and its timestamps) only."""
+
+    @abstractmethod
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        """Change the runtime status, and the output when ``set_output``; return the etag."""
+
+    @abstractmethod
+    def delete(self, instance_id: str) -> bool:
+        """Remove the instance and anything it owns (offloaded blobs); ``False`` if absent."""
+
+    @abstractmethod
+    def query(self, query: InstanceQuery) -> RecordPage:
+        """One page of matching records; the continuation token is opaque to callers."""
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """Delete every match. Generic fallback: collect ids page by page, then delete."""
+        ids: list[str] = []
+        page_query = InstanceQuery(
+            runtime_status=query.runtime_status,
+            created_from=query.created_from,
+            created_to=query.created_to,
+            prefix=query.prefix,
+            page_size=max(query.page_size, 100),
+        )
+        while True:
+            page = self.query(page_query)
+            ids.extend(record.instance_id for record in page.items)
+            if page.continuation is None:
+                break
+            page_query = InstanceQuery(
+                runtime_status=query.runtime_status,
+                created_from=query.created_from,
+                created_to=query.created_to,
+                prefix=query.prefix,
+                page_size=page_query.page_size,
+                continuation=page.continuation,
+            )
+        return sum(1 for instance_id in ids if self.delete(instance_id))
+
+    def close(self) -> None:
+        """Release connections; the default has nothing to release."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class RecentPayloads:
+    """Remembers the custom-status bytes stored at an etag, for backends that cannot compare.
+
+    A backend that has just written (or read) payload P at etag E knows that the record at E
+    holds P; a later write of P with etag E can then be skipped without any I/O.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, tuple[str, Payload]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, instance_id: str, etag: str, payload: Payload | None) -> None:
+        with self._lock:
+            if payload is None:
+                self._entries.pop(instance_id, None)
+                return
+            self._entries[instance_id] = (etag, payload)
+            self._entries.move_to_end(instance_id)
+            if len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def forget(self, instance_id: str) -> None:
+        with self._lock:
+            self._entries.pop(instance_id, None)
+
+    def unchanged(self, instance_id: str, etag: str | None, payload: Payload) -> bool:
+        """True when ``etag`` is the one at which exactly ``payload`` was stored."""
+        if etag is None:
+            return False
+        entry = self._entries.get(instance_id)
+        return entry is not None and entry[0] == etag and entry[1] == payload

@@ -1,0 +1,69 @@
+"""The envelope: value <-> Payload (bytes + serializer id + compression id).
+
+Writes use the configured serializer; reads dispatch on the id stored with the payload,
+never on today's configuration, and only for ids on the accept-list.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from durastate.core.records import Payload
+from durastate.errors import CorruptRecord, PayloadTooLarge, SerializationError
+from durastate.serializers.base import Serializer
+
+COMPRESSION_ZLIB = "zlib"
+
+
+class PayloadCodec:
+    """Encodes with one serializer, decodes with any accepted one."""
+
+    def __init__(
+        self,
+        writer: Serializer,
+        readers: Mapping[str, Serializer],
+        *,
+        compress_above: int | None = None,
+    ) -> None:
+        self.writer = writer
+        self.readers = dict(readers)
+        self.readers.setdefault(writer.id, writer)
+        self.compress_above = compress_above
+
+    def encode(
+        self, value: Any, *, instance_id: str, field: str = "payload", limit: int | None = None
+    ) -> Payload:
+        """Serialize now, so a bad value fails at the caller; check ``limit`` before any I/O."""
+        try:
+            data = self.writer.dumps(value, instance_id=instance_id)
+        except SerializationError as exc:
+            raise SerializationError(f"instance {instance_id!r}: {exc}") from None
+        except RecursionError:
+            raise SerializationError(
+                f"instance {instance_id!r}: value is nested too deeply to serialize"
+            ) from None
+        if limit is not None and len(data) > limit:
+            raise PayloadTooLarge(instance_id, field, len(data), limit)
+        if self.compress_above is not None and len(data) > self.compress_above:
+            return Payload(zlib.compress(data, 6), self.writer.id, COMPRESSION_ZLIB)
+        return Payload(data, self.writer.id)
+
+    def decode(self, payload: Payload, *, instance_id: str) -> Any:
+        reader = self.readers.get(payload.serializer)
+        if reader is None:
+            raise SerializationError(
+                f"instance {instance_id!r} holds a payload written by serializer "
+                f"{payload.serializer!r}, which is not on the accept-list "
+                f"({', '.join(sorted(self.readers))})"
+            )
+        data = payload.data
+        try:
+            if payload.compression == COMPRESSION_ZLIB:
+                data = zlib.decompress(data)
+            elif payload.compression is not None:
+                raise ValueError(f"unknown compression {payload.compression!r}")
+            return reader.loads(data, instance_id=instance_id)
+        except Exception as exc:  # any decoder failure is this record's corruption
+            raise CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}") from None

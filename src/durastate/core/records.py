@@ -1,0 +1,154 @@
+"""What a backend stores and returns: plain, immutable records of bytes and timestamps.
+
+Backends never see user values, only `Payload`s that the store already serialized, so a
+backend cannot get serialization wrong and every payload carries the id of its encoder.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class RuntimeStatus(str, enum.Enum):
+    """The lifecycle state of a workflow instance (Durable Task's names)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+    SUSPENDED = "suspended"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.TERMINATED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """Serialized bytes plus the ids of the serializer and compression that produced them."""
+
+    data: bytes
+    serializer: str
+    compression: str | None = None
+
+    @property
+    def encoding(self) -> str:
+        """One string for storage: ``json`` or ``json+zlib``."""
+        if self.compression:
+            return f"{self.serializer}+{self.compression}"
+        return self.serializer
+
+    @classmethod
+    def from_encoding(cls, data: bytes, encoding: str) -> Payload:
+        serializer, _, compression = encoding.partition("+")
+        return cls(data, serializer, compression or None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewInstance:
+    """Everything a backend needs to insert a new run of an instance."""
+
+    instance_id: str
+    name: str
+    runtime_status: RuntimeStatus
+    created_at: datetime
+    input: Payload | None
+    custom_status: Payload | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One stored instance as a backend returns it.
+
+    ``input`` and ``output`` are ``None`` when absent or when the read did not ask for them;
+    ``custom_status`` is ``None`` only when no status was ever set on this run.
+    """
+
+    instance_id: str
+    name: str
+    runtime_status: RuntimeStatus
+    created_at: datetime
+    last_updated_at: datetime
+    custom_status_updated_at: datetime | None
+    etag: str
+    custom_status: Payload | None = None
+    input: Payload | None = None
+    output: Payload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The etag after a write, and whether anything was written at all."""
+
+    etag: str
+    written: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceQuery:
+    """A filter over instances, as in Durable Task's OrchestrationQuery.
+
+    ``created_from`` is inclusive and ``created_to`` exclusive; ``runtime_status`` matches any
+    of the given statuses; ``continuation`` is the opaque token of the previous page.
+    """
+
+    runtime_status: frozenset[RuntimeStatus] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    prefix: str | None = None
+    page_size: int = 100
+    continuation: str | None = None
+    fetch_payloads: bool = False
+
+    def matches(self, record: InstanceRecord) -> bool:
+        """The reference semantics, used by backends that filter client-side."""
+        if self.runtime_status is not None and record.runtime_status not in self.runtime_status:
+            return False
+        if self.created_from is not None and record.created_at < self.created_from:
+            return False
+        if self.created_to is not None and record.created_at >= self.created_to:
+            return False
+        return self.prefix is None or record.instance_id.startswith(self.prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    """One page of query results; ``continuation`` is ``None`` on the last page."""
+
+    items: Sequence[InstanceRecord]
+    continuation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do natively; the store and the conformance suite read these.
+
+    - ``max_payload_bytes``: the largest single payload the backend stores inline
+      (``None``: no practical limit).
+    - ``offload``: payloads above the inline limit go to object storage, so the store
+      only enforces the user's configured limit.
+    - ``skips_unchanged``: a custom-status write with the stored bytes writes nothing even
+      without an etag (with an etag every backend skips it).
+    - ``native_query``: filters run in the service (an index), not by scanning.
+    - ``ttl``: records can expire.
+    - ``cross_process``: several processes may share one store (not true of memory://).
+    """
+
+    max_payload_bytes: int | None = None
+    offload: bool = False
+    skips_unchanged: bool = True
+    native_query: bool = True
+    ttl: bool = False
+    transactions: bool = False
+    cross_process: bool = True
+    max_instance_id_length: int = 512
+    extra: dict[str, str] = field(default_factory=dict)

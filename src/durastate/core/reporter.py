@@ -1,0 +1,113 @@
+"""StatusReporter: a hot progress loop, coalesced into at most one write per interval.
+
+``report()`` only serializes the value (so a bad value fails at the call) and parks it; a
+background thread writes the latest parked value once per interval, and ``__exit__`` writes
+the last one, whatever ended the block. A failed write keeps the value for the next try;
+on exit it is retried, and if it still fails the error is raised, never swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Self
+
+from durastate.core.records import Payload
+from durastate.errors import DurastateError
+
+if TYPE_CHECKING:
+    from durastate.core.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class StatusReporter:
+    """Use as ``with store.status_reporter(id, min_interval=0.5) as r: r.report(v)``."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        instance_id: str,
+        *,
+        min_interval: float = 0.5,
+        exit_retries: int = 3,
+    ) -> None:
+        if min_interval <= 0:
+            raise ValueError("min_interval must be positive")
+        self._store = store
+        self._instance_id = instance_id
+        self._interval = min_interval
+        self._exit_retries = exit_retries
+        self._lock = threading.Lock()
+        self._pending: Payload | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.writes = 0
+        self.failures = 0
+        self.last_error: DurastateError | None = None
+
+    def report(self, value: Any) -> None:
+        """Park ``value`` as the latest status; serialization errors are raised here."""
+        payload = self._store.encode_custom_status(self._instance_id, value)
+        with self._lock:
+            self._pending = payload
+
+    @property
+    def pending(self) -> bool:
+        """True while a reported value has not been written yet."""
+        return self._pending is not None
+
+    def flush(self) -> None:
+        """Write the parked value now, if any; on failure keep it (unless a newer one came)."""
+        with self._lock:
+            payload, self._pending = self._pending, None
+        if payload is None:
+            return
+        try:
+            self._store.write_custom_status_payload(self._instance_id, payload)
+        except DurastateError as exc:
+            with self._lock:
+                if self._pending is None:
+                    self._pending = payload
+            self.failures += 1
+            self.last_error = exc
+            raise
+        self.writes += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.flush()
+            except DurastateError as exc:
+                log.warning(
+                    "status reporter for %r: write failed, will retry: %s", self._instance_id, exc
+                )
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(
+            target=self._run, name=f"durastate-reporter-{self._instance_id[:32]}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for attempt in range(self._exit_retries + 1):
+            try:
+                self.flush()
+                return
+            except DurastateError:
+                if attempt == self._exit_retries:
+                    raise
+                time.sleep(min(0.1 * 2**attempt, 1.0))

@@ -1,0 +1,377 @@
+"""StateStore: the user's API over one backend and one payload codec."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from typing_extensions import Self
+
+from durastate.core.backend import Backend
+from durastate.core.codec import PayloadCodec
+from durastate.core.ids import validate_instance_id
+from durastate.core.models import InstanceMetadata, Page
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    NewInstance,
+    Payload,
+    RuntimeStatus,
+    WriteResult,
+)
+from durastate.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    InstanceNotFound,
+    MissingDependency,
+)
+from durastate.serializers.base import Serializer
+
+if TYPE_CHECKING:
+    from durastate.core.reporter import StatusReporter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CUSTOM_STATUS_BYTES: Final = 16 * 1024
+
+
+class _NotSet:
+    def __repr__(self) -> str:
+        return "NOT_SET"
+
+
+NOT_SET: Final = _NotSet()
+
+Clock = Callable[[], datetime]
+
+
+def utc_now_ms() -> datetime:
+    """Now, in UTC, truncated to milliseconds (what every backend can store exactly)."""
+    now = time.time()
+    return datetime.fromtimestamp(int(now * 1000) / 1000, UTC)
+
+
+def _statuses(value: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None) -> frozenset[RuntimeStatus] | None:
+    if value is None:
+        return None
+    if isinstance(value, RuntimeStatus | str):
+        value = [value]
+    return frozenset(RuntimeStatus(item) for item in value)
+
+
+class StateStore:
+    """Workflow instances and their custom status, on any backend.
+
+    Custom status is serialized when set (a bad value fails here), checked against the size
+    limit before any I/O, written alone (never input/output again), and not written at all
+    when its bytes are unchanged.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        serializer: str | Serializer = "json",
+        accept: Iterable[str | Serializer] | None = None,
+        max_custom_status_bytes: int = DEFAULT_MAX_CUSTOM_STATUS_BYTES,
+        max_payload_bytes: int | None = None,
+        compress_above: int | None = None,
+        clock: Clock | None = None,
+        codec: PayloadCodec | None = None,
+    ) -> None:
+        self.backend = backend
+        self.codec = codec or _build_codec(serializer, accept, compress_above)
+        caps = backend.capabilities
+        inline = None if caps.offload else caps.max_payload_bytes
+        self.max_custom_status_bytes = _tighter(max_custom_status_bytes, inline)
+        self.max_payload_bytes = _tighter(max_payload_bytes, inline)
+        self._max_id_length = caps.max_instance_id_length
+        self._clock = clock or utc_now_ms
+
+    def __repr__(self) -> str:
+        return f"StateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _encode(self, value: Any, instance_id: str, field: str, limit: int | None) -> Payload:
+        return self.codec.encode(value, instance_id=instance_id, field=field, limit=limit)
+
+    def create_instance(
+        self,
+        instance_id: str,
+        *,
+        name: str,
+        input: Any = None,  # noqa: A002 - Durable Task's name
+        custom_status: Any = NOT_SET,
+        runtime_status: RuntimeStatus | str = RuntimeStatus.PENDING,
+        restart_if_terminal: bool = False,
+    ) -> str:
+        """Insert a new run and return its etag.
+
+        ``InstanceExists`` if a run with this id exists, unless it is terminal and
+        ``restart_if_terminal`` is set: then the new run replaces it, and the old run's
+        custom status and output are gone.
+        """
+        validate_instance_id(instance_id, self._max_id_length)
+        status_payload = None
+        if custom_status is not NOT_SET:
+            status_payload = self._encode(
+                custom_status, instance_id, "custom_status", self.max_custom_status_bytes
+            )
+        new = NewInstance(
+            instance_id=instance_id,
+            name=name,
+            runtime_status=RuntimeStatus(runtime_status),
+            created_at=self._clock(),
+            input=self._encode(input, instance_id, "input", self.max_payload_bytes),
+            custom_status=status_payload,
+        )
+        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+
+    def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
+        """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
+        payload = self.encode_custom_status(instance_id, value)
+        return self.backend.write_custom_status(
+            instance_id, payload, etag=etag, now=self._clock()
+        ).etag
+
+    def encode_custom_status(self, instance_id: str, value: Any) -> Payload:
+        """Validate the id, serialize and size-check a custom status without writing it."""
+        validate_instance_id(instance_id, self._max_id_length)
+        return self.codec.encode(
+            value, instance_id=instance_id, field="custom_status",
+            limit=self.max_custom_status_bytes,
+        )
+
+    def write_custom_status_payload(
+        self, instance_id: str, payload: Payload, *, etag: str | None = None
+    ) -> WriteResult:
+        """Write an already encoded custom status (the reporter's path)."""
+        return self.backend.write_custom_status(instance_id, payload, etag=etag, now=self._clock())
+
+    def set_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus | str,
+        *,
+        output: Any = NOT_SET,
+        etag: str | None = None,
+    ) -> str:
+        """Move the instance to ``status``; the output is written only when given."""
+        validate_instance_id(instance_id, self._max_id_length)
+        set_output = output is not NOT_SET
+        payload = (
+            self._encode(output, instance_id, "output", self.max_payload_bytes)
+            if set_output
+            else None
+        )
+        return self.backend.write_runtime_status(
+            instance_id,
+            RuntimeStatus(status),
+            output=payload,
+            set_output=set_output,
+            etag=etag,
+            now=self._clock(),
+        )
+
+    def update(
+        self, instance_id: str, fn: Callable[[Any], Any], *, retries: int = 20
+    ) -> Any:
+        """Read-modify-write of the custom status, retried on etag conflicts.
+
+        ``fn`` gets the current value and returns the new one; it may run more than once.
+        Returns the value that was stored.
+        """
+        for attempt in range(retries + 1):
+            current = self.get_instance(instance_id)
+            if current is None:
+                raise InstanceNotFound(instance_id)
+            new_value = fn(current.custom_status)
+            try:
+                self.set_custom_status(instance_id, new_value, etag=current.etag)
+            except ConcurrencyError:
+                if attempt == retries:
+                    raise
+                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + _jitter()))
+                continue
+            return new_value
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _decoder(self, instance_id: str) -> Callable[[Payload], Any]:
+        codec = self.codec
+        return lambda payload: codec.decode(payload, instance_id=instance_id)
+
+    def get_instance(
+        self, instance_id: str, *, fetch_payloads: bool = False
+    ) -> InstanceMetadata | None:
+        """The instance with its custom status, or ``None``; input/output only when asked."""
+        validate_instance_id(instance_id, self._max_id_length)
+        record = self.backend.read(instance_id, fetch_payloads=fetch_payloads)
+        if record is None:
+            return None
+        return InstanceMetadata.from_record(
+            record, self._decoder(instance_id), payloads_fetched=fetch_payloads
+        )
+
+    def get_custom_status(self, instance_id: str) -> Any:
+        """Just the custom status value; ``InstanceNotFound`` if there is no such instance."""
+        metadata = self.get_instance(instance_id)
+        if metadata is None:
+            raise InstanceNotFound(instance_id)
+        return metadata.custom_status
+
+    def query(
+        self,
+        *,
+        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        prefix: str | None = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+        fetch_payloads: bool = False,
+    ) -> Page:
+        """One page of instances matching every given filter (statuses: any of).
+
+        ``created_from`` is inclusive, ``created_to`` exclusive. A page may hold fewer than
+        ``page_size`` items while a continuation token still follows.
+        """
+        if page_size < 1:
+            raise ConfigurationError("page_size must be at least 1")
+        query = InstanceQuery(
+            runtime_status=_statuses(runtime_status),
+            created_from=created_from,
+            created_to=created_to,
+            prefix=prefix,
+            page_size=page_size,
+            continuation=continuation,
+            fetch_payloads=fetch_payloads,
+        )
+        page = self.backend.query(query)
+        items = [
+            InstanceMetadata.from_record(
+                record, self._decoder(record.instance_id), payloads_fetched=fetch_payloads
+            )
+            for record in page.items
+        ]
+        return Page(items, page.continuation)
+
+    def iter_instances(
+        self,
+        *,
+        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        prefix: str | None = None,
+        page_size: int = 100,
+        fetch_payloads: bool = False,
+    ) -> Iterator[InstanceMetadata]:
+        """Every matching instance, following continuation tokens page after page."""
+        continuation: str | None = None
+        while True:
+            page = self.query(
+                runtime_status=runtime_status,
+                created_from=created_from,
+                created_to=created_to,
+                prefix=prefix,
+                page_size=page_size,
+                continuation=continuation,
+                fetch_payloads=fetch_payloads,
+            )
+            yield from page.items
+            continuation = page.continuation
+            if continuation is None:
+                return
+
+    # -- deletes --------------------------------------------------------------------------
+
+    def purge(self, instance_id: str) -> bool:
+        """Delete one instance and what it owns; ``False`` if it did not exist."""
+        validate_instance_id(instance_id, self._max_id_length)
+        return self.backend.delete(instance_id)
+
+    def purge_by(
+        self,
+        *,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        prefix: str | None = None,
+    ) -> int:
+        """Delete every instance matching the filters; at least one filter is required."""
+        if created_from is None and created_to is None and runtime_status is None and not prefix:
+            raise ConfigurationError(
+                "purge_by needs a filter (created range, runtime status or prefix)"
+            )
+        return self.backend.purge_by(
+            InstanceQuery(
+                runtime_status=_statuses(runtime_status),
+                created_from=created_from,
+                created_to=created_to,
+                prefix=prefix,
+            )
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def status_reporter(self, instance_id: str, *, min_interval: float = 0.5) -> StatusReporter:
+        """A context manager that coalesces a hot loop of progress reports into few writes."""
+        from durastate.core.reporter import StatusReporter
+
+        return StatusReporter(self, instance_id, min_interval=min_interval)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _jitter() -> float:
+    import random
+
+    return random.random()
+
+
+def _tighter(limit: int | None, other: int | None) -> int | None:
+    if limit is None:
+        return other
+    if other is None:
+        return limit
+    return min(limit, other)
+
+
+def _build_codec(
+    serializer: str | Serializer,
+    accept: Iterable[str | Serializer] | None,
+    compress_above: int | None,
+) -> PayloadCodec:
+    from durastate.registry import serializer_class
+
+    def build(item: str | Serializer) -> Serializer:
+        return serializer_class(item)() if isinstance(item, str) else item
+
+    writer = build(serializer)
+    readers = {writer.id: writer}
+    for item in accept if accept is not None else ("json", "msgpack"):
+        try:
+            reader = writer if item == writer.id else build(item)
+        except MissingDependency:
+            if accept is not None:
+                raise
+            continue  # msgpack is an extra; without it, it is simply not a default reader
+        readers.setdefault(reader.id, reader)
+    return PayloadCodec(writer, readers, compress_above=compress_above)
+

@@ -1,0 +1,170 @@
+"""Pickle behind two locks: an HMAC checked before unpickling, and an exact class allow-list.
+
+Plain pickle runs code on load (Celery CVE-2021-23727, Flask-Caching CVE-2021-33026). Here a
+payload is only unpickled when (1) its HMAC-SHA256, keyed by one of the configured keys and
+bound to the format id, key id and instance id, verifies in constant time, and (2) every
+global it names is on an exact ``(module, name)`` allow-list (the Python docs' "Restricting
+Globals"). With no key configured the serializer refuses to read or write.
+
+Wire format: ``DSP1 | len(key_id) | key_id | mac[32] | pickle``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import pickle
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import SecretStr
+from typing_extensions import Self
+
+from durastate.errors import ConfigurationError, SerializationError
+from durastate.serializers.base import Serializer, SerializerSettings
+
+MAGIC = b"DSP1"
+MAC_SIZE = 32
+
+DEFAULT_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+        ("builtins", "bytearray"),
+        ("builtins", "range"),
+        ("builtins", "slice"),
+        ("collections", "OrderedDict"),
+        ("collections", "deque"),
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("decimal", "Decimal"),
+        ("fractions", "Fraction"),
+        ("uuid", "UUID"),
+        ("uuid", "SafeUUID"),
+    }
+)
+
+
+class PayloadRejected(SerializationError):
+    """A pickle-safe payload failed its signature or names a class that is not allowed."""
+
+
+def _parse_allow(entries: Iterable[str | tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    allowed: set[tuple[str, str]] = set()
+    for entry in entries:
+        if isinstance(entry, str):
+            module, sep, name = entry.partition(":")
+            if not sep:
+                module, _, name = entry.rpartition(".")
+            if not module or not name:
+                raise ConfigurationError(
+                    f"pickle allow-list entry {entry!r} must be 'module:Name'"
+                )
+            allowed.add((module, name))
+        else:
+            allowed.add((entry[0], entry[1]))
+    return frozenset(allowed)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._allowed:
+            raise PayloadRejected(
+                f"pickle-safe refuses global {module}.{name}: not on the allow-list"
+            )
+        return super().find_class(module, name)
+
+
+class SafePickleSerializer(Serializer):
+    """Signed, allow-listed pickle; the first key signs, every key verifies (rotation)."""
+
+    id = "pickle-safe"
+
+    def __init__(
+        self,
+        keys: Mapping[str, SecretStr | str | bytes] | None = None,
+        *,
+        allow: Iterable[str | tuple[str, str]] = (),
+        include_default_allow: bool = True,
+    ) -> None:
+        self._keys: dict[bytes, bytes] = {}
+        for key_id, secret in (keys or {}).items():
+            raw = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+            key = raw.encode() if isinstance(raw, str) else raw
+            key_id_bytes = key_id.encode()
+            if not key_id_bytes or len(key_id_bytes) > 255 or len(key) < 16:
+                raise ConfigurationError(
+                    f"pickle-safe key {key_id!r}: id must be 1-255 bytes, key at least 16 bytes"
+                )
+            self._keys[key_id_bytes] = key
+        self._signing_key_id = next(iter(self._keys), None)
+        base = DEFAULT_ALLOWED if include_default_allow else frozenset()
+        self._allowed = base | _parse_allow(allow)
+
+    @classmethod
+    def from_settings(cls, settings: SerializerSettings) -> Self:
+        return cls(settings.pickle_keys, allow=settings.pickle_allow)
+
+    def __repr__(self) -> str:
+        ids = [key_id.decode() for key_id in self._keys]
+        return f"SafePickleSerializer(key_ids={ids!r}, allowed={len(self._allowed)} globals)"
+
+    def _require_keys(self) -> None:
+        if self._signing_key_id is None:
+            raise ConfigurationError(
+                "pickle-safe needs an HMAC key (DURASTATE_PICKLE_KEYS='id:secret'); "
+                "without one it refuses to read or write"
+            )
+
+    def _mac(self, key: bytes, key_id: bytes, instance_id: str, body: bytes) -> bytes:
+        message = b"".join(
+            len(part).to_bytes(8, "big") + part
+            for part in (self.id.encode(), key_id, instance_id.encode("utf-8", "surrogatepass"))
+        )
+        return hmac.new(key, message + body, hashlib.sha256).digest()
+
+    def dumps(self, value: Any, *, instance_id: str) -> bytes:
+        self._require_keys()
+        assert self._signing_key_id is not None
+        if hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None)):
+            value = value.model_dump()
+        try:
+            body = pickle.dumps(value, protocol=5)
+            _RestrictedUnpickler(body, self._allowed).load()  # refuse now what we could not read
+        except PayloadRejected as exc:
+            raise SerializationError(f"{exc}; add it to the pickle allow-list") from None
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            raise SerializationError(f"pickle cannot serialize this value: {exc}") from None
+        key_id = self._signing_key_id
+        mac = self._mac(self._keys[key_id], key_id, instance_id, body)
+        return MAGIC + bytes([len(key_id)]) + key_id + mac + body
+
+    def loads(self, data: bytes, *, instance_id: str) -> Any:
+        self._require_keys()
+        if data[:4] != MAGIC or len(data) < 5:
+            raise PayloadRejected("pickle-safe payload has no valid header")
+        id_length = data[4]
+        key_id = data[5 : 5 + id_length]
+        mac = data[5 + id_length : 5 + id_length + MAC_SIZE]
+        body = data[5 + id_length + MAC_SIZE :]
+        key = self._keys.get(key_id)
+        if key is None:
+            raise PayloadRejected(
+                f"pickle-safe payload is signed with key id {key_id.decode(errors='replace')!r}, "
+                "which is not configured"
+            )
+        expected = self._mac(key, key_id, instance_id, body)
+        if len(mac) != MAC_SIZE or not hmac.compare_digest(mac, expected):
+            raise PayloadRejected(
+                "pickle-safe signature does not match (tampered, or written for another instance)"
+            )
+        return _RestrictedUnpickler(body, self._allowed).load()

@@ -1,0 +1,490 @@
+"""The conformance suite every backend (built-in or plugin) must pass.
+
+Use it from a test module::
+
+    import pytest
+    from durastate.testing import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        def backend(self):
+            backend = MyBackend(...)        # a fresh, empty namespace for each test
+            yield backend
+            backend.close()
+
+Tests are gated by the backend's declared ``Capabilities``, never by its name.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from durastate.core.backend import Backend
+from durastate.core.records import Payload, RuntimeStatus
+from durastate.core.store import StateStore
+from durastate.errors import (
+    ConcurrencyError,
+    CorruptRecord,
+    InstanceExists,
+    InstanceNotFound,
+    InvalidInstanceId,
+    PayloadTooLarge,
+    SerializationError,
+)
+from durastate.testing.counting import CountingBackend
+
+FALSY_AND_AWKWARD_VALUES: list[Any] = [
+    0, "", False, [], {}, None, 0.0, -1, 2**53, "0", [None], {"": None}, {"a": [0, "", False]},
+    "é漢字🙂\u0000\n", 1.5e-300,
+]
+
+AWKWARD_IDS: list[str] = [
+    "plain",
+    "Plain",
+    "a/b",
+    "a\\b",
+    "a#b",
+    "a?b",
+    "a%2Fb",
+    "a%b",
+    "%",
+    "a b",
+    " leading",
+    "trailing ",
+    "tab\tnew\nline",
+    "ctl\u0001\u007f\u0085",
+    "nul\u0000byte",
+    "é",
+    "e\u0301",
+    "漢字",
+    "🙂emoji",
+    "..",
+    ".",
+    "'quote\"",
+    "a" * 512,
+    "🙂" * 512,
+]
+
+
+class ProgressModel(BaseModel):
+    """A typed custom status, as a user would declare it."""
+
+    percent: int
+    stage: str
+    eta_seconds: float | None = None
+
+
+class FakeClock:
+    """A clock the tests move by hand, in whole milliseconds, always UTC."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class BackendConformance:
+    """Subclass this and provide a function-scoped ``backend`` fixture (fresh and empty)."""
+
+    @pytest.fixture
+    def backend(self) -> Iterator[Backend]:
+        raise NotImplementedError("provide a `backend` fixture yielding a fresh, empty backend")
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def counting(self, backend: Backend) -> CountingBackend:
+        return CountingBackend(backend)
+
+    @pytest.fixture
+    def store(self, counting: CountingBackend, clock: FakeClock) -> StateStore:
+        return StateStore(counting, serializer="json", accept=["json", "msgpack"], clock=clock)
+
+    # -- create ----------------------------------------------------------------------------
+
+    def test_create_is_insert_only(self, store: StateStore) -> None:
+        store.create_instance("i1", name="wf", input={"n": 1}, custom_status="first")
+        with pytest.raises(InstanceExists):
+            store.create_instance("i1", name="other", input={"n": 2}, custom_status="second")
+        got = store.get_instance("i1", fetch_payloads=True)
+        assert got is not None
+        assert (got.name, got.input, got.custom_status) == ("wf", {"n": 1}, "first")
+        assert got.runtime_status is RuntimeStatus.PENDING
+
+    def test_restart_needs_terminal_run_and_clears_old_status(
+        self, store: StateStore, clock: FakeClock
+    ) -> None:
+        store.create_instance("r1", name="wf", input=1, custom_status={"step": 9})
+        with pytest.raises(InstanceExists):
+            store.create_instance("r1", name="wf", restart_if_terminal=True)
+        store.set_runtime_status("r1", RuntimeStatus.COMPLETED, output="done")
+        with pytest.raises(InstanceExists):
+            store.create_instance("r1", name="wf")  # restart is explicit
+        clock.advance(seconds=5)
+        store.create_instance("r1", name="wf2", input=2, restart_if_terminal=True)
+        got = store.get_instance("r1", fetch_payloads=True)
+        assert got is not None
+        assert got.name == "wf2"
+        assert got.input == 2
+        assert got.output is None
+        assert got.custom_status is None
+        assert not got.has_custom_status
+        assert got.custom_status_updated_at is None
+        assert got.runtime_status is RuntimeStatus.PENDING
+        assert got.created_at == clock.now
+
+    def test_missing_instance(self, store: StateStore) -> None:
+        assert store.get_instance("nope") is None
+        with pytest.raises(InstanceNotFound):
+            store.set_custom_status("nope", 1)
+        with pytest.raises(InstanceNotFound):
+            store.set_runtime_status("nope", RuntimeStatus.RUNNING)
+        with pytest.raises(InstanceNotFound):
+            store.get_custom_status("nope")
+        assert store.purge("nope") is False
+        assert store.get_instance("nope") is None  # a failed update created nothing
+
+    # -- custom status ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize("value", FALSY_AND_AWKWARD_VALUES, ids=repr)
+    def test_every_value_round_trips_exactly(self, store: StateStore, value: Any) -> None:
+        store.create_instance("v", name="wf", input=value, custom_status=value)
+        got = store.get_instance("v", fetch_payloads=True)
+        assert got is not None
+        for read in (got.custom_status, got.input):
+            assert read == value
+            assert type(read) is type(value)
+        store.set_custom_status("v", "other")
+        store.set_custom_status("v", value)
+        assert store.get_custom_status("v") == value
+        assert type(store.get_custom_status("v")) is type(value)
+
+    def test_null_status_is_stored_not_dropped(self, store: StateStore) -> None:
+        store.create_instance("n", name="wf", custom_status={"x": 1})
+        store.set_custom_status("n", None)
+        got = store.get_instance("n")
+        assert got is not None
+        assert got.custom_status is None
+        assert got.has_custom_status
+
+    def test_unserializable_value_fails_before_any_io(
+        self, store: StateStore, counting: CountingBackend
+    ) -> None:
+        store.create_instance("u", name="wf", custom_status="kept")
+        counting.calls.clear()
+        for bad in (object(), {1: "int key"}, float("nan"), 2**70):
+            with pytest.raises(SerializationError):
+                store.set_custom_status("u", bad)
+        assert counting.total == 0
+        assert store.get_custom_status("u") == "kept"
+
+    def test_size_limit_checked_before_any_io(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        store = StateStore(counting, max_custom_status_bytes=1000, clock=clock)
+        store.create_instance("big", name="wf", custom_status="kept")
+        counting.calls.clear()
+        with pytest.raises(PayloadTooLarge) as raised:
+            store.set_custom_status("big", "x" * 1000)
+        assert raised.value.limit == 1000
+        assert raised.value.instance_id == "big"
+        assert counting.total == 0
+        assert store.get_custom_status("big") == "kept"
+        store.set_custom_status("big", "x" * 990)  # 992 bytes of JSON: fits
+        assert store.get_custom_status("big") == "x" * 990
+
+    def test_large_status_round_trips_when_limit_raised(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        caps = counting.capabilities
+        size = 150 * 1024
+        if caps.max_payload_bytes is not None and not caps.offload:
+            size = min(size, caps.max_payload_bytes - 64)
+        store = StateStore(counting, max_custom_status_bytes=size + 64, clock=clock)
+        store.create_instance("large", name="wf")
+        value = {"blob": "y" * size}
+        store.set_custom_status("large", value)
+        assert store.get_custom_status("large") == value
+
+    def test_update_writes_only_custom_status(self, store: StateStore, clock: FakeClock) -> None:
+        store.create_instance("w", name="wf", input={"big": "input"})
+        store.set_runtime_status("w", RuntimeStatus.RUNNING, output={"partial": True})
+        clock.advance(milliseconds=1500)
+        store.set_custom_status("w", {"percent": 42})
+        got = store.get_instance("w", fetch_payloads=True)
+        assert got is not None
+        assert got.input == {"big": "input"}
+        assert got.output == {"partial": True}
+        assert got.runtime_status is RuntimeStatus.RUNNING
+        assert got.custom_status == {"percent": 42}
+        assert got.custom_status_updated_at == clock.now
+        assert got.last_updated_at == clock.now
+
+    def test_custom_status_is_readable_without_payloads(self, store: StateStore) -> None:
+        store.create_instance("c", name="wf", input={"secret": "input"}, custom_status=[1, 2])
+        got = store.get_instance("c")
+        assert got is not None
+        assert got.custom_status == [1, 2]
+        assert got.input is None
+        assert got.payloads_fetched is False
+
+    def test_timestamps_are_utc_and_exact(self, store: StateStore, clock: FakeClock) -> None:
+        created = clock.now
+        store.create_instance("t", name="wf")
+        clock.advance(milliseconds=250)
+        store.set_custom_status("t", 1)
+        status_time = clock.now
+        clock.advance(seconds=3)
+        store.set_runtime_status("t", RuntimeStatus.RUNNING)
+        got = store.get_instance("t")
+        assert got is not None
+        assert got.created_at == created
+        assert got.custom_status_updated_at == status_time
+        assert got.last_updated_at == clock.now
+        for moment in (got.created_at, got.custom_status_updated_at, got.last_updated_at):
+            assert moment is not None
+            assert moment.utcoffset() == timedelta(0)
+
+    def test_typed_read(self, store: StateStore) -> None:
+        store.create_instance("m", name="wf")
+        store.set_custom_status("m", ProgressModel(percent=42, stage="resize", eta_seconds=1.5))
+        got = store.get_instance("m")
+        assert got is not None
+        assert got.custom_status == {"percent": 42, "stage": "resize", "eta_seconds": 1.5}
+        assert got.read_custom_status_as(ProgressModel) == ProgressModel(
+            percent=42, stage="resize", eta_seconds=1.5
+        )
+        assert got.read_custom_status_as(dict[str, float | str]) == got.custom_status
+
+    # -- concurrency -----------------------------------------------------------------------
+
+    def test_etag_compare_and_swap(self, store: StateStore) -> None:
+        first = store.create_instance("e", name="wf", custom_status=0)
+        second = store.set_custom_status("e", 1, etag=first)
+        assert second != first
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("e", 2, etag=first)
+        assert store.get_custom_status("e") == 1
+        third = store.set_custom_status("e", 3)  # no etag: last write wins
+        assert store.get_custom_status("e") == 3
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("e", 4, etag=second)
+        current = store.get_instance("e")
+        assert current is not None
+        assert current.etag == third
+
+    def test_runtime_status_honours_etag(self, store: StateStore) -> None:
+        etag = store.create_instance("rs", name="wf")
+        newer = store.set_runtime_status("rs", RuntimeStatus.RUNNING, etag=etag)
+        with pytest.raises(ConcurrencyError):
+            store.set_runtime_status("rs", RuntimeStatus.FAILED, etag=etag)
+        store.set_runtime_status("rs", RuntimeStatus.COMPLETED, output=None, etag=newer)
+        got = store.get_instance("rs", fetch_payloads=True)
+        assert got is not None
+        assert got.runtime_status is RuntimeStatus.COMPLETED
+        assert got.output is None
+
+    def test_unchanged_bytes_are_not_written(self, store: StateStore, clock: FakeClock) -> None:
+        store.create_instance("s", name="wf")
+        etag = store.set_custom_status("s", {"percent": 10})
+        written_at = clock.now
+        clock.advance(seconds=1)
+        assert store.set_custom_status("s", {"percent": 10}, etag=etag) == etag
+        got = store.get_instance("s")
+        assert got is not None
+        assert got.etag == etag
+        assert got.last_updated_at == written_at
+        if store.capabilities.skips_unchanged:
+            assert store.set_custom_status("s", {"percent": 10}) == etag
+            again = store.get_instance("s")
+            assert again is not None
+            assert again.last_updated_at == written_at
+        changed = store.set_custom_status("s", {"percent": 11}, etag=etag)
+        assert changed != etag
+
+    def test_threads_lose_no_update(self, store: StateStore) -> None:
+        store.create_instance("counter", name="wf", custom_status={"n": 0})
+        threads, increments = 6, 15
+
+        def work() -> None:
+            for _ in range(increments):
+                store.update("counter", lambda value: {"n": value["n"] + 1}, retries=200)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert store.get_custom_status("counter") == {"n": threads * increments}
+
+    # -- ids -------------------------------------------------------------------------------
+
+    def test_awkward_ids_round_trip_and_never_collide(self, store: StateStore) -> None:
+        max_length = store.capabilities.max_instance_id_length
+        ids = [instance_id for instance_id in AWKWARD_IDS if len(instance_id) <= max_length]
+        for number, instance_id in enumerate(ids):
+            store.create_instance(instance_id, name="wf", custom_status=number)
+        for number, instance_id in enumerate(ids):
+            got = store.get_instance(instance_id)
+            assert got is not None, instance_id
+            assert got.instance_id == instance_id
+            assert got.custom_status == number
+        listed = [item.instance_id for item in store.iter_instances(page_size=7)]
+        assert sorted(listed) == sorted(ids)
+
+    def test_invalid_ids_are_refused(self, store: StateStore, counting: CountingBackend) -> None:
+        too_long = "x" * (store.capabilities.max_instance_id_length + 1)
+        for bad in ("", too_long, "lone\ud800surrogate", 42):
+            with pytest.raises(InvalidInstanceId):
+                store.create_instance(bad, name="wf")  # type: ignore[arg-type]
+            with pytest.raises(InvalidInstanceId):
+                store.set_custom_status(bad, 1)  # type: ignore[arg-type]
+        assert counting.total == 0
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def _populate(self, store: StateStore, clock: FakeClock) -> dict[str, tuple[RuntimeStatus, datetime]]:
+        statuses = [RuntimeStatus.RUNNING, RuntimeStatus.COMPLETED, RuntimeStatus.FAILED]
+        made: dict[str, tuple[RuntimeStatus, datetime]] = {}
+        for number in range(30):
+            instance_id = f"job-{number:03d}" if number % 5 else f"other/{number:03d}"
+            clock.advance(minutes=1)
+            store.create_instance(instance_id, name="wf", input={"n": number}, custom_status=number)
+            status = statuses[number % 3]
+            store.set_runtime_status(instance_id, status)
+            made[instance_id] = (status, clock.now)
+        return made
+
+    def _all_pages(self, store: StateStore, **filters: Any) -> list[str]:
+        seen: list[str] = []
+        continuation = None
+        pages = 0
+        while True:
+            page = store.query(page_size=4, continuation=continuation, **filters)
+            assert len(page.items) <= 4
+            seen.extend(item.instance_id for item in page.items)
+            pages += 1
+            continuation = page.continuation
+            if continuation is None:
+                break
+            assert pages < 200, "paging does not end"
+        assert len(seen) == len(set(seen)), "an instance appeared on two pages"
+        return seen
+
+    def test_query_filters_and_pages(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate(store, clock)
+        everything = self._all_pages(store)
+        assert sorted(everything) == sorted(made)
+
+        running = self._all_pages(store, runtime_status=RuntimeStatus.RUNNING)
+        assert sorted(running) == sorted(i for i, (s, _) in made.items() if s is RuntimeStatus.RUNNING)
+
+        wanted = {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED}
+        either = self._all_pages(store, runtime_status=wanted)
+        assert sorted(either) == sorted(i for i, (s, _) in made.items() if s in wanted)
+
+        times = sorted(created for _, created in made.values())
+        start, end = times[5], times[20]
+        ranged = self._all_pages(store, created_from=start, created_to=end)
+        assert sorted(ranged) == sorted(i for i, (_, c) in made.items() if start <= c < end)
+
+        prefixed = self._all_pages(store, prefix="job-0")
+        assert sorted(prefixed) == sorted(i for i in made if i.startswith("job-0"))
+        assert len(prefixed) > 8  # three pages at least
+
+        combined = self._all_pages(
+            store, prefix="job-", runtime_status=[RuntimeStatus.RUNNING], created_from=start
+        )
+        assert sorted(combined) == sorted(
+            i for i, (s, c) in made.items()
+            if i.startswith("job-") and s is RuntimeStatus.RUNNING and c >= start
+        )
+        assert self._all_pages(store, prefix="zzz") == []
+
+    def test_query_payloads_only_when_asked(self, store: StateStore, clock: FakeClock) -> None:
+        self._populate(store, clock)
+        lean = store.query(prefix="job-001")
+        assert [item.instance_id for item in lean] == ["job-001"]
+        assert lean.items[0].input is None
+        assert lean.items[0].custom_status == 1
+        full = store.query(prefix="job-001", fetch_payloads=True)
+        assert full.items[0].input == {"n": 1}
+
+    def test_iter_instances_follows_pages(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate(store, clock)
+        found = [item.instance_id for item in store.iter_instances(page_size=3)]
+        assert sorted(found) == sorted(made)
+
+    # -- purge -----------------------------------------------------------------------------
+
+    def test_purge_by_id(self, store: StateStore) -> None:
+        store.create_instance("p", name="wf", input="x", custom_status="y")
+        store.create_instance("q", name="wf")
+        assert store.purge("p") is True
+        assert store.get_instance("p") is None
+        assert store.purge("p") is False
+        assert store.get_instance("q") is not None
+        store.create_instance("p", name="wf")  # the id is free again
+        got = store.get_instance("p")
+        assert got is not None
+        assert got.custom_status is None
+
+    def test_purge_by_filter(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate(store, clock)
+        times = sorted(created for _, created in made.values())
+        cutoff = times[15]
+        doomed = {
+            i for i, (s, c) in made.items()
+            if c < cutoff and s in {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED}
+        }
+        purged = store.purge_by(
+            created_to=cutoff, runtime_status=[RuntimeStatus.COMPLETED, RuntimeStatus.FAILED]
+        )
+        assert purged == len(doomed)
+        remaining = {item.instance_id for item in store.iter_instances()}
+        assert remaining == set(made) - doomed
+
+    # -- stored data -----------------------------------------------------------------------
+
+    def test_corrupt_payload_affects_only_its_instance(
+        self, store: StateStore, backend: Backend, clock: FakeClock
+    ) -> None:
+        store.create_instance("good", name="wf", custom_status={"ok": True})
+        store.create_instance("bad", name="wf", custom_status={"ok": True})
+        backend.write_custom_status(
+            "bad", Payload(b"\xff\xfe{not json", "json"), etag=None, now=clock.now
+        )
+        got = store.get_instance("bad")
+        assert got is not None
+        with pytest.raises(CorruptRecord) as raised:
+            _ = got.custom_status
+        assert raised.value.instance_id == "bad"
+        assert store.get_custom_status("good") == {"ok": True}
+        listed = {item.instance_id: item for item in store.query()}
+        assert listed["good"].custom_status == {"ok": True}
+        with pytest.raises(CorruptRecord):
+            _ = listed["bad"].custom_status
+
+    def test_records_stay_readable_after_serializer_switch(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        old = StateStore(counting, serializer="msgpack", clock=clock)
+        old.create_instance("sw", name="wf", custom_status={"written": "by msgpack"})
+        new = StateStore(counting, serializer="json", accept=["json", "msgpack"], clock=clock)
+        assert new.get_custom_status("sw") == {"written": "by msgpack"}
+        strict = StateStore(counting, serializer="json", accept=["json"], clock=clock)
+        with pytest.raises(SerializationError, match="msgpack"):
+            strict.get_custom_status("sw")

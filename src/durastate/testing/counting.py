@@ -1,0 +1,87 @@
+"""A backend wrapper that counts the calls the store makes: proof of "no I/O before X"."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from typing_extensions import Self
+
+from durastate.core.backend import Backend
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+
+
+class CountingBackend(Backend):
+    """Delegates every call to ``inner`` and counts it by method name in ``calls``."""
+
+    scheme = "counting"
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    @property  # type: ignore[override]
+    def capabilities(self) -> Capabilities:  # the wrapped backend's, per instance
+        return self.inner.capabilities
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        raise NotImplementedError("wrap an existing backend: CountingBackend(backend)")
+
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        self.calls["create"] += 1
+        return self.inner.create(new, restart_if_terminal=restart_if_terminal)
+
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        self.calls["read"] += 1
+        return self.inner.read(instance_id, fetch_payloads=fetch_payloads)
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        self.calls["write_custom_status"] += 1
+        return self.inner.write_custom_status(instance_id, payload, etag=etag, now=now)
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        self.calls["write_runtime_status"] += 1
+        return self.inner.write_runtime_status(
+            instance_id, status, output=output, set_output=set_output, etag=etag, now=now
+        )
+
+    def delete(self, instance_id: str) -> bool:
+        self.calls["delete"] += 1
+        return self.inner.delete(instance_id)
+
+    def query(self, query: InstanceQuery) -> RecordPage:
+        self.calls["query"] += 1
+        return self.inner.query(query)
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        self.calls["purge_by"] += 1
+        return self.inner.purge_by(query)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())

@@ -1,0 +1,245 @@
+"""Start real service emulators as local processes: Azurite, moto_server and dynalite.
+
+The same shape as a testcontainers container, without Docker: a free loopback port, a
+readiness probe over HTTP, and cleanup of the whole process group by PID. The test
+fixtures and the benchmark scripts both use these, so a user can benchmark a network
+backend with the same one command the tests use.
+
+Node tools (Azurite, dynalite) are looked up in ``$DURASTATE_NODE_TOOLS/node_modules/.bin``,
+then in ``.tools/node_modules/.bin`` under the current directory and its parents, then on
+``PATH``; ``scripts/install-emulators`` installs them there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's published, well-known development key (not a secret; documented by Microsoft).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+class EmulatorError(RuntimeError):
+    """An emulator could not be found or did not become ready."""
+
+
+@dataclass
+class RunningEmulator:
+    """A started emulator process and where to reach it."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    endpoints: dict[str, str]
+    log_path: Path
+    workdir: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return next(iter(self.endpoints.values()))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        """Stop the whole process group; used by fixtures and fault tests alike."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_node_tool(name: str) -> str:
+    """The path of an npm-installed executable, or an `EmulatorError` naming the fix."""
+    candidates: list[Path] = []
+    env_dir = os.environ.get("DURASTATE_NODE_TOOLS")
+    if env_dir:
+        candidates.append(Path(env_dir) / "node_modules" / ".bin" / name)
+    here = Path.cwd().resolve()
+    for directory in (here, *here.parents):
+        candidates.append(directory / ".tools" / "node_modules" / ".bin" / name)
+    package_root = Path(__file__).resolve().parents[3]
+    candidates.append(package_root / ".tools" / "node_modules" / ".bin" / name)
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise EmulatorError(
+        f"{name} is not installed: run scripts/install-emulators (npm install into .tools/)"
+    )
+
+
+def _http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means the server is listening
+    except (OSError, ValueError):
+        return False
+
+
+def _spawn(
+    name: str,
+    argv: Sequence[str],
+    endpoints: dict[str, str],
+    probe_url: str,
+    *,
+    timeout: float = 30.0,
+    workdir: Path | None = None,
+) -> RunningEmulator:
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
+        prefix=f"durastate-{name}-", suffix=".log", delete=False
+    )
+    process = subprocess.Popen(
+        list(argv),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=workdir,
+    )
+    log_file.close()
+    emulator = RunningEmulator(name, process, endpoints, Path(log_file.name), workdir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmulatorError(
+                f"{name} exited with code {process.returncode}:\n{emulator.log_tail()}"
+            )
+        if _http_ready(probe_url):
+            return emulator
+        time.sleep(0.05)
+    emulator.stop()
+    raise EmulatorError(f"{name} did not answer on {probe_url} within {timeout} s")
+
+
+def start_azurite(*, table_port: int | None = None, blob_port: int | None = None) -> RunningEmulator:
+    """Azurite (Table + Blob) in memory, on free loopback ports."""
+    table_port = table_port or free_port()
+    blob_port = blob_port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="durastate-azurite-"))  # for its debug files
+    argv = [
+        find_node_tool("azurite"),
+        "--inMemoryPersistence",
+        "--loose",
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--silent",
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(table_port),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(blob_port),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(free_port()),
+    ]
+    endpoints = {
+        "table": f"http://127.0.0.1:{table_port}/{AZURITE_ACCOUNT}",
+        "blob": f"http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT}",
+    }
+    emulator = _spawn("azurite", argv, endpoints, f"http://127.0.0.1:{table_port}/", workdir=workdir)
+    _wait_http(f"http://127.0.0.1:{blob_port}/", "azurite blob", emulator)
+    return emulator
+
+
+def azurite_connection_string(emulator: RunningEmulator) -> str:
+    """The connection string for Azurite's well-known development account."""
+    return (
+        "DefaultEndpointsProtocol=http;"
+        f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"TableEndpoint={emulator.endpoints['table']};"
+        f"BlobEndpoint={emulator.endpoints['blob']};"
+    )
+
+
+def start_moto(*, port: int | None = None) -> RunningEmulator:
+    """moto_server (all AWS services, DynamoDB and S3 among them) over real HTTP."""
+    port = port or free_port()
+    moto = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    if not Path(moto).exists():
+        raise EmulatorError("moto_server is not installed: pip install 'moto[server]'")
+    endpoint = f"http://127.0.0.1:{port}"
+    return _spawn("moto_server", [moto, "-H", "127.0.0.1", "-p", str(port)], {"aws": endpoint},
+                  f"{endpoint}/moto-api/")
+
+
+def start_dynalite(*, port: int | None = None) -> RunningEmulator:
+    """dynalite, an independent DynamoDB implementation, in memory with instant tables."""
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    argv = [find_node_tool("dynalite"), "--host", "127.0.0.1", "--port", str(port),
+            "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+    return _spawn("dynalite", argv, {"dynamodb": endpoint}, endpoint)
+
+
+def restart(emulator: RunningEmulator) -> RunningEmulator:
+    """Start the same emulator again on the same ports (state is lost: all run in memory)."""
+    emulator.stop()
+    ports = {name: int(url.split(":")[2].split("/")[0]) for name, url in emulator.endpoints.items()}
+    if emulator.name == "azurite":
+        return start_azurite(table_port=ports["table"], blob_port=ports["blob"])
+    if emulator.name == "moto_server":
+        return start_moto(port=ports["aws"])
+    if emulator.name == "dynalite":
+        return start_dynalite(port=ports["dynamodb"])
+    raise EmulatorError(f"cannot restart {emulator.name}")
+
+
+def _wait_http(url: str, name: str, emulator: RunningEmulator, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _http_ready(url):
+            return
+        time.sleep(0.05)
+    emulator.stop()
+    raise EmulatorError(f"{name} did not answer on {url} within {timeout} s")
+
+
+@contextlib.contextmanager
+def running(emulator: RunningEmulator) -> Iterator[RunningEmulator]:
+    """Stop the emulator when the block ends, whatever happens inside."""
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
