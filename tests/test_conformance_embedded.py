@@ -15,8 +15,8 @@ from durastate.testing import BackendConformance
 
 class TestMemoryBackend(BackendConformance):
     @pytest.fixture
-    def backend(self) -> Iterator[Backend]:
-        yield MemoryBackend()
+    def backend(self) -> Backend:
+        return MemoryBackend()
 
 
 class TestSQLiteBackend(BackendConformance):

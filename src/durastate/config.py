@@ -41,14 +41,17 @@ class _TomlSource(PydanticBaseSettingsSource):
                 table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("durastate", {})
                 return dict(table)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"invalid TOML in {own if own.is_file() else pyproject}: {exc}")
+            source = own if own.is_file() else pyproject
+            raise ConfigurationError(f"invalid TOML in {source}: {exc}") from None
         return {}
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {key: value for key, value in self._data.items() if key in self.settings_cls.model_fields}
+        return {
+            key: value for key, value in self._data.items() if key in self.settings_cls.model_fields
+        }
 
 
 class Settings(BaseSettings):

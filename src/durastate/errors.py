@@ -90,9 +90,7 @@ class MissingDependency(ConfigurationError, ImportError):
         self.what = what
         self.extra = extra
         self.module = module
-        super().__init__(
-            f"{what} needs the {module!r} package: pip install 'durastate[{extra}]'"
-        )
+        super().__init__(f"{what} needs the {module!r} package: pip install 'durastate[{extra}]'")
 
 
 __all__ = [

@@ -43,7 +43,11 @@ class Known:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             missing = exc.name or ""
-            if self.extra and self.requires and missing.split(".")[0] == self.requires.split(".")[0]:
+            if (
+                self.extra
+                and self.requires
+                and missing.split(".")[0] == self.requires.split(".")[0]
+            ):
                 raise MissingDependency(what, self.extra, self.requires) from None
             raise ConfigurationError(f"{what} could not be imported: {exc}") from exc
         return getattr(module, attribute)
@@ -101,7 +105,10 @@ class _Registry:
         if entry.name in self._known or entry.name in self._loaded:
             log.warning(
                 "ignoring entry point %s=%s in %s: %r is already registered (%s)",
-                entry.name, entry.value, self.group, entry.name,
+                entry.name,
+                entry.value,
+                self.group,
+                entry.name,
                 self._known[entry.name].origin if entry.name in self._known else "in code",
             )
             return

@@ -9,9 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import datetime
-from typing import Any
-
-from typing_extensions import Self
+from typing import Any, Self
 
 from durastate.core.backend import Backend
 from durastate.core.records import (

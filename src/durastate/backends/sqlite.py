@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from typing_extensions import Self
+from typing import Any, Self
 
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -113,9 +111,13 @@ class SQLiteBackend(Backend):
     scheme = "sqlite"
     capabilities = Capabilities(max_payload_bytes=512 * 1024 * 1024)
 
-    def __init__(self, path: str | Path, *, timeout: float = 5.0, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 5.0, synchronous: str = "NORMAL"
+    ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ConfigurationError(f"sqlite synchronous must be OFF/NORMAL/FULL/EXTRA, not {synchronous!r}")
+            raise ConfigurationError(
+                f"sqlite synchronous must be OFF/NORMAL/FULL/EXTRA, not {synchronous!r}"
+            )
         self.path = str(path)
         self.timeout = timeout
         self.synchronous = synchronous.upper()
@@ -206,7 +208,9 @@ class SQLiteBackend(Backend):
         except (ValueError, TypeError, IndexError) as exc:
             raise CorruptRecord(instance_id, f"sqlite row: {exc}") from None
 
-    def _status_of(self, connection: sqlite3.Connection, instance_id: str) -> tuple[str, str, bytes | None, str | None] | None:
+    def _status_of(
+        self, connection: sqlite3.Connection, instance_id: str
+    ) -> tuple[str, str, bytes | None, str | None] | None:
         row = connection.execute(
             "SELECT runtime_status, etag, custom_status, custom_status_encoding "
             "FROM instances WHERE instance_id = ?",
@@ -221,10 +225,17 @@ class SQLiteBackend(Backend):
         created = to_micros(new.created_at)
         status = new.custom_status
         values = (
-            new.instance_id, new.name, new.runtime_status.value, created, created,
-            created if status else None, etag,
-            status.data if status else None, status.encoding if status else None,
-            new.input.data if new.input else None, new.input.encoding if new.input else None,
+            new.instance_id,
+            new.name,
+            new.runtime_status.value,
+            created,
+            created,
+            created if status else None,
+            etag,
+            status.data if status else None,
+            status.encoding if status else None,
+            new.input.data if new.input else None,
+            new.input.encoding if new.input else None,
         )
         sql = (
             "INSERT INTO instances (instance_id, name, runtime_status, created_at, "
@@ -256,10 +267,14 @@ class SQLiteBackend(Backend):
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         columns = _ALL_COLUMNS if fetch_payloads else _METADATA_COLUMNS
         with self._guard("read", instance_id):
-            row = self._connection().execute(
-                f"SELECT {columns} FROM instances WHERE instance_id = ?",  # noqa: S608
-                (instance_id,),
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute(
+                    f"SELECT {columns} FROM instances WHERE instance_id = ?",  # noqa: S608
+                    (instance_id,),
+                )
+                .fetchone()
+            )
         return None if row is None else self._record(row, fetch_payloads)
 
     def write_custom_status(
@@ -269,7 +284,14 @@ class SQLiteBackend(Backend):
         moment = to_micros(now)
         encoding = payload.encoding
         params: tuple[Any, ...] = (
-            payload.data, encoding, moment, moment, new_etag, instance_id, payload.data, encoding,
+            payload.data,
+            encoding,
+            moment,
+            moment,
+            new_etag,
+            instance_id,
+            payload.data,
+            encoding,
         )
         sql = _UPDATE_STATUS
         if etag is not None:

@@ -22,9 +22,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from datetime import datetime
-from typing import Any, ClassVar
-
-from typing_extensions import Self
+from typing import Any, ClassVar, Self
 
 from durastate.core.records import (
     Capabilities,
@@ -42,7 +40,9 @@ class Backend(ABC):
     """Stores instance records. Subclass it, declare ``capabilities``, register a scheme."""
 
     scheme: ClassVar[str] = ""
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    # A class default; a backend whose abilities depend on its options (offload on or off)
+    # assigns its own in __init__.
+    capabilities: Capabilities = Capabilities()
 
     @classmethod
     @abstractmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, computed_field
@@ -17,9 +16,15 @@ T = TypeVar("T")
 Decoder = Callable[[Payload], Any]
 
 
-@lru_cache(maxsize=256)
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
 def _adapter(target: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(target)
+    """One TypeAdapter per target type: building one costs far more than validating."""
+    adapter = _ADAPTERS.get(target)
+    if adapter is None:
+        adapter = _ADAPTERS[target] = TypeAdapter(target)
+    return adapter
 
 
 class InstanceMetadata(BaseModel):

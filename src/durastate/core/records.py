@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
-class RuntimeStatus(str, enum.Enum):
+class RuntimeStatus(enum.StrEnum):
     """The lifecycle state of a workflow instance (Durable Task's names)."""
 
     PENDING = "pending"

@@ -12,9 +12,7 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Any, Self
 
 from durastate.core.records import Payload
 from durastate.errors import DurastateError

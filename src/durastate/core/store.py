@@ -6,9 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from durastate.core.backend import Backend
 from durastate.core.codec import PayloadCodec
@@ -54,7 +52,9 @@ def utc_now_ms() -> datetime:
     return datetime.fromtimestamp(int(now * 1000) / 1000, UTC)
 
 
-def _statuses(value: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None) -> frozenset[RuntimeStatus] | None:
+def _statuses(
+    value: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+) -> frozenset[RuntimeStatus] | None:
     if value is None:
         return None
     if isinstance(value, RuntimeStatus | str):
@@ -108,7 +108,7 @@ class StateStore:
         instance_id: str,
         *,
         name: str,
-        input: Any = None,  # noqa: A002 - Durable Task's name
+        input: Any = None,
         custom_status: Any = NOT_SET,
         runtime_status: RuntimeStatus | str = RuntimeStatus.PENDING,
         restart_if_terminal: bool = False,
@@ -146,7 +146,9 @@ class StateStore:
         """Validate the id, serialize and size-check a custom status without writing it."""
         validate_instance_id(instance_id, self._max_id_length)
         return self.codec.encode(
-            value, instance_id=instance_id, field="custom_status",
+            value,
+            instance_id=instance_id,
+            field="custom_status",
             limit=self.max_custom_status_bytes,
         )
 
@@ -181,9 +183,7 @@ class StateStore:
             now=self._clock(),
         )
 
-    def update(
-        self, instance_id: str, fn: Callable[[Any], Any], *, retries: int = 20
-    ) -> Any:
+    def update(self, instance_id: str, fn: Callable[[Any], Any], *, retries: int = 20) -> Any:
         """Read-modify-write of the custom status, retried on etag conflicts.
 
         ``fn`` gets the current value and returns the new one; it may run more than once.
@@ -374,4 +374,3 @@ def _build_codec(
             continue  # msgpack is an extra; without it, it is simply not a default reader
         readers.setdefault(reader.id, reader)
     return PayloadCodec(writer, readers, compress_above=compress_above)
-

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from pydantic import SecretStr
-from typing_extensions import Self
 
 
 class Serializer(ABC):

@@ -16,10 +16,9 @@ import hmac
 import io
 import pickle
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from pydantic import SecretStr
-from typing_extensions import Self
 
 from durastate.errors import ConfigurationError, SerializationError
 from durastate.serializers.base import Serializer, SerializerSettings
@@ -62,9 +61,7 @@ def _parse_allow(entries: Iterable[str | tuple[str, str]]) -> frozenset[tuple[st
             if not sep:
                 module, _, name = entry.rpartition(".")
             if not module or not name:
-                raise ConfigurationError(
-                    f"pickle allow-list entry {entry!r} must be 'module:Name'"
-                )
+                raise ConfigurationError(f"pickle allow-list entry {entry!r} must be 'module:Name'")
             allowed.add((module, name))
         else:
             allowed.add((entry[0], entry[1]))

@@ -40,8 +40,21 @@ from durastate.errors import (
 from durastate.testing.counting import CountingBackend
 
 FALSY_AND_AWKWARD_VALUES: list[Any] = [
-    0, "", False, [], {}, None, 0.0, -1, 2**53, "0", [None], {"": None}, {"a": [0, "", False]},
-    "é漢字🙂\u0000\n", 1.5e-300,
+    0,
+    "",
+    False,
+    [],
+    {},
+    None,
+    0.0,
+    -1,
+    2**53,
+    "0",
+    [None],
+    {"": None},
+    {"a": [0, "", False]},
+    "é漢字🙂\u0000\n",
+    1.5e-300,
 ]
 
 AWKWARD_IDS: list[str] = [
@@ -356,7 +369,9 @@ class BackendConformance:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def _populate(self, store: StateStore, clock: FakeClock) -> dict[str, tuple[RuntimeStatus, datetime]]:
+    def _populate(
+        self, store: StateStore, clock: FakeClock
+    ) -> dict[str, tuple[RuntimeStatus, datetime]]:
         statuses = [RuntimeStatus.RUNNING, RuntimeStatus.COMPLETED, RuntimeStatus.FAILED]
         made: dict[str, tuple[RuntimeStatus, datetime]] = {}
         for number in range(30):
@@ -390,7 +405,9 @@ class BackendConformance:
         assert sorted(everything) == sorted(made)
 
         running = self._all_pages(store, runtime_status=RuntimeStatus.RUNNING)
-        assert sorted(running) == sorted(i for i, (s, _) in made.items() if s is RuntimeStatus.RUNNING)
+        assert sorted(running) == sorted(
+            i for i, (s, _) in made.items() if s is RuntimeStatus.RUNNING
+        )
 
         wanted = {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED}
         either = self._all_pages(store, runtime_status=wanted)
@@ -409,7 +426,8 @@ class BackendConformance:
             store, prefix="job-", runtime_status=[RuntimeStatus.RUNNING], created_from=start
         )
         assert sorted(combined) == sorted(
-            i for i, (s, c) in made.items()
+            i
+            for i, (s, c) in made.items()
             if i.startswith("job-") and s is RuntimeStatus.RUNNING and c >= start
         )
         assert self._all_pages(store, prefix="zzz") == []
@@ -447,7 +465,8 @@ class BackendConformance:
         times = sorted(created for _, created in made.values())
         cutoff = times[15]
         doomed = {
-            i for i, (s, c) in made.items()
+            i
+            for i, (s, c) in made.items()
             if c < cutoff and s in {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED}
         }
         purged = store.purge_by(

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any
-
-from typing_extensions import Self
+from typing import Any, Self
 
 from durastate.core.backend import Backend
 from durastate.core.records import (
-    Capabilities,
     InstanceQuery,
     InstanceRecord,
     NewInstance,
@@ -29,10 +26,7 @@ class CountingBackend(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
-
-    @property  # type: ignore[override]
-    def capabilities(self) -> Capabilities:  # the wrapped backend's, per instance
-        return self.inner.capabilities
+        self.capabilities = inner.capabilities
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:

@@ -106,7 +106,7 @@ def find_node_tool(name: str) -> str:
 
 def _http_ready(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=0.5):
+        with urllib.request.urlopen(url, timeout=0.5):  # noqa: S310 - our own http URL
             return True
     except urllib.error.HTTPError:
         return True  # any HTTP answer means the server is listening
@@ -149,7 +149,9 @@ def _spawn(
     raise EmulatorError(f"{name} did not answer on {probe_url} within {timeout} s")
 
 
-def start_azurite(*, table_port: int | None = None, blob_port: int | None = None) -> RunningEmulator:
+def start_azurite(
+    *, table_port: int | None = None, blob_port: int | None = None
+) -> RunningEmulator:
     """Azurite (Table + Blob) in memory, on free loopback ports."""
     table_port = table_port or free_port()
     blob_port = blob_port or free_port()
@@ -178,7 +180,9 @@ def start_azurite(*, table_port: int | None = None, blob_port: int | None = None
         "table": f"http://127.0.0.1:{table_port}/{AZURITE_ACCOUNT}",
         "blob": f"http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT}",
     }
-    emulator = _spawn("azurite", argv, endpoints, f"http://127.0.0.1:{table_port}/", workdir=workdir)
+    emulator = _spawn(
+        "azurite", argv, endpoints, f"http://127.0.0.1:{table_port}/", workdir=workdir
+    )
     _wait_http(f"http://127.0.0.1:{blob_port}/", "azurite blob", emulator)
     return emulator
 
@@ -200,16 +204,31 @@ def start_moto(*, port: int | None = None) -> RunningEmulator:
     if not Path(moto).exists():
         raise EmulatorError("moto_server is not installed: pip install 'moto[server]'")
     endpoint = f"http://127.0.0.1:{port}"
-    return _spawn("moto_server", [moto, "-H", "127.0.0.1", "-p", str(port)], {"aws": endpoint},
-                  f"{endpoint}/moto-api/")
+    return _spawn(
+        "moto_server",
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        {"aws": endpoint},
+        f"{endpoint}/moto-api/",
+    )
 
 
 def start_dynalite(*, port: int | None = None) -> RunningEmulator:
     """dynalite, an independent DynamoDB implementation, in memory with instant tables."""
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    argv = [find_node_tool("dynalite"), "--host", "127.0.0.1", "--port", str(port),
-            "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+    argv = [
+        find_node_tool("dynalite"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--createTableMs",
+        "0",
+        "--deleteTableMs",
+        "0",
+        "--updateTableMs",
+        "0",
+    ]
     return _spawn("dynalite", argv, {"dynamodb": endpoint}, endpoint)
 
 
