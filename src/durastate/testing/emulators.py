@@ -6,8 +6,8 @@ fixtures and the benchmark scripts both use these, so a user can benchmark a net
 backend with the same one command the tests use.
 
 Node tools (Azurite, dynalite) are looked up in ``$DURASTATE_NODE_TOOLS/node_modules/.bin``,
-then in ``.tools/node_modules/.bin`` under the current directory and its parents, then on
-``PATH``; ``scripts/install-emulators`` installs them there.
+then in ``tools/node_modules/.bin`` of this checkout (or of the current directory and its
+parents), then on ``PATH``; ``scripts/setup`` installs them there from ``tools/package.json``.
 """
 
 from __future__ import annotations
@@ -89,10 +89,9 @@ def find_node_tool(name: str) -> str:
     if env_dir:
         candidates.append(Path(env_dir) / "node_modules" / ".bin" / name)
     here = Path.cwd().resolve()
-    for directory in (here, *here.parents):
-        candidates.append(directory / ".tools" / "node_modules" / ".bin" / name)
-    package_root = Path(__file__).resolve().parents[3]
-    candidates.append(package_root / ".tools" / "node_modules" / ".bin" / name)
+    checkout = Path(__file__).resolve().parents[3]
+    for directory in (checkout, here, *here.parents):
+        candidates.append(directory / "tools" / "node_modules" / ".bin" / name)
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
@@ -100,7 +99,7 @@ def find_node_tool(name: str) -> str:
     if found:
         return found
     raise EmulatorError(
-        f"{name} is not installed: run scripts/install-emulators (npm install into .tools/)"
+        f"{name} is not installed: run scripts/setup (npm ci in tools/, Node 20)"
     )
 
 

@@ -1,0 +1,254 @@
+"""The ``durastate`` command: inspect backends and the configured store, and run benchmarks.
+
+Every command works against the store that configuration names (``--url`` > DURASTATE_URL >
+TOML > the default SQLite file). Errors print one line naming what was wrong and exit 1;
+they never print secrets (they come from durastate's own redacted messages).
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from durastate.core.models import InstanceMetadata
+from durastate.core.records import RuntimeStatus
+from durastate.core.store import StateStore
+from durastate.errors import DurastateError
+from durastate.opening import open_store
+from durastate.registry import backends, serializers
+
+app = typer.Typer(
+    name="durastate",
+    help="Workflow instance state and custom status, on pluggable backends.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="store URL (default: from configuration)")
+]
+SerializerOption = Annotated[
+    str | None, typer.Option("--serializer", help="serializer id for writes")
+]
+
+
+def _store(url: str | None, serializer: str | None = None) -> StateStore:
+    return open_store(url, serializer=serializer)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+    return typer.Exit(code=1)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
+
+
+@app.command("backends")
+def list_backends() -> None:
+    """Discovered backends: scheme, origin, whether importable, and capabilities."""
+    table = Table("scheme", "origin", "importable", "capabilities")
+    for scheme in backends.names():
+        try:
+            cls = backends.get(scheme)
+            caps = cls.capabilities
+            flags = [
+                name
+                for name in ("offload", "skips_unchanged", "native_query", "ttl", "cross_process")
+                if getattr(caps, name)
+            ]
+            limit = caps.max_payload_bytes
+            flags.append(f"max payload {limit} B" if limit else "no payload limit")
+            table.add_row(scheme, backends.origin(scheme), "yes", ", ".join(flags))
+        except DurastateError as exc:
+            table.add_row(scheme, backends.origin(scheme), f"no: {exc}", "")
+    console.print(table)
+
+
+@app.command("serializers")
+def list_serializers() -> None:
+    """Discovered serializers and whether they can be imported."""
+    table = Table("id", "origin", "importable")
+    for serializer_id in serializers.names():
+        try:
+            serializers.get(serializer_id)
+            table.add_row(serializer_id, serializers.origin(serializer_id), "yes")
+        except DurastateError as exc:
+            table.add_row(serializer_id, serializers.origin(serializer_id), f"no: {exc}")
+    console.print(table)
+
+
+@app.command("get")
+def get(
+    instance_id: str,
+    url: UrlOption = None,
+    payloads: Annotated[bool, typer.Option("--payloads", help="also show input/output")] = False,
+) -> None:
+    """Show one instance and its custom status as JSON."""
+    try:
+        with _store(url) as store:
+            metadata = store.get_instance(instance_id, fetch_payloads=payloads)
+            if metadata is None:
+                raise _fail(LookupError(f"instance {instance_id!r} not found"))
+            data = metadata.model_dump(exclude=set() if payloads else {"input", "output"})
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    console.print_json(_json(data))
+
+
+@app.command("create")
+def create(
+    instance_id: str,
+    name: Annotated[str, typer.Option(help="workflow name")],
+    input_json: Annotated[str, typer.Option("--input", help="input as JSON")] = "null",
+    url: UrlOption = None,
+    serializer: SerializerOption = None,
+) -> None:
+    """Create an instance (insert-only)."""
+    try:
+        with _store(url, serializer) as store:
+            etag = store.create_instance(instance_id, name=name, input=_parse(input_json))
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    console.print(f"created {instance_id!r} etag={etag}", highlight=False)
+
+
+@app.command("set-status")
+def set_status(
+    instance_id: str,
+    value_json: Annotated[str, typer.Argument(metavar="JSON", help="the custom status as JSON")],
+    etag: Annotated[str | None, typer.Option(help="only if the stored etag matches")] = None,
+    url: UrlOption = None,
+    serializer: SerializerOption = None,
+) -> None:
+    """Set the custom status of an instance (a client may set it, not only the workflow)."""
+    try:
+        with _store(url, serializer) as store:
+            new_etag = store.set_custom_status(instance_id, _parse(value_json), etag=etag)
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    console.print(f"etag={new_etag}", highlight=False)
+
+
+@app.command("query")
+def query(
+    status: Annotated[
+        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
+    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
+    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    limit: Annotated[int, typer.Option(help="stop after this many")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+    url: UrlOption = None,
+) -> None:
+    """List instances matching the filters."""
+    table = Table("instance id", "name", "status", "created", "custom status")
+    try:
+        with _store(url) as store:
+            found = store.iter_instances(
+                runtime_status=status or None,
+                prefix=prefix,
+                created_from=_utc(created_from),
+                created_to=_utc(created_to),
+                page_size=min(limit, 100),
+            )
+            for item in itertools.islice(found, limit):
+                if as_json:
+                    print(_json_line(item))
+                else:
+                    table.add_row(
+                        item.instance_id,
+                        item.name,
+                        item.runtime_status.value,
+                        item.created_at.isoformat(),
+                        _status_text(item)[:60],
+                    )
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    if not as_json:
+        console.print(table)
+
+
+@app.command("purge")
+def purge(
+    instance_id: Annotated[str | None, typer.Argument(help="one instance to delete")] = None,
+    status: Annotated[
+        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
+    ] = None,
+    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
+    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Delete one instance by id, or every instance matching the filters."""
+    try:
+        with _store(url) as store:
+            if instance_id is not None:
+                deleted = int(store.purge(instance_id))
+            else:
+                deleted = store.purge_by(
+                    runtime_status=status or None,
+                    created_from=_utc(created_from),
+                    created_to=_utc(created_to),
+                    prefix=prefix,
+                )
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    console.print(f"purged {deleted} instance(s)")
+
+
+def _parse(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _fail(ValueError(f"not valid JSON: {exc}")) from None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Naive datetimes on the command line are taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _status_text(item: InstanceMetadata) -> str:
+    """The custom status as JSON, or the error that reading it raised (one bad record)."""
+    try:
+        return orjson.dumps(item.custom_status, default=str).decode()
+    except DurastateError as exc:
+        return f"<{type(exc).__name__}>"
+
+
+def _json_line(item: InstanceMetadata) -> str:
+    data = item.model_dump(mode="json", exclude={"input", "output", "custom_status"})
+    data["custom_status"] = orjson.Fragment(_status_text(item).encode())
+    return orjson.dumps(data).decode()
+
+
+def _register_bench() -> None:
+    """Add `durastate bench` from the bench package (kept separate: it is a large feature)."""
+    try:
+        command = importlib.import_module("durastate.bench.command")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"durastate.bench", "durastate.bench.command"}:
+            raise
+        return
+    command.register(app)
+
+
+_register_bench()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

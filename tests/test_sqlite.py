@@ -1,0 +1,114 @@
+"""SQLite specifics: several processes on one file, indexes, locked files, the URL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from durastate import open_store
+from durastate.backends.sqlite import SQLiteBackend, _prefix_upper_bound
+from durastate.core.records import InstanceQuery, RuntimeStatus
+from durastate.errors import BackendUnavailable, ConfigurationError
+
+
+def _increment(url: str, count: int) -> None:
+    store = open_store(url)
+    for _ in range(count):
+        store.update("counter", lambda value: {"n": value["n"] + 1}, retries=500)
+    store.close()
+
+
+def test_processes_sharing_a_file_lose_no_update(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store = open_store(url)
+    store.create_instance("counter", name="wf", custom_status={"n": 0})
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_increment, args=(url, 40)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    assert store.get_custom_status("counter") == {"n": 120}
+
+
+def test_url_forms(tmp_path: Path) -> None:
+    absolute = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    assert isinstance(absolute.backend, SQLiteBackend)
+    assert absolute.backend.path == str(tmp_path / "a.db")
+    with pytest.raises(ConfigurationError, match="file path"):
+        open_store("sqlite://")
+    with pytest.raises(ConfigurationError, match="unknown sqlite options"):
+        open_store(f"sqlite:///{tmp_path / 'b.db'}", colour="blue")
+
+
+def _plan(backend: SQLiteBackend, query: InstanceQuery) -> str:
+    where, params = backend._where(query, None)
+    rows = (
+        backend._connection()
+        .execute(
+            "EXPLAIN QUERY PLAN SELECT instance_id FROM instances"
+        f"{where} ORDER BY instance_id LIMIT 101",
+            params,
+        )
+        .fetchall()
+    )
+    return " | ".join(str(row[-1]) for row in rows)
+
+
+def test_queries_use_indexes_not_scans(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "idx.db")
+    by_status = _plan(backend, InstanceQuery(runtime_status=frozenset({RuntimeStatus.RUNNING})))
+    assert "instances_by_status" in by_status
+    by_prefix = _plan(backend, InstanceQuery(prefix="job-"))
+    assert "SEARCH" in by_prefix
+    assert "PRIMARY KEY" in by_prefix
+    assert "SCAN" not in by_status
+
+
+def test_query_at_scale(tmp_path: Path) -> None:
+    """100,000 instances: filters and pages return the right rows (speed is benchmarked)."""
+    backend = SQLiteBackend(tmp_path / "big.db")
+    connection = backend._connection()
+    statuses = ["running", "completed", "failed"]
+    connection.execute("BEGIN")
+    connection.executemany(
+        "INSERT INTO instances (instance_id, name, runtime_status, created_at, last_updated_at, "
+        "etag) VALUES (?, 'wf', ?, ?, ?, 'e')",
+        ((f"i{n:06d}", statuses[n % 3], n * 1000, n * 1000) for n in range(100_000)),
+    )
+    connection.execute("COMMIT")
+    store = open_store(f"sqlite:///{tmp_path / 'big.db'}")
+    page = store.query(runtime_status="failed", prefix="i0999", page_size=10)
+    expected = [f"i{n:06d}" for n in range(99_900, 100_000) if n % 3 == 2]
+    assert [item.instance_id for item in page] == expected[:10]
+    assert page.continuation is not None
+    failed = sum(1 for _ in store.iter_instances(runtime_status="failed", page_size=1000))
+    assert failed == 33_333
+
+
+def test_locked_database_is_unavailable_not_a_hang(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = open_store(f"sqlite:///{path}", timeout=0.2)
+    store.create_instance("job", name="wf", custom_status="before")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(BackendUnavailable, match="job"):
+            store.set_custom_status("job", "during")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.set_custom_status("job", "after")
+    assert store.get_custom_status("job") == "after"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "upper"),
+    [("a", "b"), ("ab", "ac"), ("a\U0010ffff", "b"), ("\U0010ffff", None), ("\ud7ff", "\ue000")],
+)
+def test_prefix_upper_bound(prefix: str, upper: str | None) -> None:
+    assert _prefix_upper_bound(prefix) == upper
