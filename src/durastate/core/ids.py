@@ -11,6 +11,8 @@ MAX_INSTANCE_ID_LENGTH = 512
 
 def validate_instance_id(instance_id: Any, max_length: int = MAX_INSTANCE_ID_LENGTH) -> str:
     """Any non-empty str up to ``max_length`` characters that encodes to UTF-8."""
+    if type(instance_id) is str and 0 < len(instance_id) <= max_length and instance_id.isascii():
+        return instance_id  # the common case, decided without encoding
     if not isinstance(instance_id, str):
         raise InvalidInstanceId(f"instance id must be a str, not {type(instance_id).__name__}")
     if not instance_id:

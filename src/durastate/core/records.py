@@ -10,6 +10,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 class RuntimeStatus(enum.StrEnum):
@@ -32,9 +33,11 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """Serialized bytes plus the ids of the serializer and compression that produced them."""
+class Payload(NamedTuple):
+    """Serialized bytes plus the ids of the serializer and compression that produced them.
+
+    A named tuple, not a dataclass: one is built per write, on the hottest path.
+    """
 
     data: bytes
     serializer: str
@@ -85,8 +88,7 @@ class InstanceRecord:
     output: Payload | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WriteResult:
+class WriteResult(NamedTuple):
     """The etag after a write, and whether anything was written at all."""
 
     etag: str

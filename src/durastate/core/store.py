@@ -46,10 +46,28 @@ NOT_SET: Final = _NotSet()
 Clock = Callable[[], datetime]
 
 
-def utc_now_ms() -> datetime:
-    """Now, in UTC, truncated to milliseconds (what every backend can store exactly)."""
-    now = time.time()
-    return datetime.fromtimestamp(int(now * 1000) / 1000, UTC)
+class _MillisecondClock:
+    """Now, in UTC, truncated to milliseconds (what every backend can store exactly).
+
+    Hot loops write many times per millisecond; the datetime of the current millisecond is
+    built once and reused.
+    """
+
+    __slots__ = ("_last", "_last_ms")
+
+    def __init__(self) -> None:
+        self._last_ms = -1
+        self._last = datetime.fromtimestamp(0, UTC)
+
+    def __call__(self) -> datetime:
+        millis = int(time.time() * 1000)
+        if millis != self._last_ms:
+            self._last = datetime.fromtimestamp(millis / 1000, UTC)
+            self._last_ms = millis
+        return self._last
+
+
+utc_now_ms: Clock = _MillisecondClock()
 
 
 def _statuses(
@@ -137,7 +155,13 @@ class StateStore:
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
-        payload = self.encode_custom_status(instance_id, value)
+        validate_instance_id(instance_id, self._max_id_length)
+        payload = self.codec.encode(
+            value,
+            instance_id=instance_id,
+            field="custom_status",
+            limit=self.max_custom_status_bytes,
+        )
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag

@@ -1,0 +1,945 @@
+"""azure-tables:// — Azure Table Storage, in the Durable Task Azure Storage provider's layout.
+
+One entity per instance: PartitionKey is the instance id escaped reversibly, RowKey is "".
+A custom-status update is one MERGE of the changed columns with If-Match, never a read
+first. Payloads too large for a table property go gzip-compressed to a blob container
+(claim check) with the blob name in the row.
+
+Column set per payload field F (CustomStatus, Input, Output): ``F`` (a string for plain
+JSON so Azure Storage Explorer shows it, binary otherwise; "" when offloaded),
+``FEncoding`` (Payload.encoding; "" or missing means *no payload*) and ``FBlob`` (the blob
+name, "" when inline). Every write of F writes all three, so a MERGE (which cannot remove
+properties) always leaves a consistent row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import importlib
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Self, TypeAlias, cast
+from urllib.parse import parse_qsl, urlsplit
+
+from azure.core import MatchConditions
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient, TableEntity, UpdateMode
+from azure.storage.blob import BlobServiceClient
+
+from durastate.backends._azure_blob_offload import BlobOffload
+from durastate.core.backend import Backend, RecentPayloads
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+from durastate.core.tokens import decode_token, encode_token
+from durastate.errors import (
+    BackendUnavailable,
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecord,
+    DurastateError,
+    InstanceExists,
+    InstanceNotFound,
+    PayloadTooLarge,
+)
+
+Credential: TypeAlias = AzureNamedKeyCredential | AzureSasCredential | TokenCredential
+
+ENV_CONNECTION_STRING = "DURASTATE_AZURE_CONNECTION_STRING"
+KEY_LIMIT = 512  # 1 KiB of UTF-16: Azure (and Azurite) reject longer keys
+PROPERTY_LIMIT = 64 * 1024  # bytes per property; strings count UTF-16
+INLINE_LIMIT = 60 * 1024  # what we store inline at most, leaving headroom under the limit
+DEFAULT_CONTAINER = "durastate-payloads"
+MAX_ID_LENGTH = 512
+
+# ---------------------------------------------------------------------------------------
+# Key escaping: a prefix-free code, so prefix(id) <=> prefix(escape(id)).
+# ---------------------------------------------------------------------------------------
+
+ESCAPE = "^"
+HASH_MARK = "^~"  # never produced by escape(): '~' is neither a hex digit nor 'u'
+_HASH_HEX = 64
+TRUNCATED_LIMIT = KEY_LIMIT - len(HASH_MARK) - _HASH_HEX
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\x7f-\x9f/\\\\#?%^\ud800-\udfff\ufffe\uffff]")
+_CODEWORD = re.compile(r"\^(?:u([0-9A-F]{4})|([0-9A-F]{2}))")
+
+
+def _codeword(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"^{code:02X}" if code <= 0xFF else f"^u{code:04X}"
+
+
+def escape_key(instance_id: str) -> str:
+    """Replace each character Azure forbids in keys (and the escape '^') by ^XX or ^uXXXX.
+
+    Every character maps to its own codeword and no codeword is a prefix of another, so
+    the escape is injective and preserves prefixes both ways. '%' is escaped too, since
+    some Azure tools mishandle it in key URLs; U+FFFE/U+FFFF and lone surrogates too, so
+    every key is valid Unicode.
+    """
+    if _NEEDS_ESCAPE.search(instance_id) is None:
+        return instance_id
+    return _NEEDS_ESCAPE.sub(_codeword, instance_id)
+
+
+def unescape_key(key: str) -> str:
+    """Inverse of ``escape_key``; ``ValueError`` for anything ``escape_key`` cannot produce."""
+    if ESCAPE not in key:
+        return key
+    parts: list[str] = []
+    position = 0
+    while True:
+        found = key.find(ESCAPE, position)
+        if found < 0:
+            parts.append(key[position:])
+            return "".join(parts)
+        match = _CODEWORD.match(key, found)
+        if match is None:
+            raise ValueError(f"not an escaped key: bad escape at {found}")
+        parts.append(key[position:found])
+        parts.append(chr(int(match.group(1) or match.group(2), 16)))
+        position = match.end()
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units, which is how Azure measures keys and strings."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _truncate_escaped(escaped: str, limit: int) -> str:
+    """The longest prefix of ``escaped`` ending on a codeword boundary within ``limit``."""
+    used = 0
+    index = 0
+    while index < len(escaped):
+        step = 1
+        if escaped[index] == ESCAPE:
+            step = 6 if escaped[index + 1] == "u" else 3
+        width = sum(2 if ord(c) > 0xFFFF else 1 for c in escaped[index : index + step])
+        if used + width > limit:
+            break
+        used += width
+        index += step
+    return escaped[:index]
+
+
+def partition_key(instance_id: str) -> str:
+    """The PartitionKey: the escaped id, or, past 1 KiB, a truncated escape plus SHA-256.
+
+    Hashed keys carry a mark that no escaped id contains, so a hashed key never equals a
+    plain one, and their truncated part keeps prefix queries a (superset) key range.
+    """
+    escaped = escape_key(instance_id)
+    if utf16_length(escaped) <= KEY_LIMIT:
+        return escaped
+    digest = hashlib.sha256(instance_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return _truncate_escaped(escaped, TRUNCATED_LIMIT) + HASH_MARK + digest
+
+
+def prefix_range(prefix: str) -> tuple[str, str] | None:
+    """PartitionKey bounds [low, high) holding every id that starts with ``prefix``.
+
+    A superset under both code-point and UTF-16 ordering (callers filter exactly);
+    ``None`` when no useful bound exists.
+    """
+    low = _truncate_escaped(escape_key(prefix), TRUNCATED_LIMIT)
+    while low:
+        last = ord(low[-1])
+        if last < 0x10FFFF:
+            following = 0xE000 if 0xD7FF <= last < 0xE000 else last + 1
+            return low, low[:-1] + chr(following)
+        low = low[:-1]
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Row layout
+# ---------------------------------------------------------------------------------------
+
+C_ID = "InstanceId"
+C_NAME = "Name"
+C_STATUS = "RuntimeStatus"
+C_CREATED = "CreatedTime"
+C_UPDATED = "LastUpdatedTime"
+C_STATUS_UPDATED = "CustomStatusUpdatedTime"
+C_OFFLOADED = "Offloaded"  # set once a payload of this run went to a blob: purge sweeps
+F_CUSTOM = "CustomStatus"
+F_INPUT = "Input"
+F_OUTPUT = "Output"
+_FIELD_NAMES = {F_CUSTOM: "custom_status", F_INPUT: "input", F_OUTPUT: "output"}
+
+_BASE_COLUMNS = [C_ID, C_NAME, C_STATUS, C_CREATED, C_UPDATED, C_STATUS_UPDATED, C_OFFLOADED]
+
+
+def _field_columns(field: str) -> list[str]:
+    return [field, f"{field}Encoding", f"{field}Blob"]
+
+
+_SELECT_LIGHT = _BASE_COLUMNS + _field_columns(F_CUSTOM)
+_SELECT_FULL = _SELECT_LIGHT + _field_columns(F_INPUT) + _field_columns(F_OUTPUT)
+_BLOB_COLUMNS = [f"{field}Blob" for field in _FIELD_NAMES]
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second,
+        value.microsecond, tzinfo=UTC,
+    )  # fmt: skip
+
+
+def _inline_value(payload: Payload) -> str | bytes:
+    """Plain JSON as a string property (readable in Storage Explorer), the rest as binary."""
+    if payload.encoding == "json":
+        try:
+            text = payload.data.decode("utf-8")
+        except UnicodeDecodeError:
+            return payload.data
+        if "\x00" not in text:
+            return text
+    return payload.data
+
+
+def _stored_size(value: str | bytes) -> int:
+    return 2 * utf16_length(value) if isinstance(value, str) else len(value)
+
+
+@dataclass
+class _Prepared:
+    """The columns for one payload field, and the blob uploaded for it (if any)."""
+
+    columns: dict[str, Any]
+    blob: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# The backend
+# ---------------------------------------------------------------------------------------
+
+
+def _option_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+
+
+class AzureTablesBackend(Backend):
+    """Azure Table Storage, one entity per instance; offloads big payloads to blobs."""
+
+    scheme = "azure-tables"
+    capabilities = Capabilities(
+        max_payload_bytes=INLINE_LIMIT,
+        offload=True,
+        skips_unchanged=False,
+        native_query=True,
+        ttl=False,
+        transactions=False,
+        cross_process=True,
+        max_instance_id_length=MAX_ID_LENGTH,
+        extra={"key_limit_utf16": str(KEY_LIMIT), "property_limit_bytes": str(PROPERTY_LIMIT)},
+    )
+
+    def __init__(
+        self,
+        table: TableClient,
+        *,
+        blob_factory: Any = None,
+        container: str = DEFAULT_CONTAINER,
+        create_table: bool = True,
+        offload: bool = True,
+        offload_threshold: int = INLINE_LIMIT,
+    ) -> None:
+        """Prefer ``from_url``; this takes a ready TableClient (reused for every call)."""
+        self._table = table
+        self.table_name = table.table_name
+        self.account_name = table.account_name
+        self._create_table = create_table
+        self._table_ready = not create_table
+        self._table_lock = threading.Lock()
+        self._offload_enabled = offload and blob_factory is not None
+        self.offload_threshold = min(max(int(offload_threshold), 0), INLINE_LIMIT)
+        self._blobs = (
+            BlobOffload(blob_factory, container, self.table_name) if blob_factory else None
+        )
+        self._recent = RecentPayloads()
+        self._known_blobs: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._known_lock = threading.Lock()
+        if not self._offload_enabled:
+            self.__dict__["capabilities"] = replace(type(self).capabilities, offload=False)
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``azure-tables://Table`` or ``azure-tables:///?table=Table``; see docs/azure.md."""
+        options = {**_url_options(url), **options}
+        table_name = str(options.pop("table", "") or "")
+        if not _TABLE_NAME.match(table_name):
+            raise ConfigurationError(
+                "azure-tables needs a table name of 3-63 letters and digits, starting with a "
+                f"letter (azure-tables://Instances), got {table_name!r}"
+            )
+        transport_options = _transport_options(options)
+        table = _table_client(table_name, options, transport_options)
+        blob_factory = _blob_factory(options, transport_options)
+        backend = cls(
+            table,
+            blob_factory=blob_factory,
+            container=str(options.pop("container", DEFAULT_CONTAINER)),
+            create_table=_option_bool(options.pop("create_table", True)),
+            offload=_option_bool(options.pop("offload", True)),
+            offload_threshold=int(options.pop("offload_threshold", INLINE_LIMIT)),
+        )
+        if options:
+            backend.close()
+            raise ConfigurationError(f"azure-tables: unknown options {sorted(options)}")
+        return backend
+
+    def __repr__(self) -> str:
+        return f"AzureTablesBackend(account={self.account_name!r}, table={self.table_name!r})"
+
+    def close(self) -> None:
+        self._table.close()
+        if self._blobs is not None:
+            self._blobs.close()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _ensure_table(self, instance_id: str | None = None) -> None:
+        """Create the table on first use (one extra call, once per backend object)."""
+        if self._table_ready:
+            return
+        with self._table_lock:
+            if self._table_ready:
+                return
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise self._translate(exc, instance_id, "create table") from None
+            self._table_ready = True
+
+    def _translate(
+        self, exc: AzureError, instance_id: str | None, operation: str, etag: str | None = None
+    ) -> DurastateError:
+        """The typed error for an SDK error; messages carry ids and codes, never secrets."""
+        status = exc.status_code if isinstance(exc, HttpResponseError) else None
+        code = _error_code(exc)
+        where = f"azure-tables {operation} on table {self.table_name!r}"
+        if instance_id is not None:
+            where += f" for instance {instance_id!r}"
+        if status == 412:
+            return ConcurrencyError(instance_id or "", etag)
+        if status == 404 and code == "TableNotFound":
+            return ConfigurationError(f"{where}: the table does not exist (create_table=False?)")
+        if status == 404 and instance_id is not None:
+            return InstanceNotFound(instance_id)
+        if status == 409 and instance_id is not None:
+            return InstanceExists(instance_id)
+        if status in (401, 403):
+            return ConfigurationError(f"{where}: access denied ({status} {code})")
+        if status is not None and 400 <= status < 500 and status != 429:
+            return DurastateError(f"{where} was rejected: {status} {code}")
+        detail = f"{status} {code}" if status else type(exc).__name__
+        return BackendUnavailable(f"{where} failed after retries: {detail}")
+
+    def _remember_blob(self, instance_id: str, field: str, name: str | None) -> str | None:
+        """Record the blob now referenced by ``field``; return the one it replaces, if known."""
+        key = (instance_id, field)
+        with self._known_lock:
+            previous = self._known_blobs.pop(key, None)
+            if name:
+                self._known_blobs[key] = name
+                if len(self._known_blobs) > 4096:
+                    self._known_blobs.popitem(last=False)
+        return previous if previous != name else None
+
+    def _forget_blobs(self, instance_id: str) -> None:
+        with self._known_lock:
+            for field in _FIELD_NAMES:
+                self._known_blobs.pop((instance_id, field), None)
+
+    def _discard(self, names: list[str]) -> None:
+        if names and self._blobs is not None:
+            self._blobs.delete(names)
+
+    # -- payload columns ------------------------------------------------------------------
+
+    def _prepare(self, instance_id: str, field: str, payload: Payload | None) -> _Prepared:
+        """Columns for one field: inline when small, otherwise upload a blob first."""
+        encoding_col, blob_col = f"{field}Encoding", f"{field}Blob"
+        if payload is None:
+            return _Prepared({field: "", encoding_col: "", blob_col: ""})
+        value = _inline_value(payload)
+        size = _stored_size(value)
+        if size <= INLINE_LIMIT and len(payload.data) <= self.offload_threshold:
+            return _Prepared({field: value, encoding_col: payload.encoding, blob_col: ""})
+        if not self._offload_enabled or self._blobs is None:
+            limit = self.offload_threshold if size <= INLINE_LIMIT else INLINE_LIMIT
+            raise PayloadTooLarge(instance_id, _FIELD_NAMES[field], size, limit)
+        try:
+            name = self._blobs.upload(instance_id, _FIELD_NAMES[field], payload.data)
+        except AzureError as exc:
+            raise self._translate(exc, instance_id, f"upload of {_FIELD_NAMES[field]}") from None
+        columns = {field: "", encoding_col: payload.encoding, blob_col: name, C_OFFLOADED: True}
+        return _Prepared(columns, name)
+
+    def _load(self, instance_id: str, entity: Mapping[str, Any], field: str) -> Payload | None:
+        """The payload of ``field`` from a row, following a blob reference."""
+        encoding = entity.get(f"{field}Encoding")
+        if not encoding:
+            return None
+        blob = entity.get(f"{field}Blob")
+        if blob:
+            data = self._download(instance_id, field, str(blob))
+            if data is None:
+                return None  # replaced while we read; the caller re-reads
+            return Payload.from_encoding(data, str(encoding))
+        value = entity.get(field)
+        if isinstance(value, str):
+            data = value.encode("utf-8")
+        elif isinstance(value, bytes):
+            data = value
+        elif value is None:
+            data = b""
+        else:
+            kind = type(value).__name__
+            raise CorruptRecord(instance_id, f"{_FIELD_NAMES[field]} has type {kind}")
+        return Payload.from_encoding(data, str(encoding))
+
+    def _download(self, instance_id: str, field: str, name: str) -> bytes | None:
+        if self._blobs is None:
+            raise CorruptRecord(
+                instance_id, f"{_FIELD_NAMES[field]} is offloaded but no blob storage is configured"
+            )
+        try:
+            return self._blobs.download(name)
+        except AzureError as exc:
+            raise self._translate(exc, instance_id, f"download of {_FIELD_NAMES[field]}") from None
+        except OSError as exc:  # gzip/zlib errors are OSError/EOFError subclasses
+            raise CorruptRecord(instance_id, f"offloaded {_FIELD_NAMES[field]}: {exc}") from None
+
+    # -- create ---------------------------------------------------------------------------
+
+    def _new_entity(self, new: NewInstance) -> tuple[dict[str, Any], list[str]]:
+        entity: dict[str, Any] = {
+            "PartitionKey": partition_key(new.instance_id),
+            "RowKey": "",
+            C_ID: escape_key(new.instance_id),
+            C_NAME: new.name,
+            C_STATUS: new.runtime_status.value,
+            C_CREATED: new.created_at,
+            C_UPDATED: new.created_at,
+        }
+        uploaded: list[str] = []
+        try:
+            for field, payload in ((F_CUSTOM, new.custom_status), (F_INPUT, new.input)):
+                if payload is None:
+                    continue
+                prepared = self._prepare(new.instance_id, field, payload)
+                entity.update(prepared.columns)
+                if prepared.blob:
+                    uploaded.append(prepared.blob)
+        except BaseException:
+            self._discard(uploaded)
+            raise
+        if new.custom_status is not None:
+            entity[C_STATUS_UPDATED] = new.created_at
+        return entity, uploaded
+
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        self._ensure_table(new.instance_id)
+        entity, uploaded = self._new_entity(new)
+        try:
+            etag = self._insert_or_restart(new.instance_id, entity, restart_if_terminal)
+        except BaseException:
+            self._discard(uploaded)
+            raise
+        self._recent.remember(new.instance_id, etag, new.custom_status)
+        self._remember_blob(new.instance_id, F_CUSTOM, entity.get(f"{F_CUSTOM}Blob"))
+        self._remember_blob(new.instance_id, F_INPUT, entity.get(f"{F_INPUT}Blob"))
+        self._remember_blob(new.instance_id, F_OUTPUT, None)
+        return etag
+
+    def _insert_or_restart(
+        self, instance_id: str, entity: dict[str, Any], restart_if_terminal: bool
+    ) -> str:
+        """Insert; on conflict replace a terminal run with If-Match so racing writers lose."""
+        for _ in range(8):
+            try:
+                return str(self._table.create_entity(entity)["etag"])
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise self._translate(exc, instance_id, "create") from None
+            old = self._get(instance_id, [C_STATUS, C_OFFLOADED, *_BLOB_COLUMNS])
+            if old is None:
+                continue  # deleted meanwhile: insert again
+            status = str(old.get(C_STATUS, ""))
+            if not restart_if_terminal or not _is_terminal(status):
+                raise InstanceExists(instance_id, status or None)
+            etag = self._replace(instance_id, entity, str(old.metadata["etag"]))
+            if etag is not None:
+                self._after_restart(instance_id, old, entity)
+                return etag
+        raise InstanceExists(instance_id)
+
+    def _replace(self, instance_id: str, entity: dict[str, Any], etag: str) -> str | None:
+        """REPLACE the whole row at ``etag``; ``None`` if the row changed or vanished."""
+        try:
+            result = self._table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )  # fmt: skip
+        except (ResourceNotFoundError, HttpResponseError) as exc:
+            if isinstance(exc, ResourceNotFoundError) or exc.status_code == 412:
+                return None
+            raise self._translate(exc, instance_id, "restart") from None
+        except AzureError as exc:
+            raise self._translate(exc, instance_id, "restart") from None
+        return str(result["etag"])
+
+    def _after_restart(
+        self, instance_id: str, old: Mapping[str, Any], entity: Mapping[str, Any]
+    ) -> None:
+        """The old run's blobs are unreferenced now; delete them (and any older orphans)."""
+        if self._blobs is None:
+            return
+        keep = [str(entity[c]) for c in _BLOB_COLUMNS if entity.get(c)]
+        if old.get(C_OFFLOADED):
+            with contextlib.suppress(AzureError):
+                self._blobs.sweep(instance_id, keep=keep)
+
+    # -- read -----------------------------------------------------------------------------
+
+    def _get(self, instance_id: str, select: list[str]) -> TableEntity | None:
+        try:
+            return self._table.get_entity(partition_key(instance_id), "", select=select)
+        except ResourceNotFoundError as exc:
+            if _error_code(exc) == "TableNotFound":
+                raise self._translate(exc, instance_id, "read") from None
+            return None
+        except AzureError as exc:
+            raise self._translate(exc, instance_id, "read") from None
+
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        self._ensure_table(instance_id)
+        select = _SELECT_FULL if fetch_payloads else _SELECT_LIGHT
+        for _ in range(5):
+            entity = self._get(instance_id, select)
+            if entity is None:
+                return None
+            record = self._record(instance_id, entity, fetch_payloads)
+            if record is not None:
+                self._recent.remember(instance_id, record.etag, record.custom_status)
+                return record
+        raise CorruptRecord(instance_id, "an offloaded payload's blob is missing")
+
+    def _record(
+        self, instance_id: str, entity: TableEntity, fetch_payloads: bool
+    ) -> InstanceRecord | None:
+        """Build the record; ``None`` if a referenced blob vanished (a concurrent rewrite)."""
+        if entity.get(C_ID) not in (None, escape_key(instance_id)):
+            raise CorruptRecord(instance_id, "row belongs to another instance id")
+        payloads: dict[str, Payload | None] = {}
+        for field in (F_CUSTOM, F_INPUT, F_OUTPUT) if fetch_payloads else (F_CUSTOM,):
+            payload = self._load(instance_id, entity, field)
+            if payload is None and entity.get(f"{field}Encoding") and entity.get(f"{field}Blob"):
+                return None
+            payloads[field] = payload
+            if entity.get(f"{field}Blob"):
+                self._remember_blob(instance_id, field, str(entity[f"{field}Blob"]))
+        return self._build_record(instance_id, entity, payloads)
+
+    def _build_record(
+        self, instance_id: str, entity: TableEntity, payloads: dict[str, Payload | None]
+    ) -> InstanceRecord:
+        created = _as_utc(entity.get(C_CREATED))
+        updated = _as_utc(entity.get(C_UPDATED))
+        try:
+            status = RuntimeStatus(str(entity.get(C_STATUS)))
+        except ValueError:
+            detail = f"unknown runtime status {entity.get(C_STATUS)!r}"
+            raise CorruptRecord(instance_id, detail) from None
+        if created is None or updated is None:
+            raise CorruptRecord(instance_id, "timestamps are missing")
+        return InstanceRecord(
+            instance_id=instance_id,
+            name=str(entity.get(C_NAME, "")),
+            runtime_status=status,
+            created_at=created,
+            last_updated_at=updated,
+            custom_status_updated_at=_as_utc(entity.get(C_STATUS_UPDATED)),
+            etag=str(entity.metadata["etag"]),
+            custom_status=payloads.get(F_CUSTOM),
+            input=payloads.get(F_INPUT),
+            output=payloads.get(F_OUTPUT),
+        )
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _merge(
+        self, instance_id: str, columns: dict[str, Any], etag: str | None, operation: str
+    ) -> str:
+        """One MERGE of ``columns``: If-Match ``etag``, or ``*`` (never an upsert)."""
+        entity = {"PartitionKey": partition_key(instance_id), "RowKey": "", **columns}
+        try:
+            if etag is None:
+                result = self._table.update_entity(entity, mode=UpdateMode.MERGE)
+            else:
+                result = self._table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+        except AzureError as exc:
+            raise self._translate(exc, instance_id, operation, etag) from None
+        return str(result["etag"])
+
+    def _write_field(
+        self,
+        instance_id: str,
+        field: str,
+        payload: Payload | None,
+        extra: dict[str, Any],
+        etag: str | None,
+        operation: str,
+    ) -> str:
+        """MERGE one payload field plus ``extra``; clean up blobs on both outcomes."""
+        prepared = self._prepare(instance_id, field, payload)
+        try:
+            new_etag = self._merge(instance_id, {**prepared.columns, **extra}, etag, operation)
+        except DurastateError as exc:
+            if prepared.blob and not isinstance(exc, BackendUnavailable):
+                self._discard([prepared.blob])  # the write surely failed: nothing refers to it
+            raise
+        previous = self._remember_blob(instance_id, field, prepared.blob)
+        self._discard([previous] if previous else [])
+        return new_etag
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        if self._recent.unchanged(instance_id, etag, payload):
+            assert etag is not None
+            return WriteResult(etag, written=False)
+        self._ensure_table(instance_id)
+        times = {C_STATUS_UPDATED: now, C_UPDATED: now}
+        try:
+            new_etag = self._write_field(
+                instance_id, F_CUSTOM, payload, times, etag, "custom-status update"
+            )
+        except BaseException:
+            self._recent.forget(instance_id)
+            raise
+        self._recent.remember(instance_id, new_etag, payload)
+        return WriteResult(new_etag)
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        self._ensure_table(instance_id)
+        columns: dict[str, Any] = {C_STATUS: status.value, C_UPDATED: now}
+        self._recent.forget(instance_id)
+        if not set_output:
+            return self._merge(instance_id, columns, etag, "runtime-status update")
+        return self._write_field(
+            instance_id, F_OUTPUT, output, columns, etag, "runtime-status update"
+        )
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(self, instance_id: str) -> bool:
+        """Delete the row at the etag read (so no blob is missed), then its blobs."""
+        self._ensure_table(instance_id)
+        for _ in range(8):
+            entity = self._get(instance_id, [C_OFFLOADED, *_BLOB_COLUMNS])
+            if entity is None:
+                self._forget(instance_id)
+                return False
+            try:
+                self._table.delete_entity(
+                    partition_key(instance_id), "", etag=str(entity.metadata["etag"]),
+                    match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    continue
+                raise self._translate(exc, instance_id, "delete") from None
+            except AzureError as exc:
+                raise self._translate(exc, instance_id, "delete") from None
+            self._forget(instance_id)
+            self._delete_blobs(instance_id, entity)
+            return True
+        raise ConcurrencyError(instance_id)
+
+    def _forget(self, instance_id: str) -> None:
+        self._recent.forget(instance_id)
+        self._forget_blobs(instance_id)
+
+    def _delete_blobs(self, instance_id: str, entity: Mapping[str, Any]) -> None:
+        if self._blobs is None:
+            return
+        names = [str(entity[c]) for c in _BLOB_COLUMNS if entity.get(c)]
+        self._blobs.delete(names)
+        if entity.get(C_OFFLOADED):
+            with contextlib.suppress(AzureError):
+                self._blobs.sweep(instance_id)
+
+    # -- query ----------------------------------------------------------------------------
+
+    def query(self, query: InstanceQuery) -> RecordPage:
+        """OData filter in the service; the prefix is re-checked exactly on the client."""
+        if query.runtime_status is not None and not query.runtime_status:
+            return RecordPage([])
+        self._ensure_table()
+        odata = _odata_filter(query)
+        select = _SELECT_FULL if query.fetch_payloads else _SELECT_LIGHT
+        token: dict[str, Any] | None = None
+        if query.continuation:
+            token = decode_token(query.continuation)
+        items: list[InstanceRecord] = []
+        while True:
+            entities, token = self._page(odata, select, query.page_size, token)
+            items.extend(self._matching(entities, query))
+            if items or token is None:
+                break
+        return RecordPage(items, encode_token(token) if token else None)
+
+    def _page(
+        self,
+        odata: str,
+        select: list[str],
+        page_size: int,
+        token: dict[str, Any] | None,
+    ) -> tuple[list[TableEntity], dict[str, Any] | None]:
+        try:
+            pages = self._table.query_entities(
+                odata, select=select, results_per_page=page_size
+            ).by_page(continuation_token=cast(Any, token))  # the SDK's token is a dict
+            entities = list(next(pages, iter(())))
+            next_token: dict[str, Any] | None = pages.continuation_token  # type: ignore[attr-defined]
+        except AzureError as exc:
+            raise self._translate(exc, None, "query") from None
+        return entities, next_token or None
+
+    def _matching(
+        self, entities: list[TableEntity], query: InstanceQuery
+    ) -> Iterator[InstanceRecord]:
+        for entity in entities:
+            try:
+                instance_id = unescape_key(str(entity[C_ID]))
+            except (KeyError, ValueError):
+                continue  # not one of our rows
+            if query.prefix and not instance_id.startswith(query.prefix):
+                continue
+            record = self._record(instance_id, entity, query.fetch_payloads)
+            if record is None:  # a blob vanished under a concurrent rewrite: read it again
+                record = self.read(instance_id, fetch_payloads=query.fetch_payloads)
+            if record is not None and query.matches(record):
+                yield record
+
+
+def _error_code(exc: AzureError) -> str:
+    """The service's error code; create_entity's errors carry it only in the body."""
+    code = getattr(exc, "error_code", None)
+    if code:
+        return str(code.value if isinstance(code, enum.Enum) else code)
+    response = getattr(exc, "response", None)
+    try:
+        body = json.loads(response.text()) if response is not None else {}
+        return str(body["odata.error"]["code"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+def _is_terminal(status: str) -> bool:
+    try:
+        return RuntimeStatus(status).is_terminal
+    except ValueError:
+        return False
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _datetime_literal(value: datetime) -> str:
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return "datetime'" + value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+
+
+def _odata_filter(query: InstanceQuery) -> str:
+    """The OData filter; every value is quoted here (the SDK's @parameters split on spaces)."""
+    clauses = ["RowKey eq ''"]
+    if query.runtime_status:
+        ors = [f"{C_STATUS} eq {_quote(s.value)}" for s in sorted(query.runtime_status)]
+        clauses.append("(" + " or ".join(ors) + ")")
+    if query.created_from is not None:
+        clauses.append(f"{C_CREATED} ge {_datetime_literal(query.created_from)}")
+    if query.created_to is not None:
+        clauses.append(f"{C_CREATED} lt {_datetime_literal(query.created_to)}")
+    bounds = prefix_range(query.prefix) if query.prefix else None
+    if bounds is not None:
+        low, high = bounds
+        clauses.append(f"PartitionKey ge {_quote(low)} and PartitionKey lt {_quote(high)}")
+    return " and ".join(clauses)
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """Table name from the URL's host part, and options from its query string."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != AzureTablesBackend.scheme:
+        raise ConfigurationError(f"not an azure-tables:// URL: {parts.scheme}://...")
+    options: dict[str, Any] = dict(parse_qsl(parts.query))
+    secret_keys = {"connection_string", "account_key", "sas_token"} & set(options)
+    if secret_keys:
+        raise ConfigurationError(
+            f"azure-tables: pass {sorted(secret_keys)} as options or environment, not in the URL"
+        )
+    name = (parts.netloc + parts.path).strip("/")
+    if name:
+        options.setdefault("table", name)
+    return options
+
+
+def _transport_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Retry and timeout settings shared by the table and blob clients."""
+    return {
+        "retry_total": int(options.pop("retry_total", 3)),
+        "retry_backoff_factor": float(options.pop("retry_backoff_factor", 0.2)),
+        "retry_backoff_max": int(options.pop("retry_backoff_max", 4)),
+        "connection_timeout": float(options.pop("connection_timeout", 5.0)),
+        "read_timeout": float(options.pop("read_timeout", 20.0)),
+        "operation_timeout": float(options.pop("operation_timeout", 60.0)),
+        "use_env_proxies": _option_bool(options.pop("use_env_proxies", False)),
+        "raw_request_hook": options.pop("raw_request_hook", None),
+    }
+
+
+def _transport(settings: Mapping[str, Any]) -> RequestsTransport:
+    """requests without per-call proxy lookup (~150 µs) unless the user wants env proxies."""
+    return RequestsTransport(
+        use_env_settings=settings["use_env_proxies"],
+        connection_timeout=settings["connection_timeout"],
+        read_timeout=settings["read_timeout"],
+    )
+
+
+def _client_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "transport": _transport(settings),
+        "retry_total": settings["retry_total"],
+        "retry_backoff_factor": settings["retry_backoff_factor"],
+        "retry_backoff_max": settings["retry_backoff_max"],
+    }
+    if settings["raw_request_hook"] is not None:
+        kwargs["raw_request_hook"] = settings["raw_request_hook"]
+    return kwargs
+
+
+def _connection_string(options: dict[str, Any]) -> str | None:
+    value = options.pop("connection_string", None) or os.environ.get(ENV_CONNECTION_STRING)
+    return str(value) if value else None
+
+
+def _credential(options: dict[str, Any], account_url: str) -> Any:
+    """An explicit credential, an account key, or azure-identity's DefaultAzureCredential."""
+    credential = options.pop("credential", None)
+    account_key = options.pop("account_key", None)
+    if credential is not None:
+        return credential
+    if account_key:
+        account = str(options.pop("account_name", "") or urlsplit(account_url).hostname or "")
+        return AzureNamedKeyCredential(account.split(".")[0], str(account_key))
+    try:
+        identity = importlib.import_module("azure.identity")  # optional dependency
+    except ImportError:
+        raise ConfigurationError(
+            "azure-tables with account_url needs credential=..., account_key=..., or the "
+            "azure-identity package for DefaultAzureCredential"
+        ) from None
+    return identity.DefaultAzureCredential()
+
+
+def _table_client(
+    table_name: str, options: dict[str, Any], settings: Mapping[str, Any]
+) -> TableClient:
+    connection_string = _connection_string(options)
+    options["_connection_string"] = connection_string
+    kwargs = _client_kwargs(settings)
+    kwargs["timeout"] = settings["operation_timeout"]  # RetryPolicy: total time for all tries
+    try:
+        if connection_string:
+            return TableClient.from_connection_string(connection_string, table_name, **kwargs)
+        account_url = options.pop("account_url", None)
+        if not account_url:
+            raise ConfigurationError(
+                "azure-tables needs connection_string=..., "
+                f"${ENV_CONNECTION_STRING}, or account_url=... with a credential"
+            )
+        options["_account_url"] = str(account_url)
+        credential = _credential(options, str(account_url))
+        options["_credential"] = credential
+        return TableClient(str(account_url), table_name, credential=credential, **kwargs)
+    except ValueError as exc:
+        detail = type(exc).__name__
+        raise ConfigurationError(f"azure-tables: invalid account settings ({detail})") from None
+
+
+def _blob_factory(options: dict[str, Any], settings: Mapping[str, Any]) -> Any:
+    """A zero-argument factory for the BlobServiceClient, built only when first needed."""
+    connection_string = options.pop("_connection_string", None)
+    account_url = options.pop("_account_url", None)
+    credential = options.pop("_credential", None)
+    blob_url = options.pop("blob_account_url", None)
+    if blob_url is None and account_url is not None:
+        blob_url = str(account_url).replace(".table.", ".blob.")
+    kwargs = _client_kwargs(settings)
+
+    def factory() -> BlobServiceClient:
+        if connection_string is not None:
+            return BlobServiceClient.from_connection_string(connection_string, **kwargs)
+        return BlobServiceClient(str(blob_url), credential=credential, **kwargs)
+
+    return factory

@@ -1,0 +1,610 @@
+"""azure-tables:// against a real Azurite process (never skipped: if Azurite fails, we fail)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.core.pipeline import PipelineRequest
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from durastate.backends.azure_tables import (
+    HASH_MARK,
+    KEY_LIMIT,
+    AzureTablesBackend,
+    escape_key,
+    partition_key,
+    prefix_range,
+    unescape_key,
+    utf16_length,
+)
+from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
+from durastate.core.store import StateStore
+from durastate.errors import (
+    BackendUnavailable,
+    ConcurrencyError,
+    ConfigurationError,
+    InstanceExists,
+    InstanceNotFound,
+    PayloadTooLarge,
+)
+from durastate.testing import BackendConformance
+from durastate.testing.emulators import AZURITE_KEY, RunningEmulator, azurite_connection_string
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+CONTAINER = "durastate-test-payloads"
+
+
+def _table_name() -> str:
+    return "T" + uuid.uuid4().hex[:20]
+
+
+class RequestCounter:
+    """Counts every HTTP attempt (the hook runs after the retry policy)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: PipelineRequest[Any]) -> None:
+        with self._lock:
+            self.requests.append((request.http_request.method, request.http_request.url))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+
+def _open(
+    emulator: RunningEmulator, table: str | None = None, **options: Any
+) -> AzureTablesBackend:
+    options.setdefault("container", CONTAINER)
+    return AzureTablesBackend.from_url(
+        f"azure-tables://{table or _table_name()}",
+        connection_string=azurite_connection_string(emulator),
+        **options,
+    )
+
+
+def _drop(emulator: RunningEmulator, backend: AzureTablesBackend) -> None:
+    backend.close()
+    service = TableServiceClient.from_connection_string(azurite_connection_string(emulator))
+    with service:
+        service.delete_table(backend.table_name)
+
+
+def _blob_names(emulator: RunningEmulator, table: str) -> list[str]:
+    service = BlobServiceClient.from_connection_string(azurite_connection_string(emulator))
+    with service:
+        container = service.get_container_client(CONTAINER)
+        if not container.exists():
+            return []
+        return [blob.name for blob in container.list_blobs(name_starts_with=f"{table}/")]
+
+
+def _big(size: int) -> Payload:
+    return Payload(b'"' + b"q" * size + b'"', "json")
+
+
+def _new(instance_id: str, custom: bytes | None = None, data: bytes | None = None) -> NewInstance:
+    return NewInstance(
+        instance_id=instance_id,
+        name="wf",
+        runtime_status=RuntimeStatus.RUNNING,
+        created_at=T0,
+        input=Payload(data, "json") if data is not None else None,
+        custom_status=Payload(custom, "json") if custom is not None else None,
+    )
+
+
+@pytest.fixture
+def backend(azurite: RunningEmulator) -> Iterator[AzureTablesBackend]:
+    backend = _open(azurite)
+    yield backend
+    _drop(azurite, backend)
+
+
+@pytest.fixture
+def counter() -> RequestCounter:
+    return RequestCounter()
+
+
+@pytest.fixture
+def counted(azurite: RunningEmulator, counter: RequestCounter) -> Iterator[AzureTablesBackend]:
+    backend = _open(azurite, raw_request_hook=counter)
+    yield backend
+    _drop(azurite, backend)
+
+
+# ---------------------------------------------------------------------------------------
+# (1) the whole conformance suite
+# ---------------------------------------------------------------------------------------
+
+
+class TestAzureTablesConformance(BackendConformance):
+    @pytest.fixture
+    def backend(self, azurite: RunningEmulator) -> Iterator[AzureTablesBackend]:
+        backend = _open(azurite)
+        yield backend
+        _drop(azurite, backend)
+
+
+# ---------------------------------------------------------------------------------------
+# (3) key escaping
+# ---------------------------------------------------------------------------------------
+
+FORBIDDEN = "/\\#?" + "".join(map(chr, range(0x20))) + "".join(map(chr, range(0x7F, 0xA0)))
+ids = st.text(min_size=1, max_size=512)
+
+
+def test_escape_removes_every_forbidden_character() -> None:
+    escaped = escape_key("a/b\\c#d?e^f%g" + FORBIDDEN + "\ufffe\uffff")
+    assert not set(escaped) & set(FORBIDDEN)
+    assert "\ufffe" not in escaped
+    assert "\uffff" not in escaped
+    assert unescape_key(escaped) == "a/b\\c#d?e^f%g" + FORBIDDEN + "\ufffe\uffff"
+
+
+def test_escape_character_itself_is_escaped() -> None:
+    assert escape_key("^2F") != escape_key("/")
+    assert unescape_key(escape_key("^2F")) == "^2F"
+    assert escape_key("plain-id_1.2") == "plain-id_1.2"  # readable keys for plain ids
+
+
+def test_unescape_refuses_what_escape_never_makes() -> None:
+    for bad in ("^", "^Z1", "^2", "^u12", "a^~b"):
+        with pytest.raises(ValueError, match="escape"):
+            unescape_key(bad)
+
+
+@given(ids)
+def test_escape_round_trips(instance_id: str) -> None:
+    assert unescape_key(escape_key(instance_id)) == instance_id
+
+
+@given(ids, ids)
+def test_two_ids_never_share_a_key(first: str, second: str) -> None:
+    if first != second:
+        assert escape_key(first) != escape_key(second)
+        assert partition_key(first) != partition_key(second)
+
+
+@given(ids, st.text(max_size=40))
+def test_escape_preserves_prefixes_both_ways(instance_id: str, other: str) -> None:
+    for prefix in (instance_id[: len(instance_id) // 2], other):
+        assert escape_key(instance_id).startswith(escape_key(prefix)) == instance_id.startswith(
+            prefix
+        )
+
+
+@given(ids)
+def test_every_key_fits_and_contains_no_forbidden_character(instance_id: str) -> None:
+    key = partition_key(instance_id)
+    assert utf16_length(key) <= KEY_LIMIT
+    assert not set(key) & set(FORBIDDEN)
+    key.encode("utf-8")  # valid unicode: no lone surrogates
+
+
+@given(ids, st.integers(min_value=1, max_value=512))
+def test_prefix_range_holds_every_id_with_that_prefix(instance_id: str, cut: int) -> None:
+    prefix = instance_id[:cut]
+    bounds = prefix_range(prefix)
+    assert bounds is not None
+    low, high = bounds
+    key = partition_key(instance_id)
+    for order in (str, lambda s: s.encode("utf-16-be", "surrogatepass")):
+        assert order(low) <= order(key) < order(high)
+
+
+def test_long_ids_get_hashed_keys_that_fit() -> None:
+    long_id = "\U0001f642" * 512  # 1024 UTF-16 units before any escaping
+    key = partition_key(long_id)
+    assert HASH_MARK in key
+    assert utf16_length(key) <= KEY_LIMIT
+    assert partition_key(long_id[:-1] + "x") != key
+    assert partition_key("a" * 512) == "a" * 512
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=st.lists(ids, min_size=1, max_size=6, unique=True))
+def test_ids_round_trip_through_azurite(backend: AzureTablesBackend, batch: list[str]) -> None:
+    for instance_id in batch:
+        backend.delete(instance_id)
+    for number, instance_id in enumerate(batch):
+        backend.create(_new(instance_id, custom=str(number).encode()))
+    for number, instance_id in enumerate(batch):
+        record = backend.read(instance_id)
+        assert record is not None
+        assert record.instance_id == instance_id
+        assert record.custom_status == Payload(str(number).encode(), "json")
+    for instance_id in batch:
+        assert backend.delete(instance_id)
+
+
+def test_prefix_query_with_awkward_and_long_ids(backend: AzureTablesBackend) -> None:
+    family = ["p/x", "p/x/1", "p/x?2", "p/y", "p/" + "🙂" * 400, "p/" + "🙂" * 400 + "tail", "q"]
+    for instance_id in family:
+        backend.create(_new(instance_id))
+    for prefix in ("p/", "p/x", "p/x/", "p/" + "🙂" * 300, "p/" + "🙂" * 400 + "t", "r"):
+        found = _all_ids(backend, InstanceQuery(prefix=prefix, page_size=2))
+        assert sorted(found) == sorted(i for i in family if i.startswith(prefix)), prefix
+
+
+def _all_ids(backend: AzureTablesBackend, query: InstanceQuery) -> list[str]:
+    found: list[str] = []
+    while True:
+        page = backend.query(query)
+        found.extend(record.instance_id for record in page.items)
+        if page.continuation is None:
+            return found
+        query = InstanceQuery(
+            runtime_status=query.runtime_status, created_from=query.created_from,
+            created_to=query.created_to, prefix=query.prefix, page_size=query.page_size,
+            continuation=page.continuation,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# (5) what a custom-status update sends
+# ---------------------------------------------------------------------------------------
+
+
+def test_custom_status_update_is_exactly_one_request(
+    counted: AzureTablesBackend, counter: RequestCounter
+) -> None:
+    etag = counted.create(_new("one", custom=b'"a"'))
+    counter.reset()
+    result = counted.write_custom_status("one", Payload(b'"b"', "json"), etag=etag, now=T0)
+    assert result.written
+    assert len(counter.requests) == 1
+    assert counter.requests[0][0] == "PATCH"  # MERGE, no GET first
+    counter.reset()
+    counted.write_custom_status("one", Payload(b'"c"', "json"), etag=None, now=T0)
+    assert [method for method, _ in counter.requests] == ["PATCH"]
+
+
+def test_fresh_backend_updates_without_reading(
+    azurite: RunningEmulator, backend: AzureTablesBackend, counter: RequestCounter
+) -> None:
+    etag = backend.create(_new("cold", custom=b"1"))
+    other = _open(azurite, table=backend.table_name, raw_request_hook=counter, create_table=False)
+    try:
+        other.write_custom_status("cold", Payload(b"2", "json"), etag=etag, now=T0)
+        assert [method for method, _ in counter.requests] == ["PATCH"]
+    finally:
+        other.close()
+    record = backend.read("cold")
+    assert record is not None
+    assert record.custom_status == Payload(b"2", "json")
+
+
+def test_repeated_bytes_at_known_etag_cost_no_request(
+    counted: AzureTablesBackend, counter: RequestCounter
+) -> None:
+    etag = counted.create(_new("same"))
+    first = counted.write_custom_status("same", Payload(b"[1]", "json"), etag=etag, now=T0)
+    counter.reset()
+    again = counted.write_custom_status("same", Payload(b"[1]", "json"), etag=first.etag, now=T0)
+    assert again.etag == first.etag
+    assert not again.written
+    assert counter.requests == []
+    assert not AzureTablesBackend.capabilities.skips_unchanged
+
+
+def test_merge_leaves_input_and_output_alone(backend: AzureTablesBackend) -> None:
+    etag = backend.create(_new("m", custom=b"0", data=b'{"in":1}'))
+    etag = backend.write_runtime_status(
+        "m", RuntimeStatus.RUNNING, output=Payload(b'{"out":2}', "json"), set_output=True,
+        etag=etag, now=T0,
+    )  # fmt: skip
+    backend.write_custom_status("m", Payload(b'{"p":50}', "json"), etag=etag, now=T0)
+    record = backend.read("m", fetch_payloads=True)
+    assert record is not None
+    assert record.input == Payload(b'{"in":1}', "json")
+    assert record.output == Payload(b'{"out":2}', "json")
+    assert record.custom_status == Payload(b'{"p":50}', "json")
+
+
+def test_null_and_absent_custom_status(backend: AzureTablesBackend) -> None:
+    backend.create(_new("absent"))
+    record = backend.read("absent")
+    assert record is not None
+    assert record.custom_status is None
+    assert record.custom_status_updated_at is None
+    backend.write_custom_status("absent", Payload(b"null", "json"), etag=None, now=T0)
+    record = backend.read("absent")
+    assert record is not None
+    assert record.custom_status == Payload(b"null", "json")
+    backend.write_custom_status("absent", Payload(b"", "json"), etag=None, now=T0)
+    record = backend.read("absent")
+    assert record is not None
+    assert record.custom_status == Payload(b"", "json")
+
+
+def test_binary_and_compressed_payloads_round_trip(backend: AzureTablesBackend) -> None:
+    backend.create(_new("bin"))
+    for payload in (
+        Payload(b"\x00\xff\x81", "msgpack"),
+        Payload(b"x\x9c\x03\x00", "json", "zlib"),
+        Payload(b"\xff\xfe", "json"),  # not UTF-8: stored as binary, still exact
+        Payload('"é漢字🙂"'.encode(), "json"),
+    ):
+        backend.write_custom_status("bin", payload, etag=None, now=T0)
+        record = backend.read("bin")
+        assert record is not None
+        assert record.custom_status == payload
+
+
+def test_missing_instance_errors(backend: AzureTablesBackend) -> None:
+    with pytest.raises(InstanceNotFound):
+        backend.write_custom_status("ghost", Payload(b"1", "json"), etag=None, now=T0)
+    with pytest.raises(InstanceNotFound):
+        backend.write_runtime_status(
+            "ghost", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=None, now=T0
+        )
+    assert backend.read("ghost") is None
+    assert backend.delete("ghost") is False
+
+
+def test_restart_replaces_terminal_run_only(backend: AzureTablesBackend) -> None:
+    etag = backend.create(_new("r", custom=b'"old"', data=b"1"))
+    with pytest.raises(InstanceExists):
+        backend.create(_new("r"), restart_if_terminal=True)
+    backend.write_runtime_status(
+        "r", RuntimeStatus.COMPLETED, output=Payload(b'"done"', "json"), set_output=True,
+        etag=etag, now=T0,
+    )  # fmt: skip
+    backend.create(_new("r", data=b"2"), restart_if_terminal=True)
+    record = backend.read("r", fetch_payloads=True)
+    assert record is not None
+    assert record.custom_status is None
+    assert record.output is None
+    assert record.input == Payload(b"2", "json")
+
+
+# ---------------------------------------------------------------------------------------
+# (4) two writers racing on one etag
+# ---------------------------------------------------------------------------------------
+
+
+def test_two_backends_cas_on_one_etag(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    etag = backend.create(_new("race"))
+    writers = [_open(azurite, table=backend.table_name, create_table=False) for _ in range(2)]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def write(writer: AzureTablesBackend, value: bytes) -> None:
+        barrier.wait()
+        try:
+            writer.write_custom_status("race", Payload(value, "json"), etag=etag, now=T0)
+            outcomes.append("won")
+        except ConcurrencyError:
+            outcomes.append("lost")
+
+    threads = [
+        threading.Thread(target=write, args=(writer, str(n).encode()))
+        for n, writer in enumerate(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for writer in writers:
+        writer.close()
+    assert sorted(outcomes) == ["lost", "won"]
+
+
+def test_racing_restarts_one_wins(azurite: RunningEmulator, backend: AzureTablesBackend) -> None:
+    etag = backend.create(_new("again"))
+    backend.write_runtime_status(
+        "again", RuntimeStatus.FAILED, output=None, set_output=False, etag=etag, now=T0
+    )
+    writers = [_open(azurite, table=backend.table_name, create_table=False) for _ in range(4)]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(writers))
+
+    def restart(writer: AzureTablesBackend) -> None:
+        barrier.wait()
+        try:
+            writer.create(_new("again"), restart_if_terminal=True)
+            outcomes.append("won")
+        except InstanceExists:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=restart, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for writer in writers:
+        writer.close()
+    assert outcomes.count("won") == 1
+    assert outcomes.count("lost") == 3
+
+
+# ---------------------------------------------------------------------------------------
+# (2) offload to blobs
+# ---------------------------------------------------------------------------------------
+
+
+def test_several_mib_status_round_trips_and_purge_removes_blob(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    store = StateStore(backend, serializer="json", max_custom_status_bytes=8 * 1024 * 1024)
+    store.create_instance("big", name="wf", input={"small": True})
+    value = {"rows": [f"row {n} " + "z" * 40 for n in range(80_000)]}  # ~4 MiB of JSON
+    etag = store.set_custom_status("big", value)
+    assert store.get_custom_status("big") == value
+    assert len(_blob_names(azurite, backend.table_name)) == 1
+    store.set_custom_status("big", {"small": "again"}, etag=etag)  # back inline
+    assert _blob_names(azurite, backend.table_name) == []  # the old blob went with it
+    store.set_custom_status("big", value)
+    assert store.purge("big")
+    assert _blob_names(azurite, backend.table_name) == []
+
+
+def test_overwrite_deletes_previous_blob(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    backend.create(_new("ow"))
+    big = [Payload(b'"' + bytes([65 + n]) * 200_000 + b'"', "json") for n in range(3)]
+    for payload in big:
+        backend.write_custom_status("ow", payload, etag=None, now=T0)
+    names = _blob_names(azurite, backend.table_name)
+    assert len(names) == 1
+    record = backend.read("ow")
+    assert record is not None
+    assert record.custom_status == big[-1]
+
+
+def test_no_orphan_blob_after_failed_cas(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    etag = backend.create(_new("cas"))
+    backend.write_custom_status("cas", Payload(b"1", "json"), etag=etag, now=T0)
+    with pytest.raises(ConcurrencyError):
+        backend.write_custom_status("cas", _big(300_000), etag=etag, now=T0)
+    assert _blob_names(azurite, backend.table_name) == []
+    with pytest.raises(InstanceNotFound):
+        backend.write_custom_status("nobody", _big(300_000), etag=None, now=T0)
+    assert _blob_names(azurite, backend.table_name) == []
+
+
+def test_orphans_from_other_writers_are_swept_on_purge(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    backend.create(_new("sweep"))
+    big = Payload(b'"' + b"s" * 100_000 + b'"', "json")
+    other = _open(azurite, table=backend.table_name, create_table=False)
+    try:
+        other.write_custom_status("sweep", big, etag=None, now=T0)
+    finally:
+        other.close()
+    backend.write_custom_status("sweep", Payload(b"1", "json"), etag=None, now=T0)  # blind
+    assert len(_blob_names(azurite, backend.table_name)) == 1  # orphan, unknown to `backend`
+    assert backend.delete("sweep")
+    assert _blob_names(azurite, backend.table_name) == []
+
+
+def test_threshold_option_and_offload_off(azurite: RunningEmulator) -> None:
+    low = _open(azurite, offload_threshold=100)
+    off = _open(azurite, offload=False)
+    try:
+        low.create(_new("t", custom=b'"' + b"x" * 200 + b'"'))
+        assert len(_blob_names(azurite, low.table_name)) == 1
+        record = low.read("t")
+        assert record is not None
+        assert record.custom_status is not None
+        assert len(record.custom_status.data) == 202
+        assert not off.capabilities.offload
+        assert AzureTablesBackend.capabilities.offload
+        off.create(_new("t"))
+        with pytest.raises(PayloadTooLarge):
+            off.write_custom_status("t", _big(70_000), etag=None, now=T0)
+    finally:
+        _drop(azurite, low)
+        _drop(azurite, off)
+
+
+def test_large_input_and_output_offload_and_restart_cleans(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    big_in = Payload(b"\x01" * 100_000, "msgpack")
+    etag = backend.create(_new("io", data=None))
+    etag = backend.write_runtime_status(
+        "io", RuntimeStatus.COMPLETED, output=big_in, set_output=True, etag=etag, now=T0
+    )
+    record = backend.read("io", fetch_payloads=True)
+    assert record is not None
+    assert record.output == big_in
+    assert len(_blob_names(azurite, backend.table_name)) == 1
+    backend.create(_new("io"), restart_if_terminal=True)
+    assert _blob_names(azurite, backend.table_name) == []
+
+
+# ---------------------------------------------------------------------------------------
+# configuration, secrets, availability
+# ---------------------------------------------------------------------------------------
+
+
+def test_url_forms_and_env(azurite: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DURASTATE_AZURE_CONNECTION_STRING", azurite_connection_string(azurite))
+    name = _table_name()
+    backend = AzureTablesBackend.from_url(f"azure-tables:///?table={name}&create_table=true")
+    try:
+        backend.create(_new("x"))
+        assert backend.table_name == name
+        assert AZURITE_KEY not in repr(backend)
+    finally:
+        _drop(azurite, backend)
+    with pytest.raises(ConfigurationError):
+        AzureTablesBackend.from_url("azure-tables://")
+    with pytest.raises(ConfigurationError):
+        AzureTablesBackend.from_url(f"azure-tables://{name}", bogus=1)
+
+
+def test_missing_table_without_create(azurite: RunningEmulator) -> None:
+    backend = _open(azurite, create_table=False)
+    try:
+        with pytest.raises(ConfigurationError, match="does not exist"):
+            backend.create(_new("x"))
+    finally:
+        backend.close()
+
+
+def test_unreachable_service_is_backend_unavailable_without_secrets() -> None:
+    secret = AZURITE_KEY
+    connection_string = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={secret};TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    backend = AzureTablesBackend.from_url(
+        "azure-tables://Nowhere", connection_string=connection_string, retry_total=1,
+        retry_backoff_factor=0.01, connection_timeout=0.5, operation_timeout=3,
+    )  # fmt: skip
+    started = datetime.now(UTC)
+    with pytest.raises(BackendUnavailable) as raised:
+        backend.write_custom_status("inst-7", Payload(b"1", "json"), etag="W/x", now=T0)
+    assert datetime.now(UTC) - started < timedelta(seconds=10)
+    message = str(raised.value)
+    assert "inst-7" in message
+    assert secret not in message
+    assert "AccountKey" not in message
+    assert raised.value.__cause__ is None
+    assert secret not in repr(backend)
+    backend.close()
+
+
+def test_transport_skips_proxy_environment(backend: AzureTablesBackend) -> None:
+    backend.create(_new("proxy"))
+    pipeline: Any = backend._table._client._client._pipeline
+    assert pipeline._transport._use_env_settings is False
+    assert pipeline._transport.session.trust_env is False
+
+
+def test_open_store_by_url(azurite: RunningEmulator) -> None:
+    from durastate import open_store
+
+    name = _table_name()
+    store = open_store(
+        f"azure-tables://{name}", connection_string=azurite_connection_string(azurite)
+    )
+    try:
+        store.create_instance("via-url", name="wf", custom_status={"stage": "start"})
+        assert store.get_custom_status("via-url") == {"stage": "start"}
+        assert AZURITE_KEY not in repr(store)
+    finally:
+        store.purge("via-url")
+        assert isinstance(store.backend, AzureTablesBackend)
+        _drop(azurite, store.backend)
