@@ -1,0 +1,809 @@
+"""s3://BUCKET/PREFIX — instances as two objects each, conditional writes for the etag.
+
+Layout (``P`` is the prefix, ``K`` the escaped instance id, see `instance_key`)::
+
+    P/records/K   JSON header line + input bytes + output bytes   (written by create and by
+                  runtime-status changes; never by a custom-status update)
+    P/status/K    b"ds1 RUN VER ENCODING\\n" + custom-status bytes; metadata ``cs-updated``
+
+The status object is the commit point of every write. Its S3 ETag is the MD5 of its body, and
+the body's small header names the run and a version token that every runtime-status change
+renews, so the status ETag changes whenever anything about the instance changes. The etag
+handed to callers is ``RUN.VER.MD5``:
+
+- a custom-status update is one ``PutObject`` with ``If-Match: MD5`` and no read before it;
+  if the new body hashes to ``MD5`` the stored status is already identical and nothing is
+  sent at all;
+- a runtime-status change (rare) reads both objects, renews VER with a conditional PUT of
+  the status object (the commit), then rewrites the record with ``If-Match`` on its ETag;
+- create is ``If-None-Match: *`` on the record, then the status object.
+
+Costs in S3 requests are listed in docs/s3.md and on each method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
+
+import boto3  # noqa: F401 - imported eagerly so a missing SDK names the 'aws' extra
+import botocore.exceptions
+
+from durastate.backends._aws import AwsOptions, aws_client, error_code, guard
+from durastate.core.backend import Backend
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+from durastate.core.tokens import InvalidContinuationToken, decode_token, encode_token
+from durastate.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecord,
+    InstanceExists,
+    InstanceNotFound,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+__all__ = ["S3Backend", "escape_id", "instance_key"]
+
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+_HASH_SUFFIX_BYTES = 2 + 64  # "%~" + sha256 hex, for ids whose escaped form is too long
+_HEADER_RANGE = 8192  # first bytes fetched when only the record's header is wanted
+_MAX_RETRIES = 16  # last-write-wins loops give up (ConcurrencyError) after this many tries
+_NO_STATUS = "0"  # the MD5 part of an etag when the run has no status object yet
+_KNOWN_CAPACITY = 4096
+
+# ASCII kept as-is: letters, digits and the punctuation S3 documents as safe or harmless.
+# Everything else in ASCII ('/', '%', controls, and S3's "characters to avoid") is %XX.
+_SAFE_ASCII = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!-_.*'()&$@=;:+ ,?"
+)
+
+
+# -- instance ids -> keys -------------------------------------------------------------------
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    keep = (
+        char in _SAFE_ASCII
+        if code < 0x80
+        else not (code <= 0x9F or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF))
+    )
+    if keep:
+        return char
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+def escape_id(instance_id: str) -> str:
+    """Percent-encode, character by character, what S3 keys should not carry.
+
+    Per-character escaping makes ``escape_id(a + b) == escape_id(a) + escape_id(b)``, so the
+    escaped form of an id prefix is a prefix of the escaped id (prefix queries are key-prefix
+    listings). ``%`` is always escaped, so the mapping is reversible (`unescape_id`).
+    """
+    return "".join(_escape_char(char) for char in instance_id)
+
+
+def unescape_id(escaped: str) -> str:
+    """The inverse of `escape_id` (for people reading keys; the backend never needs it)."""
+    return urllib.parse.unquote(escaped, errors="surrogatepass")
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 form has at most ``limit`` bytes."""
+    raw = text.encode("utf-8")
+    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
+
+
+def instance_key(instance_id: str, budget: int) -> str:
+    """The key suffix of an id: its escaped form, or, if over ``budget`` bytes, a hashed one.
+
+    A long id keeps the first ``budget - 66`` bytes of its escaped form (so prefix listings
+    still find it) followed by ``%~`` and the SHA-256 of the id. ``%~`` never occurs in an
+    escaped id, so hashed keys cannot collide with plain ones.
+    """
+    escaped = escape_id(instance_id)
+    if len(escaped.encode("utf-8")) <= budget:
+        return escaped
+    digest = hashlib.sha256(instance_id.encode("utf-8")).hexdigest()
+    return _truncate_utf8(escaped, budget - _HASH_SUFFIX_BYTES) + "%~" + digest
+
+
+def _listing_prefix(id_prefix: str, budget: int) -> str:
+    """A key prefix shared by every id starting with ``id_prefix``, plain or hashed."""
+    return _truncate_utf8(escape_id(id_prefix), budget - _HASH_SUFFIX_BYTES)
+
+
+# -- the etag --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Etag:
+    """``RUN.VER.MD5``: the run, the runtime-status version, the status object's ETag."""
+
+    run: str
+    ver: str
+    md5: str
+
+    def __str__(self) -> str:
+        return f"{self.run}.{self.ver}.{self.md5}"
+
+    @classmethod
+    def parse(cls, instance_id: str, etag: str) -> _Etag:
+        parts = etag.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise ConcurrencyError(instance_id, etag)  # not ours, so it cannot match
+        return cls(*parts)
+
+
+def _token() -> str:
+    return secrets.token_hex(6)
+
+
+def _md5(body: bytes) -> str:
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def _strip_etag(s3_etag: str) -> str:
+    return s3_etag.strip('"')
+
+
+# -- object bodies ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """A parsed status object: its header, the custom status, and when that was set."""
+
+    run: str
+    ver: str
+    payload: Payload | None
+    updated_at: datetime | None
+    md5: str
+
+
+def _status_body(run: str, ver: str, payload: Payload | None) -> bytes:
+    encoding = urllib.parse.quote(payload.encoding, safe="+-_.~") if payload else "-"
+    header = f"ds1 {run} {ver} {encoding}\n".encode("ascii")
+    return header + (payload.data if payload else b"")
+
+
+def _parse_status(instance_id: str, body: bytes, md5: str, meta: Mapping[str, str]) -> _Status:
+    header, sep, data = body.partition(b"\n")
+    fields = header.decode("ascii", "replace").split(" ")
+    if not sep or len(fields) != 4 or fields[0] != "ds1":
+        raise CorruptRecord(instance_id, "status object has no valid header")
+    _, run, ver, encoding = fields
+    payload = None if encoding == "-" else Payload.from_encoding(
+        data, urllib.parse.unquote(encoding)
+    )
+    updated = meta.get("cs-updated")
+    return _Status(run, ver, payload, _parse_time(instance_id, updated) if updated else None, md5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """A parsed record object; ``input``/``output`` are ``None`` when not fetched."""
+
+    instance_id: str
+    run: str
+    name: str
+    runtime_status: RuntimeStatus
+    created_at: datetime
+    last_updated_at: datetime
+    input: Payload | None
+    output: Payload | None
+    s3_etag: str
+    has_payloads: bool
+
+
+def _payload_head(payload: Payload | None) -> list[Any] | None:
+    return None if payload is None else [payload.encoding, len(payload.data)]
+
+
+def _record_body(record: _Record) -> bytes:
+    header = {
+        "v": 1,
+        "id": record.instance_id,
+        "run": record.run,
+        "name": record.name,
+        "rs": record.runtime_status.value,
+        "created": record.created_at.isoformat(),
+        "updated": record.last_updated_at.isoformat(),
+        "in": _payload_head(record.input),
+        "out": _payload_head(record.output),
+    }
+    line = json.dumps(header, separators=(",", ":")).encode("ascii")  # ensure_ascii: no \n
+    parts = [line, b"\n"]
+    parts.extend(p.data for p in (record.input, record.output) if p is not None)
+    return b"".join(parts)
+
+
+def _parse_time(instance_id: str, text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise CorruptRecord(instance_id, f"bad timestamp {text[:40]!r}") from None
+
+
+def _split_payloads(
+    header: dict[str, Any], rest: bytes
+) -> tuple[Payload | None, Payload | None]:
+    payloads: list[Payload | None] = []
+    offset = 0
+    for field in ("in", "out"):
+        head = header.get(field)
+        if head is None:
+            payloads.append(None)
+            continue
+        encoding, size = head
+        payloads.append(Payload.from_encoding(rest[offset : offset + size], encoding))
+        offset += size
+    if offset != len(rest):
+        raise ValueError("payload lengths do not match the object size")
+    return payloads[0], payloads[1]
+
+
+def _parse_record(key_hint: str, body: bytes, s3_etag: str, complete: bool) -> _Record:
+    """Parse a record body; with ``complete=False`` only the header is present."""
+    line, _, rest = body.partition(b"\n")
+    try:
+        header = json.loads(line)
+        instance_id = header["id"]
+    except (ValueError, KeyError, TypeError):
+        raise CorruptRecord(key_hint, "record object has no valid header") from None
+    try:
+        inp, out = _split_payloads(header, rest) if complete else (None, None)
+        return _Record(
+            instance_id=instance_id,
+            run=header["run"],
+            name=header["name"],
+            runtime_status=RuntimeStatus(header["rs"]),
+            created_at=_parse_time(instance_id, header["created"]),
+            last_updated_at=_parse_time(instance_id, header["updated"]),
+            input=inp,
+            output=out,
+            s3_etag=s3_etag,
+            has_payloads=complete,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptRecord(instance_id, f"record object is malformed: {exc}") from None
+
+
+def _compose(record: _Record, status: _Status | None, fetch_payloads: bool) -> InstanceRecord:
+    """The caller's view: a status object of another run counts as no custom status."""
+    current = status if status is not None and status.run == record.run else None
+    etag = _Etag(
+        record.run,
+        status.ver if status else _NO_STATUS,
+        status.md5 if status else _NO_STATUS,
+    )
+    updated = current.updated_at if current else None
+    last = max(record.last_updated_at, updated) if updated else record.last_updated_at
+    return InstanceRecord(
+        instance_id=record.instance_id,
+        name=record.name,
+        runtime_status=record.runtime_status,
+        created_at=record.created_at,
+        last_updated_at=last,
+        custom_status_updated_at=updated,
+        etag=str(etag),
+        custom_status=current.payload if current else None,
+        input=record.input if fetch_payloads else None,
+        output=record.output if fetch_payloads else None,
+    )
+
+
+# -- S3 calls --------------------------------------------------------------------------------
+
+
+class _PreconditionFailed(Exception):
+    """S3 answered 412 (or 409 ConditionalRequestConflict) to a conditional request."""
+
+
+class _Missing(Exception):
+    """S3 answered 404: no such key."""
+
+
+_T = TypeVar("_T")
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+_CONFIG_CODES = frozenset(
+    {"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Object:
+    body: bytes
+    etag: str
+    metadata: Mapping[str, str]
+    complete: bool
+
+
+def _flag(value: Any) -> bool:
+    """A boolean option that may arrive as a string from a URL or the environment."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            raise ConfigurationError(f"create_bucket must be true or false, not {value!r}")
+        return lowered in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+class _Known:
+    """The last etag this backend saw per instance, so an update without one needs no read."""
+
+    def __init__(self, capacity: int = _KNOWN_CAPACITY) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, _Etag] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, instance_id: str) -> _Etag | None:
+        return self._entries.get(instance_id)
+
+    def set(self, instance_id: str, etag: _Etag) -> None:
+        with self._lock:
+            self._entries[instance_id] = etag
+            self._entries.move_to_end(instance_id)
+            if len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def forget(self, instance_id: str) -> None:
+        with self._lock:
+            self._entries.pop(instance_id, None)
+
+
+class S3Backend(Backend):
+    """Instances in an S3 bucket (or moto_server, MinIO...); see the module docstring."""
+
+    scheme = "s3"
+    capabilities = Capabilities(
+        max_payload_bytes=None,  # 5 GB per object; input and output share the record
+        skips_unchanged=True,
+        native_query=False,
+        cross_process=True,
+        max_instance_id_length=512,
+        extra={
+            "custom_status_update": "1 PutObject (0 when unchanged with a current etag)",
+            "query": "1 ListObjectsV2 per 1000 instances + 1-2 GetObject per instance",
+        },
+    )
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        aws: AwsOptions | None = None,
+        create_bucket: bool = True,
+        client: S3Client | None = None,
+    ) -> None:
+        if not bucket:
+            raise ConfigurationError("s3:// needs a bucket: s3://BUCKET/PREFIX")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        base = f"{self.prefix}/" if self.prefix else ""
+        self._records = f"{base}records/"
+        self._statuses = f"{base}status/"
+        self._budget = MAX_KEY_BYTES - len(self._records.encode("utf-8"))
+        if self._budget < 2 * _HASH_SUFFIX_BYTES:
+            raise ConfigurationError(f"s3 prefix {self.prefix[:40]!r}... is too long")
+        self._options = aws or AwsOptions()
+        self.client: S3Client = client or aws_client("s3", self._options)
+        self._create_bucket = create_bucket
+        self._bucket_ready = False
+        self._bucket_lock = threading.Lock()
+        self._known = _Known()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``s3://BUCKET/PREFIX?region=...&endpoint_url=...``; keyword options win.
+
+        Options: the AWS ones (`AwsOptions`) and ``create_bucket`` (default true).
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != cls.scheme or not parts.netloc:
+            raise ConfigurationError("expected a URL of the form s3://BUCKET/PREFIX")
+        if "@" in parts.netloc:
+            raise ConfigurationError("s3:// URLs take no credentials: pass them as options")
+        merged: dict[str, Any] = dict(urllib.parse.parse_qsl(parts.query))
+        merged.update(options)
+        aws, rest = AwsOptions.pick(merged)
+        create_bucket = _flag(rest.pop("create_bucket", True))
+        if rest:
+            raise ConfigurationError(f"unknown s3 option(s): {', '.join(sorted(rest))}")
+        prefix = urllib.parse.unquote(parts.path)
+        return cls(parts.netloc, prefix, aws=aws, create_bucket=create_bucket)
+
+    def __repr__(self) -> str:
+        endpoint = self._options.endpoint_url or "aws"
+        return f"S3Backend(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={endpoint!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _key(self, instance_id: str) -> str:
+        return self._records + instance_key(instance_id, self._budget)
+
+    def _status_key(self, instance_id: str) -> str:
+        return self._statuses + instance_key(instance_id, self._budget)
+
+    def _call(self, operation: str, instance_id: str | None, fn: Callable[[], _T]) -> _T:
+        """One request; 5xx or network: BackendUnavailable, 412: _Precondition, 404: _Missing"""
+        try:
+            with guard(operation, instance_id):
+                return fn()
+        except botocore.exceptions.ClientError as exc:
+            self._raise_for(exc, operation)
+
+    def _raise_for(self, exc: botocore.exceptions.ClientError, operation: str) -> NoReturn:
+        code = error_code(exc)
+        if code in _PRECONDITION_CODES:
+            raise _PreconditionFailed from None
+        if code in _MISSING_CODES:
+            raise _Missing from None
+        if code in _CONFIG_CODES:
+            raise ConfigurationError(
+                f"s3 {operation} on bucket {self.bucket!r} was refused: {code}"
+            ) from None
+        raise exc
+
+    def _ready(self) -> None:
+        """Create the bucket on first use (unless ``create_bucket=False``)."""
+        if self._bucket_ready:
+            return
+        with self._bucket_lock:
+            if not self._bucket_ready and self._create_bucket:
+                self._ensure_bucket()
+            self._bucket_ready = True
+
+    def _ensure_bucket(self) -> None:
+        try:
+            self._call("head_bucket", None, lambda: self.client.head_bucket(Bucket=self.bucket))
+            return
+        except _Missing:
+            pass
+        region = self._options.resolved_region()
+        config: dict[str, Any] = {}
+        if region and region != "us-east-1":
+            config["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self._call(
+                "create_bucket", None,
+                lambda: self.client.create_bucket(Bucket=self.bucket, **config),
+            )
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise
+
+    def _get(self, key: str, instance_id: str, *, head_only: bool = False) -> _Object | None:
+        """GET an object (only its first bytes when ``head_only``); ``None`` if absent."""
+        kwargs: dict[str, Any] = {"Range": f"bytes=0-{_HEADER_RANGE - 1}"} if head_only else {}
+        try:
+            response = self._call(
+                "get_object", instance_id,
+                lambda: self.client.get_object(Bucket=self.bucket, Key=key, **kwargs),
+            )
+            body = self._call("get_object", instance_id, response["Body"].read)
+        except _Missing:
+            return None
+        total = response.get("ContentRange", "").rpartition("/")[2]
+        complete = not head_only or not total or int(total) == len(body)
+        if head_only and not complete and b"\n" not in body:
+            return self._get(key, instance_id)  # a header longer than the range: rare
+        return _Object(body, _strip_etag(response["ETag"]), response["Metadata"], complete)
+
+    def _put(
+        self,
+        key: str,
+        instance_id: str,
+        body: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        """PUT with ``If-Match`` (or ``If-None-Match: *`` for `_NO_STATUS`); the new ETag."""
+        kwargs: dict[str, Any] = {"Metadata": dict(metadata or {})}
+        if if_match == _NO_STATUS:
+            kwargs["IfNoneMatch"] = "*"
+        elif if_match is not None:
+            kwargs["IfMatch"] = f'"{if_match}"'
+        response = self._call(
+            "put_object", instance_id,
+            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **kwargs),
+        )
+        return _strip_etag(response["ETag"])
+
+    def _delete_object(self, key: str, instance_id: str) -> None:
+        self._call(
+            "delete_object", instance_id,
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=key),
+        )
+
+    def _load_record(self, instance_id: str, key: str, *, payloads: bool) -> _Record | None:
+        obj = self._get(key, instance_id, head_only=not payloads)
+        if obj is None:
+            return None
+        return _parse_record(instance_id, obj.body, obj.etag, obj.complete)
+
+    def _load_status(self, instance_id: str, key: str) -> _Status | None:
+        obj = self._get(key, instance_id)
+        if obj is None:
+            return None
+        return _parse_status(instance_id, obj.body, obj.etag, obj.metadata)
+
+    # -- create / read / delete -------------------------------------------------------------
+
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        """1 conditional PUT of the record + 1 PUT of the status (restart: +1 GET)."""
+        self._ready()
+        record = _Record(
+            instance_id=new.instance_id, run=_token(), name=new.name,
+            runtime_status=new.runtime_status, created_at=new.created_at,
+            last_updated_at=new.created_at, input=new.input, output=None,
+            s3_etag="", has_payloads=True,
+        )
+        key = self._key(new.instance_id)
+        for _ in range(_MAX_RETRIES):
+            if self._insert_record(record, key, restart_if_terminal):
+                return str(self._write_first_status(record, new))
+        raise ConcurrencyError(new.instance_id)
+
+    def _insert_record(self, record: _Record, key: str, restart: bool) -> bool:
+        """Put the record if absent, or over a terminal run; ``False`` means try again."""
+        body = _record_body(record)
+        try:
+            self._put(key, record.instance_id, body, if_match=_NO_STATUS)
+            return True
+        except _PreconditionFailed:
+            pass
+        existing = self._load_record(record.instance_id, key, payloads=False)
+        if existing is None:
+            return False  # deleted in between
+        if not (restart and existing.runtime_status.is_terminal):
+            raise InstanceExists(record.instance_id, existing.runtime_status.value)
+        try:
+            self._put(key, record.instance_id, body, if_match=existing.s3_etag)
+            return True
+        except _PreconditionFailed:
+            return False
+
+    def _write_first_status(self, record: _Record, new: NewInstance) -> _Etag:
+        """The new run's status object, replacing any older run's (its status is gone)."""
+        ver = _token()
+        meta = {"cs-updated": new.created_at.isoformat()} if new.custom_status else {}
+        body = _status_body(record.run, ver, new.custom_status)
+        md5 = self._put(self._status_key(new.instance_id), new.instance_id, body, metadata=meta)
+        etag = _Etag(record.run, ver, md5)
+        self._known.set(new.instance_id, etag)
+        return etag
+
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        """2 GETs: the record (only its header unless ``fetch_payloads``) and the status."""
+        self._ready()
+        record = self._load_record(instance_id, self._key(instance_id), payloads=fetch_payloads)
+        if record is None:
+            return None
+        status = self._load_status(instance_id, self._status_key(instance_id))
+        result = _compose(record, status, fetch_payloads)
+        self._known.set(instance_id, _Etag.parse(instance_id, result.etag))
+        return result
+
+    def delete(self, instance_id: str) -> bool:
+        """1 HEAD + 2 DELETEs (status first, so a crash leaves no status without a record)."""
+        self._ready()
+        key = self._key(instance_id)
+        try:
+            self._call("head_object", instance_id,
+                       lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+            existed = True
+        except _Missing:
+            existed = False
+        self._known.forget(instance_id)
+        self._delete_object(self._status_key(instance_id), instance_id)
+        if existed:
+            self._delete_object(key, instance_id)
+        return existed
+
+    # -- custom status ----------------------------------------------------------------------
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        """1 conditional PUT of the status object; 0 if its bytes are unchanged at ``etag``.
+
+        Without an etag: the last etag this backend saw for the instance stands in for it
+        (still 1 PUT, or 1 HEAD if unchanged); otherwise, or if another writer got there
+        first, read (2 GETs) and retry — last write wins.
+        """
+        self._ready()
+        if etag is not None:
+            return self._put_status(instance_id, payload, _Etag.parse(instance_id, etag), now)
+        known = self._known.get(instance_id)
+        if known is not None:
+            try:
+                return self._put_status(instance_id, payload, known, now, verify=True)
+            except (ConcurrencyError, InstanceNotFound):
+                self._known.forget(instance_id)
+        return self._put_status_lww(instance_id, payload, now)
+
+    def _put_status(
+        self, instance_id: str, payload: Payload, tag: _Etag, now: datetime,
+        *, verify: bool = False,
+    ) -> WriteResult:
+        """Compare-and-swap on the status object's MD5; ``verify`` a skip with a HEAD."""
+        body = _status_body(tag.run, tag.ver, payload)
+        if tag.md5 == _md5(body):
+            if verify:
+                self._head_status(instance_id, tag)
+            return WriteResult(str(tag), written=False)
+        meta = {"cs-updated": now.isoformat()}
+        try:
+            md5 = self._put(self._status_key(instance_id), instance_id, body,
+                            metadata=meta, if_match=tag.md5)
+        except _PreconditionFailed:
+            raise ConcurrencyError(instance_id, str(tag)) from None
+        except _Missing:
+            raise InstanceNotFound(instance_id) from None
+        new = _Etag(tag.run, tag.ver, md5)
+        self._known.set(instance_id, new)
+        return WriteResult(str(new))
+
+    def _head_status(self, instance_id: str, tag: _Etag) -> None:
+        """Check that the status object is still at ``tag`` (ConcurrencyError if not)."""
+        key = self._status_key(instance_id)
+        try:
+            self._call("head_object", instance_id, lambda: self.client.head_object(
+                Bucket=self.bucket, Key=key, IfMatch=f'"{tag.md5}"'))
+        except (_PreconditionFailed, _Missing):
+            raise ConcurrencyError(instance_id, str(tag)) from None
+
+    def _put_status_lww(self, instance_id: str, payload: Payload, now: datetime) -> WriteResult:
+        for _ in range(_MAX_RETRIES):
+            current = self.read(instance_id)
+            if current is None:
+                raise InstanceNotFound(instance_id)
+            if current.custom_status == payload:
+                return WriteResult(current.etag, written=False)
+            try:
+                return self._put_status(
+                    instance_id, payload, _Etag.parse(instance_id, current.etag), now
+                )
+            except ConcurrencyError:
+                continue
+        raise ConcurrencyError(instance_id)
+
+    # -- runtime status ---------------------------------------------------------------------
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        """2 GETs + 2 conditional PUTs: renew the status object's version, then the record."""
+        self._ready()
+        tag = _Etag.parse(instance_id, etag) if etag is not None else None
+        for _ in range(_MAX_RETRIES):
+            try:
+                new = self._runtime_once(instance_id, status, output, set_output, tag, now)
+            except _PreconditionFailed:
+                if tag is not None:
+                    raise ConcurrencyError(instance_id, etag) from None
+                continue
+            self._known.set(instance_id, new)
+            return str(new)
+        raise ConcurrencyError(instance_id)
+
+    def _runtime_once(
+        self, instance_id: str, status: RuntimeStatus, output: Payload | None,
+        set_output: bool, tag: _Etag | None, now: datetime,
+    ) -> _Etag:
+        key, status_key = self._key(instance_id), self._status_key(instance_id)
+        record = self._load_record(instance_id, key, payloads=True)
+        if record is None:
+            raise InstanceNotFound(instance_id)
+        current = self._load_status(instance_id, status_key)
+        seen = _Etag.parse(instance_id, _compose(record, current, False).etag)
+        if tag is not None and tag != seen:
+            raise ConcurrencyError(instance_id, str(tag))
+        ver = _token()
+        same_run = current is not None and current.run == record.run
+        kept = current if same_run else None
+        meta = {"cs-updated": kept.updated_at.isoformat()} if kept and kept.updated_at else {}
+        body = _status_body(record.run, ver, kept.payload if kept else None)
+        try:
+            md5 = self._put(status_key, instance_id, body, metadata=meta, if_match=seen.md5)
+        except _Missing:
+            raise _PreconditionFailed from None  # deleted in between: the next try says so
+        changed = replace(
+            record, runtime_status=status, last_updated_at=now,
+            output=output if set_output else record.output,
+        )
+        self._put(key, instance_id, _record_body(changed), if_match=record.s3_etag)
+        return _Etag(record.run, ver, md5)
+
+    # -- query ------------------------------------------------------------------------------
+
+    def query(self, query: InstanceQuery) -> RecordPage:
+        """Scan by key prefix and filter here (``native_query=False``).
+
+        Cost: 1 ListObjectsV2 per 1000 instances under the id prefix, 1 ranged GET of each
+        record's header, and 1 GET of the status object (plus the full record when
+        ``fetch_payloads``) per match. Pages follow key order; the token holds the last key.
+        """
+        self._ready()
+        after = self._decode_after(query.continuation)
+        prefix = self._records + _listing_prefix(query.prefix or "", self._budget)
+        items: list[InstanceRecord] = []
+        keys = self._list(prefix, after)
+        for key, more in keys:
+            found = self._match(key, query)
+            if found is not None:
+                items.append(found)
+            if len(items) >= query.page_size:
+                return RecordPage(items, encode_token({"after": key}) if more else None)
+        return RecordPage(items, None)
+
+    def _decode_after(self, continuation: str | None) -> str | None:
+        if continuation is None:
+            return None
+        after = decode_token(continuation).get("after")
+        if not isinstance(after, str) or not after.startswith(self._records):
+            raise InvalidContinuationToken("continuation token is not valid")
+        return after
+
+    def _list(self, prefix: str, after: str | None) -> Iterator[tuple[str, bool]]:
+        """Record keys under ``prefix`` after ``after``, each with "are there more keys"."""
+        while True:
+            response = self._list_page(prefix, after)
+            keys = [item["Key"] for item in response.get("Contents", [])]
+            truncated = bool(response.get("IsTruncated"))
+            for index, key in enumerate(keys):
+                yield key, truncated or index < len(keys) - 1
+            if not truncated or not keys:
+                return
+            after = keys[-1]
+
+    def _list_page(self, prefix: str, after: str | None) -> Any:
+        kwargs: dict[str, Any] = {"StartAfter": after} if after else {}
+        return self._call("list_objects_v2", None, lambda: self.client.list_objects_v2(
+            Bucket=self.bucket, Prefix=prefix, MaxKeys=1000, **kwargs))
+
+    def _match(self, key: str, query: InstanceQuery) -> InstanceRecord | None:
+        """The record at ``key`` if it matches; its status is fetched only for matches."""
+        record = self._load_record(key, key, payloads=False)
+        if record is None or not query.matches(_compose(record, None, False)):
+            return None
+        if query.fetch_payloads:
+            record = self._load_record(record.instance_id, key, payloads=True)
+            if record is None:
+                return None
+        status_key = self._statuses + key[len(self._records):]
+        status = self._load_status(record.instance_id, status_key)
+        return _compose(record, status, query.fetch_payloads)
