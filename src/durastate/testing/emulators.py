@@ -98,9 +98,7 @@ def find_node_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    raise EmulatorError(
-        f"{name} is not installed: run scripts/setup (npm ci in tools/, Node 20)"
-    )
+    raise EmulatorError(f"{name} is not installed: run scripts/setup (npm ci in tools/, Node 20)")
 
 
 def _http_ready(url: str) -> bool:
@@ -196,19 +194,23 @@ def azurite_connection_string(emulator: RunningEmulator) -> str:
     )
 
 
-def start_moto(*, port: int | None = None) -> RunningEmulator:
-    """moto_server (all AWS services, DynamoDB and S3 among them) over real HTTP."""
+def start_moto(*, port: int | None = None, serialized: bool = True) -> RunningEmulator:
+    """moto's server (DynamoDB, S3, ...) over real HTTP.
+
+    ``serialized`` (the default, for tests) serves one request at a time so conditional
+    writes are atomic as on AWS (see `durastate.testing.moto_serial`); ``False`` runs the
+    stock multi-threaded ``moto_server`` (benchmarks, single writer).
+    """
     port = port or free_port()
-    moto = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(moto).exists():
-        raise EmulatorError("moto_server is not installed: pip install 'moto[server]'")
     endpoint = f"http://127.0.0.1:{port}"
-    return _spawn(
-        "moto_server",
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
-        {"aws": endpoint},
-        f"{endpoint}/moto-api/",
-    )
+    if serialized:
+        argv = [sys.executable, "-m", "durastate.testing.moto_serial", "127.0.0.1", str(port)]
+    else:
+        moto = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+        if not Path(moto).exists():
+            raise EmulatorError("moto_server is not installed: pip install 'moto[server]'")
+        argv = [moto, "-H", "127.0.0.1", "-p", str(port)]
+    return _spawn("moto_server", argv, {"aws": endpoint}, f"{endpoint}/moto-api/")
 
 
 def start_dynalite(*, port: int | None = None) -> RunningEmulator:
@@ -238,7 +240,8 @@ def restart(emulator: RunningEmulator) -> RunningEmulator:
     if emulator.name == "azurite":
         return start_azurite(table_port=ports["table"], blob_port=ports["blob"])
     if emulator.name == "moto_server":
-        return start_moto(port=ports["aws"])
+        serialized = any("moto_serial" in str(arg) for arg in emulator.process.args)  # type: ignore[union-attr]
+        return start_moto(port=ports["aws"], serialized=serialized)
     if emulator.name == "dynalite":
         return start_dynalite(port=ports["dynamodb"])
     raise EmulatorError(f"cannot restart {emulator.name}")
