@@ -7,15 +7,18 @@ or a log line.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from durastate.errors import ConfigurationError
@@ -54,6 +57,29 @@ class _TomlSource(PydanticBaseSettingsSource):
         }
 
 
+class _FirstSourceWins(PydanticBaseSettingsSource):
+    """Sources in priority order; a field set by a higher source replaces it whole.
+
+    pydantic-settings deep-merges dict fields across sources, which would keep a pickle key
+    from TOML configured after the environment (or an argument) set the key list.
+    """
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], *sources: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self._sources = sources
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for source in reversed(self._sources):
+            merged.update(source())
+        return merged
+
+
 class Settings(BaseSettings):
     """Everything `open_store` reads; every field has an environment variable DURASTATE_<NAME>."""
 
@@ -61,7 +87,7 @@ class Settings(BaseSettings):
 
     url: str = DEFAULT_URL
     serializer: str = "json"
-    accept: list[str] | None = Field(
+    accept: Annotated[list[str] | None, NoDecode] = Field(
         default=None,
         description="serializer ids allowed on read; default: json, msgpack, the configured "
         "one, and pickle-safe only when keys are configured",
@@ -69,15 +95,20 @@ class Settings(BaseSettings):
     max_custom_status_bytes: int = Field(default=16 * 1024, gt=0)
     max_payload_bytes: int | None = Field(default=None, gt=0)
     compress_above: int | None = Field(default=None, ge=0)
-    pickle_keys: dict[str, SecretStr] = Field(default_factory=dict)
-    pickle_allow: list[str] = Field(default_factory=list)
+    pickle_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    pickle_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("pickle_keys", mode="before")
     @classmethod
     def _keys_from_pairs(cls, value: Any) -> Any:
         """Accept ``"id1:secret1,id2:secret2"`` as well as a mapping or JSON object."""
-        if isinstance(value, str) and not value.lstrip().startswith("{"):
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("pickle keys are not a valid JSON object") from None
+        if isinstance(value, str):
             pairs: dict[str, str] = {}
             for item in filter(None, (part.strip() for part in value.split(","))):
                 key_id, sep, secret = item.partition(":")
@@ -90,7 +121,12 @@ class Settings(BaseSettings):
     @field_validator("accept", "pickle_allow", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("not a valid JSON list") from None
+        if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
@@ -103,7 +139,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (
+            _FirstSourceWins(settings_cls, init_settings, env_settings, _TomlSource(settings_cls)),
+        )
 
     def accepted_serializers(self) -> list[str]:
         if self.accept is not None:
@@ -125,3 +163,5 @@ def load_settings(**overrides: Any) -> Settings:
             for error in exc.errors(include_input=False)
         )
         raise ConfigurationError(f"invalid durastate settings: {problems}") from None
+    except SettingsError as exc:  # a DURASTATE_* value that is not valid JSON
+        raise ConfigurationError(f"invalid durastate settings: {exc}") from None

@@ -9,6 +9,7 @@ purpose, in code).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -50,7 +51,12 @@ class Known:
             ):
                 raise MissingDependency(what, self.extra, self.requires) from None
             raise ConfigurationError(f"{what} could not be imported: {exc}") from exc
-        return getattr(module, attribute)
+        try:
+            return functools.reduce(getattr, attribute.split("."), module)
+        except AttributeError:
+            raise ConfigurationError(
+                f"{what}: {module_name!r} has no attribute {attribute!r}"
+            ) from None
 
 
 BUILTIN_BACKENDS: dict[str, Known] = {
@@ -83,6 +89,7 @@ class _Registry:
 
     def register(self, name: str, implementation: Any, *, clobber: bool = False) -> None:
         """Register an implementation in code; replacing an existing name needs ``clobber``."""
+        self._discover()  # an installed plugin of that name counts as existing
         with self._lock:
             if not clobber and (name in self._known or name in self._loaded):
                 raise ConfigurationError(
@@ -113,7 +120,7 @@ class _Registry:
             )
             return
         dist = entry.dist.name if entry.dist is not None else "unknown distribution"
-        self._known[entry.name] = Known(entry.value, origin=f"plugin {dist}")
+        self._known[entry.name] = Known(f"{entry.module}:{entry.attr}", origin=f"plugin {dist}")
 
     def names(self) -> list[str]:
         self._discover()
