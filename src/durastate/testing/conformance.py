@@ -310,6 +310,16 @@ class BackendConformance:
         assert got.runtime_status is RuntimeStatus.COMPLETED
         assert got.output is None
 
+    def test_runtime_status_change_invalidates_status_etags(self, store: StateStore) -> None:
+        etag = store.create_instance("inv", name="wf", custom_status="a")
+        store.set_runtime_status("inv", RuntimeStatus.RUNNING)
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("inv", "b", etag=etag)
+        got = store.get_instance("inv")
+        assert got is not None
+        assert got.custom_status == "a"
+        assert got.runtime_status is RuntimeStatus.RUNNING
+
     def test_unchanged_bytes_are_not_written(self, store: StateStore, clock: FakeClock) -> None:
         store.create_instance("s", name="wf")
         etag = store.set_custom_status("s", {"percent": 10})
