@@ -176,5 +176,8 @@ def serializer_class(serializer_id: str) -> type[Serializer]:
 def scheme_of(url: str) -> str:
     scheme, sep, _ = url.partition("://")
     if not sep or not scheme:
-        raise ConfigurationError(f"not a store URL (expected scheme://...): {url!r}")
+        # the text is not echoed: a misplaced connection string would carry its key
+        raise ConfigurationError(
+            f"not a store URL: expected scheme://... (got {len(url)} characters without '://')"
+        )
     return scheme.lower()

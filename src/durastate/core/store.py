@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -223,7 +224,7 @@ class StateStore:
             except ConcurrencyError:
                 if attempt == retries:
                     raise
-                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + _jitter()))
+                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + random.random()))
                 continue
             return new_value
         raise AssertionError("unreachable")  # pragma: no cover
@@ -361,12 +362,6 @@ class StateStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _jitter() -> float:
-    import random
-
-    return random.random()
 
 
 def _tighter(limit: int | None, other: int | None) -> int | None:
