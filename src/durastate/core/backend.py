@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
@@ -87,26 +88,13 @@ class Backend(ABC):
     def purge_by(self, query: InstanceQuery) -> int:
         """Delete every match. Generic fallback: collect ids page by page, then delete."""
         ids: list[str] = []
-        page_query = InstanceQuery(
-            runtime_status=query.runtime_status,
-            created_from=query.created_from,
-            created_to=query.created_to,
-            prefix=query.prefix,
-            page_size=max(query.page_size, 100),
-        )
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
         while True:
             page = self.query(page_query)
             ids.extend(record.instance_id for record in page.items)
             if page.continuation is None:
                 break
-            page_query = InstanceQuery(
-                runtime_status=query.runtime_status,
-                created_from=query.created_from,
-                created_to=query.created_to,
-                prefix=query.prefix,
-                page_size=page_query.page_size,
-                continuation=page.continuation,
-            )
+            page_query = replace(page_query, continuation=page.continuation)
         return sum(1 for instance_id in ids if self.delete(instance_id))
 
     def close(self) -> None:
