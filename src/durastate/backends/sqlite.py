@@ -152,8 +152,12 @@ class SQLiteBackend(Backend):
             connection = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            except sqlite3.Error:
+                connection.close()  # e.g. the file is locked: the next call tries afresh
+                raise
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
@@ -170,8 +174,8 @@ class SQLiteBackend(Backend):
 
     @contextmanager
     def _transaction(self, operation: str, instance_id: str) -> Iterator[sqlite3.Connection]:
-        connection = self._connection()
         with self._guard(operation, instance_id):
+            connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
@@ -297,8 +301,8 @@ class SQLiteBackend(Backend):
         if etag is not None:
             sql += " AND etag = ?"
             params += (etag,)
-        connection = self._connection()
         with self._guard("custom-status update", instance_id):
+            connection = self._connection()
             if connection.execute(sql, params).rowcount == 1:
                 return WriteResult(new_etag)
             current = self._status_of(connection, instance_id)
@@ -342,8 +346,8 @@ class SQLiteBackend(Backend):
         if etag is not None:
             sql += " AND etag = ?"
             params += (etag,)
-        connection = self._connection()
         with self._guard("runtime-status update", instance_id):
+            connection = self._connection()
             if connection.execute(sql, params).rowcount == 1:
                 return new_etag
             exists = self._status_of(connection, instance_id) is not None

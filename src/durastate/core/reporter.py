@@ -46,7 +46,7 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
         self.writes = 0
         self.failures = 0
-        self.last_error: DurastateError | None = None
+        self.last_error: Exception | None = None
 
     def report(self, value: Any) -> None:
         """Park ``value`` as the latest status; serialization errors are raised here."""
@@ -67,7 +67,7 @@ class StatusReporter:
             return
         try:
             self._store.write_custom_status_payload(self._instance_id, payload)
-        except DurastateError as exc:
+        except Exception as exc:  # keep the value whatever failed; the caller sees the error
             with self._lock:
                 if self._pending is None:
                     self._pending = payload
@@ -84,6 +84,8 @@ class StatusReporter:
                 log.warning(
                     "status reporter for %r: write failed, will retry: %s", self._instance_id, exc
                 )
+            except Exception:  # a bug elsewhere must not silently stop the reporting thread
+                log.exception("status reporter for %r: unexpected error", self._instance_id)
 
     def __enter__(self) -> Self:
         self._thread = threading.Thread(
