@@ -74,9 +74,16 @@ Item = dict[str, Any]
 INLINE_LIMIT: Final = 128 * 1024
 _CCF: Final = "ConditionalCheckFailedException"
 _AUTH_CODES: Final = frozenset(
-    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-     "ExpiredTokenException"}
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+    }
 )
 _TABLE_NAME: Final = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _STATUS_ORDER: Final = tuple(RuntimeStatus)
@@ -124,6 +131,16 @@ def _parse_ts(value: str) -> datetime:
 
 def _new_etag() -> str:
     return os.urandom(12).hex()
+
+
+def _ours(old: Item | None, new_etag: str) -> bool:
+    """Whether the item that failed a condition carries the etag this very call generated.
+
+    botocore retries a request whose answer was lost (connection dropped, timeout, 5xx).
+    When the first attempt had landed, the retry meets the item that attempt wrote and its
+    condition fails; the etag is random per call, so a match proves the write is ours.
+    """
+    return old is not None and _s(old, ETAG) == new_etag
 
 
 def _s(item: Item, name: str) -> str | None:
@@ -198,8 +215,12 @@ class DynamoDBBackend(Backend):
 
     scheme = "dynamodb"
     capabilities = Capabilities(
-        max_payload_bytes=INLINE_LIMIT, offload=False, skips_unchanged=True,
-        native_query=True, ttl=True, max_instance_id_length=512,
+        max_payload_bytes=INLINE_LIMIT,
+        offload=False,
+        skips_unchanged=True,
+        native_query=True,
+        ttl=True,
+        max_instance_id_length=512,
     )
 
     def __init__(self, options: DynamoDBOptions, aws: AwsOptions | None = None) -> None:
@@ -290,14 +311,16 @@ class DynamoDBBackend(Backend):
                         {"AttributeName": CREATED, "AttributeType": "S"},
                     ],
                     KeySchema=[{"AttributeName": ID, "KeyType": "HASH"}],
-                    GlobalSecondaryIndexes=[{
-                        "IndexName": self.options.index_name,
-                        "KeySchema": [
-                            {"AttributeName": STATUS, "KeyType": "HASH"},
-                            {"AttributeName": CREATED, "KeyType": "RANGE"},
-                        ],
-                        "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    }],
+                    GlobalSecondaryIndexes=[
+                        {
+                            "IndexName": self.options.index_name,
+                            "KeySchema": [
+                                {"AttributeName": STATUS, "KeyType": "HASH"},
+                                {"AttributeName": CREATED, "KeyType": "RANGE"},
+                            ],
+                            "Projection": {"ProjectionType": "KEYS_ONLY"},
+                        }
+                    ],
                 )
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) == "ResourceInUseException":
@@ -413,8 +436,18 @@ class DynamoDBBackend(Backend):
     def _projection(self, fetch_payloads: bool) -> dict[str, Any]:
         if fetch_payloads:
             return {}
-        attributes = [ID, NAME, STATUS, CREATED, UPDATED, CS_UPDATED, ETAG,
-                      CS, f"{CS}_encoding", f"{CS}_ref"]
+        attributes = [
+            ID,
+            NAME,
+            STATUS,
+            CREATED,
+            UPDATED,
+            CS_UPDATED,
+            ETAG,
+            CS,
+            f"{CS}_encoding",
+            f"{CS}_ref",
+        ]
         if self._ttl is not None:
             attributes.append(self._ttl)
         names = {f"#p{i}": name for i, name in enumerate(attributes)}
@@ -436,8 +469,9 @@ class DynamoDBBackend(Backend):
             if payload is None:
                 continue
             kind, value = self._store_payload(new.instance_id, field, payload, uploaded)
-            item[field if kind == "B" else f"{field}_ref"] = {"B": value} if kind == "B" else {
-                "S": value}
+            item[field if kind == "B" else f"{field}_ref"] = (
+                {"B": value} if kind == "B" else {"S": value}
+            )
             item[f"{field}_encoding"] = {"S": payload.encoding}
         if new.custom_status is not None:
             item[CS_UPDATED] = {"S": created}
@@ -469,15 +503,23 @@ class DynamoDBBackend(Backend):
         try:
             with self._errors("create", new.instance_id):
                 response = self.client.put_item(
-                    TableName=self.table, Item=item, ConditionExpression=condition,
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression=condition,
                     ExpressionAttributeNames=names,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD", **extra,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **extra,
                 )
         except botocore.exceptions.ClientError as exc:
-            self._cleanup(new.instance_id, uploaded)
             if error_code(exc) != _CCF:
+                self._cleanup(new.instance_id, uploaded)
                 raise
             old = self._old_item(new.instance_id, exc)
+            if _ours(old, etag):
+                # botocore retried a PutItem whose answer was lost; the first attempt landed
+                # (the item carries the etag this call made), so this call created it.
+                return etag
+            self._cleanup(new.instance_id, uploaded)
             status = _s(old, STATUS) if old else None
             raise InstanceExists(new.instance_id, status) from None
         except BaseException:
@@ -491,7 +533,9 @@ class DynamoDBBackend(Backend):
     def _get(self, instance_id: str, fetch_payloads: bool) -> Item | None:
         with self._errors("read", instance_id):
             response = self.client.get_item(
-                TableName=self.table, Key={ID: {"S": instance_id}}, ConsistentRead=True,
+                TableName=self.table,
+                Key={ID: {"S": instance_id}},
+                ConsistentRead=True,
                 **self._projection(fetch_payloads),
             )
         item = response.get("Item")
@@ -528,13 +572,21 @@ class DynamoDBBackend(Backend):
         raise ConcurrencyError(instance_id, etag)  # the item kept changing under us
 
     def _custom_status_request(
-        self, instance_id: str, payload: Payload, etag: str | None, now: datetime,
-        new_etag: str, uploaded: list[str],
+        self,
+        instance_id: str,
+        payload: Payload,
+        etag: str | None,
+        now: datetime,
+        new_etag: str,
+        uploaded: list[str],
     ) -> dict[str, Any]:
         names = dict(_NAMES)
         names.update({"#cs": CS, "#cse": f"{CS}_encoding"})
-        values: Item = {":enc": {"S": payload.encoding}, ":now": {"S": _ts(now)},
-                        ":et": {"S": new_etag}}
+        values: Item = {
+            ":enc": {"S": payload.encoding},
+            ":now": {"S": _ts(now)},
+            ":et": {"S": new_etag},
+        }
         kind, data = self._store_payload(instance_id, CS, payload, uploaded)
         extra: dict[str, Any] = {}
         if kind == "B":
@@ -559,10 +611,14 @@ class DynamoDBBackend(Backend):
         condition += self._alive(now, names, values)
         names = {k: v for k, v in names.items() if k in update or k in condition}
         return {
-            "TableName": self.table, "Key": {ID: {"S": instance_id}},
-            "UpdateExpression": update, "ConditionExpression": condition,
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD", **extra,
+            "TableName": self.table,
+            "Key": {ID: {"S": instance_id}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **extra,
         }
 
     def _try_custom_status(
@@ -577,10 +633,16 @@ class DynamoDBBackend(Backend):
             with self._errors("write custom status", instance_id):
                 response = self.client.update_item(**request)
         except botocore.exceptions.ClientError as exc:
-            self._cleanup(instance_id, uploaded)
             if error_code(exc) != _CCF:
+                self._cleanup(instance_id, uploaded)
                 raise
-            return self._explain_failure(instance_id, payload, etag, exc)
+            old = self._old_item(instance_id, exc)
+            if _ours(old, new_etag):
+                # A retried UpdateItem whose first attempt landed (its answer was lost): the
+                # item is at the etag this call made. The uploaded object is now in use.
+                return WriteResult(new_etag, written=True)
+            self._cleanup(instance_id, uploaded)
+            return self._explain_failure(instance_id, payload, etag, old)
         except BaseException:
             self._cleanup(instance_id, uploaded)
             raise
@@ -589,21 +651,22 @@ class DynamoDBBackend(Backend):
             self._cleanup(instance_id, [str(old[f"{CS}_ref"]["S"])])
         return WriteResult(new_etag, written=True)
 
+    @staticmethod
     def _explain_failure(
-        self, instance_id: str, payload: Payload, etag: str | None,
-        exc: botocore.exceptions.ClientError,
+        instance_id: str, payload: Payload, etag: str | None, old: Item | None
     ) -> WriteResult | None:
         """Missing, stale etag, or unchanged bytes; ``None`` means "changed meanwhile, retry"."""
-        old = self._old_item(instance_id, exc)
         if old is None:
             raise InstanceNotFound(instance_id) from None
         old_etag = str(old[ETAG]["S"])
         if etag is not None and old_etag != etag:
             raise ConcurrencyError(instance_id, etag) from None
         stored = old.get(CS)
-        if stored is not None and bytes(stored["B"]) == payload.data and _s(
-            old, f"{CS}_encoding"
-        ) == payload.encoding:
+        if (
+            stored is not None
+            and bytes(stored["B"]) == payload.data
+            and _s(old, f"{CS}_encoding") == payload.encoding
+        ):
             return WriteResult(old_etag, written=False)
         return None
 
@@ -629,10 +692,13 @@ class DynamoDBBackend(Backend):
             with self._errors("write runtime status", instance_id):
                 response = self.client.update_item(**request)
         except botocore.exceptions.ClientError as exc:
-            self._cleanup(instance_id, uploaded)
             if error_code(exc) != _CCF:
+                self._cleanup(instance_id, uploaded)
                 raise
             old = self._old_item(instance_id, exc)
+            if _ours(old, new_etag):
+                return new_etag  # a retry of our own landed write (see _try_custom_status)
+            self._cleanup(instance_id, uploaded)
             if old is None:
                 raise InstanceNotFound(instance_id) from None
             raise ConcurrencyError(instance_id, etag) from None
@@ -645,12 +711,18 @@ class DynamoDBBackend(Backend):
         return new_etag
 
     def _runtime_request(
-        self, instance_id: str, status: RuntimeStatus, output: Payload | None,
-        set_output: bool, etag: str | None, now: datetime, new_etag: str, uploaded: list[str],
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+        new_etag: str,
+        uploaded: list[str],
     ) -> dict[str, Any]:
         names = dict(_NAMES)
-        values: Item = {":st": {"S": status.value}, ":now": {"S": _ts(now)},
-                        ":et": {"S": new_etag}}
+        values: Item = {":st": {"S": status.value}, ":now": {"S": _ts(now)}, ":et": {"S": new_etag}}
         sets = ["#st = :st", "#lu = :now", "#et = :et"]
         removes: list[str] = []
         if set_output:
@@ -682,10 +754,14 @@ class DynamoDBBackend(Backend):
             extra["ReturnValues"] = "UPDATED_OLD"
         names = {k: v for k, v in names.items() if k in update or k in condition}
         return {
-            "TableName": self.table, "Key": {ID: {"S": instance_id}},
-            "UpdateExpression": update, "ConditionExpression": condition,
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD", **extra,
+            "TableName": self.table,
+            "Key": {ID: {"S": instance_id}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **extra,
         }
 
     # -- delete -----------------------------------------------------------------------------
@@ -712,8 +788,9 @@ class DynamoDBBackend(Backend):
         Records are then fetched by key with a consistent BatchGetItem and re-checked, as
         the index is eventually consistent.
         """
-        statuses = [s for s in _STATUS_ORDER if query.runtime_status is None
-                    or s in query.runtime_status]
+        statuses = [
+            s for s in _STATUS_ORDER if query.runtime_status is None or s in query.runtime_status
+        ]
         position, start_key = self._decode(query.continuation, len(statuses))
         key_range = self._key_range(query)
         if key_range is None:
@@ -751,16 +828,18 @@ class DynamoDBBackend(Backend):
     def _key_range(query: InstanceQuery) -> tuple[str | None, str | None] | None:
         """Inclusive ``created_at`` string bounds; ``None`` when the range is empty."""
         low = _ceil_ms(query.created_from) if query.created_from else None
-        high = (
-            _ceil_ms(query.created_to) - timedelta(milliseconds=1) if query.created_to else None
-        )
+        high = _ceil_ms(query.created_to) - timedelta(milliseconds=1) if query.created_to else None
         if low is not None and high is not None and low > high:
             return None
         return (_ts(low) if low else None, _ts(high) if high else None)
 
     def _query_index(
-        self, status: RuntimeStatus, key_range: tuple[str | None, str | None],
-        prefix: str | None, limit: int, start_key: Item | None,
+        self,
+        status: RuntimeStatus,
+        key_range: tuple[str | None, str | None],
+        prefix: str | None,
+        limit: int,
+        start_key: Item | None,
     ) -> Mapping[str, Any]:
         names = {"#st": STATUS}
         values: Item = {":st": {"S": status.value}}
@@ -786,9 +865,13 @@ class DynamoDBBackend(Backend):
             extra["ExclusiveStartKey"] = start_key
         with self._errors("query", None):
             return self.client.query(
-                TableName=self.table, IndexName=self.options.index_name,
-                KeyConditionExpression=condition, ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values, Limit=max(limit, 1), **extra,
+                TableName=self.table,
+                IndexName=self.options.index_name,
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                Limit=max(limit, 1),
+                **extra,
             )
 
     def _fetch(self, keys: Sequence[Item], query: InstanceQuery) -> list[InstanceRecord]:
@@ -796,7 +879,7 @@ class DynamoDBBackend(Backend):
         wanted = [str(key[ID]["S"]) for key in keys]
         items: dict[str, Item] = {}
         for start in range(0, len(wanted), 100):
-            items.update(self._batch_get(wanted[start:start + 100], query.fetch_payloads))
+            items.update(self._batch_get(wanted[start : start + 100], query.fetch_payloads))
         now = time.time()
         records = []
         for instance_id in wanted:
@@ -811,7 +894,8 @@ class DynamoDBBackend(Backend):
     def _batch_get(self, ids: Sequence[str], fetch_payloads: bool) -> dict[str, Item]:
         request: dict[str, Any] = {
             "Keys": [{ID: {"S": i}} for i in dict.fromkeys(ids)],
-            "ConsistentRead": True, **self._projection(fetch_payloads),
+            "ConsistentRead": True,
+            **self._projection(fetch_payloads),
         }
         found: dict[str, Item] = {}
         for attempt in range(8):
