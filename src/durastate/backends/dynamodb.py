@@ -522,6 +522,10 @@ class DynamoDBBackend(Backend):
             self._cleanup(new.instance_id, uploaded)
             status = _s(old, STATUS) if old else None
             raise InstanceExists(new.instance_id, status) from None
+        except BackendUnavailable:
+            # The outcome is unknown: the item may already point at the upload. An orphaned
+            # object is better than a reference to a deleted one.
+            raise
         except BaseException:
             self._cleanup(new.instance_id, uploaded)
             raise
@@ -643,6 +647,10 @@ class DynamoDBBackend(Backend):
                 return WriteResult(new_etag, written=True)
             self._cleanup(instance_id, uploaded)
             return self._explain_failure(instance_id, payload, etag, old)
+        except BackendUnavailable:
+            # The outcome is unknown: the item may already point at the upload. An orphaned
+            # object is better than a reference to a deleted one.
+            raise
         except BaseException:
             self._cleanup(instance_id, uploaded)
             raise
@@ -702,6 +710,10 @@ class DynamoDBBackend(Backend):
             if old is None:
                 raise InstanceNotFound(instance_id) from None
             raise ConcurrencyError(instance_id, etag) from None
+        except BackendUnavailable:
+            # The outcome is unknown: the item may already point at the upload. An orphaned
+            # object is better than a reference to a deleted one.
+            raise
         except BaseException:
             self._cleanup(instance_id, uploaded)
             raise
