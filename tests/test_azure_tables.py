@@ -608,3 +608,204 @@ def test_open_store_by_url(azurite: RunningEmulator) -> None:
         store.purge("via-url")
         assert isinstance(store.backend, AzureTablesBackend)
         _drop(azurite, store.backend)
+
+
+# ---------------------------------------------------------------------------------------
+# (6) broken connections on writes azure-core will not retry (POST, PATCH)
+# ---------------------------------------------------------------------------------------
+
+
+class FaultOnce:
+    """A request hook: the proxy faults requests of ``method`` until ``times`` went by.
+
+    The hook runs before each attempt is sent, so the proxy is switched off when the
+    attempt after the last faulted one is about to leave.
+    """
+
+    def __init__(self, proxy: Any, method: str, times: int = 1) -> None:
+        self.proxy = proxy
+        self.method = method
+        self.times = times
+        self.seen = 0
+        self.counter = RequestCounter()
+        self.before_probe: Any = None
+
+    def __call__(self, request: PipelineRequest[Any]) -> None:
+        self.counter(request)
+        method = request.http_request.method
+        if method == self.method:
+            self.seen += 1
+            if self.seen > self.times:
+                self.proxy.configure(rate=0.0)
+        if method == "GET" and self.before_probe is not None:
+            hook, self.before_probe = self.before_probe, None
+            hook()
+
+    @property
+    def methods(self) -> list[str]:
+        return [method for method, _ in self.counter.requests]
+
+
+@pytest.fixture
+def proxy(azurite: RunningEmulator) -> Iterator[Any]:
+    from tests.reliability.faultproxy import FaultProxy
+
+    with FaultProxy(azurite.endpoints["table"], "azure") as running:
+        yield running
+
+
+def _through(proxy: Any, table: str, hook: FaultOnce, **options: Any) -> AzureTablesBackend:
+    from durastate.testing.emulators import AZURITE_ACCOUNT
+
+    connection_string = (
+        "DefaultEndpointsProtocol=http;"
+        f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"TableEndpoint={proxy.url};"
+    )
+    options.setdefault("create_table", False)
+    return AzureTablesBackend.from_url(
+        f"azure-tables://{table}", connection_string=connection_string, offload=False,
+        raw_request_hook=hook, retry_backoff_factor=0.01, **options,
+    )  # fmt: skip
+
+
+def _faulty(proxy: Any, method: str, fault: str, times: int = 1) -> FaultOnce:
+    proxy.configure(rate=1.0, faults={fault: 1.0})
+    proxy.methods = frozenset({method})
+    return FaultOnce(proxy, method, times)
+
+
+@pytest.mark.parametrize("with_etag", [True, False])
+def test_merge_whose_answer_was_lost_is_found_by_its_write_id(
+    backend: AzureTablesBackend, proxy: Any, with_etag: bool
+) -> None:
+    etag = backend.create(_new("lost", custom=b"0"))
+    hook = _faulty(proxy, "PATCH", "drop_after")
+    flaky = _through(proxy, backend.table_name, hook)
+    try:
+        result = flaky.write_custom_status(
+            "lost", Payload(b"1", "json"), etag=etag if with_etag else None, now=T0
+        )
+    finally:
+        flaky.close()
+    assert hook.methods == ["PATCH", "GET"]  # applied once; the read found our WriteId
+    record = backend.read("lost")
+    assert record is not None
+    assert record.custom_status == Payload(b"1", "json")
+    assert result.etag == record.etag
+
+
+def test_merge_dropped_before_the_server_is_sent_again(
+    backend: AzureTablesBackend, proxy: Any
+) -> None:
+    etag = backend.create(_new("dropped", custom=b"0"))
+    hook = _faulty(proxy, "PATCH", "drop")
+    flaky = _through(proxy, backend.table_name, hook)
+    try:
+        result = flaky.write_runtime_status(
+            "dropped", RuntimeStatus.COMPLETED, output=Payload(b"7", "json"), set_output=True,
+            etag=etag, now=T0,
+        )  # fmt: skip
+    finally:
+        flaky.close()
+    assert hook.methods == ["PATCH", "GET", "PATCH"]  # row still at our etag: resend
+    record = backend.read("dropped", fetch_payloads=True)
+    assert record is not None
+    assert record.runtime_status is RuntimeStatus.COMPLETED
+    assert record.output == Payload(b"7", "json")
+    assert result == record.etag
+
+
+def test_merge_after_a_broken_connection_and_another_writer_is_stale(
+    backend: AzureTablesBackend, proxy: Any
+) -> None:
+    etag = backend.create(_new("raced", custom=b"0"))
+    hook = _faulty(proxy, "PATCH", "drop")
+    hook.before_probe = lambda: backend.write_custom_status(
+        "raced", Payload(b'"other"', "json"), etag=None, now=T0
+    )
+    flaky = _through(proxy, backend.table_name, hook)
+    try:
+        with pytest.raises(ConcurrencyError):
+            flaky.write_custom_status("raced", Payload(b'"mine"', "json"), etag=etag, now=T0)
+    finally:
+        flaky.close()
+    assert hook.methods == ["PATCH", "GET"]
+    record = backend.read("raced")
+    assert record is not None
+    assert record.custom_status == Payload(b'"other"', "json")
+
+
+def test_merge_that_keeps_failing_gives_up_honestly(
+    backend: AzureTablesBackend, proxy: Any
+) -> None:
+    etag = backend.create(_new("down", custom=b"0"))
+    hook = _faulty(proxy, "PATCH", "drop", times=100)
+    flaky = _through(proxy, backend.table_name, hook, retry_total=2)
+    try:
+        with pytest.raises(BackendUnavailable) as raised:
+            flaky.write_custom_status("down", Payload(b"1", "json"), etag=etag, now=T0)
+    finally:
+        flaky.close()
+    assert hook.methods == ["PATCH", "GET", "PATCH", "GET", "PATCH"]
+    message = str(raised.value)
+    assert "3 failed requests" in message
+    assert "retry_total=2" in message
+    assert "may or may not have been applied" in message
+    assert "'down'" in message
+    record = backend.read("down")
+    assert record is not None
+    assert record.etag == etag
+
+
+def test_create_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, proxy: Any) -> None:
+    assert backend.read("mine") is None  # creates the table
+    hook = _faulty(proxy, "POST", "drop_after")
+    flaky = _through(proxy, backend.table_name, hook)
+    try:
+        etag = flaky.create(_new("mine", custom=b'"c"'))
+    finally:
+        flaky.close()
+    assert hook.methods == ["POST", "GET"]
+    record = backend.read("mine")
+    assert record is not None
+    assert record.etag == etag
+    with pytest.raises(InstanceExists):  # but a second create is refused
+        backend.create(_new("mine"))
+
+
+def test_restart_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, proxy: Any) -> None:
+    backend.create(_new("again", custom=b'"old"'))
+    backend.write_runtime_status(
+        "again", RuntimeStatus.FAILED, output=None, set_output=False, etag=None, now=T0
+    )
+    hook = _faulty(proxy, "PUT", "drop_after")  # azure-core retries the PUT: 412
+    flaky = _through(proxy, backend.table_name, hook)
+    try:
+        etag = flaky.create(_new("again", custom=b'"new"'), restart_if_terminal=True)
+    finally:
+        flaky.close()
+    assert hook.methods[:4] == ["POST", "GET", "PUT", "PUT"]
+    record = backend.read("again")
+    assert record is not None
+    assert record.etag == etag
+    assert record.custom_status == Payload(b'"new"', "json")
+    assert record.runtime_status is RuntimeStatus.RUNNING
+
+
+def test_table_creation_is_sent_again_after_a_broken_connection(
+    azurite: RunningEmulator, proxy: Any
+) -> None:
+    table = _table_name()
+    hook = _faulty(proxy, "POST", "drop_after")  # the table is created, the answer lost
+    flaky = _through(proxy, table, hook, create_table=True)
+    try:
+        flaky.create(_new("first"))
+    finally:
+        flaky.close()
+    assert hook.methods == ["POST", "POST", "POST"]  # table, table again (409), entity
+    direct = _open(azurite, table=table, create_table=False)
+    try:
+        assert direct.read("first") is not None
+    finally:
+        _drop(azurite, direct)

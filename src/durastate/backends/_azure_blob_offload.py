@@ -60,16 +60,22 @@ class BlobOffload:
         return f"{instance_prefix(self.table, instance_id)}{field}-{uuid.uuid4().hex}{BLOB_SUFFIX}"
 
     def upload(self, instance_id: str, field: str, data: bytes) -> str:
-        """Store ``data`` gzip-compressed under a fresh name and return the name."""
+        """Store ``data`` gzip-compressed under a fresh name and return the name.
+
+        azure-core retries a PUT whose answer was lost; if the lost one had landed, the
+        retry meets ``BlobAlreadyExists``. Nobody else uses this random name, so that blob
+        is ours, committed whole: success.
+        """
         name = self.new_name(instance_id, field)
         body = gzip.compress(data, compresslevel=6, mtime=0)
         container = self._ensure_container()
-        container.upload_blob(
-            name,
-            body,
-            overwrite=False,
-            content_settings=ContentSettings(content_type="application/gzip"),
-        )
+        with contextlib.suppress(ResourceExistsError):
+            container.upload_blob(
+                name,
+                body,
+                overwrite=False,
+                content_settings=ContentSettings(content_type="application/gzip"),
+            )
         return name
 
     def download(self, name: str) -> bytes | None:

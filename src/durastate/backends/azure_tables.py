@@ -10,6 +10,11 @@ JSON so Azure Storage Explorer shows it, binary otherwise; "" when offloaded),
 ``FEncoding`` (Payload.encoding; "" or missing means *no payload*) and ``FBlob`` (the blob
 name, "" when inline). Every write of F writes all three, so a MERGE (which cannot remove
 properties) always leaves a consistent row.
+
+Every write also stores ``WriteId``, a random token of that one call. azure-core never
+resends a POST or PATCH whose connection broke, because the request may have been applied;
+this backend does, after reading the row (only then): if ``WriteId`` is its own, the write
+landed; if the row is still at the etag it sent, it sends again; otherwise the etag is stale.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import importlib
 import json
 import os
 import re
+import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Self, TypeAlias, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -36,6 +43,8 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableEntity, UpdateMode
@@ -186,6 +195,7 @@ C_CREATED = "CreatedTime"
 C_UPDATED = "LastUpdatedTime"
 C_STATUS_UPDATED = "CustomStatusUpdatedTime"
 C_OFFLOADED = "Offloaded"  # set once a payload of this run went to a blob: purge sweeps
+C_WRITE_ID = "WriteId"  # a random token per write: tells our own landed write from others
 F_CUSTOM = "CustomStatus"
 F_INPUT = "Input"
 F_OUTPUT = "Output"
@@ -238,6 +248,112 @@ class _Prepared:
 
 
 # ---------------------------------------------------------------------------------------
+# Our own retries of writes azure-core will not retry
+# ---------------------------------------------------------------------------------------
+
+#: Connection failures: azure-core retries them for GET/PUT/DELETE, never for POST/PATCH.
+_CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError)
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _write_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _is_transient(exc: AzureError) -> bool:
+    """Worth trying again: the connection failed or timed out, or the service was busy."""
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS
+
+
+def _maybe_applied(exc: AzureError) -> bool:
+    """False only when the request surely never reached the service (or was refused)."""
+    if isinstance(exc, ServiceRequestError):
+        return False
+    return not (isinstance(exc, HttpResponseError) and exc.status_code == 429)
+
+
+def _failure_detail(exc: AzureError) -> str:
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    return f"{status} {_error_code(exc)}".strip() if status else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class RetryLimits:
+    """The client's retry and timeout options, which also bound this backend's own retries."""
+
+    retry_total: int = 3
+    retry_backoff_factor: float = 0.2
+    retry_backoff_max: float = 4.0
+    connection_timeout: float = 5.0
+    read_timeout: float = 20.0
+    operation_timeout: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> RetryLimits:
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
+
+
+class _Retry:
+    """One call's own retries: at most ``retry_total`` failed requests after the first
+    one, all within ``operation_timeout`` of the first; every request sent here is a single
+    HTTP attempt (no azure-core retries) whose timeouts end by that deadline."""
+
+    def __init__(self, limits: RetryLimits, where: str, started: float) -> None:
+        self.limits = limits
+        self.where = where
+        self.started = started
+        self.deadline = started + limits.operation_timeout
+        self.failures = 0
+        self.maybe_applied = False  # some request of this write may have been applied
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def failed(self, exc: AzureError, *, write: bool) -> None:
+        """Count a transient failure and back off, or raise ``BackendUnavailable``."""
+        self.failures += 1
+        if write and _maybe_applied(exc):
+            self.maybe_applied = True
+        if self.failures > self.limits.retry_total or self.remaining() <= 0:
+            raise self.exhausted(exc)
+        if self.failures > 1:  # like azure-core: the first retry goes at once
+            backoff = self.limits.retry_backoff_factor * 2 ** (self.failures - 1)
+            time.sleep(max(0.0, min(backoff, self.limits.retry_backoff_max, self.remaining())))
+            if self.remaining() <= 0:
+                raise self.exhausted(exc)
+
+    def exhausted(self, exc: AzureError) -> BackendUnavailable:
+        elapsed = time.monotonic() - self.started
+        tries = "request" if self.failures == 1 else "requests"
+        message = (
+            f"{self.where} failed: {_failure_detail(exc)} ({self.failures} failed {tries} "
+            f"in {elapsed:.1f} s; retry_total={self.limits.retry_total}, "
+            f"operation_timeout={self.limits.operation_timeout:g} s)"
+        )
+        if self.maybe_applied:
+            message += "; the write may or may not have been applied"
+        return BackendUnavailable(message)
+
+    def options(self) -> dict[str, Any]:
+        """Per-request options: one attempt, timeouts that end by the deadline."""
+        remaining = max(self.remaining(), 0.001)
+        return {
+            "retry_total": 0,
+            "connection_timeout": min(self.limits.connection_timeout, remaining),
+            "read_timeout": min(self.limits.read_timeout, remaining),
+        }
+
+
+@dataclass
+class _Outcome:
+    """Whether a failed write may have been applied (then its new blob must be kept)."""
+
+    maybe_applied: bool = False
+
+
+# ---------------------------------------------------------------------------------------
 # The backend
 # ---------------------------------------------------------------------------------------
 
@@ -276,9 +392,15 @@ class AzureTablesBackend(Backend):
         create_table: bool = True,
         offload: bool = True,
         offload_threshold: int = INLINE_LIMIT,
+        limits: RetryLimits | None = None,
     ) -> None:
-        """Prefer ``from_url``; this takes a ready TableClient (reused for every call)."""
+        """Prefer ``from_url``; this takes a ready TableClient (reused for every call).
+
+        ``limits`` should match the client's retry and timeout settings: they bound the
+        backend's own retries of writes azure-core will not retry.
+        """
         self._table = table
+        self._limits = limits or RetryLimits()
         self.table_name = table.table_name
         self.account_name = table.account_name
         self._create_table = create_table
@@ -317,6 +439,7 @@ class AzureTablesBackend(Backend):
             create_table=_option_bool(options.pop("create_table", True)),
             offload=_option_bool(options.pop("offload", True)),
             offload_threshold=int(options.pop("offload_threshold", INLINE_LIMIT)),
+            limits=RetryLimits.from_settings(transport_options),
         )
         if options:
             backend.close()
@@ -334,19 +457,50 @@ class AzureTablesBackend(Backend):
     # -- helpers --------------------------------------------------------------------------
 
     def _ensure_table(self, instance_id: str | None = None) -> None:
-        """Create the table on first use (one extra call, once per backend object)."""
+        """Create the table on first use (one extra call, once per backend object).
+
+        Creating is idempotent (409 = it exists), so a POST whose connection broke, which
+        azure-core will not retry, is simply sent again.
+        """
         if self._table_ready:
             return
         with self._table_lock:
             if self._table_ready:
                 return
-            try:
-                self._table.create_table()
-            except ResourceExistsError:
-                pass
-            except AzureError as exc:
-                raise self._translate(exc, instance_id, "create table") from None
+            started = time.monotonic()
+            retry: _Retry | None = None
+            options: dict[str, Any] = {}
+            while True:
+                try:
+                    self._table.create_table(**options)
+                except ResourceExistsError:
+                    pass
+                except AzureError as exc:
+                    if not self._retryable(exc, retry):
+                        raise self._translate(exc, instance_id, "create table") from None
+                    retry = retry or self._retry(instance_id, "create table", started)
+                    retry.failed(exc, write=False)
+                    options = retry.options()
+                    continue
+                break
             self._table_ready = True
+
+    def _where(self, instance_id: str | None, operation: str) -> str:
+        where = f"azure-tables {operation} on table {self.table_name!r}"
+        if instance_id is not None:
+            where += f" for instance {instance_id!r}"
+        return where
+
+    def _retry(self, instance_id: str | None, operation: str, started: float) -> _Retry:
+        return _Retry(self._limits, self._where(instance_id, operation), started)
+
+    @staticmethod
+    def _retryable(exc: AzureError, retry: _Retry | None) -> bool:
+        """Ours to retry: a connection failure of the first try (azure-core retried the
+        rest already), or any transient failure once we are retrying ourselves."""
+        if retry is None:
+            return isinstance(exc, _CONNECTION_ERRORS)
+        return _is_transient(exc)
 
     def _translate(
         self, exc: AzureError, instance_id: str | None, operation: str, etag: str | None = None
@@ -354,9 +508,7 @@ class AzureTablesBackend(Backend):
         """The typed error for an SDK error; messages carry ids and codes, never secrets."""
         status = exc.status_code if isinstance(exc, HttpResponseError) else None
         code = _error_code(exc)
-        where = f"azure-tables {operation} on table {self.table_name!r}"
-        if instance_id is not None:
-            where += f" for instance {instance_id!r}"
+        where = self._where(instance_id, operation)
         if status == 412:
             return ConcurrencyError(instance_id or "", etag)
         if status == 404 and code == "TableNotFound":
@@ -369,8 +521,11 @@ class AzureTablesBackend(Backend):
             return ConfigurationError(f"{where}: access denied ({status} {code})")
         if status is not None and 400 <= status < 500 and status != 429:
             return DurastateError(f"{where} was rejected: {status} {code}")
-        detail = f"{status} {code}" if status else type(exc).__name__
-        return BackendUnavailable(f"{where} failed after retries: {detail}")
+        limits = self._limits
+        return BackendUnavailable(
+            f"{where} failed: {_failure_detail(exc)} (retry_total={limits.retry_total}, "
+            f"operation_timeout={limits.operation_timeout:g} s)"
+        )
 
     def _remember_blob(self, instance_id: str, field: str, name: str | None) -> str | None:
         """Record the blob now referenced by ``field``; return the one it replaces, if known."""
@@ -459,6 +614,7 @@ class AzureTablesBackend(Backend):
             C_STATUS: new.runtime_status.value,
             C_CREATED: new.created_at,
             C_UPDATED: new.created_at,
+            C_WRITE_ID: _write_id(),
         }
         uploaded: list[str] = []
         try:
@@ -493,28 +649,56 @@ class AzureTablesBackend(Backend):
     def _insert_or_restart(
         self, instance_id: str, entity: dict[str, Any], restart_if_terminal: bool
     ) -> str:
-        """Insert; on conflict replace a terminal run with If-Match so racing writers lose."""
-        for _ in range(8):
+        """Insert; on conflict replace a terminal run with If-Match so racing writers lose.
+
+        A row carrying this call's ``WriteId`` is this call's own insert (or restart) whose
+        answer was lost: success, never ``InstanceExists``. After an insert that failed but
+        may have landed, the row is read before anything is sent again.
+        """
+        write_id = entity[C_WRITE_ID]
+        started = time.monotonic()
+        retry: _Retry | None = None
+        options: dict[str, Any] = {}
+        conflicts = 0
+        while True:
             try:
-                return str(self._table.create_entity(entity)["etag"])
+                return str(self._table.create_entity(entity, **options)["etag"])
             except ResourceExistsError:
                 pass
             except AzureError as exc:
-                raise self._translate(exc, instance_id, "create") from None
-            old = self._get(instance_id, [C_STATUS, C_OFFLOADED, *_BLOB_COLUMNS])
-            if old is None:
-                continue  # deleted meanwhile: insert again
-            status = str(old.get(C_STATUS, ""))
-            if not restart_if_terminal or not _is_terminal(status):
-                raise InstanceExists(instance_id, status or None)
-            etag = self._replace(instance_id, entity, str(old.metadata["etag"]))
-            if etag is not None:
-                self._after_restart(instance_id, old, entity)
-                return etag
-        raise InstanceExists(instance_id)
+                if not self._retryable(exc, retry):
+                    raise self._translate(exc, instance_id, "create") from None
+                retry = retry or self._retry(instance_id, "create", started)
+                retry.failed(exc, write=True)
+                options = retry.options()
+                if not retry.maybe_applied:
+                    continue  # never reached the service: send it again
+            select = [C_STATUS, C_OFFLOADED, C_WRITE_ID, *_BLOB_COLUMNS]
+            old = (
+                self._get(instance_id, select)
+                if retry is None
+                else self._probe(instance_id, select, retry)
+            )
+            if old is not None and old.get(C_WRITE_ID) == write_id:
+                return str(old.metadata["etag"])  # our own insert or restart landed
+            if old is not None:
+                status = str(old.get(C_STATUS, ""))
+                if not restart_if_terminal or not _is_terminal(status):
+                    raise InstanceExists(instance_id, status or None)
+                etag = self._replace(instance_id, entity, str(old.metadata["etag"]))
+                if etag is not None:
+                    self._after_restart(instance_id, old, entity)
+                    return etag
+            conflicts += 1  # deleted or replaced meanwhile: try again
+            if conflicts >= 8:
+                raise InstanceExists(instance_id)
 
     def _replace(self, instance_id: str, entity: dict[str, Any], etag: str) -> str | None:
-        """REPLACE the whole row at ``etag``; ``None`` if the row changed or vanished."""
+        """REPLACE the whole row at ``etag``; ``None`` if the row changed or vanished.
+
+        azure-core retries this PUT itself; a retry of one that landed meets 412, and the
+        caller then finds its own ``WriteId`` in the row.
+        """
         try:
             result = self._table.update_entity(
                 entity, mode=UpdateMode.REPLACE, etag=etag,
@@ -540,6 +724,22 @@ class AzureTablesBackend(Backend):
                 self._blobs.sweep(instance_id, keep=keep)
 
     # -- read -----------------------------------------------------------------------------
+
+    def _probe(self, instance_id: str, select: list[str], retry: _Retry) -> TableEntity | None:
+        """``_get`` within an own-retry budget: single attempts, transient failures counted."""
+        while True:
+            try:
+                return self._table.get_entity(
+                    partition_key(instance_id), "", select=select, **retry.options()
+                )
+            except ResourceNotFoundError as exc:
+                if _error_code(exc) == "TableNotFound":
+                    raise self._translate(exc, instance_id, "read") from None
+                return None
+            except AzureError as exc:
+                if not _is_transient(exc):
+                    raise self._translate(exc, instance_id, "read") from None
+                retry.failed(exc, write=False)
 
     def _get(self, instance_id: str, select: list[str]) -> TableEntity | None:
         try:
@@ -608,21 +808,77 @@ class AzureTablesBackend(Backend):
     # -- writes ---------------------------------------------------------------------------
 
     def _merge(
-        self, instance_id: str, columns: dict[str, Any], etag: str | None, operation: str
+        self,
+        instance_id: str,
+        columns: dict[str, Any],
+        etag: str | None,
+        operation: str,
+        outcome: _Outcome | None = None,
     ) -> str:
-        """One MERGE of ``columns``: If-Match ``etag``, or ``*`` (never an upsert)."""
-        entity = {"PartitionKey": partition_key(instance_id), "RowKey": "", **columns}
+        """One MERGE of ``columns``: If-Match ``etag``, or ``*`` (never an upsert).
+
+        Exactly one PATCH unless its connection fails; then ``_merge_again`` decides.
+        """
+        entity = {
+            "PartitionKey": partition_key(instance_id), "RowKey": "", **columns,
+            C_WRITE_ID: _write_id(),
+        }  # fmt: skip
+        started = time.monotonic()
         try:
-            if etag is None:
-                result = self._table.update_entity(entity, mode=UpdateMode.MERGE)
-            else:
-                result = self._table.update_entity(
-                    entity, mode=UpdateMode.MERGE, etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )  # fmt: skip
+            return self._send_merge(entity, etag)
+        except _CONNECTION_ERRORS as exc:
+            retry = self._retry(instance_id, operation, started)
+            if outcome is None:
+                outcome = _Outcome()
+            try:
+                retry.failed(exc, write=True)
+                return self._merge_again(instance_id, entity, etag, operation, retry)
+            finally:
+                outcome.maybe_applied = retry.maybe_applied
         except AzureError as exc:
             raise self._translate(exc, instance_id, operation, etag) from None
+
+    def _send_merge(self, entity: dict[str, Any], etag: str | None, **options: Any) -> str:
+        if etag is None:
+            result = self._table.update_entity(entity, mode=UpdateMode.MERGE, **options)
+        else:
+            result = self._table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag,
+                match_condition=MatchConditions.IfNotModified, **options,
+            )  # fmt: skip
         return str(result["etag"])
+
+    def _merge_again(
+        self,
+        instance_id: str,
+        entity: dict[str, Any],
+        etag: str | None,
+        operation: str,
+        retry: _Retry,
+    ) -> str:
+        """Resend a MERGE whose connection failed, reading the row first if it may have
+        landed: our ``WriteId`` there means it did; a row past ``etag`` means it is stale."""
+        write_id = entity[C_WRITE_ID]
+        conflict = False
+        while True:
+            if retry.maybe_applied:
+                row = self._probe(instance_id, [C_WRITE_ID], retry)
+                if row is None:
+                    raise InstanceNotFound(instance_id)
+                if row.get(C_WRITE_ID) == write_id:
+                    return str(row.metadata["etag"])
+                if conflict or (etag is not None and str(row.metadata["etag"]) != etag):
+                    raise ConcurrencyError(instance_id, etag)
+            try:
+                return self._send_merge(entity, etag, **retry.options())
+            except AzureError as exc:
+                status = exc.status_code if isinstance(exc, HttpResponseError) else None
+                if status == 412 and retry.maybe_applied:
+                    conflict = True  # ours (an earlier try landed late) or another writer's
+                    continue
+                if not _is_transient(exc):
+                    raise self._translate(exc, instance_id, operation, etag) from None
+                retry.failed(exc, write=True)
 
     def _write_field(
         self,
@@ -635,11 +891,15 @@ class AzureTablesBackend(Backend):
     ) -> str:
         """MERGE one payload field plus ``extra``; clean up blobs on both outcomes."""
         prepared = self._prepare(instance_id, field, payload)
+        outcome = _Outcome()
         try:
-            new_etag = self._merge(instance_id, {**prepared.columns, **extra}, etag, operation)
+            new_etag = self._merge(
+                instance_id, {**prepared.columns, **extra}, etag, operation, outcome
+            )
         except DurastateError as exc:
-            if prepared.blob and not isinstance(exc, BackendUnavailable):
-                self._discard([prepared.blob])  # the write surely failed: nothing refers to it
+            surely_failed = not isinstance(exc, BackendUnavailable) and not outcome.maybe_applied
+            if prepared.blob and surely_failed:
+                self._discard([prepared.blob])  # nothing refers to it
             raise
         previous = self._remember_blob(instance_id, field, prepared.blob)
         self._discard([previous] if previous else [])
