@@ -106,11 +106,7 @@ class AwsOptions(BaseModel):
 
     def resolved_region(self) -> str | None:
         """The region to use; an emulator endpoint without one gets us-east-1."""
-        region = (
-            self.region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-        )
+        region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if region is None and self.endpoint_url:
             return "us-east-1"
         return region

@@ -4,19 +4,28 @@ Layout (``P`` is the prefix, ``K`` the escaped instance id, see `instance_key`):
 
     P/records/K   JSON header line + input bytes + output bytes   (written by create and by
                   runtime-status changes; never by a custom-status update)
-    P/status/K    b"ds1 RUN VER ENCODING\\n" + custom-status bytes; metadata ``cs-updated``
+    P/status/K    b"ds2 RUN VER WRITE ENCODING\\n" + custom-status bytes;
+                  metadata ``cs-updated`` and ``w`` (= WRITE)
 
 The status object is the commit point of every write. Its S3 ETag is the MD5 of its body, and
-the body's small header names the run and a version token that every runtime-status change
-renews, so the status ETag changes whenever anything about the instance changes. The etag
-handed to callers is ``RUN.VER.MD5``:
+the body's small header names the run, a version token that every runtime-status change
+renews, and a token new to each write, so every write gives the object a new ETag. The etag
+handed to callers is ``RUN.VER.WRITE.MD5``:
 
 - a custom-status update is one ``PutObject`` with ``If-Match: MD5`` and no read before it;
-  if the new body hashes to ``MD5`` the stored status is already identical and nothing is
+  if the body stored at the caller's etag (its header rebuilt from RUN, VER and WRITE, plus
+  the new bytes) hashes to ``MD5``, the stored status is already identical and nothing is
   sent at all;
 - a runtime-status change (rare) reads both objects, renews VER with a conditional PUT of
   the status object (the commit), then rewrites the record with ``If-Match`` on its ETag;
 - create is ``If-None-Match: *`` on the record, then the status object.
+
+Every PUT carries its write token in metadata ``w``. When botocore retried a conditional PUT
+after an attempt that may have reached S3 (a lost answer, a timeout, a 5xx other than 503)
+and the retry got 412, the first attempt may have landed: a HEAD tells, by the token, whether
+the object holds our write (success) or another (a conflict if no attempt can have landed,
+otherwise ``BackendUnavailable``: the outcome is unknown). A create tells by the run id in
+the record it finds.
 
 Costs in S3 requests are listed in docs/s3.md and on each method.
 """
@@ -51,6 +60,7 @@ from durastate.core.records import (
 )
 from durastate.core.tokens import InvalidContinuationToken, decode_token, encode_token
 from durastate.errors import (
+    BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
@@ -137,25 +147,34 @@ def _listing_prefix(id_prefix: str, budget: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Etag:
-    """``RUN.VER.MD5``: the run, the runtime-status version, the status object's ETag."""
+    """``RUN.VER.WRITE.MD5``: the run, the runtime-status version, the write that made the
+    status object, and the status object's ETag (all `_NO_STATUS` when there is none)."""
 
     run: str
     ver: str
+    write: str
     md5: str
 
     def __str__(self) -> str:
-        return f"{self.run}.{self.ver}.{self.md5}"
+        return f"{self.run}.{self.ver}.{self.write}.{self.md5}"
 
     @classmethod
     def parse(cls, instance_id: str, etag: str) -> _Etag:
         parts = etag.split(".")
-        if len(parts) != 3 or not all(parts):
+        if len(parts) != 4 or not all(parts):
             raise ConcurrencyError(instance_id, etag)  # not ours, so it cannot match
         return cls(*parts)
 
 
 def _token() -> str:
     return secrets.token_hex(6)
+
+
+def _outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"{operation} of instance {instance_id!r}: an answer was lost and the retry found "
+        "another write in place; whether this one was applied is unknown"
+    )
 
 
 def _md5(body: bytes) -> str:
@@ -175,28 +194,31 @@ class _Status:
 
     run: str
     ver: str
+    write: str
     payload: Payload | None
     updated_at: datetime | None
     md5: str
 
 
-def _status_body(run: str, ver: str, payload: Payload | None) -> bytes:
+def _status_body(run: str, ver: str, write: str, payload: Payload | None) -> bytes:
     encoding = urllib.parse.quote(payload.encoding, safe="+-_.~") if payload else "-"
-    header = f"ds1 {run} {ver} {encoding}\n".encode("ascii")
+    header = f"ds2 {run} {ver} {write} {encoding}\n".encode("ascii")
     return header + (payload.data if payload else b"")
 
 
 def _parse_status(instance_id: str, body: bytes, md5: str, meta: Mapping[str, str]) -> _Status:
     header, sep, data = body.partition(b"\n")
     fields = header.decode("ascii", "replace").split(" ")
-    if not sep or len(fields) != 4 or fields[0] != "ds1":
+    if not sep or len(fields) != 5 or fields[0] != "ds2" or not all(fields):
         raise CorruptRecord(instance_id, "status object has no valid header")
-    _, run, ver, encoding = fields
-    payload = None if encoding == "-" else Payload.from_encoding(
-        data, urllib.parse.unquote(encoding)
+    _, run, ver, write, encoding = fields
+    payload = (
+        None if encoding == "-" else Payload.from_encoding(data, urllib.parse.unquote(encoding))
     )
     updated = meta.get("cs-updated")
-    return _Status(run, ver, payload, _parse_time(instance_id, updated) if updated else None, md5)
+    return _Status(
+        run, ver, write, payload, _parse_time(instance_id, updated) if updated else None, md5
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,9 +266,7 @@ def _parse_time(instance_id: str, text: str) -> datetime:
         raise CorruptRecord(instance_id, f"bad timestamp {text[:40]!r}") from None
 
 
-def _split_payloads(
-    header: dict[str, Any], rest: bytes
-) -> tuple[Payload | None, Payload | None]:
+def _split_payloads(header: dict[str, Any], rest: bytes) -> tuple[Payload | None, Payload | None]:
     payloads: list[Payload | None] = []
     offset = 0
     for field in ("in", "out"):
@@ -291,10 +311,10 @@ def _parse_record(key_hint: str, body: bytes, s3_etag: str, complete: bool) -> _
 def _compose(record: _Record, status: _Status | None, fetch_payloads: bool) -> InstanceRecord:
     """The caller's view: a status object of another run counts as no custom status."""
     current = status if status is not None and status.run == record.run else None
-    etag = _Etag(
-        record.run,
-        status.ver if status else _NO_STATUS,
-        status.md5 if status else _NO_STATUS,
+    etag = (
+        _Etag(record.run, status.ver, status.write, status.md5)
+        if status
+        else _Etag(record.run, _NO_STATUS, _NO_STATUS, _NO_STATUS)
     )
     updated = current.updated_at if current else None
     last = max(record.last_updated_at, updated) if updated else record.last_updated_at
@@ -321,6 +341,50 @@ class _PreconditionFailed(Exception):
 
 class _Missing(Exception):
     """S3 answered 404: no such key."""
+
+
+class _OutcomeUnknown(Exception):
+    """A retried conditional PUT got 412, and the object holds a write that is not ours.
+
+    An earlier attempt may have landed and since been overwritten, or never have landed:
+    the caller cannot tell a conflict from a success.
+    """
+
+
+#: Failures that happen before a request is sent: an attempt ending in one cannot have landed.
+_NOT_SENT: tuple[type[BaseException], ...] = (botocore.exceptions.ConnectionError,)
+
+
+class _Attempts:
+    """Whether an attempt of this thread's last PutObject may have reached S3 and landed.
+
+    botocore retries a PUT whose answer was lost; if the first attempt had landed, a
+    conditional retry then gets 412 from our own write. This ``needs-retry`` hook (called after
+    every attempt, in the calling thread) notes attempts that may have been applied: no answer
+    after the request was sent (closed connection, read timeout) or a 5xx other than 503
+    (S3's SlowDown, a refusal). 4xx answers (429 throttling included) were not applied.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def reset(self) -> None:
+        self._local.maybe_applied = False
+
+    @property
+    def maybe_applied(self) -> bool:
+        return bool(getattr(self._local, "maybe_applied", False))
+
+    def note(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+        if caught_exception is not None:
+            applied = not isinstance(caught_exception, _NOT_SENT)
+        elif response is not None:
+            status = int(getattr(response[0], "status_code", 0) or 0)
+            applied = status >= 500 and status != 503
+        else:
+            applied = False
+        if applied:
+            self._local.maybe_applied = True
 
 
 _T = TypeVar("_T")
@@ -413,6 +477,8 @@ class S3Backend(Backend):
         self._bucket_ready = False
         self._bucket_lock = threading.Lock()
         self._known = _Known()
+        self._attempts = _Attempts()
+        self.client.meta.events.register("needs-retry.s3.PutObject", self._attempts.note)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -490,7 +556,8 @@ class S3Backend(Backend):
             config["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
             self._call(
-                "create_bucket", None,
+                "create_bucket",
+                None,
                 lambda: self.client.create_bucket(Bucket=self.bucket, **config),
             )
         except botocore.exceptions.ClientError as exc:
@@ -502,7 +569,8 @@ class S3Backend(Backend):
         kwargs: dict[str, Any] = {"Range": f"bytes=0-{_HEADER_RANGE - 1}"} if head_only else {}
         try:
             response = self._call(
-                "get_object", instance_id,
+                "get_object",
+                instance_id,
                 lambda: self.client.get_object(Bucket=self.bucket, Key=key, **kwargs),
             )
             body = self._call("get_object", instance_id, response["Body"].read)
@@ -520,24 +588,56 @@ class S3Backend(Backend):
         instance_id: str,
         body: bytes,
         *,
+        write: str,
         metadata: Mapping[str, str] | None = None,
         if_match: str | None = None,
+        verify: bool = True,
     ) -> str:
-        """PUT with ``If-Match`` (or ``If-None-Match: *`` for `_NO_STATUS`); the new ETag."""
-        kwargs: dict[str, Any] = {"Metadata": dict(metadata or {})}
+        """PUT with ``If-Match`` (or ``If-None-Match: *`` for `_NO_STATUS`); the new ETag.
+
+        ``write`` is this write's token, stored as metadata ``w``. A 412 after an attempt that
+        may have landed (see `_Attempts`) is checked with a HEAD when ``verify``: our token
+        there means our write landed (its ETag is returned); another means `_OutcomeUnknown`.
+        """
+        kwargs: dict[str, Any] = {"Metadata": {**(metadata or {}), "w": write}}
         if if_match == _NO_STATUS:
             kwargs["IfNoneMatch"] = "*"
         elif if_match is not None:
             kwargs["IfMatch"] = f'"{if_match}"'
-        response = self._call(
-            "put_object", instance_id,
-            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **kwargs),
-        )
+        self._attempts.reset()
+        try:
+            response = self._call(
+                "put_object",
+                instance_id,
+                lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **kwargs),
+            )
+        except _PreconditionFailed:
+            if not (verify and self._attempts.maybe_applied):
+                raise
+            landed = self._landed(key, instance_id, write)
+            if landed is None:
+                raise _OutcomeUnknown from None
+            return landed
+        return _strip_etag(response["ETag"])
+
+    def _landed(self, key: str, instance_id: str, write: str) -> str | None:
+        """1 HEAD: the object's ETag if it holds the write ``write``, else ``None``."""
+        try:
+            response = self._call(
+                "head_object",
+                instance_id,
+                lambda: self.client.head_object(Bucket=self.bucket, Key=key),
+            )
+        except _Missing:
+            return None
+        if response.get("Metadata", {}).get("w") != write:
+            return None
         return _strip_etag(response["ETag"])
 
     def _delete_object(self, key: str, instance_id: str) -> None:
         self._call(
-            "delete_object", instance_id,
+            "delete_object",
+            instance_id,
             lambda: self.client.delete_object(Bucket=self.bucket, Key=key),
         )
 
@@ -559,10 +659,16 @@ class S3Backend(Backend):
         """1 conditional PUT of the record + 1 PUT of the status (restart: +1 GET)."""
         self._ready()
         record = _Record(
-            instance_id=new.instance_id, run=_token(), name=new.name,
-            runtime_status=new.runtime_status, created_at=new.created_at,
-            last_updated_at=new.created_at, input=new.input, output=None,
-            s3_etag="", has_payloads=True,
+            instance_id=new.instance_id,
+            run=_token(),
+            name=new.name,
+            runtime_status=new.runtime_status,
+            created_at=new.created_at,
+            last_updated_at=new.created_at,
+            input=new.input,
+            output=None,
+            s3_etag="",
+            has_payloads=True,
         )
         key = self._key(new.instance_id)
         for _ in range(_MAX_RETRIES):
@@ -571,31 +677,50 @@ class S3Backend(Backend):
         raise ConcurrencyError(new.instance_id)
 
     def _insert_record(self, record: _Record, key: str, restart: bool) -> bool:
-        """Put the record if absent, or over a terminal run; ``False`` means try again."""
+        """Put the record if absent, or over a terminal run; ``False`` means try again.
+
+        The record names its run (random per create), so a 412 caused by our own insert (it
+        landed, its answer was lost, botocore retried) is recognised in the record found.
+        """
         body = _record_body(record)
         try:
-            self._put(key, record.instance_id, body, if_match=_NO_STATUS)
+            self._put(
+                key, record.instance_id, body, write=_token(), if_match=_NO_STATUS, verify=False
+            )
             return True
         except _PreconditionFailed:
-            pass
+            maybe_ours = self._attempts.maybe_applied
         existing = self._load_record(record.instance_id, key, payloads=False)
         if existing is None:
             return False  # deleted in between
+        if existing.run == record.run:
+            return True  # our own insert, answered 412 on botocore's retry
         if not (restart and existing.runtime_status.is_terminal):
+            if maybe_ours:  # ours may have landed and been replaced since: cannot tell
+                raise _outcome_unknown("create", record.instance_id)
             raise InstanceExists(record.instance_id, existing.runtime_status.value)
         try:
-            self._put(key, record.instance_id, body, if_match=existing.s3_etag)
+            self._put(
+                key,
+                record.instance_id,
+                body,
+                write=_token(),
+                if_match=existing.s3_etag,
+                verify=False,
+            )
             return True
         except _PreconditionFailed:
-            return False
+            return False  # changed in between, or ours landed: the next try tells
 
     def _write_first_status(self, record: _Record, new: NewInstance) -> _Etag:
         """The new run's status object, replacing any older run's (its status is gone)."""
-        ver = _token()
+        ver, write = _token(), _token()
         meta = {"cs-updated": new.created_at.isoformat()} if new.custom_status else {}
-        body = _status_body(record.run, ver, new.custom_status)
-        md5 = self._put(self._status_key(new.instance_id), new.instance_id, body, metadata=meta)
-        etag = _Etag(record.run, ver, md5)
+        body = _status_body(record.run, ver, write, new.custom_status)
+        md5 = self._put(
+            self._status_key(new.instance_id), new.instance_id, body, write=write, metadata=meta
+        )
+        etag = _Etag(record.run, ver, write, md5)
         self._known.set(new.instance_id, etag)
         return etag
 
@@ -615,8 +740,11 @@ class S3Backend(Backend):
         self._ready()
         key = self._key(instance_id)
         try:
-            self._call("head_object", instance_id,
-                       lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+            self._call(
+                "head_object",
+                instance_id,
+                lambda: self.client.head_object(Bucket=self.bucket, Key=key),
+            )
             existed = True
         except _Missing:
             existed = False
@@ -639,34 +767,54 @@ class S3Backend(Backend):
         """
         self._ready()
         if etag is not None:
-            return self._put_status(instance_id, payload, _Etag.parse(instance_id, etag), now)
+            tag = _Etag.parse(instance_id, etag)
+            try:
+                return self._put_status(instance_id, payload, tag, now)
+            except _OutcomeUnknown:
+                raise _outcome_unknown("custom-status update", instance_id) from None
         known = self._known.get(instance_id)
         if known is not None:
             try:
-                return self._put_status(instance_id, payload, known, now, verify=True)
-            except (ConcurrencyError, InstanceNotFound):
+                return self._put_status(instance_id, payload, known, now, confirm_skip=True)
+            except (ConcurrencyError, InstanceNotFound, _OutcomeUnknown):
                 self._known.forget(instance_id)
         return self._put_status_lww(instance_id, payload, now)
 
     def _put_status(
-        self, instance_id: str, payload: Payload, tag: _Etag, now: datetime,
-        *, verify: bool = False,
+        self,
+        instance_id: str,
+        payload: Payload,
+        tag: _Etag,
+        now: datetime,
+        *,
+        confirm_skip: bool = False,
     ) -> WriteResult:
-        """Compare-and-swap on the status object's MD5; ``verify`` a skip with a HEAD."""
-        body = _status_body(tag.run, tag.ver, payload)
-        if tag.md5 == _md5(body):
-            if verify:
+        """Compare-and-swap on the status object's ETag; ``confirm_skip`` with a HEAD.
+
+        The object stored at ``tag`` is ``_status_body(RUN, VER, WRITE, its payload)``; if
+        that body with ``payload`` hashes to the tag's MD5, the bytes are unchanged.
+        """
+        if tag.md5 == _md5(_status_body(tag.run, tag.ver, tag.write, payload)):
+            if confirm_skip:
                 self._head_status(instance_id, tag)
             return WriteResult(str(tag), written=False)
+        write = _token()
+        body = _status_body(tag.run, tag.ver, write, payload)
         meta = {"cs-updated": now.isoformat()}
         try:
-            md5 = self._put(self._status_key(instance_id), instance_id, body,
-                            metadata=meta, if_match=tag.md5)
+            md5 = self._put(
+                self._status_key(instance_id),
+                instance_id,
+                body,
+                write=write,
+                metadata=meta,
+                if_match=tag.md5,
+            )
         except _PreconditionFailed:
             raise ConcurrencyError(instance_id, str(tag)) from None
         except _Missing:
             raise InstanceNotFound(instance_id) from None
-        new = _Etag(tag.run, tag.ver, md5)
+        new = _Etag(tag.run, tag.ver, write, md5)
         self._known.set(instance_id, new)
         return WriteResult(str(new))
 
@@ -674,8 +822,13 @@ class S3Backend(Backend):
         """Check that the status object is still at ``tag`` (ConcurrencyError if not)."""
         key = self._status_key(instance_id)
         try:
-            self._call("head_object", instance_id, lambda: self.client.head_object(
-                Bucket=self.bucket, Key=key, IfMatch=f'"{tag.md5}"'))
+            self._call(
+                "head_object",
+                instance_id,
+                lambda: self.client.head_object(
+                    Bucket=self.bucket, Key=key, IfMatch=f'"{tag.md5}"'
+                ),
+            )
         except (_PreconditionFailed, _Missing):
             raise ConcurrencyError(instance_id, str(tag)) from None
 
@@ -690,8 +843,8 @@ class S3Backend(Backend):
                 return self._put_status(
                     instance_id, payload, _Etag.parse(instance_id, current.etag), now
                 )
-            except ConcurrencyError:
-                continue
+            except (ConcurrencyError, _OutcomeUnknown):
+                continue  # last write wins: ours may as well land after the other one
         raise ConcurrencyError(instance_id)
 
     # -- runtime status ---------------------------------------------------------------------
@@ -716,13 +869,22 @@ class S3Backend(Backend):
                 if tag is not None:
                     raise ConcurrencyError(instance_id, etag) from None
                 continue
+            except _OutcomeUnknown:
+                if tag is not None:
+                    raise _outcome_unknown("runtime-status update", instance_id) from None
+                continue
             self._known.set(instance_id, new)
             return str(new)
         raise ConcurrencyError(instance_id)
 
     def _runtime_once(
-        self, instance_id: str, status: RuntimeStatus, output: Payload | None,
-        set_output: bool, tag: _Etag | None, now: datetime,
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        output: Payload | None,
+        set_output: bool,
+        tag: _Etag | None,
+        now: datetime,
     ) -> _Etag:
         key, status_key = self._key(instance_id), self._status_key(instance_id)
         record = self._load_record(instance_id, key, payloads=True)
@@ -732,21 +894,25 @@ class S3Backend(Backend):
         seen = _Etag.parse(instance_id, _compose(record, current, False).etag)
         if tag is not None and tag != seen:
             raise ConcurrencyError(instance_id, str(tag))
-        ver = _token()
+        ver, write = _token(), _token()
         same_run = current is not None and current.run == record.run
         kept = current if same_run else None
         meta = {"cs-updated": kept.updated_at.isoformat()} if kept and kept.updated_at else {}
-        body = _status_body(record.run, ver, kept.payload if kept else None)
+        body = _status_body(record.run, ver, write, kept.payload if kept else None)
         try:
-            md5 = self._put(status_key, instance_id, body, metadata=meta, if_match=seen.md5)
+            md5 = self._put(
+                status_key, instance_id, body, write=write, metadata=meta, if_match=seen.md5
+            )
         except _Missing:
             raise _PreconditionFailed from None  # deleted in between: the next try says so
         changed = replace(
-            record, runtime_status=status, last_updated_at=now,
+            record,
+            runtime_status=status,
+            last_updated_at=now,
             output=output if set_output else record.output,
         )
-        self._put(key, instance_id, _record_body(changed), if_match=record.s3_etag)
-        return _Etag(record.run, ver, md5)
+        self._put(key, instance_id, _record_body(changed), write=_token(), if_match=record.s3_etag)
+        return _Etag(record.run, ver, write, md5)
 
     # -- query ------------------------------------------------------------------------------
 
@@ -792,8 +958,13 @@ class S3Backend(Backend):
 
     def _list_page(self, prefix: str, after: str | None) -> Any:
         kwargs: dict[str, Any] = {"StartAfter": after} if after else {}
-        return self._call("list_objects_v2", None, lambda: self.client.list_objects_v2(
-            Bucket=self.bucket, Prefix=prefix, MaxKeys=1000, **kwargs))
+        return self._call(
+            "list_objects_v2",
+            None,
+            lambda: self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=prefix, MaxKeys=1000, **kwargs
+            ),
+        )
 
     def _match(self, key: str, query: InstanceQuery) -> InstanceRecord | None:
         """The record at ``key`` if it matches; its status is fetched only for matches."""
@@ -804,6 +975,6 @@ class S3Backend(Backend):
             record = self._load_record(record.instance_id, key, payloads=True)
             if record is None:
                 return None
-        status_key = self._statuses + key[len(self._records):]
+        status_key = self._statuses + key[len(self._records) :]
         status = self._load_status(record.instance_id, status_key)
         return _compose(record, status, query.fetch_payloads)
