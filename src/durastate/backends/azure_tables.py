@@ -1130,6 +1130,10 @@ def _client_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "transport": _transport(settings),
         "retry_total": settings["retry_total"],
+        # azure-core caps each kind of retry at 3 unless told; retry_total is the user's bound
+        "retry_status": settings["retry_total"],
+        "retry_connect": settings["retry_total"],
+        "retry_read": settings["retry_total"],
         "retry_backoff_factor": settings["retry_backoff_factor"],
         "retry_backoff_max": settings["retry_backoff_max"],
     }

@@ -1,0 +1,241 @@
+"""How the reliability tests reach each backend: a picklable spec (URL + options).
+
+A spec is all a child process needs to open its own store (``spec.open()``), so the
+concurrency tests can use the multiprocessing "spawn" context. The worker functions live
+here, at module level, so that spawned children can import them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from durastate import open_store
+from durastate.core.store import StateStore
+from durastate.errors import DurastateError, InstanceExists
+from durastate.testing.emulators import RunningEmulator, azurite_connection_string
+
+AWS_CREDS: dict[str, Any] = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "region": "us-east-1",
+}
+
+#: Client settings that make a dead or frozen endpoint fail fast (each test states its bound).
+AZURE_FAST: dict[str, Any] = {
+    "retry_total": 1,
+    "retry_backoff_factor": 0.01,
+    "retry_backoff_max": 1,
+    "connection_timeout": 0.5,
+    "read_timeout": 1.0,
+    "operation_timeout": 2.0,
+}
+AWS_FAST: dict[str, Any] = {"max_attempts": 2, "connect_timeout": 0.5, "read_timeout": 1.0}
+
+#: Client settings that ride out a flaky link (the transient-fault tests).
+AZURE_PATIENT: dict[str, Any] = {
+    "retry_total": 10,
+    "retry_backoff_factor": 0.01,
+    "retry_backoff_max": 1,
+    "connection_timeout": 2.0,
+    "read_timeout": 5.0,
+    "operation_timeout": 60.0,
+}
+AWS_PATIENT: dict[str, Any] = {"max_attempts": 10, "connect_timeout": 2.0, "read_timeout": 5.0}
+
+NETWORK_KINDS = ("azure-tables", "dynamodb-moto", "dynamodb-dynalite", "s3")
+ALL_KINDS = ("memory", "sqlite", *NETWORK_KINDS)
+
+
+def unique(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend under test: ``kind`` names it in test ids, ``url`` + ``options`` open it."""
+
+    kind: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self, **overrides: Any) -> StateStore:
+        return open_store(self.url, **{**self.options, **overrides})
+
+    def with_options(self, **overrides: Any) -> BackendSpec:
+        return replace(self, options={**self.options, **overrides})
+
+    @property
+    def cross_process(self) -> bool:
+        return self.kind != "memory"
+
+    def timeout_budget(self) -> float:
+        """The time a call may take to fail with these options ("the configured timeout").
+
+        Azure: ``operation_timeout`` bounds all tries of one call. AWS: every attempt may
+        wait ``connect_timeout`` + ``read_timeout`` (botocore's backoff between attempts is
+        well under a second for non-throttling errors); an S3 PutObject also waits up to
+        1 s per attempt for ``100 Continue`` (botocore sends ``Expect: 100-continue`` with
+        every object body). SQLite: the busy ``timeout``.
+        """
+        if self.kind == "azure-tables":
+            return float(self.options.get("operation_timeout", 60.0))
+        if self.kind in ("dynamodb-moto", "dynamodb-dynalite", "s3"):
+            attempts = int(self.options.get("max_attempts", 3))
+            per_try = float(self.options.get("connect_timeout", 2.0)) + float(
+                self.options.get("read_timeout", 10.0)
+            )
+            if self.kind == "s3":
+                per_try += 1.0  # botocore's fixed wait for "100 Continue"
+            return attempts * per_try
+        if self.kind == "sqlite":
+            return float(self.options.get("timeout", 5.0))
+        return 0.0
+
+
+def azure_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
+    return BackendSpec(
+        "azure-tables",
+        f"azure-tables://{unique('T')}",
+        {
+            "connection_string": azurite_connection_string(emulator),
+            "container": unique("c-"),
+            **options,
+        },
+    )
+
+
+def dynamodb_spec(emulator: RunningEmulator, kind: str, **options: Any) -> BackendSpec:
+    return BackendSpec(
+        kind,
+        f"dynamodb://{unique('ds-rel-')}",
+        {"endpoint_url": emulator.endpoint, **AWS_CREDS, **options},
+    )
+
+
+def s3_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
+    return BackendSpec(
+        "s3",
+        f"s3://{unique('ds-rel-')}/p",
+        {"endpoint_url": emulator.endpoint, **AWS_CREDS, **options},
+    )
+
+
+def sqlite_spec(path: os.PathLike[str] | str, **options: Any) -> BackendSpec:
+    return BackendSpec("sqlite", f"sqlite:///{path}", dict(options))
+
+
+def memory_spec() -> BackendSpec:
+    return BackendSpec("memory", f"memory://{unique('rel-')}")
+
+
+def spec_for(kind: str, emulator: RunningEmulator, **options: Any) -> BackendSpec:
+    """The spec of a network backend ``kind`` on ``emulator``."""
+    if kind == "azure-tables":
+        return azure_spec(emulator, **options)
+    if kind in ("dynamodb-moto", "dynamodb-dynalite"):
+        return dynamodb_spec(emulator, kind, **options)
+    if kind == "s3":
+        return s3_spec(emulator, **options)
+    raise ValueError(kind)
+
+
+def network_options(kind: str, which: dict[str, Any], aws: dict[str, Any]) -> dict[str, Any]:
+    return dict(which if kind == "azure-tables" else aws)
+
+
+@contextmanager
+def opened(spec: BackendSpec, **overrides: Any) -> Iterator[StateStore]:
+    store = spec.open(**overrides)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- workers for spawned processes ----------------------------------------------------------
+
+
+def increment_worker(
+    spec: BackendSpec, instance_id: str, threads: int, increments: int, start: Any
+) -> None:
+    """Open a store, then ``threads`` threads each add 1 ``increments`` times via update()."""
+    errors: list[BaseException] = []
+    with opened(spec) as store:
+
+        def work() -> None:
+            try:
+                for _ in range(increments):
+                    store.update(instance_id, lambda v: {"n": v["n"] + 1}, retries=2000)
+            except BaseException as exc:  # reported through the exit code
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        start.wait(timeout=120)  # every process is ready: start together
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    if errors:
+        raise SystemExit(f"{len(errors)} thread(s) failed: {errors[0]!r}")
+
+
+def create_worker(
+    spec: BackendSpec,
+    instance_id: str,
+    threads: int,
+    process_no: int,
+    start: Any,
+    results: Any,
+) -> None:
+    """``threads`` threads race to create ``instance_id``; each reports won/lost/error."""
+    with opened(spec) as store:
+        barrier = threading.Barrier(threads)
+
+        def work(thread_no: int) -> None:
+            me = f"p{process_no}t{thread_no}"
+            barrier.wait()
+            try:
+                store.create_instance(instance_id, name=me, input=me, custom_status=me)
+            except InstanceExists:
+                results.put((me, "lost"))
+            except DurastateError as exc:
+                results.put((me, f"error {type(exc).__name__}: {exc}"))
+            else:
+                results.put((me, "won"))
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        start.wait(timeout=120)
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+
+def sqlite_writer(url: str, instance_ids: list[str], acked: Any, size: int) -> None:
+    """Rewrite every instance forever: status, then output, generation by generation.
+
+    ``acked[i]`` holds the last generation whose writes returned for instance i, so the
+    parent knows, after SIGKILL, that each record must be at that generation or the next.
+    """
+    store = open_store(url, max_custom_status_bytes=4 * size + 1024)
+    generation = 0
+    while True:
+        generation += 1
+        for index, instance_id in enumerate(instance_ids):
+            value = generation_value(instance_id, generation, size)
+            store.set_custom_status(instance_id, value)
+            store.set_runtime_status(instance_id, "running", output=value)
+            acked[index] = generation
+
+
+def generation_value(instance_id: str, generation: int, size: int) -> dict[str, Any]:
+    """A self-checking value: its filler is derived from the id and generation."""
+    seed = f"{instance_id}:{generation}:"
+    filler = (seed * (size // len(seed) + 1))[:size]
+    return {"id": instance_id, "gen": generation, "filler": filler}

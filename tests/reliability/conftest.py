@@ -1,0 +1,119 @@
+"""Fixtures for the reliability suite: a store spec on every backend, and private emulators.
+
+Tests that stop, freeze or restart a server use the ``private_*`` fixtures, which start an
+emulator of their own for that one test, so the session emulators other tests share are
+never touched. Everything else uses the session emulators from tests/conftest.py, each test
+in a fresh table, bucket or file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from durastate.testing import emulators
+from durastate.testing.emulators import RunningEmulator
+from tests.reliability.backends import (
+    ALL_KINDS,
+    NETWORK_KINDS,
+    BackendSpec,
+    memory_spec,
+    spec_for,
+    sqlite_spec,
+)
+
+_EMULATOR_OF = {
+    "azure-tables": "azurite",
+    "dynamodb-moto": "moto_server",
+    "dynamodb-dynalite": "dynalite",
+    "s3": "moto_server",
+}
+
+
+def _shared_spec(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> BackendSpec:
+    if kind == "memory":
+        return memory_spec()
+    if kind == "sqlite":
+        return sqlite_spec(tmp_path / "store.db")
+    emulator: RunningEmulator = request.getfixturevalue(_EMULATOR_OF[kind])
+    return spec_for(kind, emulator)
+
+
+@pytest.fixture(params=ALL_KINDS)
+def any_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+    """Every backend (memory, sqlite and the network ones on the shared emulators)."""
+    return _shared_spec(request, str(request.param), tmp_path)
+
+
+@pytest.fixture(params=[kind for kind in ALL_KINDS if kind != "memory"])
+def durable_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+    """Every backend that several processes can share."""
+    return _shared_spec(request, str(request.param), tmp_path)
+
+
+@pytest.fixture(params=NETWORK_KINDS)
+def network_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def shared_emulator(request: pytest.FixtureRequest, network_kind: str) -> RunningEmulator:
+    """The session emulator that serves ``network_kind`` (never stopped by these tests)."""
+    emulator: RunningEmulator = request.getfixturevalue(_EMULATOR_OF[network_kind])
+    return emulator
+
+
+def _start(kind: str) -> RunningEmulator:
+    name = _EMULATOR_OF[kind]
+    if name == "azurite":
+        return emulators.start_azurite()
+    if name == "moto_server":
+        return emulators.start_moto()
+    return emulators.start_dynalite()
+
+
+class PrivateEmulator:
+    """An emulator owned by one test: it may stop, freeze, thaw and restart it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.emulator = _start(kind)
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+    def freeze(self) -> None:
+        """SIGSTOP the process group: connections are accepted, nothing answers."""
+        import os
+        import signal
+
+        os.killpg(self.emulator.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        import os
+        import signal
+
+        os.killpg(self.emulator.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Stop and start on the same ports (the emulators keep data in memory: all lost)."""
+        self.emulator = emulators.restart(self.emulator)
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):
+            self.thaw()
+        self.emulator.stop()
+
+
+@pytest.fixture
+def private_emulator(network_kind: str) -> Iterator[PrivateEmulator]:
+    """A fresh emulator process for ``network_kind``, for this test alone."""
+    private = PrivateEmulator(network_kind)
+    try:
+        yield private
+    finally:
+        private.close()
