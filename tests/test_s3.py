@@ -189,7 +189,7 @@ def test_unchanged_status_without_etag_costs_one_head(backend: S3Backend) -> Non
 
 
 def test_unchanged_skip_works_across_backends(moto_server: RunningEmulator) -> None:
-    """The etag's MD5 is S3's own ETag, so another process can skip exactly too."""
+    """Another process cannot know its etag is current: one HEAD confirms, no PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     with make_backend(moto_server.endpoint, prefix=prefix) as one, \
             make_backend(moto_server.endpoint, prefix=prefix) as two:
@@ -197,7 +197,7 @@ def test_unchanged_skip_works_across_backends(moto_server: RunningEmulator) -> N
         two._ready()  # the bucket check of first use, outside the count
         requests = Requests(two)
         result = two.write_custom_status("shared", status(b'"x"'), etag=etag, now=T0)
-        assert (result.etag, result.written, requests.sent) == (etag, False, [])
+        assert (result.etag, result.written, requests.methods) == (etag, False, ["HEAD"])
 
 
 def test_update_without_any_known_etag_reads_first(moto_server: RunningEmulator) -> None:
@@ -321,10 +321,9 @@ def test_runtime_change_invalidates_the_custom_status_etag(backend: S3Backend) -
     )
     with pytest.raises(ConcurrencyError):
         backend.write_custom_status("stale", status(b'"new"'), etag=etag, now=T0)
-    # Same bytes at a stale etag: skipped with no request, so it cannot be told from a
-    # current one (documented); nothing is written and the stale etag comes back.
-    same = backend.write_custom_status("stale", status(b'"start"'), etag=etag, now=T0)
-    assert (same.etag, same.written) == (etag, False)
+    # Same bytes at a stale etag: a HEAD finds the etag stale; nothing is written.
+    with pytest.raises(ConcurrencyError):
+        backend.write_custom_status("stale", status(b'"start"'), etag=etag, now=T0)
     current = backend.read("stale")
     assert current is not None
     assert current.etag != etag

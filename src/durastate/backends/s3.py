@@ -759,7 +759,8 @@ class S3Backend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
-        """1 conditional PUT of the status object; 0 if its bytes are unchanged at ``etag``.
+        """1 conditional PUT of the status object; 0 if its bytes are unchanged at ``etag``
+        and ``etag`` is the latest this backend saw (1 HEAD to confirm an older one).
 
         Without an etag: the last etag this backend saw for the instance stands in for it
         (still 1 PUT, or 1 HEAD if unchanged); otherwise, or if another writer got there
@@ -768,8 +769,10 @@ class S3Backend(Backend):
         self._ready()
         if etag is not None:
             tag = _Etag.parse(instance_id, etag)
+            # free skip only at the latest etag this backend saw; an older one may be stale
+            confirm = self._known.get(instance_id) != tag
             try:
-                return self._put_status(instance_id, payload, tag, now)
+                return self._put_status(instance_id, payload, tag, now, confirm_skip=confirm)
             except _OutcomeUnknown:
                 raise _outcome_unknown("custom-status update", instance_id) from None
         known = self._known.get(instance_id)

@@ -310,6 +310,16 @@ class BackendConformance:
         assert got.runtime_status is RuntimeStatus.COMPLETED
         assert got.output is None
 
+    def test_an_old_etag_stays_stale_when_the_value_comes_back(self, store: StateStore) -> None:
+        first = store.create_instance("aba", name="wf", custom_status="A")
+        store.set_custom_status("aba", "B", etag=first)
+        store.set_custom_status("aba", "A")
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("aba", "C", etag=first)
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("aba", "A", etag=first)  # even a no-op write is checked
+        assert store.get_custom_status("aba") == "A"
+
     def test_runtime_status_change_invalidates_status_etags(self, store: StateStore) -> None:
         etag = store.create_instance("inv", name="wf", custom_status="a")
         store.set_runtime_status("inv", RuntimeStatus.RUNNING)
