@@ -1,0 +1,89 @@
+"""The full benchmark: start Azurite, moto_server and dynalite, run the whole matrix with the
+network backends, anchors and peers, write the results, stop the emulators.
+
+    .venv/bin/python benchmarks/run_full.py           # -> benchmarks/results/<date>-full/
+    .venv/bin/python benchmarks/run_full.py --quick --output /tmp/bench
+
+Every emulator runs as a local process on a free loopback port (durastate.testing.emulators)
+and is stopped by PID when the run ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from durastate.bench import BackendSpec, BenchConfig, compare, load_json, run_bench, write_outputs
+from durastate.bench.report import print_report
+from durastate.testing import emulators
+
+AWS_KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret",
+            "region": "us-east-1"}
+
+
+def network_backends(stack: contextlib.ExitStack, console: Console) -> list[BackendSpec]:
+    """Start the emulators (stopped by ``stack``) and the backend specs that point at them."""
+    azurite = stack.enter_context(emulators.running(emulators.start_azurite()))
+    moto = stack.enter_context(emulators.running(emulators.start_moto()))
+    dynalite = stack.enter_context(emulators.running(emulators.start_dynalite()))
+    console.print(f"emulators: azurite pid {azurite.pid}, moto_server pid {moto.pid}, "
+                  f"dynalite pid {dynalite.pid}")
+    connection_string = emulators.azurite_connection_string(azurite)
+    return [
+        BackendSpec("azure-tables://durastatebench", {"connection_string": connection_string},
+                    "azure-tables@azurite"),
+        BackendSpec("dynamodb://durastate-bench", {"endpoint_url": dynalite.endpoint,
+                                                   **AWS_KEYS}, "dynamodb@dynalite"),
+        BackendSpec("dynamodb://durastate-bench", {"endpoint_url": moto.endpoint, **AWS_KEYS},
+                    "dynamodb@moto"),
+        BackendSpec("s3://durastate-bench/status/", {"endpoint_url": moto.endpoint,
+                                                      **AWS_KEYS}, "s3@moto"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default: benchmarks/results/<UTC date>-full (or -quick)")
+    parser.add_argument("--quick", action="store_true", help="short budget per cell")
+    parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--no-anchors", action="store_true")
+    parser.add_argument("--no-embedded", action="store_true", help="network backends only")
+    parser.add_argument("--only", action="append", default=None,
+                        help="only these backend labels (repeatable)")
+    parser.add_argument("--compare", type=Path, default=None)
+    args = parser.parse_args(argv)
+    console = Console()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    output = args.output or Path(__file__).parent / "results" / (
+        f"{stamp}-{'quick' if args.quick else 'full'}")
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durastate-bench-")))
+        specs = [] if args.no_embedded else [
+            BackendSpec("memory://"), BackendSpec(f"sqlite:///{workdir / 'bench.db'}")]
+        specs += network_backends(stack, console)
+        if args.only:
+            specs = [s for s in specs if s.name in args.only]
+        config = BenchConfig(
+            backends=specs, quick=args.quick, repeat=args.repeat, output=output,
+            anchors=not args.no_anchors, peers=not args.no_peers,
+            command=shlex.join(["python", "benchmarks/run_full.py", *sys.argv[1:]]),
+        )
+        result = run_bench(config, console=console)
+    written = write_outputs(result, output)
+    comparisons = compare(result, load_json(args.compare)) if args.compare else None
+    print_report(result, console, comparisons)
+    console.print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""Anchors: the raw call a user would write by hand, on the same server and payload.
+
+Each anchor serializes the dict with orjson inside the timed call, as hand-written code
+must, and writes one small record per update:
+
+- memory: a dict assignment of ``orjson.dumps(value)``;
+- SQLite: ``INSERT ... ON CONFLICT DO UPDATE`` + ``commit()`` on its own connection to a file
+  next to durastate's, in the same journal mode (WAL, ``synchronous=NORMAL``);
+- Azure Tables: ``TableClient.update_entity`` (MERGE, If-Match), once with the client as a
+  user builds it by default and once with durastate's transport (no per-call proxy lookup);
+- DynamoDB: ``update_item`` with a version condition (what a compare-and-swap costs);
+- S3: ``put_object`` (last write wins) and ``put_object(IfMatch=...)`` (compare-and-swap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from durastate.bench.matrix import BackendSpec
+from durastate.bench.references import AwsTarget, Reference, Session
+from durastate.bench.timing import Op
+
+RAW_TABLE = "durastatebenchraw"
+RAW_DYNAMO_TABLE = "durastate-bench-raw"
+RAW_BUCKET = "durastate-bench-raw"
+
+
+class DictAnchor:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        data, dumps = self.data, orjson.dumps
+
+        def assign(i: int) -> None:
+            data[key] = dumps(values[i & 1])
+
+        return assign
+
+    def close(self) -> None:
+        self.data.clear()
+
+
+class SqliteAnchor:
+    UPSERT = (
+        "INSERT INTO status (id, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+    )
+
+    def __init__(self, path: Path) -> None:
+        self.connection = sqlite3.connect(path)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS status "
+            "(id TEXT PRIMARY KEY, value BLOB, updated_at INTEGER) WITHOUT ROWID"
+        )
+        self.connection.commit()
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        connection, dumps, sql, now = self.connection, orjson.dumps, self.UPSERT, time.time_ns
+
+        def upsert(i: int) -> None:
+            connection.execute(sql, (key, dumps(values[i & 1]), now() // 1000))
+            connection.commit()
+
+        return upsert
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class AzureTablesAnchor:
+    def __init__(self, connection_string: str, tuned: bool) -> None:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.core.pipeline.transport import RequestsTransport
+        from azure.data.tables import TableClient
+
+        kwargs: dict[str, Any] = {}
+        if tuned:
+            kwargs["transport"] = RequestsTransport(use_env_settings=False)
+        self.table = TableClient.from_connection_string(connection_string, RAW_TABLE, **kwargs)
+        with contextlib.suppress(ResourceExistsError):
+            self.table.create_table()
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        table, dumps = self.table, orjson.dumps
+        entity = {"PartitionKey": key, "RowKey": "", "CustomStatus": dumps(values[1]).decode()}
+        state = [str(table.upsert_entity(entity)["etag"])]
+        merge, if_match = UpdateMode.MERGE, MatchConditions.IfNotModified
+
+        def update_entity(i: int) -> None:
+            entity = {"PartitionKey": key, "RowKey": "",
+                      "CustomStatus": dumps(values[i & 1]).decode()}
+            state[0] = table.update_entity(entity, mode=merge, etag=state[0],
+                                           match_condition=if_match)["etag"]
+
+        return update_entity
+
+    def close(self) -> None:
+        self.table.close()
+
+
+class DynamoDBAnchor:
+    def __init__(self, target: AwsTarget) -> None:
+        import boto3
+
+        self.client = boto3.client("dynamodb", **target.client_kwargs())
+        existing = self.client.list_tables().get("TableNames", [])
+        if RAW_DYNAMO_TABLE not in existing:
+            self.client.create_table(
+                TableName=RAW_DYNAMO_TABLE,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            self.client.get_waiter("table_exists").wait(
+                TableName=RAW_DYNAMO_TABLE, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        client, dumps = self.client, orjson.dumps
+        client.put_item(TableName=RAW_DYNAMO_TABLE, Item={
+            "pk": {"S": key}, "ver": {"N": "0"}, "cs": {"B": dumps(values[1])}})
+        state = [0]
+
+        def update_item(i: int) -> None:
+            version = state[0]
+            client.update_item(
+                TableName=RAW_DYNAMO_TABLE,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET cs = :v, ver = :n",
+                ConditionExpression="ver = :o",
+                ExpressionAttributeValues={
+                    ":v": {"B": dumps(values[i & 1])},
+                    ":n": {"N": str(version + 1)},
+                    ":o": {"N": str(version)},
+                },
+            )
+            state[0] = version + 1
+
+        return update_item
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class S3Anchor:
+    def __init__(self, target: AwsTarget, conditional: bool) -> None:
+        import boto3
+
+        self.client = boto3.client("s3", **target.client_kwargs())
+        self.conditional = conditional
+        buckets = [b["Name"] for b in self.client.list_buckets().get("Buckets", [])]
+        if RAW_BUCKET not in buckets:
+            self.client.create_bucket(Bucket=RAW_BUCKET)
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        client, dumps, bucket = self.client, orjson.dumps, RAW_BUCKET
+        state = [str(client.put_object(Bucket=bucket, Key=key, Body=dumps(values[1]))["ETag"])]
+        if self.conditional:
+            def put_if_match(i: int) -> None:
+                state[0] = client.put_object(Bucket=bucket, Key=key, Body=dumps(values[i & 1]),
+                                             IfMatch=state[0])["ETag"]
+
+            return put_if_match
+
+        def put_object(i: int) -> None:
+            client.put_object(Bucket=bucket, Key=key, Body=dumps(values[i & 1]))
+
+        return put_object
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _sqlite_path(spec: BackendSpec) -> Path:
+    path = spec.url.partition("://")[2]
+    path = path[1:] if path.startswith("/") else path
+    return Path(path).with_name(Path(path).stem + "-raw.db")
+
+
+def anchors_for(spec: BackendSpec) -> list[Reference]:
+    """The anchors that run on the same server as ``spec``; none for unknown schemes."""
+    scheme = spec.scheme
+    if scheme == "memory":
+        return [Reference("anchor", "dict + orjson.dumps", "orjson", "update_lww", DictAnchor)]
+    if scheme == "sqlite":
+        path = _sqlite_path(spec)
+        return [Reference("anchor", "sqlite3 upsert + commit (WAL, NORMAL)", "orjson",
+                          "update_lww", lambda: SqliteAnchor(path))]
+    if scheme == "azure-tables":
+        conn = str(spec.options.get("connection_string") or "")
+        return [
+            Reference("anchor", "azure-data-tables update_entity If-Match (default client)",
+                      "orjson", "update_cas", lambda: AzureTablesAnchor(conn, tuned=False)),
+            Reference("anchor", "azure-data-tables update_entity If-Match (no proxy lookup)",
+                      "orjson", "update_cas", lambda: AzureTablesAnchor(conn, tuned=True)),
+        ]
+    target = AwsTarget.from_options(spec.url, spec.options)
+    if scheme == "dynamodb":
+        return [Reference("anchor", "boto3 update_item (version condition)", "orjson",
+                          "update_cas", lambda: DynamoDBAnchor(target))]
+    if scheme == "s3":
+        return [
+            Reference("anchor", "boto3 put_object", "orjson", "update_lww",
+                      lambda: S3Anchor(target, conditional=False)),
+            Reference("anchor", "boto3 put_object IfMatch", "orjson", "update_cas",
+                      lambda: S3Anchor(target, conditional=True)),
+        ]
+    return []
+
+
+__all__ = ["Session", "anchors_for"]

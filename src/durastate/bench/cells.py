@@ -1,0 +1,199 @@
+"""Durastate's own cells: one operation of one store on one payload, timed and counted."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from durastate.bench.counting import WriteCountingBackend, count_http
+from durastate.bench.matrix import BackendSpec, Effort
+from durastate.bench.payloads import PayloadPair
+from durastate.bench.results import Measurement
+from durastate.bench.timing import Op, calibration, measure, percentile
+from durastate.config import load_settings
+from durastate.core.backend import Backend
+from durastate.core.store import StateStore
+from durastate.registry import serializer_class
+from durastate.serializers.base import Serializer
+from durastate.serializers.pickle_safe import SafePickleSerializer
+
+_ids = itertools.count(1)
+RUN_TAG = secrets.token_hex(3)
+
+
+def new_instance_id(prefix: str = "bench") -> str:
+    """A fresh instance id for this process (ids never repeat within a run)."""
+    return f"{prefix}-{RUN_TAG}-{next(_ids):06d}"
+
+
+def make_serializer(serializer_id: str) -> Serializer:
+    """The serializer by id; pickle-safe gets a generated HMAC key for the run."""
+    if serializer_id == "pickle-safe":
+        return SafePickleSerializer({"bench": secrets.token_bytes(32)})
+    cls = serializer_class(serializer_id)
+    return cls.from_settings(load_settings(serializer=serializer_id))
+
+
+def make_store(backend: Backend, serializer: Serializer, limit: int) -> StateStore:
+    return StateStore(backend, serializer=serializer, accept=[serializer],
+                      max_custom_status_bytes=limit)
+
+
+def durastate_op(store: StateStore, operation: str, values: tuple[Any, Any]) -> Op:
+    """A fresh instance, and the operation on it; consecutive calls write different values."""
+    instance_id = new_instance_id()
+    etag = store.create_instance(instance_id, name="bench", custom_status=values[1])
+    set_status = store.set_custom_status
+    if operation == "update_cas":
+        state = [etag]
+
+        def update_cas(i: int) -> None:
+            state[0] = set_status(instance_id, values[i & 1], etag=state[0])
+
+        return update_cas
+    if operation == "update_lww":
+        def update_lww(i: int) -> None:
+            set_status(instance_id, values[i & 1])
+
+        return update_lww
+    if operation == "update_unchanged":
+        current = set_status(instance_id, values[0], etag=etag)
+        value = values[0]
+
+        def update_unchanged(i: int) -> None:
+            set_status(instance_id, value, etag=current)
+
+        return update_unchanged
+    if operation == "read":
+        get = store.get_instance
+        model = type(values[0]) if isinstance(values[0], BaseModel) else None
+
+        def read(i: int) -> None:  # the read a client makes: fetch, then decode the status
+            metadata = get(instance_id)
+            assert metadata is not None
+            metadata.custom_status  # noqa: B018 - decoding is part of the read
+
+        def read_typed(i: int) -> None:  # read_custom_status_as(Model): fetch, decode, validate
+            metadata = get(instance_id)
+            assert metadata is not None
+            assert model is not None
+            metadata.read_custom_status_as(model)
+
+        return read_typed if model is not None else read
+    raise ValueError(f"not a timed durastate operation: {operation}")
+
+
+@dataclass
+class StorePair:
+    """The store that is timed, and one over a counting wrapper of the same backend."""
+
+    spec: BackendSpec
+    serializer: Serializer
+    timed: StateStore
+    counted: StateStore
+    counter: WriteCountingBackend
+
+    @classmethod
+    def open(cls, spec: BackendSpec, backend: Backend, serializer: Serializer,
+             limit: int) -> StorePair:
+        counter = WriteCountingBackend(backend)
+        return cls(spec, serializer, make_store(backend, serializer, limit),
+                   make_store(counter, serializer, limit), counter)
+
+
+def count_calls(pair: StorePair, operation: str, values: tuple[Any, Any],
+                ops: int) -> tuple[float, float, float]:
+    """Backend calls, real writes and HTTP requests per operation, from a counting pass."""
+    op = durastate_op(pair.counted, operation, values)
+    op(1)  # the first call may warm a cache (a table-exists check): not the steady state
+    calls, writes = pair.counter.total, pair.counter.writes
+    with count_http() as http:
+        for i in range(2, ops + 2):
+            op(i)
+    return ((pair.counter.total - calls) / ops, (pair.counter.writes - writes) / ops,
+            http.requests / ops)
+
+
+def base_measurement(pair: StorePair, payload: PayloadPair, operation: str) -> Measurement:
+    return Measurement(
+        subject="durastate", name="durastate", backend=pair.spec.name,
+        serializer=pair.serializer.id, payload=payload.label, kind=payload.kind,
+        operation=operation,
+    )
+
+
+def run_cell(pair: StorePair, payload: PayloadPair, operation: str, effort: Effort,
+             repeat: int | None) -> Measurement:
+    """Time one operation, then count its calls in a separate pass."""
+    m = base_measurement(pair, payload, operation)
+    m.stored_bytes = len(pair.timed.encode_custom_status("size-probe", payload.values[0]).data)
+    if operation == "report":
+        return run_report_cell(pair, payload, effort, m)
+    timing = measure(durastate_op(pair.timed, operation, payload.values), seconds=effort.seconds,
+                     min_ops=effort.min_ops, max_ops=effort.max_ops, repeat=repeat,
+                     tail_ops=effort.tail_ops)
+    m.ops, m.batch = timing.ops, timing.batch
+    m.median_us, m.p99_us = timing.median_ns / 1e3, timing.p99_ns / 1e3
+    m.cpu_us, m.ops_per_s = timing.cpu_ns / 1e3, timing.ops_per_s
+    m.backend_calls, m.backend_writes, m.http_requests = count_calls(
+        pair, operation, payload.values, effort.count_ops)
+    return m
+
+
+def run_report_cell(pair: StorePair, payload: PayloadPair, effort: Effort,
+                    m: Measurement) -> Measurement:
+    """``report()`` in a hot loop inside ``status_reporter``; writes vs elapsed / interval."""
+    store, counter, values = pair.counted, pair.counter, payload.values
+    instance_id = new_instance_id()
+    store.create_instance(instance_id, name="bench", custom_status=values[1])
+    interval, batch = effort.report_interval, 200
+    calls0, writes0 = counter.total, counter.writes
+    walls: list[float] = []
+    cpus: list[float] = []
+    tails: list[float] = []
+    loop_ns, timer_ns = calibration().loop_ns, calibration().timer_ns
+    perf, cpu = time.perf_counter_ns, time.thread_time_ns
+    with count_http() as http:
+        started = time.perf_counter()
+        with store.status_reporter(instance_id, min_interval=interval) as reporter:
+            report = reporter.report
+            deadline = started + effort.report_seconds * 0.8
+            i = 0
+            while time.perf_counter() < deadline:
+                w0, c0 = perf(), cpu()
+                for j in range(i, i + batch):
+                    report(values[j & 1])
+                walls.append(max(0.0, (perf() - w0) / batch - loop_ns))
+                cpus.append((cpu() - c0) / batch)
+                i += batch
+            deadline = started + effort.report_seconds
+            while time.perf_counter() < deadline:
+                t0 = perf()
+                report(values[i & 1])
+                tails.append(max(0.0, perf() - t0 - timer_ns))
+                i += 1
+        elapsed = time.perf_counter() - started
+    m.ops, m.batch = i, batch
+    m.median_us = statistics.median(walls) / 1e3
+    m.p99_us = percentile(tails or walls, 0.99) / 1e3
+    m.cpu_us = statistics.median(cpus) / 1e3
+    m.ops_per_s = i / elapsed
+    writes = counter.writes - writes0
+    m.backend_calls = (counter.total - calls0) / i
+    m.backend_writes = writes / i
+    m.http_requests = http.requests / i
+    m.extra = {
+        "reporter_writes": reporter.writes,
+        "backend_writes": writes,
+        "elapsed_s": round(elapsed, 4),
+        "min_interval_s": interval,
+        "write_bound": round(elapsed / interval + 2, 2),
+        "http_requests": http.requests,
+    }
+    return m

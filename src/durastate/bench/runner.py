@@ -1,0 +1,337 @@
+"""The runner: walk the matrix, time and count every cell, write JSON, CSV, PNG, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from durastate.bench import timing
+from durastate.bench.anchors import anchors_for
+from durastate.bench.cells import (
+    StorePair,
+    durastate_op,
+    make_serializer,
+    new_instance_id,
+    run_cell,
+)
+from durastate.bench.matrix import BackendSpec, BenchConfig, default_backends, unique_labels
+from durastate.bench.payloads import PayloadPair, payload_pair
+from durastate.bench.peers import peers_for
+from durastate.bench.profiling import profile_op
+from durastate.bench.ratios import add_ratios
+from durastate.bench.references import Reference, Session
+from durastate.bench.results import Measurement, RunResult
+from durastate.bench.targets import evaluate
+from durastate.core.backend import Backend
+from durastate.opening import open_backend, redact_url
+
+PACKAGES = ("orjson", "msgpack", "pydantic", "boto3", "azure-data-tables", "celery",
+            "matplotlib")
+Tick = Callable[[str], None]
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def collect_meta(config: BenchConfig, backends: list[BackendSpec]) -> dict[str, Any]:
+    import sqlite3
+
+    import durastate
+
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    versions["sqlite"] = sqlite3.sqlite_version
+    cal = timing.calibration()
+    effort = config.effort
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": config.command or " ".join(["durastate", *sys.argv[1:]]),
+        "durastate": durastate.__version__,
+        "machine": {
+            "cpu": _cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+        },
+        "packages": versions,
+        "backends": [{"label": b.name, "scheme": b.scheme, "url": redact_url(b.url)}
+                     for b in backends],
+        "serializers": config.serializers,
+        "payloads": config.payloads,
+        "kinds": config.kinds,
+        "operations": config.operations,
+        "quick": config.quick,
+        "repeat": config.repeat,
+        "effort": effort.__dict__,
+        "max_custom_status_bytes": config.max_custom_status_bytes,
+        "calibration_ns": {"loop": cal.loop_ns, "timer": cal.timer_ns},
+        "method": [
+            "latency: perf_counter_ns; client CPU: thread_time_ns of the calling thread "
+            "(emulators are other processes, so this is the client's CPU only)",
+            "fast operations are timed in batches (a round of ~200 µs, `batch` in the data) "
+            "and divided; the harness loop's own cost (`calibration_ns.loop`) is subtracted; "
+            "median and CPU are medians over rounds; p99 comes from a second pass timing "
+            "each call (timer overhead subtracted); network operations run one per round",
+            "a warm-up (about a tenth of the budget) runs before timing",
+            "every update writes a different value (two same-sized variants alternate), so "
+            "the unchanged-write skip does not hide the cost; `update_unchanged` measures "
+            "the skipped write on its own",
+            "backend calls, real writes and HTTP requests per operation are counted in a "
+            "separate pass (CountingBackend; http.client requests), not while timing",
+            "pickle-safe signs with a key generated for the run",
+            "anchors and peers serialize the dict with their own serializer inside the timed "
+            "call, as hand-written code must; ratios are durastate / reference for the "
+            "durastate cell with the same job (json, dict, same payload and backend)",
+            "ops_per_s = operations / total wall time of the timed pass (not 1 / median)",
+        ],
+    }
+
+
+@dataclass
+class Open:
+    """What stays open until the end of the run (profiling of misses needs it)."""
+
+    backends: list[Backend] = field(default_factory=list)
+    pairs: dict[tuple[str, str], StorePair] = field(default_factory=dict)
+    sessions: list[Session] = field(default_factory=list)
+    named: dict[tuple[str, str], Session] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for session in self.sessions:
+            with contextlib.suppress(Exception):
+                session.close()
+        for backend in self.backends:
+            with contextlib.suppress(Exception):
+                backend.close()
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class Runner:
+    """One run of the matrix; ``tick`` advances the progress display."""
+
+    def __init__(self, config: BenchConfig, backends: list[BackendSpec]) -> None:
+        self.config = config
+        self.backends = backends
+        self.result = RunResult(meta=collect_meta(config, backends))
+        self.open = Open()
+        self.pairs: dict[tuple[str, str], PayloadPair] = {}
+
+    def payload(self, size: str, kind: str) -> PayloadPair:
+        key = (size, kind)
+        if key not in self.pairs:
+            self.pairs[key] = payload_pair(size, kind)
+        return self.pairs[key]
+
+    def references(self, spec: BackendSpec) -> list[Reference]:
+        refs: list[Reference] = []
+        if self.config.anchors:
+            refs += anchors_for(spec)
+        if self.config.peers:
+            refs += peers_for(spec)
+        return refs
+
+    def total(self) -> int:
+        c = self.config
+        per_serializer = len(c.payloads) * len(c.kinds) * len(c.operations)
+        cells = len(self.backends) * len(c.serializers) * per_serializer
+        refs = sum(len(self.references(spec)) for spec in self.backends) * len(c.payloads)
+        return cells + refs
+
+    def run(self, tick: Tick) -> RunResult:
+        try:
+            for spec in self.backends:
+                self.run_backend(spec, tick)
+            add_ratios(self.result)
+            self.result.targets = evaluate(self.result)
+            if self.config.profile_misses:
+                self.profile_misses()
+        finally:
+            self.open.close()
+        return self.result
+
+    def run_backend(self, spec: BackendSpec, tick: Tick) -> None:
+        c = self.config
+        try:
+            backend = open_backend(spec.url, **spec.options)
+        except Exception as exc:
+            self.result.notes.append(f"backend {spec.name} could not be opened: {_error(exc)}")
+            for _ in range(len(c.serializers) * len(c.payloads) * len(c.kinds)
+                           * len(c.operations)):
+                tick(f"{spec.name}: skipped")
+            self.run_references(spec, tick)
+            return
+        self.open.backends.append(backend)
+        for serializer_id in c.serializers:
+            try:
+                serializer = make_serializer(serializer_id)
+                pair = StorePair.open(spec, backend, serializer, c.max_custom_status_bytes)
+                self.open.pairs[(spec.name, serializer_id)] = pair
+            except Exception as exc:
+                self.result.notes.append(f"serializer {serializer_id}: {_error(exc)}")
+                for _ in range(len(c.payloads) * len(c.kinds) * len(c.operations)):
+                    tick(f"{spec.name}/{serializer_id}: skipped")
+                continue
+            for size in c.payloads:
+                for kind in c.kinds:
+                    payload = self.payload(size, kind)
+                    for operation in c.operations:
+                        tick(f"{spec.name} {serializer_id} {size} {kind} {operation}")
+                        self.result.measurements.append(
+                            self.cell(pair, payload, operation))
+        self.run_references(spec, tick)
+
+    def cell(self, pair: StorePair, payload: PayloadPair, operation: str) -> Measurement:
+        effort = self.config.effort
+        try:
+            return run_cell(pair, payload, operation, effort, self.config.repeat)
+        except Exception as exc:
+            return Measurement("durastate", "durastate", pair.spec.name, pair.serializer.id,
+                               payload.label, payload.kind, operation, error=_error(exc))
+
+    def run_references(self, spec: BackendSpec, tick: Tick) -> None:
+        for ref in self.references(spec):
+            session: Session | None = None
+            failure = None
+            try:
+                session = ref.open()
+                self.open.sessions.append(session)
+                self.open.named[(spec.name, ref.name)] = session
+            except Exception as exc:
+                failure = _error(exc)
+                self.result.notes.append(f"{ref.subject} {ref.name!r} on {spec.name} could "
+                                         f"not run: {failure}")
+            if ref.note:
+                self.result.notes.append(f"{ref.name} on {spec.name}: {ref.note}")
+            for size in self.config.payloads:
+                tick(f"{spec.name} {ref.subject}: {ref.name} {size}")
+                self.result.measurements.append(
+                    self.reference_cell(spec, ref, session, self.payload(size, "dict"), failure))
+
+    def reference_cell(self, spec: BackendSpec, ref: Reference, session: Session | None,
+                       payload: PayloadPair, failure: str | None) -> Measurement:
+        operation = "store_result" if ref.subject == "peer" else "raw_update"
+        m = Measurement(ref.subject, ref.name, spec.name, ref.serializer, payload.label,
+                        payload.kind, operation, compares_to=ref.compares_to, error=failure)
+        if session is None:
+            return m
+        effort = self.config.effort
+        try:
+            from durastate.bench.counting import count_http
+
+            op = session.op(payload.values, new_instance_id("ref"))
+            pair = self.open.pairs.get((spec.name, "json"))
+            if pair is not None:  # interleaved with durastate's counterpart: a fair ratio
+                ours = durastate_op(pair.timed, ref.compares_to, payload.values)
+                t, paired = timing.measure_paired(
+                    op, ours, seconds=effort.seconds * 2, min_ops=effort.min_ops,
+                    max_ops=effort.max_ops, repeat=self.config.repeat)
+                m.extra["paired_durastate_median_us"] = paired.median_ns / 1e3
+                m.extra["paired_durastate_cpu_us"] = paired.cpu_ns / 1e3
+            else:
+                t = timing.measure(op, seconds=effort.seconds, min_ops=effort.min_ops,
+                                   max_ops=effort.max_ops, repeat=self.config.repeat,
+                                   tail_ops=effort.tail_ops)
+            m.ops, m.batch = t.ops, t.batch
+            m.median_us, m.p99_us = t.median_ns / 1e3, t.p99_ns / 1e3
+            m.cpu_us, m.ops_per_s = t.cpu_ns / 1e3, t.ops_per_s
+            if ref.subject == "anchor":
+                m.stored_bytes = len(orjson.dumps(payload.values[0]))
+            counted = session.op(payload.values, new_instance_id("ref"))
+            counted(1)
+            with count_http() as http:
+                for i in range(2, effort.count_ops + 2):
+                    counted(i)
+            m.http_requests = http.requests / effort.count_ops
+        except Exception as exc:
+            m.error = _error(exc)
+        return m
+
+    def profile_misses(self) -> None:
+        for target in self.result.targets:
+            if target["passed"] is not False:
+                continue
+            cell = target["profile_cell"]
+            pair = self.open.pairs.get((cell["backend"], cell.get("serializer", "json")))
+            if pair is None:
+                continue
+            payload = self.payload(cell.get("payload", "150B"), cell.get("kind", "dict"))
+            try:
+                op = self._profile_op(pair, cell["operation"], payload)
+                local = cell["operation"] == "report" or pair.spec.scheme == "memory"
+                ops = 20_000 if local else 3000 if pair.spec.scheme == "sqlite" else 200
+                cpu = target["id"].startswith("network-cpu")
+                target["profile"] = profile_op(op, ops, cpu=cpu)
+                reference = self.open.named.get((cell["backend"], cell.get("reference", "")))
+                if reference is not None:
+                    ref_op = reference.op(payload.values, new_instance_id("ref"))
+                    target["profile_reference"] = profile_op(ref_op, ops, cpu=cpu)
+            except Exception as exc:
+                target["profile"] = f"profiling failed: {_error(exc)}"
+
+    @staticmethod
+    def _profile_op(pair: StorePair, operation: str,
+                    payload: PayloadPair) -> timing.Op:
+        if operation != "report":
+            return durastate_op(pair.timed, operation, payload.values)
+        instance_id = new_instance_id()
+        pair.timed.create_instance(instance_id, name="bench")
+        reporter = pair.timed.status_reporter(instance_id, min_interval=3600)
+        values = payload.values
+
+        def report(i: int) -> None:  # coalesced: the reporter's thread is not started
+            reporter.report(values[i & 1])
+
+        return report
+
+
+@contextlib.contextmanager
+def progress_ticker(console: Console | None, total: int, enabled: bool) -> Iterator[Tick]:
+    if not enabled or console is None:
+        yield lambda description: None
+        return
+    columns = (TextColumn("[progress.description]{task.description:<55}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=total)
+        first = [True]
+
+        def tick(description: str) -> None:
+            if first[0]:
+                first[0] = False
+            else:
+                progress.advance(task)
+            progress.update(task, description=description[:55])
+
+        yield tick
+        progress.advance(task)
+        progress.update(task, description="done")
+
+
+def run_bench(config: BenchConfig, *, console: Console | None = None,
+              progress: bool = True) -> RunResult:
+    """Run the matrix in ``config`` and return the results (files: see ``write_outputs``)."""
+    config.validate()
+    backends = unique_labels(config.backends or default_backends())
+    runner = Runner(config, backends)
+    with progress_ticker(console, runner.total(), progress) as tick:
+        return runner.run(tick)
