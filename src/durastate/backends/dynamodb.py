@@ -37,7 +37,7 @@ import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from durastate.backends._aws import AwsOptions, aws_client, error_code, guard
-from durastate.core.backend import Backend
+from durastate.core.backend import Backend, RecentPayloads
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -230,6 +230,7 @@ class DynamoDBBackend(Backend):
         self.aws = aws or AwsOptions()
         self.table = options.table
         self.client: DynamoDBClient = aws_client("dynamodb", self.aws)
+        self._recent = RecentPayloads()  # the status bytes at this backend's latest etags
         self._offload = self._offloader(options)
         self._ttl = options.ttl_attribute
         self._old_on_failure: bool | None = None  # does the server honour ALL_OLD on failure?
@@ -482,6 +483,7 @@ class DynamoDBBackend(Backend):
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
         """One conditional PutItem; a restart replaces the whole item (old output/status go)."""
+        self._recent.forget(new.instance_id)
         etag = _new_etag()
         uploaded: list[str] = []
         item = self._new_item(new, etag, uploaded)
@@ -550,7 +552,12 @@ class DynamoDBBackend(Backend):
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         """One consistent GetItem (plus S3 gets for offloaded payloads)."""
         item = self._get(instance_id, fetch_payloads)
-        return None if item is None else self._record(item, fetch_payloads)
+        if item is None:
+            self._recent.forget(instance_id)
+            return None
+        record = self._record(item, fetch_payloads)
+        self._recent.remember(instance_id, record.etag, record.custom_status)
+        return record
 
     def _old_item(self, instance_id: str, exc: botocore.exceptions.ClientError) -> Item | None:
         """The item that failed a condition: from the error (ALL_OLD), else one GetItem."""
@@ -568,10 +575,16 @@ class DynamoDBBackend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
-        """One UpdateItem with no read; identical bytes fail the condition and write nothing."""
+        """One UpdateItem with no read; identical bytes fail the condition and write nothing.
+
+        With the etag of this backend's last write or read and the same bytes, not even that.
+        """
+        if self._recent.unchanged(instance_id, etag, payload):
+            return WriteResult(str(etag), written=False)
         for _ in range(3):
             result = self._try_custom_status(instance_id, payload, etag, now)
             if result is not None:
+                self._recent.remember(instance_id, result.etag, payload)
                 return result
         raise ConcurrencyError(instance_id, etag)  # the item kept changing under us
 
@@ -691,6 +704,7 @@ class DynamoDBBackend(Backend):
         now: datetime,
     ) -> str:
         """One conditional UpdateItem: status, timestamps, etag, and the output if asked."""
+        self._recent.forget(instance_id)  # every etag seen so far is about to go stale
         new_etag = _new_etag()
         uploaded: list[str] = []
         try:
@@ -780,6 +794,7 @@ class DynamoDBBackend(Backend):
 
     def delete(self, instance_id: str) -> bool:
         """One DeleteItem (ALL_OLD tells whether it existed), then its offloaded objects."""
+        self._recent.forget(instance_id)
         with self._errors("delete", instance_id):
             response = self.client.delete_item(
                 TableName=self.table, Key={ID: {"S": instance_id}}, ReturnValues="ALL_OLD"

@@ -125,9 +125,19 @@ class MemoryBackend(Backend):
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
         with self._lock:
-            row = self._row_for_write(instance_id, etag)
-            if row.custom_status == payload:
-                return WriteResult(row.etag, written=False)
+            row = self._rows.get(instance_id)
+            if row is None:
+                raise InstanceNotFound(instance_id)
+            if etag is not None and etag != row.etag:
+                raise ConcurrencyError(instance_id, etag)
+            old = row.custom_status
+            if (
+                old is not None
+                and old.data == payload.data
+                and old.serializer == payload.serializer
+                and old.compression == payload.compression
+            ):
+                return WriteResult(row.etag, False)
             row.custom_status = payload
             row.custom_status_updated_at = row.last_updated_at = now
             row.etag = etag = str(next(self._etags))

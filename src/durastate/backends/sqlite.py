@@ -8,7 +8,7 @@ statement and one commit, with no read before it.
 
 from __future__ import annotations
 
-import secrets
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -76,6 +76,9 @@ _UPDATE_STATUS = (
 )
 
 
+_UPDATE_STATUS_IF_MATCH = _UPDATE_STATUS + " AND etag = ?"
+
+
 def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // MICROSECOND
 
@@ -85,7 +88,12 @@ def from_micros(micros: int | None) -> datetime | None:
 
 
 def _new_etag() -> str:
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
+
+
+def _unavailable(operation: str, instance_id: str | None, exc: sqlite3.Error) -> BackendUnavailable:
+    target = f" of instance {instance_id!r}" if instance_id is not None else ""
+    return BackendUnavailable(f"sqlite {operation}{target} failed: {exc}")
 
 
 def _payload(data: bytes | None, encoding: str | None) -> Payload | None:
@@ -169,8 +177,7 @@ class SQLiteBackend(Backend):
         try:
             yield
         except sqlite3.OperationalError as exc:
-            target = f" of instance {instance_id!r}" if instance_id is not None else ""
-            raise BackendUnavailable(f"sqlite {operation}{target} failed: {exc}") from None
+            raise _unavailable(operation, instance_id, exc) from None
 
     @contextmanager
     def _transaction(self, operation: str, instance_id: str) -> Iterator[sqlite3.Connection]:
@@ -284,28 +291,32 @@ class SQLiteBackend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
-        new_etag = _new_etag()
+        new_etag = os.urandom(8).hex()
         moment = to_micros(now)
+        data = payload.data
         encoding = payload.encoding
-        params: tuple[Any, ...] = (
-            payload.data,
-            encoding,
-            moment,
-            moment,
-            new_etag,
-            instance_id,
-            payload.data,
-            encoding,
-        )
-        sql = _UPDATE_STATUS
-        if etag is not None:
-            sql += " AND etag = ?"
-            params += (etag,)
-        with self._guard("custom-status update", instance_id):
+        if etag is None:
+            sql = _UPDATE_STATUS
+            params: tuple[Any, ...] = (
+                data,
+                encoding,
+                moment,
+                moment,
+                new_etag,
+                instance_id,
+                data,
+                encoding,
+            )
+        else:
+            sql = _UPDATE_STATUS_IF_MATCH
+            params = (data, encoding, moment, moment, new_etag, instance_id, data, encoding, etag)
+        try:  # the hot path: a plain try, cheaper than the _guard context manager
             connection = self._connection()
             if connection.execute(sql, params).rowcount == 1:
                 return WriteResult(new_etag)
             current = self._status_of(connection, instance_id)
+        except sqlite3.OperationalError as exc:
+            raise _unavailable("custom-status update", instance_id, exc) from None
         return self._explain_no_write(instance_id, etag, payload, current)
 
     @staticmethod

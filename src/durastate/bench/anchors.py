@@ -10,6 +10,10 @@ must, and writes one small record per update:
   user builds it by default and once with durastate's transport (no per-call proxy lookup);
 - DynamoDB: ``update_item`` with a version condition (what a compare-and-swap costs);
 - S3: ``put_object`` (last write wins) and ``put_object(IfMatch=...)`` (compare-and-swap).
+
+Network anchors come twice: with the client a user builds by default, and with the client
+settings durastate uses (no per-call proxy lookup on Azure; no client-side parameter
+validation on AWS), which is what the client-CPU target is judged against.
 """
 
 from __future__ import annotations
@@ -111,10 +115,10 @@ class AzureTablesAnchor:
 
 
 class DynamoDBAnchor:
-    def __init__(self, target: AwsTarget) -> None:
+    def __init__(self, target: AwsTarget, tuned: bool = False) -> None:
         import boto3
 
-        self.client = boto3.client("dynamodb", **target.client_kwargs())
+        self.client = boto3.client("dynamodb", **target.client_kwargs(tuned=tuned))
         existing = self.client.list_tables().get("TableNames", [])
         if RAW_DYNAMO_TABLE not in existing:
             self.client.create_table(
@@ -155,10 +159,10 @@ class DynamoDBAnchor:
 
 
 class S3Anchor:
-    def __init__(self, target: AwsTarget, conditional: bool) -> None:
+    def __init__(self, target: AwsTarget, conditional: bool, tuned: bool = False) -> None:
         import boto3
 
-        self.client = boto3.client("s3", **target.client_kwargs())
+        self.client = boto3.client("s3", **target.client_kwargs(tuned=tuned))
         self.conditional = conditional
         buckets = [b["Name"] for b in self.client.list_buckets().get("Buckets", [])]
         if RAW_BUCKET not in buckets:
@@ -208,14 +212,20 @@ def anchors_for(spec: BackendSpec) -> list[Reference]:
         ]
     target = AwsTarget.from_options(spec.url, spec.options)
     if scheme == "dynamodb":
-        return [Reference("anchor", "boto3 update_item (version condition)", "orjson",
-                          "update_cas", lambda: DynamoDBAnchor(target))]
+        return [
+            Reference("anchor", "boto3 update_item (version condition, default client)",
+                      "orjson", "update_cas", lambda: DynamoDBAnchor(target)),
+            Reference("anchor", "boto3 update_item (version condition, no validation)",
+                      "orjson", "update_cas", lambda: DynamoDBAnchor(target, tuned=True)),
+        ]
     if scheme == "s3":
         return [
-            Reference("anchor", "boto3 put_object", "orjson", "update_lww",
+            Reference("anchor", "boto3 put_object (default client)", "orjson", "update_lww",
                       lambda: S3Anchor(target, conditional=False)),
-            Reference("anchor", "boto3 put_object IfMatch", "orjson", "update_cas",
-                      lambda: S3Anchor(target, conditional=True)),
+            Reference("anchor", "boto3 put_object IfMatch (default client)", "orjson",
+                      "update_cas", lambda: S3Anchor(target, conditional=True)),
+            Reference("anchor", "boto3 put_object IfMatch (no validation)", "orjson",
+                      "update_cas", lambda: S3Anchor(target, conditional=True, tuned=True)),
         ]
     return []
 

@@ -58,8 +58,14 @@ class AwsTarget:
             secret_key=None if secret is None else str(secret),
         )
 
-    def client_kwargs(self) -> dict[str, Any]:
+    def client_kwargs(self, *, tuned: bool = False) -> dict[str, Any]:
+        """boto3.client arguments; ``tuned``: the client settings durastate's backends use
+        (no client-side parameter validation), so the comparison is like for like."""
         kwargs: dict[str, Any] = {"region_name": self.region}
+        if tuned:
+            import botocore.config
+
+            kwargs["config"] = botocore.config.Config(parameter_validation=False)
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.access_key:

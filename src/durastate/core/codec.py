@@ -28,16 +28,18 @@ class PayloadCodec:
         compress_above: int | None = None,
     ) -> None:
         self.writer = writer
+        self._dumps = writer.dumps  # bound once: encode runs on every write
+        self._writer_id = writer.id
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
         self.compress_above = compress_above
 
     def encode(
-        self, value: Any, *, instance_id: str, field: str = "payload", limit: int | None = None
+        self, value: Any, instance_id: str, field: str = "payload", limit: int | None = None
     ) -> Payload:
         """Serialize now, so a bad value fails at the caller; check ``limit`` before any I/O."""
         try:
-            data = self.writer.dumps(value, instance_id=instance_id)
+            data = self._dumps(value, instance_id=instance_id)
         except SerializationError as exc:
             raise SerializationError(f"instance {instance_id!r}: {exc}") from None
         except RecursionError:
@@ -47,8 +49,8 @@ class PayloadCodec:
         if limit is not None and len(data) > limit:
             raise PayloadTooLarge(instance_id, field, len(data), limit)
         if self.compress_above is not None and len(data) > self.compress_above:
-            return Payload(zlib.compress(data, 6), self.writer.id, COMPRESSION_ZLIB)
-        return Payload(data, self.writer.id)
+            return Payload(zlib.compress(data, 6), self._writer_id, COMPRESSION_ZLIB)
+        return Payload(data, self._writer_id)
 
     def decode(self, payload: Payload, *, instance_id: str) -> Any:
         reader = self.readers.get(payload.serializer)

@@ -14,6 +14,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from durastate.core.ids import validate_instance_id
 from durastate.core.records import Payload
 from durastate.errors import DurastateError
 
@@ -40,8 +41,12 @@ class StatusReporter:
         self._instance_id = instance_id
         self._interval = min_interval
         self._exit_retries = exit_retries
-        self._lock = threading.Lock()
-        self._pending: Payload | None = None
+        validate_instance_id(instance_id, store.capabilities.max_instance_id_length)
+        self._encode = store.codec.encode
+        self._limit = store.max_custom_status_bytes
+        self._flush_lock = threading.Lock()  # the thread and __exit__ never write at once
+        self._latest: Payload | None = None
+        self._written: Payload | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.writes = 0
@@ -50,31 +55,32 @@ class StatusReporter:
 
     def report(self, value: Any) -> None:
         """Park ``value`` as the latest status; serialization errors are raised here."""
-        payload = self._store.encode_custom_status(self._instance_id, value)
-        with self._lock:
-            self._pending = payload
+        self._latest = self._encode(value, self._instance_id, "custom_status", self._limit)
 
     @property
     def pending(self) -> bool:
         """True while a reported value has not been written yet."""
-        return self._pending is not None
+        return self._latest is not self._written
 
     def flush(self) -> None:
-        """Write the parked value now, if any; on failure keep it (unless a newer one came)."""
-        with self._lock:
-            payload, self._pending = self._pending, None
-        if payload is None:
-            return
-        try:
-            self._store.write_custom_status_payload(self._instance_id, payload)
-        except Exception as exc:  # keep the value whatever failed; the caller sees the error
-            with self._lock:
-                if self._pending is None:
-                    self._pending = payload
-            self.failures += 1
-            self.last_error = exc
-            raise
-        self.writes += 1
+        """Write the latest value now, unless it is the one already written.
+
+        ``report`` only replaces ``_latest`` (one attribute store, no lock); a value that
+        arrives during a write is simply newer than ``_written`` and goes out next time. A
+        failed write leaves ``_written`` as it was, so the value is kept for the next try.
+        """
+        with self._flush_lock:
+            payload = self._latest
+            if payload is None or payload is self._written:
+                return
+            try:
+                self._store.write_custom_status_payload(self._instance_id, payload)
+            except Exception as exc:  # the caller (thread or exit) decides what to do
+                self.failures += 1
+                self.last_error = exc
+                raise
+            self._written = payload
+            self.writes += 1
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

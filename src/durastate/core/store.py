@@ -47,28 +47,23 @@ NOT_SET: Final = _NotSet()
 Clock = Callable[[], datetime]
 
 
-class _MillisecondClock:
+_last_millisecond: tuple[int, datetime] = (0, datetime.fromtimestamp(0, UTC))
+
+
+def utc_now_ms() -> datetime:
     """Now, in UTC, truncated to milliseconds (what every backend can store exactly).
 
     Hot loops write many times per millisecond; the datetime of the current millisecond is
-    built once and reused.
+    built once and reused (the pair is swapped in one assignment, so threads agree).
     """
-
-    __slots__ = ("_last", "_last_ms")
-
-    def __init__(self) -> None:
-        self._last_ms = -1
-        self._last = datetime.fromtimestamp(0, UTC)
-
-    def __call__(self) -> datetime:
-        millis = int(time.time() * 1000)
-        if millis != self._last_ms:
-            self._last = datetime.fromtimestamp(millis / 1000, UTC)
-            self._last_ms = millis
-        return self._last
-
-
-utc_now_ms: Clock = _MillisecondClock()
+    global _last_millisecond
+    millis = time.time_ns() // 1_000_000
+    last = _last_millisecond
+    if last[0] == millis:
+        return last[1]
+    now = datetime.fromtimestamp(millis / 1000, UTC)
+    _last_millisecond = (millis, now)
+    return now
 
 
 def _statuses(
@@ -157,12 +152,8 @@ class StateStore:
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
         validate_instance_id(instance_id, self._max_id_length)
-        payload = self.codec.encode(
-            value,
-            instance_id=instance_id,
-            field="custom_status",
-            limit=self.max_custom_status_bytes,
-        )
+        limit = self.max_custom_status_bytes
+        payload = self.codec.encode(value, instance_id, "custom_status", limit)
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag

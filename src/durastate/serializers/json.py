@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
 
 from durastate.errors import SerializationError
 from durastate.serializers.base import Serializer, plain_default
+
+
+_has_null = re.compile(rb"null").search  # measured faster than `b"null" in data`
 
 
 def _non_finite_float(value: Any) -> bool:
@@ -36,7 +40,7 @@ class JsonSerializer(Serializer):
             data = orjson.dumps(value, default=plain_default)
         except TypeError as exc:
             raise SerializationError(f"json cannot serialize this value: {exc}") from None
-        if b"null" in data and _non_finite_float(value):
+        if _has_null(data) and _non_finite_float(value):
             raise SerializationError("json cannot serialize NaN or infinity exactly")
         return data
 
