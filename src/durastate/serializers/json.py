@@ -11,7 +11,6 @@ import orjson
 from durastate.errors import SerializationError
 from durastate.serializers.base import Serializer, plain_default
 
-
 _has_null = re.compile(rb"null").search  # measured faster than `b"null" in data`
 
 

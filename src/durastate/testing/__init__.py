@@ -1,6 +1,27 @@
-"""Tools for testing backends: the conformance suite, a call counter, emulator launchers."""
+"""Tools for testing backends: the conformance suite, a call counter, emulator launchers.
 
-from durastate.testing.conformance import BackendConformance, FakeClock, ProgressModel
+The conformance suite needs pytest; it is imported only when asked for, so tools that just
+count calls (the benchmark) work without the test dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from durastate.testing.counting import CountingBackend
+
+if TYPE_CHECKING:
+    from durastate.testing.conformance import BackendConformance, FakeClock, ProgressModel
+
+_FROM_CONFORMANCE = {"BackendConformance", "FakeClock", "ProgressModel"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CONFORMANCE:
+        from durastate.testing import conformance
+
+        return getattr(conformance, name)
+    raise AttributeError(f"module 'durastate.testing' has no attribute {name!r}")
+
 
 __all__ = ["BackendConformance", "CountingBackend", "FakeClock", "ProgressModel"]
