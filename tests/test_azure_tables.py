@@ -15,6 +15,7 @@ from azure.storage.blob import BlobServiceClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from durastate import open_store
 from durastate.backends.azure_tables import (
     HASH_MARK,
     KEY_LIMIT,
@@ -594,7 +595,6 @@ def test_transport_skips_proxy_environment(backend: AzureTablesBackend) -> None:
 
 
 def test_open_store_by_url(azurite: RunningEmulator) -> None:
-    from durastate import open_store
 
     name = _table_name()
     store = open_store(
@@ -809,3 +809,21 @@ def test_table_creation_is_sent_again_after_a_broken_connection(
         assert direct.read("first") is not None
     finally:
         _drop(azurite, direct)
+
+
+def test_account_url_with_account_key_works(azurite: RunningEmulator) -> None:
+    """The second way to connect: an account URL plus a credential, no connection string."""
+    table = _table_name()
+    store = open_store(
+        f"azure-tables://{table}",
+        account_url=azurite.endpoints["table"],
+        account_key=AZURITE_KEY,
+        account_name="devstoreaccount1",
+    )
+    etag = store.create_instance("by-url", name="wf", input={"via": "account_url"})
+    store.set_custom_status("by-url", {"percent": 7}, etag=etag)
+    got = store.get_instance("by-url", fetch_payloads=True)
+    assert got is not None
+    assert (got.custom_status, got.input) == ({"percent": 7}, {"via": "account_url"})
+    assert AZURITE_KEY not in repr(store.backend)
+    store.close()
