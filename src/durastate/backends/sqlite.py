@@ -8,6 +8,7 @@ statement and one commit, with no read before it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -79,16 +80,42 @@ _UPDATE_STATUS = (
 _UPDATE_STATUS_IF_MATCH = _UPDATE_STATUS + " AND etag = ?"
 
 
+_last_micros: tuple[datetime | None, int] = (None, 0)
+
+
 def to_micros(moment: datetime) -> int:
-    return (moment - EPOCH) // MICROSECOND
+    """Microseconds since the epoch; the store's clock repeats one datetime per millisecond,
+    so the last conversion is kept (swapped in one assignment: thread-safe)."""
+    global _last_micros
+    last = _last_micros
+    if last[0] is moment:
+        return last[1]
+    micros = (moment - EPOCH) // MICROSECOND
+    _last_micros = (moment, micros)
+    return micros
 
 
 def from_micros(micros: int | None) -> datetime | None:
     return None if micros is None else EPOCH + timedelta(microseconds=micros)
 
 
-def _new_etag() -> str:
-    return os.urandom(8).hex()
+class _EtagSource:
+    """Unique etags without a system call per write: a random per-process prefix and a
+    counter. The prefix is drawn again in a forked child, so two processes never share one."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_new_etag = _EtagSource()
 
 
 def _unavailable(operation: str, instance_id: str | None, exc: sqlite3.Error) -> BackendUnavailable:
@@ -291,7 +318,7 @@ class SQLiteBackend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
-        new_etag = os.urandom(8).hex()
+        new_etag = _new_etag()
         moment = to_micros(now)
         data = payload.data
         encoding = payload.encoding
