@@ -26,8 +26,9 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -208,6 +209,16 @@ class _Offloader:
                     self.client.delete_object(Bucket=self._bucket, Key=key)
             except (BackendUnavailable, botocore.exceptions.ClientError):
                 log.warning("could not delete offloaded object of instance %r", instance_id)
+
+
+@dataclass
+class _Written:
+    """How a conditional write went: the response, or the old item that failed the condition
+    (``ours``: it carries the etag this call made, so an earlier attempt landed)."""
+
+    response: dict[str, Any] | None = None
+    old: Item | None = None
+    ours: bool = False
 
 
 class DynamoDBBackend(Backend):
@@ -454,6 +465,40 @@ class DynamoDBBackend(Backend):
         names = {f"#p{i}": name for i, name in enumerate(attributes)}
         return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
+    def _write_conditionally(
+        self,
+        operation: str,
+        instance_id: str,
+        etag_made: str,
+        uploaded: list[str],
+        send: Callable[[], Any],
+    ) -> _Written:
+        """Send one conditional write and sort out its offloaded uploads.
+
+        A failed condition is explained from the old item: when it carries ``etag_made``,
+        botocore retried a write whose answer was lost and the first attempt landed (the
+        uploads are in use). Otherwise the uploads are deleted — except when the outcome is
+        unknown (``BackendUnavailable``): the item may point at them, and an orphaned
+        object is better than a reference to a deleted one.
+        """
+        try:
+            with self._errors(operation, instance_id):
+                return _Written(response=send())
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != _CCF:
+                self._cleanup(instance_id, uploaded)
+                raise
+            old = self._old_item(instance_id, exc)
+            if _ours(old, etag_made):
+                return _Written(old=old, ours=True)
+            self._cleanup(instance_id, uploaded)
+            return _Written(old=old)
+        except BackendUnavailable:
+            raise
+        except BaseException:
+            self._cleanup(instance_id, uploaded)
+            raise
+
     # -- create -----------------------------------------------------------------------------
 
     def _new_item(self, new: NewInstance, etag: str, uploaded: list[str]) -> Item:
@@ -502,36 +547,26 @@ class DynamoDBBackend(Backend):
         extra: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
         if self._offload is not None:
             extra["ReturnValues"] = "ALL_OLD"
-        try:
-            with self._errors("create", new.instance_id):
-                response = self.client.put_item(
-                    TableName=self.table,
-                    Item=item,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                    **extra,
-                )
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != _CCF:
-                self._cleanup(new.instance_id, uploaded)
-                raise
-            old = self._old_item(new.instance_id, exc)
-            if _ours(old, etag):
-                # botocore retried a PutItem whose answer was lost; the first attempt landed
-                # (the item carries the etag this call made), so this call created it.
-                return etag
-            self._cleanup(new.instance_id, uploaded)
-            status = _s(old, STATUS) if old else None
-            raise InstanceExists(new.instance_id, status) from None
-        except BackendUnavailable:
-            # The outcome is unknown: the item may already point at the upload. An orphaned
-            # object is better than a reference to a deleted one.
-            raise
-        except BaseException:
-            self._cleanup(new.instance_id, uploaded)
-            raise
-        self._cleanup(new.instance_id, self._refs(response.get("Attributes")))
+        written = self._write_conditionally(
+            "create",
+            new.instance_id,
+            etag,
+            uploaded,
+            lambda: self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **extra,
+            ),
+        )
+        if written.ours:
+            return etag
+        if written.response is None:
+            status = _s(written.old, STATUS) if written.old else None
+            raise InstanceExists(new.instance_id, status)
+        self._cleanup(new.instance_id, self._refs(written.response.get("Attributes")))
         return etag
 
     # -- reads ------------------------------------------------------------------------------
@@ -643,31 +678,20 @@ class DynamoDBBackend(Backend):
     ) -> WriteResult | None:
         new_etag = _new_etag()
         uploaded: list[str] = []
-        try:
-            request = self._custom_status_request(
-                instance_id, payload, etag, now, new_etag, uploaded
-            )
-            with self._errors("write custom status", instance_id):
-                response = self.client.update_item(**request)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != _CCF:
-                self._cleanup(instance_id, uploaded)
-                raise
-            old = self._old_item(instance_id, exc)
-            if _ours(old, new_etag):
-                # A retried UpdateItem whose first attempt landed (its answer was lost): the
-                # item is at the etag this call made. The uploaded object is now in use.
-                return WriteResult(new_etag, written=True)
-            self._cleanup(instance_id, uploaded)
-            return self._explain_failure(instance_id, payload, etag, old)
-        except BackendUnavailable:
-            # The outcome is unknown: the item may already point at the upload. An orphaned
-            # object is better than a reference to a deleted one.
-            raise
-        except BaseException:
-            self._cleanup(instance_id, uploaded)
-            raise
-        old = response.get("Attributes")
+        written = self._write_conditionally(
+            "write custom status",
+            instance_id,
+            new_etag,
+            uploaded,
+            lambda: self.client.update_item(
+                **self._custom_status_request(instance_id, payload, etag, now, new_etag, uploaded)
+            ),
+        )
+        if written.ours:
+            return WriteResult(new_etag, written=True)
+        if written.response is None:
+            return self._explain_failure(instance_id, payload, etag, written.old)
+        old = written.response.get("Attributes")
         if old and f"{CS}_ref" in old:
             self._cleanup(instance_id, [str(old[f"{CS}_ref"]["S"])])
         return WriteResult(new_etag, written=True)
@@ -707,31 +731,24 @@ class DynamoDBBackend(Backend):
         self._recent.forget(instance_id)  # every etag seen so far is about to go stale
         new_etag = _new_etag()
         uploaded: list[str] = []
-        try:
-            request = self._runtime_request(
-                instance_id, status, output, set_output, etag, now, new_etag, uploaded
-            )
-            with self._errors("write runtime status", instance_id):
-                response = self.client.update_item(**request)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != _CCF:
-                self._cleanup(instance_id, uploaded)
-                raise
-            old = self._old_item(instance_id, exc)
-            if _ours(old, new_etag):
-                return new_etag  # a retry of our own landed write (see _try_custom_status)
-            self._cleanup(instance_id, uploaded)
-            if old is None:
-                raise InstanceNotFound(instance_id) from None
-            raise ConcurrencyError(instance_id, etag) from None
-        except BackendUnavailable:
-            # The outcome is unknown: the item may already point at the upload. An orphaned
-            # object is better than a reference to a deleted one.
-            raise
-        except BaseException:
-            self._cleanup(instance_id, uploaded)
-            raise
-        old_attributes = response.get("Attributes")
+        written = self._write_conditionally(
+            "write runtime status",
+            instance_id,
+            new_etag,
+            uploaded,
+            lambda: self.client.update_item(
+                **self._runtime_request(
+                    instance_id, status, output, set_output, etag, now, new_etag, uploaded
+                )
+            ),
+        )
+        if written.ours:
+            return new_etag
+        if written.response is None:
+            if written.old is None:
+                raise InstanceNotFound(instance_id)
+            raise ConcurrencyError(instance_id, etag)
+        old_attributes = written.response.get("Attributes")
         if old_attributes and f"{OUTPUT}_ref" in old_attributes:
             self._cleanup(instance_id, [str(old_attributes[f"{OUTPUT}_ref"]["S"])])
         return new_etag
