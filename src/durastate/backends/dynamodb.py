@@ -623,6 +623,30 @@ class DynamoDBBackend(Backend):
                 return result
         raise ConcurrencyError(instance_id, etag)  # the item kept changing under us
 
+    def _update_request(
+        self,
+        instance_id: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: Item,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The UpdateItem arguments shared by status and runtime writes (unused names dropped:
+        DynamoDB rejects an expression attribute name no expression uses)."""
+        return {
+            "TableName": self.table,
+            "Key": {ID: {"S": instance_id}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {
+                k: v for k, v in names.items() if k in update or k in condition
+            },
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **extra,
+        }
+
     def _custom_status_request(
         self,
         instance_id: str,
@@ -661,17 +685,7 @@ class DynamoDBBackend(Backend):
         else:
             condition = f"attribute_exists(#id) AND {condition}"
         condition += self._alive(now, names, values)
-        names = {k: v for k, v in names.items() if k in update or k in condition}
-        return {
-            "TableName": self.table,
-            "Key": {ID: {"S": instance_id}},
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **extra,
-        }
+        return self._update_request(instance_id, update, condition, names, values, extra)
 
     def _try_custom_status(
         self, instance_id: str, payload: Payload, etag: str | None, now: datetime
@@ -795,17 +809,7 @@ class DynamoDBBackend(Backend):
         extra: dict[str, Any] = {}
         if self._offload is not None and set_output:
             extra["ReturnValues"] = "UPDATED_OLD"
-        names = {k: v for k, v in names.items() if k in update or k in condition}
-        return {
-            "TableName": self.table,
-            "Key": {ID: {"S": instance_id}},
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **extra,
-        }
+        return self._update_request(instance_id, update, condition, names, values, extra)
 
     # -- delete -----------------------------------------------------------------------------
 
