@@ -83,6 +83,11 @@ class ConfigurationError(DurastateError, ValueError):
     """A URL, option or setting is wrong, or an optional dependency is missing."""
 
 
+class InvalidContinuationToken(DurastateError, ValueError):
+    """A continuation token was not produced by this backend for this query (forged,
+    truncated, or from another backend or store)."""
+
+
 class MissingDependency(ConfigurationError, ImportError):
     """A backend or serializer needs an extra that is not installed."""
 
@@ -101,6 +106,7 @@ __all__ = [
     "DurastateError",
     "InstanceExists",
     "InstanceNotFound",
+    "InvalidContinuationToken",
     "InvalidInstanceId",
     "MissingDependency",
     "PayloadTooLarge",

@@ -8,11 +8,9 @@ from typing import Any
 
 import orjson
 
-from durastate.errors import DurastateError
+from durastate.errors import InvalidContinuationToken
 
-
-class InvalidContinuationToken(DurastateError, ValueError):
-    """A continuation token was not produced by this backend."""
+__all__ = ["InvalidContinuationToken", "decode_token", "encode_token"]
 
 
 def encode_token(state: dict[str, Any]) -> str:
