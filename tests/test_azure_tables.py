@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from durastate.backends.azure_tables import (
     unescape_key,
     utf16_length,
 )
+from durastate.core.backend import Backend
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import (
@@ -36,7 +37,7 @@ from durastate.errors import (
     InstanceNotFound,
     PayloadTooLarge,
 )
-from durastate.testing import BackendConformance
+from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import AZURITE_KEY, RunningEmulator, azurite_connection_string
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -135,6 +136,26 @@ class TestAzureTablesConformance(BackendConformance):
         backend = _open(azurite)
         yield backend
         _drop(azurite, backend)
+
+    @pytest.fixture
+    def open_other_backend(
+        self, azurite: RunningEmulator, backend: AzureTablesBackend
+    ) -> Iterator[Callable[[], Backend]]:
+        yield from closing_opener(lambda: _open(azurite, backend.table_name))
+
+    @pytest.fixture
+    def corrupt_record(
+        self, azurite: RunningEmulator, backend: AzureTablesBackend
+    ) -> Callable[[str], None]:
+        def corrupt(instance_id: str) -> None:  # a runtime status no durastate writes
+            service = TableServiceClient.from_connection_string(azurite_connection_string(azurite))
+            with service:
+                key = partition_key(instance_id)
+                service.get_table_client(backend.table_name).update_entity(
+                    {"PartitionKey": key, "RowKey": "", "RuntimeStatus": "bad"}
+                )
+
+        return corrupt
 
 
 # ---------------------------------------------------------------------------------------

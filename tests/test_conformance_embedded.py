@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,19 @@ class TestSQLiteBackend(BackendConformance):
         backend = SQLiteBackend(tmp_path / "state.db")
         yield backend
         backend.close()
+
+    @pytest.fixture
+    def corrupt_record(self, tmp_path: Path) -> Callable[[str], None]:
+        """Damage the row itself: a runtime status no version of durastate writes."""
+
+        def corrupt(instance_id: str) -> None:
+            raw = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+            try:
+                raw.execute(
+                    "UPDATE instances SET runtime_status = 'exploded' WHERE instance_id = ?",
+                    (instance_id,),
+                )
+            finally:
+                raw.close()
+
+        return corrupt

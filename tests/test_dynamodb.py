@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from durastate.backends._aws import AwsOptions, aws_client, unavailable
 from durastate.backends.dynamodb import INLINE_LIMIT, DynamoDBBackend
+from durastate.core.backend import Backend
 from durastate.core.records import (
     InstanceQuery,
     NewInstance,
@@ -35,7 +36,7 @@ from durastate.errors import (
     InstanceNotFound,
     PayloadTooLarge,
 )
-from durastate.testing import BackendConformance
+from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import RunningEmulator, free_port
 
 pytestmark = pytest.mark.emulator
@@ -537,21 +538,42 @@ def test_unavailable_message_names_instance_not_secrets() -> None:
 # -- the shared conformance suite, on both servers -----------------------------------------
 
 
-class TestConformanceOnMoto(BackendConformance):
+class _SecondObjectOnTheSameTable:
+    """The suite's hooks: another backend object on the same table, and a damaged item."""
+
+    @pytest.fixture
+    def open_other_backend(self, backend: DynamoDBBackend) -> Iterator[Callable[[], Backend]]:
+        yield from closing_opener(lambda: DynamoDBBackend(backend.options, backend.aws))
+
+    @pytest.fixture
+    def corrupt_record(self, backend: DynamoDBBackend) -> Callable[[str], None]:
+        def corrupt(instance_id: str) -> None:  # a name of the wrong type
+            backend.client.update_item(
+                TableName=backend.table,
+                Key={"instance_id": {"S": instance_id}},
+                UpdateExpression="SET #n = :n",
+                ExpressionAttributeNames={"#n": "name"},
+                ExpressionAttributeValues={":n": {"N": "5"}},
+            )
+
+        return corrupt
+
+
+class TestConformanceOnMoto(_SecondObjectOnTheSameTable, BackendConformance):
     @pytest.fixture
     def backend(self, moto_server: RunningEmulator) -> Iterator[DynamoDBBackend]:
         with make_backend(moto_server.endpoint) as created:
             yield created
 
 
-class TestConformanceOnDynalite(BackendConformance):
+class TestConformanceOnDynalite(_SecondObjectOnTheSameTable, BackendConformance):
     @pytest.fixture
     def backend(self, dynalite: RunningEmulator) -> Iterator[DynamoDBBackend]:
         with make_backend(dynalite.endpoint) as created:
             yield created
 
 
-class TestConformanceOnMotoWithOffloadAndTtl(BackendConformance):
+class TestConformanceOnMotoWithOffloadAndTtl(_SecondObjectOnTheSameTable, BackendConformance):
     """Offload on (large payloads to S3) and TTL configured: same behaviour expected."""
 
     @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,7 @@ from durastate.errors import (
     InstanceNotFound,
 )
 from durastate.opening import open_backend
-from durastate.testing import BackendConformance
+from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import RunningEmulator, free_port
 
 pytestmark = pytest.mark.emulator
@@ -109,6 +109,20 @@ class TestS3Conformance(BackendConformance):
     def backend(self, moto_server: RunningEmulator) -> Iterator[Backend]:
         with make_backend(moto_server.endpoint) as created:
             yield created
+
+    @pytest.fixture
+    def open_other_backend(
+        self, moto_server: RunningEmulator, backend: S3Backend
+    ) -> Iterator[Callable[[], Backend]]:
+        yield from closing_opener(lambda: make_backend(moto_server.endpoint, prefix=backend.prefix))
+
+    @pytest.fixture
+    def corrupt_record(self, backend: S3Backend) -> Callable[[str], None]:
+        def corrupt(instance_id: str) -> None:  # the record object overwritten with garbage
+            key = backend._records + instance_key(instance_id, backend._budget)
+            backend.client.put_object(Bucket=backend.bucket, Key=key, Body=b"\x00garbage{")
+
+        return corrupt
 
 
 # -- the emulator enforces what the backend relies on ----------------------------------------

@@ -11,7 +11,8 @@ import pytest
 from durastate import open_store
 from durastate.backends.sqlite import SQLiteBackend, _prefix_upper_bound
 from durastate.core.records import InstanceQuery, RuntimeStatus
-from durastate.errors import BackendUnavailable, ConfigurationError
+from durastate.core.store import StateStore
+from durastate.errors import BackendUnavailable, ConcurrencyError, ConfigurationError
 
 
 def _increment(url: str, count: int) -> None:
@@ -112,3 +113,39 @@ def test_locked_database_is_unavailable_not_a_hang(tmp_path: Path) -> None:
 )
 def test_prefix_upper_bound(prefix: str, upper: str | None) -> None:
     assert _prefix_upper_bound(prefix) == upper
+
+
+class _WriterBetweenSkipAndCheck(SQLiteBackend):
+    """A real backend whose first "why was nothing updated?" read lets another store write."""
+
+    def __init__(self, path: Path, other: StateStore) -> None:
+        super().__init__(path)
+        self.other = other
+        self.interleaved = False
+
+    def _status_of(
+        self, connection: sqlite3.Connection, instance_id: str
+    ) -> tuple[str, str, bytes | None, str | None] | None:
+        if not self.interleaved:
+            self.interleaved = True
+            self.other.set_custom_status(instance_id, "theirs")
+        return super()._status_of(connection, instance_id)
+
+
+def test_write_without_etag_skipped_as_unchanged_then_overtaken_still_wins(
+    tmp_path: Path,
+) -> None:
+    """An unchanged-bytes skip followed by another writer's change, before the skip is
+    explained, must not surface as a conflict: without an etag, the last write wins."""
+    path = tmp_path / "race.db"
+    other = StateStore(SQLiteBackend(path))
+    racing = StateStore(_WriterBetweenSkipAndCheck(path, other))
+    racing.create_instance("lww", name="wf", custom_status="mine")
+    etag = racing.set_custom_status("lww", "mine")  # skipped, then "theirs" lands
+    assert racing.backend.interleaved  # type: ignore[attr-defined]
+    got = other.get_instance("lww")
+    assert got is not None
+    assert got.custom_status == "mine"
+    assert got.etag == etag
+    with pytest.raises(ConcurrencyError):  # with an etag it is still compare-and-swap
+        racing.set_custom_status("lww", "theirs", etag="stale")

@@ -75,7 +75,12 @@ class BackendUnavailable(DurastateError):
     """The backend could not be reached or kept failing within the configured time."""
 
 
-class InvalidInstanceId(DurastateError, ValueError):
+class InvalidArgument(DurastateError, ValueError):
+    """An argument of a call is of the wrong type or out of range (a workflow name that is not
+    a string or too long, a naive datetime in a query, ...); refused before any I/O."""
+
+
+class InvalidInstanceId(InvalidArgument):
     """An instance id is empty, too long, or not a string."""
 
 
@@ -106,6 +111,7 @@ __all__ = [
     "DurastateError",
     "InstanceExists",
     "InstanceNotFound",
+    "InvalidArgument",
     "InvalidContinuationToken",
     "InvalidInstanceId",
     "MissingDependency",

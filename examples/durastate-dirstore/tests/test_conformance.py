@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +24,20 @@ from durastate.registry import backends
 from durastate.testing import BackendConformance, FakeClock
 
 
-class TestDirStoreConformance(BackendConformance):
+class _DamagedRecordFiles:
+    """The conformance suite's ``corrupt_record`` hook: garbage in an instance's .rec file."""
+
+    @pytest.fixture
+    def corrupt_record(self, tmp_path: Path) -> Callable[[str], None]:
+        def corrupt(instance_id: str) -> None:
+            path = tmp_path / "store" / "instances" / f"{instance_key(instance_id)}.rec"
+            assert path.exists()
+            path.write_bytes(b'{"format": "half a rec')
+
+        return corrupt
+
+
+class TestDirStoreConformance(_DamagedRecordFiles, BackendConformance):
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Iterator[Backend]:
         backend = DirStoreBackend(tmp_path / "store")
@@ -32,7 +45,7 @@ class TestDirStoreConformance(BackendConformance):
         backend.close()
 
 
-class TestDirStoreWithoutFsync(BackendConformance):
+class TestDirStoreWithoutFsync(_DamagedRecordFiles, BackendConformance):
     """The same contract when durability is traded for speed (fsync=false)."""
 
     @pytest.fixture

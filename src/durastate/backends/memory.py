@@ -22,7 +22,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
-from durastate.core.tokens import decode_token, encode_token
+from durastate.core.tokens import after_token, decode_after
 from durastate.errors import ConcurrencyError, ConfigurationError, InstanceExists, InstanceNotFound
 
 
@@ -168,7 +168,7 @@ class MemoryBackend(Backend):
 
     def query(self, query: InstanceQuery) -> RecordPage:
         """Sorted by id; the token is the last id returned (keyset paging)."""
-        after = decode_token(query.continuation)["after"] if query.continuation else None
+        after = decode_after(query.continuation)
         with self._lock:
             ids = sorted(
                 instance_id
@@ -179,4 +179,4 @@ class MemoryBackend(Backend):
             page_ids = ids[: query.page_size]
             items = [self._rows[i].record(i, query.fetch_payloads) for i in page_ids]
         more = len(ids) > query.page_size
-        return RecordPage(items, encode_token({"after": page_ids[-1]}) if more else None)
+        return RecordPage(items, after_token(page_ids[-1]) if more else None)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from durastate.core.backend import Backend
+from durastate.core.backend import Backend, skip_unreadable
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -30,7 +30,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
-from durastate.core.tokens import decode_token, encode_token
+from durastate.core.tokens import after_token, decode_after
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
@@ -138,6 +138,16 @@ def _prefix_upper_bound(prefix: str) -> str | None:
         if code <= 0x10FFFF:
             return prefix[:index] + chr(code)
     return None
+
+
+def _changed_since_skip(
+    current: tuple[str, str, bytes | None, str | None] | None, payload: Payload
+) -> bool:
+    """The row exists and no longer holds ``payload`` (another writer came in between)."""
+    if current is None:
+        return False
+    _, _, data, encoding = current
+    return data is None or bytes(data) != payload.data or encoding != payload.encoding
 
 
 class SQLiteBackend(Backend):
@@ -342,6 +352,12 @@ class SQLiteBackend(Backend):
             if connection.execute(sql, params).rowcount == 1:
                 return WriteResult(new_etag)
             current = self._status_of(connection, instance_id)
+            while etag is None and _changed_since_skip(current, payload):
+                # Skipped as unchanged, then another writer stored other bytes before the
+                # SELECT: last write wins, so write again (never a conflict without an etag).
+                if connection.execute(sql, params).rowcount == 1:
+                    return WriteResult(new_etag)
+                current = self._status_of(connection, instance_id)
         except sqlite3.OperationalError as exc:
             raise _unavailable("custom-status update", instance_id, exc) from None
         return self._explain_no_write(instance_id, etag, payload, current)
@@ -414,8 +430,10 @@ class SQLiteBackend(Backend):
             clauses.append("created_at < ?")
             params.append(to_micros(query.created_to))
         if query.prefix:
-            clauses.append("instance_id >= ? AND substr(instance_id, 1, ?) = ?")
-            params.extend([query.prefix, len(query.prefix), query.prefix])
+            # a range only: exact in code-point order (UTF-8 bytes compare the same way), and
+            # unlike substr() it does not stop at a NUL inside the prefix
+            clauses.append("instance_id >= ?")
+            params.append(query.prefix)
             upper = _prefix_upper_bound(query.prefix)
             if upper is not None:
                 clauses.append("instance_id < ?")
@@ -427,16 +445,22 @@ class SQLiteBackend(Backend):
 
     def query(self, query: InstanceQuery) -> RecordPage:
         """Keyset paging in id order; the token carries the last id returned."""
-        after = decode_token(query.continuation)["after"] if query.continuation else None
+        after = decode_after(query.continuation)
         where, params = self._where(query, after)
         columns = _ALL_COLUMNS if query.fetch_payloads else _METADATA_COLUMNS
         sql = f"SELECT {columns} FROM instances{where} ORDER BY instance_id LIMIT ?"  # noqa: S608
         with self._guard("query"):
             rows = self._connection().execute(sql, (*params, query.page_size + 1)).fetchall()
-        more = len(rows) > query.page_size
-        items = [self._record(row, query.fetch_payloads) for row in rows[: query.page_size]]
-        token = encode_token({"after": items[-1].instance_id}) if more and items else None
-        return RecordPage(items, token)
+        page = rows[: query.page_size]
+        items: list[InstanceRecord] = []
+        unreadable: list[str] = []
+        for row in page:
+            try:
+                items.append(self._record(row, query.fetch_payloads))
+            except CorruptRecord as exc:  # that instance alone: the others still list
+                skip_unreadable(exc, unreadable)
+        token = after_token(page[-1][0]) if len(rows) > query.page_size else None
+        return RecordPage(items, token, unreadable)
 
     def purge_by(self, query: InstanceQuery) -> int:
         """One DELETE with the query's WHERE clause."""

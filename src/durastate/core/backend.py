@@ -18,6 +18,7 @@ Semantics (Dapr's, adapted to workflow instances):
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -35,6 +36,26 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.errors import CorruptRecord
+
+log = logging.getLogger("durastate")
+
+
+def skip_unreadable(error: CorruptRecord, unreadable: list[str]) -> None:
+    """Leave a record that cannot be decoded out of a listing, with a warning naming it.
+
+    One corrupt record must not break listing for every other instance. Reading it by id
+    still raises `CorruptRecord`; ``purge``/``purge_by`` delete it. Backends call this for
+    each such record of a page and return ``unreadable`` in the `RecordPage`: a record whose
+    filters cannot be evaluated any more counts as a match there (it is only ever deleted,
+    never returned).
+    """
+    log.warning(
+        "listing skips instance %r: its stored record is unreadable (%s)",
+        error.instance_id,
+        error.reason,
+    )
+    unreadable.append(error.instance_id)
 
 
 class Backend(ABC):
@@ -86,12 +107,14 @@ class Backend(ABC):
         """One page of matching records; the continuation token is opaque to callers."""
 
     def purge_by(self, query: InstanceQuery) -> int:
-        """Delete every match. Generic fallback: collect ids page by page, then delete."""
+        """Delete every match. Generic fallback: collect ids page by page, then delete
+        (unreadable records that a page reports too)."""
         ids: list[str] = []
         page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
         while True:
             page = self.query(page_query)
             ids.extend(record.instance_id for record in page.items)
+            ids.extend(page.unreadable)
             if page.continuation is None:
                 break
             page_query = replace(page_query, continuation=page.continuation)

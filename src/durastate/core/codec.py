@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from durastate.core.compression import DEFAULT_MAX_INFLATED_BYTES, inflate
 from durastate.core.records import Payload
 from durastate.errors import CorruptRecord, PayloadTooLarge, SerializationError
 from durastate.serializers.base import Serializer
@@ -26,6 +27,7 @@ class PayloadCodec:
         readers: Mapping[str, Serializer],
         *,
         compress_above: int | None = None,
+        max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
     ) -> None:
         self.writer = writer
         self._dumps = writer.dumps  # bound once: encode runs on every write
@@ -33,6 +35,9 @@ class PayloadCodec:
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
         self.compress_above = compress_above
+        #: A compressed payload may inflate to this many bytes, no more (decompression
+        #: bombs); the store raises it to its own limits when they are larger.
+        self.max_inflated_bytes = max_inflated_bytes
 
     def encode(
         self, value: Any, instance_id: str, field: str = "payload", limit: int | None = None
@@ -61,10 +66,16 @@ class PayloadCodec:
                 f"({', '.join(sorted(self.readers))})"
             )
         data = payload.data
+        if payload.compression == COMPRESSION_ZLIB:
+            data = inflate(
+                data,
+                container="zlib",
+                instance_id=instance_id,
+                what=f"{payload.encoding} payload",
+                limit=self.max_inflated_bytes,
+            )
         try:
-            if payload.compression == COMPRESSION_ZLIB:
-                data = zlib.decompress(data)
-            elif payload.compression is not None:
+            if payload.compression not in (None, COMPRESSION_ZLIB):
                 raise ValueError(f"unknown compression {payload.compression!r}")
             return reader.loads(data, instance_id=instance_id)
         except Exception as exc:  # any decoder failure is this record's corruption

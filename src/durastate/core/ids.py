@@ -1,12 +1,18 @@
-"""Instance-id rules shared by every backend."""
+"""Argument rules shared by every backend: instance ids, workflow names, query times.
+
+They run in the store before any I/O, so a backend never sees a value it would have to
+reject with its own (raw) exception.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from durastate.errors import InvalidInstanceId
+from durastate.errors import InvalidArgument, InvalidInstanceId
 
 MAX_INSTANCE_ID_LENGTH = 512
+MAX_NAME_LENGTH = 1024
 
 
 def validate_instance_id(instance_id: Any, max_length: int = MAX_INSTANCE_ID_LENGTH) -> str:
@@ -22,10 +28,61 @@ def validate_instance_id(instance_id: Any, max_length: int = MAX_INSTANCE_ID_LEN
             f"instance id {instance_id[:40]!r}... is {len(instance_id)} characters, "
             f"over the limit of {max_length}"
         )
-    try:
-        instance_id.encode("utf-8")
-    except UnicodeEncodeError:
+    if not _encodes(instance_id):
         raise InvalidInstanceId(
             f"instance id {instance_id[:40]!r} contains a lone surrogate (not valid unicode)"
-        ) from None
+        )
     return instance_id
+
+
+def validate_name(name: Any) -> str:
+    """A workflow name: a non-empty str of up to `MAX_NAME_LENGTH` characters, valid UTF-8."""
+    if type(name) is str and 0 < len(name) <= MAX_NAME_LENGTH and name.isascii():
+        return name
+    if not isinstance(name, str):
+        raise InvalidArgument(f"workflow name must be a str, not {type(name).__name__}")
+    if not name:
+        raise InvalidArgument("workflow name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"workflow name {name[:40]!r}... is {len(name)} characters, "
+            f"over the limit of {MAX_NAME_LENGTH}"
+        )
+    if not _encodes(name):
+        raise InvalidArgument(
+            f"workflow name {name[:40]!r} contains a lone surrogate (not valid unicode)"
+        )
+    return name
+
+
+def validate_moment(moment: Any, what: str) -> datetime | None:
+    """A query bound: ``None`` or a timezone-aware datetime (a naive one is ambiguous)."""
+    if moment is None:
+        return None
+    if not isinstance(moment, datetime):
+        raise InvalidArgument(f"{what} must be a datetime, not {type(moment).__name__}")
+    if moment.utcoffset() is None:
+        raise InvalidArgument(
+            f"{what} must be timezone-aware (e.g. datetime(..., tzinfo=UTC)), got a naive "
+            "datetime"
+        )
+    return moment
+
+
+def validate_prefix(prefix: Any) -> str | None:
+    """An instance-id prefix: ``None`` or a str that encodes to UTF-8."""
+    if prefix is None:
+        return None
+    if not isinstance(prefix, str):
+        raise InvalidArgument(f"prefix must be a str, not {type(prefix).__name__}")
+    if not _encodes(prefix):
+        raise InvalidArgument(f"prefix {prefix[:40]!r} contains a lone surrogate")
+    return prefix
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -126,10 +126,16 @@ class InstanceQuery:
 
 @dataclass(frozen=True, slots=True)
 class RecordPage:
-    """One page of query results; ``continuation`` is ``None`` on the last page."""
+    """One page of query results; ``continuation`` is ``None`` on the last page.
+
+    ``unreadable`` names the instances on this page whose records could not be decoded at
+    all (see `durastate.core.backend.skip_unreadable`): listing skips them with a warning,
+    and the generic ``purge_by`` still deletes them.
+    """
 
     items: Sequence[InstanceRecord]
     continuation: str | None = None
+    unreadable: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

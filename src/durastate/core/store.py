@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from durastate.core.backend import Backend
 from durastate.core.codec import PayloadCodec
-from durastate.core.ids import validate_instance_id
+from durastate.core.ids import (
+    validate_instance_id,
+    validate_moment,
+    validate_name,
+    validate_prefix,
+)
 from durastate.core.models import InstanceMetadata, Page
 from durastate.core.records import (
     Capabilities,
@@ -25,6 +30,8 @@ from durastate.errors import (
     ConcurrencyError,
     ConfigurationError,
     InstanceNotFound,
+    InvalidArgument,
+    InvalidContinuationToken,
     MissingDependency,
 )
 from durastate.serializers.base import Serializer
@@ -66,6 +73,18 @@ def utc_now_ms() -> datetime:
     return now
 
 
+def _status(value: RuntimeStatus | str) -> RuntimeStatus:
+    if type(value) is RuntimeStatus:
+        return value
+    try:
+        return RuntimeStatus(value)
+    except ValueError:
+        known = ", ".join(status.value for status in RuntimeStatus)
+        raise InvalidArgument(
+            f"runtime status must be one of {known}, not {str(value)[:40]!r}"
+        ) from None
+
+
 def _statuses(
     value: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
 ) -> frozenset[RuntimeStatus] | None:
@@ -73,7 +92,29 @@ def _statuses(
         return None
     if isinstance(value, RuntimeStatus | str):
         value = [value]
-    return frozenset(RuntimeStatus(item) for item in value)
+    try:
+        return frozenset(_status(item) for item in value)
+    except TypeError:
+        raise InvalidArgument(
+            f"runtime_status must be a status or statuses, not {type(value).__name__}"
+        ) from None
+
+
+def _query(
+    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    prefix: str | None,
+    **paging: Any,
+) -> InstanceQuery:
+    """The backend query, every filter checked first (naive datetimes, non-str prefixes)."""
+    return InstanceQuery(
+        runtime_status=_statuses(runtime_status),
+        created_from=validate_moment(created_from, "created_from"),
+        created_to=validate_moment(created_to, "created_to"),
+        prefix=validate_prefix(prefix),
+        **paging,
+    )
 
 
 class StateStore:
@@ -102,6 +143,10 @@ class StateStore:
         inline = None if caps.offload else caps.max_payload_bytes
         self.max_custom_status_bytes = _tighter(max_custom_status_bytes, inline)
         self.max_payload_bytes = _tighter(max_payload_bytes, inline)
+        # what this store writes fits its limits; older records may have had larger ones
+        self.codec.max_inflated_bytes = max(
+            self.codec.max_inflated_bytes, max_custom_status_bytes, max_payload_bytes or 0
+        )
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
 
@@ -134,6 +179,7 @@ class StateStore:
         custom status and output are gone.
         """
         validate_instance_id(instance_id, self._max_id_length)
+        validate_name(name)
         status_payload = None
         if custom_status is not NOT_SET:
             status_payload = self._encode(
@@ -142,7 +188,7 @@ class StateStore:
         new = NewInstance(
             instance_id=instance_id,
             name=name,
-            runtime_status=RuntimeStatus(runtime_status),
+            runtime_status=_status(runtime_status),
             created_at=self._clock(),
             input=self._encode(input, instance_id, "input", self.max_payload_bytes),
             custom_status=status_payload,
@@ -184,6 +230,7 @@ class StateStore:
     ) -> str:
         """Move the instance to ``status``; the output is written only when given."""
         validate_instance_id(instance_id, self._max_id_length)
+        status = _status(status)
         set_output = output is not NOT_SET
         payload = (
             self._encode(output, instance_id, "output", self.max_payload_bytes)
@@ -192,7 +239,7 @@ class StateStore:
         )
         return self.backend.write_runtime_status(
             instance_id,
-            RuntimeStatus(status),
+            status,
             output=payload,
             set_output=set_output,
             etag=etag,
@@ -261,13 +308,15 @@ class StateStore:
         ``created_from`` is inclusive, ``created_to`` exclusive. A page may hold fewer than
         ``page_size`` items while a continuation token still follows.
         """
-        if page_size < 1:
-            raise ConfigurationError("page_size must be at least 1")
-        query = InstanceQuery(
-            runtime_status=_statuses(runtime_status),
-            created_from=created_from,
-            created_to=created_to,
-            prefix=prefix,
+        if type(page_size) is not int or page_size < 1:
+            raise ConfigurationError("page_size must be an int of at least 1")
+        if continuation is not None and not isinstance(continuation, str):
+            raise InvalidContinuationToken("continuation token must be a str")
+        query = _query(
+            runtime_status,
+            created_from,
+            created_to,
+            prefix,
             page_size=page_size,
             continuation=continuation,
             fetch_payloads=fetch_payloads,
@@ -328,14 +377,7 @@ class StateStore:
             raise ConfigurationError(
                 "purge_by needs a filter (created range, runtime status or prefix)"
             )
-        return self.backend.purge_by(
-            InstanceQuery(
-                runtime_status=_statuses(runtime_status),
-                created_from=created_from,
-                created_to=created_to,
-                prefix=prefix,
-            )
-        )
+        return self.backend.purge_by(_query(runtime_status, created_from, created_to, prefix))
 
     # -- helpers --------------------------------------------------------------------------
 

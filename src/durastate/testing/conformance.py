@@ -13,12 +13,28 @@ Use it from a test module::
             backend.close()
 
 Tests are gated by the backend's declared ``Capabilities``, never by its name.
+
+Two more fixtures have defaults a backend's test module may override:
+
+- ``open_other_backend``: a callable that opens another, independent backend object on the
+  same namespace as ``backend``, as a second process would (the cross-writer checks use
+  it). The default calls the module's ``backend`` fixture function again with the same
+  arguments, which is right when that function opens a fixed place (a ``tmp_path`` file
+  or directory); override it when ``backend`` makes a fresh random namespace (a new table
+  or bucket prefix). For a backend that is not ``cross_process`` (memory://), the default
+  is the ``backend`` object itself: its namespace lives in that object.
+- ``corrupt_record``: a callable that damages the stored record of one instance the way a
+  disk fault or a foreign writer would. The default stores undecodable custom-status bytes;
+  override it to damage the record itself (SQLite: a runtime status that does not exist).
 """
 
 from __future__ import annotations
 
+import base64
+import inspect
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,13 +42,17 @@ import pytest
 from pydantic import BaseModel
 
 from durastate.core.backend import Backend
+from durastate.core.ids import MAX_NAME_LENGTH
 from durastate.core.records import Payload, RuntimeStatus
 from durastate.core.store import StateStore
+from durastate.core.tokens import encode_token
 from durastate.errors import (
     ConcurrencyError,
     CorruptRecord,
     InstanceExists,
     InstanceNotFound,
+    InvalidArgument,
+    InvalidContinuationToken,
     InvalidInstanceId,
     PayloadTooLarge,
     SerializationError,
@@ -107,8 +127,86 @@ class FakeClock:
         return self.now
 
 
+OpenOther = Callable[[], Backend]
+CorruptHook = Callable[[str], None]
+
+#: Tokens no backend makes: garbage, wrong JSON, other services' shapes, wrong types.
+FORGED_TOKENS: list[Any] = [
+    "",
+    "!!!",
+    "not a token",
+    "x" * 10_000,
+    base64.urlsafe_b64encode(b"\xff\xfe\x00garbage").decode(),
+    base64.urlsafe_b64encode(b'{"after": "a"').decode(),  # truncated JSON
+    encode_token([]),  # type: ignore[arg-type]  # JSON, but not an object
+    encode_token({}),
+    encode_token({"after": 5}),
+    encode_token({"after": None}),
+    encode_token({"after": ["a"]}),
+    encode_token({"ContinuationToken": "1abcdefg"}),
+    encode_token({"ExclusiveStartKey": {"instance_id": {"S": "x"}}}),
+    encode_token({"page": 2, "offset": 100}),
+    42,
+    b"bytes",
+]
+
+
+def closing_opener(open_one: Callable[[], Backend]) -> Iterator[OpenOther]:
+    """The body of an ``open_other_backend`` override: hands out ``open_one`` and closes
+    every backend it opened when the test ends::
+
+        @pytest.fixture
+        def open_other_backend(self, backend):
+            yield from closing_opener(lambda: MyBackend(backend.table_name))
+    """
+    opened: list[Backend] = []
+
+    def open_other() -> Backend:
+        other = open_one()
+        opened.append(other)
+        return other
+
+    yield open_other
+    for other in opened:
+        other.close()
+
+
+def _same_fixture_again(request: pytest.FixtureRequest, backend: Backend) -> OpenOther:
+    """Call the test module's ``backend`` fixture function again with the same arguments."""
+    definitions = request._fixturemanager.getfixturedefs("backend", request.node)
+    if not definitions:  # pragma: no cover - the suite always has one
+        raise RuntimeError("no `backend` fixture")
+    function = definitions[-1].func
+    function = getattr(function, "_get_wrapped_function", lambda: function)()
+    function = inspect.unwrap(function)
+    bound = function.__get__(request.instance) if request.instance is not None else function
+    names = [name for name in inspect.signature(bound).parameters if name != "request"]
+    kwargs = {name: request.getfixturevalue(name) for name in names}
+    if "request" in inspect.signature(bound).parameters:
+        kwargs["request"] = request
+    opened: list[Iterator[Any]] = []
+
+    def open_other() -> Backend:
+        made = bound(**kwargs)
+        if inspect.isgenerator(made):
+            opened.append(made)
+            made = next(made)
+        if not isinstance(made, Backend) or made is backend:
+            raise RuntimeError(
+                "calling the `backend` fixture again did not open a second backend object: "
+                "override `open_other_backend`"
+            )
+        return made
+
+    request.addfinalizer(lambda: [next(gen, None) for gen in reversed(opened)])
+    return open_other
+
+
 class BackendConformance:
-    """Subclass this and provide a function-scoped ``backend`` fixture (fresh and empty)."""
+    """Subclass this and provide a function-scoped ``backend`` fixture (fresh and empty).
+
+    Optionally override ``open_other_backend`` and ``corrupt_record`` (see the module doc).
+    """
 
     @pytest.fixture
     def backend(self) -> Iterator[Backend]:
@@ -125,6 +223,30 @@ class BackendConformance:
     @pytest.fixture
     def store(self, counting: CountingBackend, clock: FakeClock) -> StateStore:
         return StateStore(counting, serializer="json", accept=["json", "msgpack"], clock=clock)
+
+    @pytest.fixture
+    def open_other_backend(self, backend: Backend, request: pytest.FixtureRequest) -> OpenOther:
+        """Opens another backend object on ``backend``'s namespace (as another process)."""
+        if not backend.capabilities.cross_process:
+            return lambda: backend  # one process: the namespace is this object
+        return _same_fixture_again(request, backend)
+
+    @pytest.fixture
+    def other_store(self, open_other_backend: OpenOther, clock: FakeClock) -> StateStore:
+        """A second, independent store on the same namespace as ``store``."""
+        return StateStore(
+            open_other_backend(), serializer="json", accept=["json", "msgpack"], clock=clock
+        )
+
+    @pytest.fixture
+    def corrupt_record(self, backend: Backend, clock: FakeClock) -> CorruptHook:
+        """Damages the stored record of one instance (default: undecodable status bytes)."""
+
+        def corrupt(instance_id: str) -> None:
+            damaged = Payload(b"\xff\xfe{not json", "json")
+            backend.write_custom_status(instance_id, damaged, etag=None, now=clock.now)
+
+        return corrupt
 
     # -- create ----------------------------------------------------------------------------
 
@@ -363,6 +485,63 @@ class BackendConformance:
             worker.join()
         assert store.get_custom_status("counter") == {"n": threads * increments}
 
+    def test_stale_etag_fails_across_store_objects_even_with_unchanged_bytes(
+        self, store: StateStore, other_store: StateStore
+    ) -> None:
+        created = store.create_instance("x-cas", name="wf", custom_status="P")
+        other_store.set_custom_status("x-cas", "Q")
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("x-cas", "P", etag=created)  # the bytes A last wrote
+        assert other_store.get_custom_status("x-cas") == "Q"
+
+        first = store.set_custom_status("x-cas", "P")
+        other_store.set_custom_status("x-cas", "Q")
+        with pytest.raises(ConcurrencyError):
+            store.set_custom_status("x-cas", "P", etag=first)
+        assert store.get_custom_status("x-cas") == "Q"
+
+        running = store.set_runtime_status("x-cas", RuntimeStatus.RUNNING)
+        other_store.set_runtime_status("x-cas", RuntimeStatus.SUSPENDED)
+        with pytest.raises(ConcurrencyError):
+            store.set_runtime_status("x-cas", RuntimeStatus.RUNNING, etag=running)
+        current = other_store.get_instance("x-cas")
+        assert current is not None
+        assert current.runtime_status is RuntimeStatus.SUSPENDED
+        assert current.custom_status == "Q"
+        store.set_custom_status("x-cas", "R", etag=current.etag)  # a current etag still works
+        assert other_store.get_custom_status("x-cas") == "R"
+
+    def test_writes_without_etag_never_conflict_across_store_objects(
+        self, store: StateStore, open_other_backend: OpenOther, clock: FakeClock
+    ) -> None:
+        store.create_instance("x-lww", name="wf", custom_status=0)
+        writers = [StateStore(open_other_backend(), clock=clock) for _ in range(4)]
+        rounds = 150
+        failures: list[BaseException] = []
+        start = threading.Barrier(len(writers))
+
+        def work(number: int, writer: StateStore) -> None:
+            start.wait()
+            for step in range(rounds):
+                try:  # two values only, so "unchanged" skips race with real writes
+                    writer.set_custom_status("x-lww", {"v": (number + step) % 2})
+                    if step % 10 == number:
+                        status = RuntimeStatus.RUNNING if step % 20 else RuntimeStatus.SUSPENDED
+                        writer.set_runtime_status("x-lww", status)
+                except BaseException as exc:  # every failure is the finding
+                    failures.append(exc)
+
+        threads = [
+            threading.Thread(target=work, args=(number, writer))
+            for number, writer in enumerate(writers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert store.get_custom_status("x-lww") in [{"v": 0}, {"v": 1}]
+
     # -- ids -------------------------------------------------------------------------------
 
     def test_awkward_ids_round_trip_and_never_collide(self, store: StateStore) -> None:
@@ -386,6 +565,25 @@ class BackendConformance:
             with pytest.raises(InvalidInstanceId):
                 store.set_custom_status(bad, 1)  # type: ignore[arg-type]
         assert counting.total == 0
+
+    def test_names_are_validated_before_any_io(
+        self, store: StateStore, counting: CountingBackend
+    ) -> None:
+        counting.calls.clear()
+        for bad in (42, None, b"wf", "", "n" * (MAX_NAME_LENGTH + 1), "lone\ud800surrogate"):
+            with pytest.raises(InvalidArgument):
+                store.create_instance("named", name=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):
+            store.create_instance("named", name="wf", runtime_status="exploded")
+        with pytest.raises(InvalidArgument):
+            store.set_runtime_status("named", "exploded")
+        assert counting.total == 0
+        assert store.get_instance("named") is None
+        longest = "漢" * MAX_NAME_LENGTH
+        store.create_instance("named", name=longest)
+        got = store.get_instance("named")
+        assert got is not None
+        assert got.name == longest
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -466,6 +664,56 @@ class BackendConformance:
         found = [item.instance_id for item in store.iter_instances(page_size=3)]
         assert sorted(found) == sorted(made)
 
+    def test_forged_and_foreign_continuation_tokens_are_refused(
+        self, store: StateStore, clock: FakeClock
+    ) -> None:
+        for number in range(5):
+            clock.advance(seconds=1)
+            store.create_instance(f"tok-{number}", name="wf", custom_status=number)
+        first = store.query(page_size=2)
+        assert first.continuation is not None
+        forged = [*FORGED_TOKENS, first.continuation[:-3], first.continuation + "AAAA"]
+        for token in forged:
+            with pytest.raises(InvalidContinuationToken):
+                store.query(page_size=2, continuation=token)
+            with pytest.raises(InvalidContinuationToken):
+                store.query(page_size=2, continuation=token, prefix="tok-")
+        following = store.query(page_size=2, continuation=first.continuation)
+        seen = {item.instance_id for item in (*first.items, *following.items)}
+        assert len(seen) == len(first.items) + len(following.items)
+
+    def test_query_arguments_are_checked_before_any_io(
+        self, store: StateStore, counting: CountingBackend
+    ) -> None:
+        naive = datetime(2030, 1, 1)
+        calls: list[Callable[[], object]] = [
+            lambda: store.query(created_from=naive),
+            lambda: store.query(created_to=naive),
+            lambda: list(store.iter_instances(created_from=naive)),
+            lambda: store.purge_by(created_to=naive),
+            lambda: store.purge_by(created_from=naive, runtime_status="completed"),
+            lambda: store.query(runtime_status="exploded"),
+            lambda: store.query(runtime_status=[RuntimeStatus.RUNNING, "nope"]),
+            lambda: store.purge_by(runtime_status="nope"),
+            lambda: store.query(prefix=5),  # type: ignore[arg-type]
+            lambda: store.query(created_from="2030-01-01"),  # type: ignore[arg-type]
+        ]
+        counting.calls.clear()
+        for call in calls:
+            with pytest.raises(InvalidArgument):
+                call()
+        assert counting.total == 0
+
+    def test_prefix_with_nul_finds_what_it_should(self, store: StateStore) -> None:
+        ids = ["nu", "nul", "nul\u0000", "nul\u0000a", "nul\u0000b\u0000", "nul\u0001", "nula"]
+        for instance_id in ids:
+            store.create_instance(instance_id, name="wf")
+        for prefix in ("nul\u0000", "nul", "nul\u0000a", "\u0000", "nul\u0000b\u0000"):
+            expected = sorted(i for i in ids if i.startswith(prefix))
+            assert sorted(self._all_pages(store, prefix=prefix)) == expected, repr(prefix)
+        assert store.purge_by(prefix="nul\u0000") == 3
+        assert sorted(self._all_pages(store)) == ["nu", "nul", "nul\u0001", "nula"]
+
     # -- purge -----------------------------------------------------------------------------
 
     def test_purge_by_id(self, store: StateStore) -> None:
@@ -516,6 +764,40 @@ class BackendConformance:
         assert listed["good"].custom_status == {"ok": True}
         with pytest.raises(CorruptRecord):
             _ = listed["bad"].custom_status
+
+    def test_a_corrupt_record_does_not_break_listing_or_purge(
+        self,
+        store: StateStore,
+        corrupt_record: CorruptHook,
+        clock: FakeClock,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        ids = [f"c-{number}" for number in range(7)]
+        for instance_id in ids:
+            clock.advance(seconds=1)
+            store.create_instance(instance_id, name="wf", input=instance_id, custom_status=1)
+        corrupt_record("c-3")
+        good = set(ids) - {"c-3"}
+        with caplog.at_level(logging.WARNING):
+            listings = [
+                list(store.iter_instances(page_size=2)),
+                list(store.iter_instances(page_size=3, fetch_payloads=True)),
+                list(store.iter_instances(prefix="c-", created_from=clock.now - timedelta(1))),
+            ]
+        for listing in listings:
+            listed = {item.instance_id: item for item in listing}
+            assert good <= set(listed) <= set(ids)
+            assert all(listed[instance_id].custom_status == 1 for instance_id in good)
+            if "c-3" in listed:  # listed: reading its payload raises, for it alone
+                with pytest.raises(CorruptRecord) as raised:
+                    _ = listed["c-3"].custom_status
+                assert raised.value.instance_id == "c-3"
+            else:  # skipped: with a warning that names it
+                assert "c-3" in caplog.text
+        assert store.get_custom_status("c-4") == 1
+        assert store.purge_by(created_to=clock.now + timedelta(seconds=1)) == len(ids)
+        assert list(store.iter_instances()) == []
+        assert store.get_instance("c-3") is None
 
     def test_records_stay_readable_after_serializer_switch(
         self, counting: CountingBackend, clock: FakeClock

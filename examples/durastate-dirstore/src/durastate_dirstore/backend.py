@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 from urllib.parse import unquote
 
-from durastate.core.backend import Backend
+from durastate.core.backend import Backend, skip_unreadable
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -58,7 +58,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
-from durastate.core.tokens import InvalidContinuationToken, decode_token, encode_token
+from durastate.core.tokens import after_token, decode_after
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
@@ -590,11 +590,7 @@ class DirStoreBackend(Backend):
         keyset position) cost no file read; records are read only for the candidates, in
         order, until the page is full.
         """
-        after: str | None = None
-        if query.continuation:
-            after = decode_token(query.continuation).get("after")
-            if not isinstance(after, str):
-                raise InvalidContinuationToken("continuation token is not valid")
+        after = decode_after(query.continuation)
         candidates: list[tuple[str, str, _Stored | None]] = []
         with self._guard("query"):
             with os.scandir(self._instances) as entries:
@@ -606,7 +602,11 @@ class DirStoreBackend(Backend):
                     instance_id = id_from_key(key)
                     stored: _Stored | None = None
                     if instance_id is None:  # hashed key: the id is inside
-                        stored = self._load(key, None)
+                        try:
+                            stored = self._load(key, None)
+                        except CorruptRecord as exc:  # no id to name: the file is named
+                            skip_unreadable(exc, [])
+                            continue
                         if stored is None:
                             continue
                         instance_id = stored.instance_id
@@ -617,9 +617,14 @@ class DirStoreBackend(Backend):
                     candidates.append((instance_id, key, stored))
             candidates.sort(key=lambda candidate: candidate[0])
             items: list[InstanceRecord] = []
+            unreadable: list[str] = []
             more = False
             for instance_id, key, known in candidates:
-                stored = known or self._load(key, instance_id)
+                try:
+                    stored = known or self._load(key, instance_id)
+                except CorruptRecord as exc:  # that instance alone; purge_by still deletes it
+                    skip_unreadable(exc, unreadable)
+                    continue
                 if stored is None or not query.matches(stored.record()):
                     continue  # deleted since the scan, or filtered out
                 if len(items) == query.page_size:
@@ -632,5 +637,5 @@ class DirStoreBackend(Backend):
                         continue
                     record = fetched
                 items.append(record)
-        token = encode_token({"after": items[-1].instance_id}) if more and items else None
-        return RecordPage(items, token)
+        token = after_token(items[-1].instance_id) if more and items else None
+        return RecordPage(items, token, unreadable)
