@@ -25,6 +25,10 @@ _FROM_CONFORMANCE = {"BackendConformance", "FakeClock", "ProgressModel", "closin
 def __getattr__(name: str) -> Any:
     if name in _FROM_CONFORMANCE:
         try:
+            import pytest
+
+            # failed checks then show their values, as in the test module's own asserts
+            pytest.register_assert_rewrite("durastate.testing.conformance")
             from durastate.testing import conformance
         except ModuleNotFoundError as exc:
             if exc.name != "pytest":

@@ -539,7 +539,7 @@ class BackendConformance:
             thread.start()
         for thread in threads:
             thread.join()
-        assert failures == []
+        assert not failures, [repr(failure) for failure in failures[:3]]
         assert store.get_custom_status("x-lww") in [{"v": 0}, {"v": 1}]
 
     # -- ids -------------------------------------------------------------------------------
