@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import pickle
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,308 @@ def test_codec_reports_corruption_with_instance() -> None:
         codec.decode(Payload(b"{}", "json", "lz9"), instance_id="inst")
     with pytest.raises(SerializationError, match="accept-list"):
         codec.decode(Payload(b"{}", "pickle-safe"), instance_id="inst")
+
+
+# -- what each serializer writes, it reads back (or refuses at the write) ----------------------
+
+
+class Reading(BaseModel):
+    value: float
+    note: str | None = None
+
+
+class Readings(BaseModel):
+    latest: Reading
+    history: list[Reading] = []
+
+
+@dataclasses.dataclass
+class Sample:
+    value: float
+    extra: Any = None
+
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("bad", NON_FINITE, ids=repr)
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda f: Reading(value=f),
+        lambda f: Readings(latest=Reading(value=1.0, note=None), history=[Reading(value=f)]),
+        lambda f: {"a": None, "model": Reading(value=f)},
+        lambda f: Sample(value=f),
+        lambda f: [None, Sample(value=1.0, extra=(None, f))],
+        lambda f: {"t": (None, f)},
+    ],
+    ids=["model", "nested-model", "model-in-dict", "dataclass", "tuple-in-dataclass", "tuple"],
+)
+def test_json_refuses_non_finite_floats_inside_models_and_dataclasses(
+    wrap: Any, bad: float
+) -> None:
+    with pytest.raises(SerializationError, match="NaN"):
+        JsonSerializer().dumps(wrap(bad), instance_id="i")
+
+
+def test_json_keeps_nulls_inside_models_and_dataclasses() -> None:
+    serializer = JsonSerializer()
+    value = {"m": Readings(latest=Reading(value=1.5), history=[]), "d": Sample(2.0), "n": None}
+    assert serializer.loads(serializer.dumps(value, instance_id="i"), instance_id="i") == {
+        "m": {"latest": {"value": 1.5, "note": None}, "history": []},
+        "d": {"value": 2.0, "extra": None},
+        "n": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{(1, 2): "x"}, {"outer": [{(1,): 1}]}, {("a", ("b",)): None}],
+    ids=["tuple-key", "nested-tuple-key", "nested-tuple-in-key"],
+)
+def test_msgpack_refuses_tuple_keys_at_the_write(bad: Any) -> None:
+    with pytest.raises(SerializationError, match="tuple as a dict key"):
+        MsgpackSerializer().dumps(bad, instance_id="i")
+
+
+def test_msgpack_keeps_enum_values_and_turns_tuples_into_lists() -> None:
+    import enum
+
+    class Colour(str, enum.Enum):  # noqa: UP042 - str() of this one is "Colour.RED"
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    serializer = MsgpackSerializer()
+    value = {"c": Colour.RED, Colour.RED: Level.HIGH, "t": (1, (2, None)), 7: b"\x00"}
+    read = serializer.loads(serializer.dumps(value, instance_id="i"), instance_id="i")
+    assert read == {"c": "red", "red": 3, "t": [1, [2, None]], 7: b"\x00"}
+    assert type(read["c"]) is str
+    assert type(read["red"]) is int
+
+
+def _plain(value: Any) -> Any:
+    """What a JSON-like serializer promises to give back: tuples as lists, all the way."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality that counts NaN as equal to NaN (msgpack and pickle keep NaN)."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.binary(max_size=6)
+)
+_keys = st.text(max_size=4) | st.integers(-3, 3) | st.none() | st.tuples(st.integers(0, 2))
+awkward_values = st.recursive(
+    _scalars,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(_keys, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(awkward_values)
+def test_every_serializer_reads_back_what_it_wrote_or_refuses_at_the_write(value: Any) -> None:
+    serializers: list[Any] = [
+        JsonSerializer(),
+        MsgpackSerializer(),
+        SafePickleSerializer({"k1": KEY}),
+    ]
+    for serializer in serializers:
+        try:
+            data = serializer.dumps(value, instance_id="i")
+        except SerializationError:
+            continue
+        read = serializer.loads(data, instance_id="i")  # never fails for what was written
+        expected = value if serializer.id == "pickle-safe" else _plain(value)
+        assert _equal(read, expected), (serializer.id, value, read)
+
+
+# -- pickle-safe: bounded allocation, opcode walk ----------------------------------------------
+
+
+def _bomb(global_module: str, global_name: str, argument_opcodes: bytes) -> bytes:
+    """A protocol 5 pickle calling ``module.name(<argument>)`` (one REDUCE)."""
+
+    def unicode(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode()
+
+    return (
+        b"\x80\x05"
+        + unicode(global_module)
+        + unicode(global_name)
+        + b"\x93"  # STACK_GLOBAL
+        + argument_opcodes
+        + b"\x85"  # TUPLE1
+        + b"R"  # REDUCE
+        + b"."
+    )
+
+
+_INT_2_31 = b"\x8a\x05\x00\x00\x00\x80\x00"  # LONG1: 2**31
+BOMBS = {
+    "bytearray(2**31)": _bomb("builtins", "bytearray", _INT_2_31),
+    "set(range(2**31))": (
+        b"\x80\x05\x8c\x08builtins\x8c\x03set\x93"
+        + _bomb("builtins", "range", _INT_2_31)[2:-1]
+        + b"\x85R."
+    ),
+    "Fraction('1e999999999')": _bomb("fractions", "Fraction", b"\x8c\x0b1e999999999"),
+}
+
+
+_LOAD_ONE_BOMB = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1536 * 1024 * 1024,) * 2)  # a regression fails here
+from durastate.serializers.pickle_safe import PayloadRejected, SafePickleSerializer
+serializer = SafePickleSerializer({"k1": sys.argv[1]})
+try:
+    serializer.loads(bytes.fromhex(sys.argv[2]), instance_id="i")
+except PayloadRejected as exc:
+    print("rejected:", exc)
+else:
+    print("loaded")
+"""
+
+
+@pytest.mark.parametrize("body", list(BOMBS.values()), ids=list(BOMBS))
+def test_pickle_safe_signed_allocation_bombs_are_refused_without_allocating(body: bytes) -> None:
+    """Run in a child with a 1.5 GB address-space limit, so that a regression fails the test
+    (MemoryError, or the timeout for the Fraction) instead of exhausting the machine."""
+    import subprocess
+    import sys
+
+    assert len(body) < 64
+    signed = _signed(SafePickleSerializer({"k1": KEY}), body, "i")
+    child = subprocess.run(
+        [sys.executable, "-c", _LOAD_ONE_BOMB, KEY, signed.hex()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.stdout.startswith("rejected:"), child.stderr[-500:]
+    assert "allow-list" in child.stdout
+
+
+def test_pickle_safe_still_carries_bytearrays_and_sets() -> None:
+    serializer = SafePickleSerializer({"k1": KEY})
+    value = {"raw": bytearray(b"\x00\x01"), "tags": {1, 2}, "frozen": frozenset({"a"})}
+    assert serializer.loads(serializer.dumps(value, instance_id="i"), instance_id="i") == value
+
+
+class _RecordingUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        super().__init__(io.BytesIO(data))
+        self.named: list[tuple[str, str]] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.named.append((module, name))
+        return super().find_class(module, name)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"plain": [1, 2.5, "x", None, b"b"]},
+        [dt.datetime(2030, 1, 1, tzinfo=dt.UTC)] * 3 + [dt.date(2030, 1, 2)],
+        {"d": decimal.Decimal("1.5"), "u": uuid.UUID(int=1), "p": Point(1, 2)},
+        {"nested": {"deeper": [Point(3, 4), {"when": dt.timedelta(seconds=5)}]}},
+        {"\x93 in a key": "\x93\x82 in a value", "set": {1, 2}},
+        Path("/tmp/x"),
+    ],
+    ids=["plain", "memoized", "classes", "nested", "opcode-bytes-in-strings", "path"],
+)
+def test_pickle_safe_opcode_walk_names_exactly_what_find_class_sees(value: Any) -> None:
+    from durastate.serializers.pickle_safe import _named_globals
+
+    body = pickle.dumps(value, protocol=5)
+    unpickler = _RecordingUnpickler(body)
+    unpickler.load()
+    assert sorted(set(_named_globals(body))) == sorted(set(unpickler.named))
+
+
+def test_pickle_safe_encode_does_not_unpickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from durastate.serializers import pickle_safe
+
+    def no_unpickling(self: Any) -> Any:
+        raise AssertionError("encode unpickled its own output")
+
+    monkeypatch.setattr(pickle_safe._RestrictedUnpickler, "load", no_unpickling)
+    serializer = SafePickleSerializer({"k1": KEY})
+    value = {"when": dt.datetime(2030, 1, 1, tzinfo=dt.UTC), "n": [1] * 50}
+    serializer.dumps(value, instance_id="i")
+    with pytest.raises(SerializationError, match="allow-list"):
+        serializer.dumps({"p": Point(1, 2)}, instance_id="i")
+
+
+# -- the codec inflates with a bound (decompression bombs) --------------------------------------
+
+
+def _zlib_bomb(inflated_mib: int) -> bytes:
+    """A JSON string of ``inflated_mib`` MiB of spaces, zlib-compressed (about 1/1000 the size)."""
+    deflater = zlib.compressobj(9)
+    chunk = b" " * (1024 * 1024)
+    parts = [deflater.compress(b'"')]
+    parts += [deflater.compress(chunk) for _ in range(inflated_mib)]
+    parts.append(deflater.compress(b'"') + deflater.flush())
+    return b"".join(parts)
+
+
+def test_store_refuses_a_decompression_bomb_for_that_instance_alone() -> None:
+    from durastate.backends.memory import MemoryBackend
+    from durastate.core.records import Payload
+    from durastate.core.store import StateStore
+
+    bomb = _zlib_bomb(80)  # 80 MiB inflated: over the 64 MiB bound
+    assert len(bomb) < 100_000
+    store = StateStore(MemoryBackend())
+    store.create_instance("bomb", name="wf")
+    store.create_instance("fine", name="wf", custom_status={"ok": True})
+    now = dt.datetime.now(dt.UTC)
+    store.backend.write_custom_status("bomb", Payload(bomb, "json", "zlib"), etag=None, now=now)
+    with pytest.raises(CorruptRecord, match="limit") as raised:
+        store.get_custom_status("bomb")
+    assert raised.value.instance_id == "bomb"
+    assert store.get_custom_status("fine") == {"ok": True}
+
+    # a store configured for larger payloads reads what its limits allow
+    generous = StateStore(store.backend, max_payload_bytes=100 * 1024 * 1024)
+    assert len(generous.get_custom_status("bomb")) == 80 * 1024 * 1024
+
+
+def test_codec_inflate_bound_is_configurable() -> None:
+    from durastate.core.records import Payload
+
+    codec = PayloadCodec(JsonSerializer(), {}, max_inflated_bytes=1000)
+    fits = Payload(zlib.compress(b'"' + b"x" * 998 + b'"'), "json", "zlib")
+    assert codec.decode(fits, instance_id="i") == "x" * 998
+    over = Payload(zlib.compress(b'"' + b"x" * 999 + b'"'), "json", "zlib")
+    with pytest.raises(CorruptRecord, match="limit of 1000 bytes"):
+        codec.decode(over, instance_id="i")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -14,22 +15,60 @@ from durastate.serializers.base import Serializer, plain_default
 _has_null = re.compile(rb"null").search  # measured faster than `b"null" in data`
 
 
+def _is_model(value: Any) -> bool:
+    return hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
+
+
 def _non_finite_float(value: Any) -> bool:
-    """orjson writes NaN and infinities as null; find them so we refuse instead of lying."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_non_finite_float(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_non_finite_float(item) for item in value)
+    """True when a NaN or infinity sits anywhere in ``value``, models and dataclasses too."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return True
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif _is_model(item):
+            stack.append(item.model_dump())  # python mode: floats stay floats
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, field.name) for field in dataclasses.fields(item))
     return False
 
 
-class JsonSerializer(Serializer):
-    """Plain JSON types round-trip exactly; tuples read back as lists.
+def _hides_non_finite(value: Any, data: bytes) -> bool:
+    """orjson writes NaN and infinities as ``null``: was any ``null`` in ``data`` one of them?
 
-    Values JSON cannot carry exactly (NaN, non-string keys, integers over 64 bits, bytes)
-    raise ``SerializationError`` at the call rather than being changed in storage.
+    Reading ``data`` back and comparing runs in C: when the result equals the value, every
+    ``null`` was a ``None`` (a NaN would compare unequal to the ``None`` read back). Only
+    values that do not compare equal (tuples, models, dataclasses, datetimes, or a real NaN)
+    are walked in Python.
+    """
+    plain = value.model_dump() if _is_model(value) else value
+    if orjson.loads(data) == plain:
+        return False
+    return _non_finite_float(plain)
+
+
+class JsonSerializer(Serializer):
+    """JSON types round-trip exactly; other values are converted the way orjson does.
+
+    Kept exactly: ``None``, bools, str, ints up to 64 bits, finite floats, lists and dicts
+    with str keys. Converted (they read back as plain JSON): tuples to lists, pydantic models
+    and dataclasses to dicts, ``datetime``/``date``/``time`` to ISO 8601 strings, ``UUID`` to
+    its string, ``Enum`` members to their values. Refused with ``SerializationError`` at the
+    call, never changed in storage: NaN and infinities (anywhere, models and dataclasses
+    included), non-str keys, integers over 64 bits, bytes, lone surrogates, other objects.
     """
 
     id = "json"
@@ -39,7 +78,7 @@ class JsonSerializer(Serializer):
             data = orjson.dumps(value, default=plain_default)
         except TypeError as exc:
             raise SerializationError(f"json cannot serialize this value: {exc}") from None
-        if _has_null(data) and _non_finite_float(value):
+        if _has_null(data) and _hides_non_finite(value, data):
             raise SerializationError("json cannot serialize NaN or infinity exactly")
         return data
 

@@ -7,6 +7,17 @@ global it names is on an exact ``(module, name)`` allow-list (the Python docs' "
 Globals"). With no key configured the serializer refuses to read or write.
 
 Wire format: ``DSP1 | len(key_id) | key_id | mac[32] | pickle``.
+
+What the locks do not cover: the signature binds a payload to its instance, not to the
+field or the moment it was written, so someone who can write to the storage can put back an
+older payload of the same instance (or move its input into its custom status). Every such
+payload was written by this application for that instance; nothing foreign runs.
+
+The default allow-list holds only classes whose construction is bounded by the payload's
+own size: ``bytearray`` and ``range`` are not on it (``bytearray(2**31)`` or
+``set(range(2**31))`` in a 40-byte payload would allocate gigabytes), nor is ``Fraction``
+(``Fraction("1e999999999")`` computes a billion-digit integer). Protocol 5 writes
+bytearrays without naming a class, so they still round-trip.
 """
 
 from __future__ import annotations
@@ -15,7 +26,9 @@ import hashlib
 import hmac
 import io
 import pickle
-from collections.abc import Iterable, Mapping
+import pickletools
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Self
 
 from pydantic import SecretStr
@@ -31,8 +44,6 @@ DEFAULT_ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("builtins", "set"),
         ("builtins", "frozenset"),
         ("builtins", "complex"),
-        ("builtins", "bytearray"),
-        ("builtins", "range"),
         ("builtins", "slice"),
         ("collections", "OrderedDict"),
         ("collections", "deque"),
@@ -42,7 +53,6 @@ DEFAULT_ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("datetime", "timedelta"),
         ("datetime", "timezone"),
         ("decimal", "Decimal"),
-        ("fractions", "Fraction"),
         ("uuid", "UUID"),
         ("uuid", "SafeUUID"),
     }
@@ -79,6 +89,58 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"pickle-safe refuses global {module}.{name}: not on the allow-list"
             )
         return super().find_class(module, name)
+
+
+#: The opcodes through which a pickle names a global (protocol 4+: STACK_GLOBAL; the
+#: copyreg extension registry: EXT1/2/4). A body without these bytes names no class at all.
+_MAY_NAME_A_GLOBAL = re.compile(rb"[\x82\x83\x84\x93]").search
+_STRING_PUSHES = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
+)
+_MEMO_GETS = frozenset({"BINGET", "LONG_BINGET", "GET"})
+_MEMO_PUTS = frozenset({"BINPUT", "LONG_BINPUT", "PUT"})
+
+
+class _Undecidable(Exception):
+    """The opcode walk cannot name a global for sure: unpickle (restricted) to decide."""
+
+
+def _named_globals(body: bytes) -> Iterator[tuple[str, str]]:
+    """Every ``(module, name)`` an unpickler would pass to ``find_class`` for ``body``.
+
+    Walks the opcodes without running anything: STACK_GLOBAL takes the two strings pushed
+    (or fetched from the memo) just before it, as ``pickle.Pickler`` writes them.
+    """
+    memo: dict[int, str | None] = {}
+    below: str | None = None  # the two values on top of the stack, when they are strings
+    top: str | None = None
+    for opcode, argument, _ in pickletools.genops(body):
+        name = opcode.name
+        if name in _STRING_PUSHES:
+            below, top = top, argument if isinstance(argument, str) else None
+        elif name in _MEMO_GETS:
+            below, top = top, memo.get(argument) if isinstance(argument, int) else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = top
+        elif name in _MEMO_PUTS:
+            if not isinstance(argument, int):
+                raise _Undecidable
+            memo[argument] = top
+        elif name in ("FRAME", "PROTO"):
+            continue
+        elif name == "STACK_GLOBAL":
+            if below is None or top is None:
+                raise _Undecidable
+            yield below, top
+            below = top = None
+        elif name in ("GLOBAL", "INST"):
+            module, _, attribute = str(argument).partition(" ")
+            yield module, attribute
+            below = top = None
+        elif name.startswith("EXT"):
+            raise _Undecidable
+        else:
+            below = top = None
 
 
 class SafePickleSerializer(Serializer):
@@ -136,7 +198,7 @@ class SafePickleSerializer(Serializer):
             value = value.model_dump()
         try:
             body = pickle.dumps(value, protocol=5)
-            _RestrictedUnpickler(body, self._allowed).load()  # refuse now what we could not read
+            self._refuse_disallowed(body)  # refuse now what we could not read
         except PayloadRejected as exc:
             raise SerializationError(f"{exc}; add it to the pickle allow-list") from None
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
@@ -144,6 +206,23 @@ class SafePickleSerializer(Serializer):
         key_id = self._signing_key_id
         mac = self._mac(self._keys[key_id], key_id, instance_id, body)
         return MAGIC + bytes([len(key_id)]) + key_id + mac + body
+
+    def _refuse_disallowed(self, body: bytes) -> None:
+        """`PayloadRejected` when ``body`` names a global ``find_class`` would refuse.
+
+        Decided from the opcodes, without unpickling; only a pickle the walk cannot decide
+        (copyreg extensions) is unpickled, restricted, as on read.
+        """
+        if not _MAY_NAME_A_GLOBAL(body):
+            return
+        try:
+            for module, name in _named_globals(body):
+                if (module, name) not in self._allowed:
+                    raise PayloadRejected(
+                        f"pickle-safe refuses global {module}.{name}: not on the allow-list"
+                    )
+        except _Undecidable:
+            _RestrictedUnpickler(body, self._allowed).load()
 
     def loads(self, data: bytes, *, instance_id: str) -> Any:
         self._require_keys()
