@@ -19,30 +19,27 @@ def _is_model(value: Any) -> bool:
     return hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _non_finite_float(value: Any) -> bool:
     """True when a NaN or infinity sits anywhere in ``value``, models and dataclasses too."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
+    todo = [value]
+    for item in todo:  # grows as containers are opened
         kind = type(item)
-        if kind is float:
+        if kind in _SCALARS:
+            continue
+        if kind is float or isinstance(item, float):
             if not math.isfinite(item):
                 return True
-        elif kind is dict:
-            stack.extend(item.values())
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+        elif kind is dict or isinstance(item, dict):
+            todo.extend(item.values())
+        elif kind is list or kind is tuple or isinstance(item, list | tuple):
+            todo.extend(item)
         elif _is_model(item):
-            stack.append(item.model_dump())  # python mode: floats stay floats
+            todo.append(item.model_dump())  # python mode: floats stay floats
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            stack.extend(getattr(item, field.name) for field in dataclasses.fields(item))
+            todo.extend(getattr(item, field.name) for field in dataclasses.fields(item))
     return False
 
 
