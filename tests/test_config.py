@@ -335,3 +335,93 @@ def test_signed_records_need_a_configured_key(monkeypatch: pytest.MonkeyPatch) -
         "k2": OTHER_SECRET, "k1": SECRET,
     })
     assert rotated.get_custom_status("i") == {1, 2}
+
+
+# -- secrets typed where they do not belong --------------------------------------------------
+
+AKIA = "AKIAIOSFODNN7EXAMPLE"
+SECRET_URLS = {
+    "azure userinfo": f"azure-tables://acct:{SECRET}@Table",
+    "azure upper-case scheme": f"AZURE-TABLES://acct:{SECRET}@Table",
+    "connection string as the host": (
+        "azure-tables://DefaultEndpointsProtocol=https;AccountName=acct;"
+        f"AccountKey={SECRET};EndpointSuffix=core.windows.net"
+    ),
+    "connection string as the URL": (
+        f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={SECRET};"
+        "BlobEndpoint=https://acct.blob.core.windows.net"
+    ),
+    "sas token as the URL": f"https://acct.table.core.windows.net/T?sv=2024&sig={SECRET}",
+    "dynamodb userinfo": f"dynamodb://{AKIA}:{SECRET}@table",
+    "s3 userinfo": f"s3://{AKIA}:{SECRET}@bucket/prefix",
+    "unknown scheme with userinfo": f"nosuch://user:{SECRET}@host",
+    "sqlite with a key in the query": f"sqlite:///{SECRET[:5]}.db?key={SECRET}",
+}
+
+
+@pytest.mark.parametrize("url", list(SECRET_URLS.values()), ids=list(SECRET_URLS))
+def test_secrets_typed_into_a_url_never_come_back_in_errors(url: str) -> None:
+    import traceback
+
+    with pytest.raises(ConfigurationError) as raised:
+        open_store(url, region="us-east-1", endpoint_url="http://127.0.0.1:9", create_table=False)
+    shown = "".join(traceback.format_exception(raised.value)) + repr(raised.value)
+    assert SECRET not in shown
+    assert AKIA not in shown
+
+
+def test_secret_options_never_come_back_in_errors() -> None:
+    for url in ("memory://", "sqlite:///x.db"):
+        with pytest.raises(ConfigurationError) as raised:
+            open_store(url, connection_string=SECRET, aws_secret_access_key=OTHER_SECRET)
+        assert SECRET not in str(raised.value)
+        assert OTHER_SECRET not in str(raised.value)
+
+
+def test_settings_repr_and_dumps_mask_secret_options_and_url_userinfo() -> None:
+    settings = load_settings(
+        url=f"azure-tables://acct:{SECRET}@Table",
+        options={
+            "connection_string": f"AccountName=a;AccountKey={SECRET}",
+            "aws_secret_access_key": SECRET,
+            "aws_session_token": SECRET,
+            "account_key": SECRET,
+            "credential": SECRET,
+            "sas_token": SECRET,
+            "password": SECRET,
+            "my_api_token": SECRET,
+            "signing_secret": SECRET,
+            "endpoint_url": f"https://user:{SECRET}@host?sig={SECRET}",
+            "nested": {"password": SECRET},
+            "timeout": 2,
+        },
+    )
+    for shown in (
+        repr(settings),
+        str(settings),
+        str(settings.model_dump()),
+        str(settings.model_dump(mode="json")),
+        settings.model_dump_json(),
+    ):
+        assert SECRET not in shown
+    assert settings.model_dump()["options"]["timeout"] == 2
+    assert settings.options["aws_secret_access_key"] == SECRET  # the real value is kept
+
+
+# -- unknown keys in TOML ------------------------------------------------------------------------
+
+
+def test_a_typo_in_durastate_toml_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "durastate.toml").write_text('serialiser = "msgpack"\nurl = "memory://"\n')
+    with pytest.raises(ConfigurationError, match="'serialiser' \\(did you mean 'serializer'\\?\\)"):
+        load_settings()
+    with pytest.raises(ConfigurationError, match=r"durastate\.toml"):
+        open_store()
+
+
+def test_a_typo_in_the_pyproject_tool_table_is_refused(tmp_path: Path) -> None:
+    _write_pyproject(tmp_path, '[tool.durastate]\nurl = "memory://"\nmax_custom_status = 5\n')
+    with pytest.raises(ConfigurationError, match="max_custom_status") as raised:
+        load_settings()
+    assert "tool.durastate" in str(raised.value)
+    assert "max_custom_status_bytes" in str(raised.value)

@@ -1,18 +1,21 @@
 """Settings: explicit arguments > environment (DURASTATE_*) > TOML > defaults.
 
 TOML comes from ``durastate.toml`` (top level) or ``[tool.durastate]`` in ``pyproject.toml``
-in the current directory. Secrets are ``SecretStr``: they never appear in a repr, an error
-or a log line.
+in the current directory; an unknown key there is refused (a typo would otherwise be ignored
+silently). Secrets never appear in a repr, a dump, an error or a log line: pickle keys are
+``SecretStr``, and the URL's userinfo and secret-named options are masked.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +25,7 @@ from pydantic_settings import (
 )
 
 from durastate.errors import ConfigurationError
+from durastate.redaction import mask_options, redact_url
 
 DEFAULT_URL = "sqlite:///durastate.db"
 
@@ -33,16 +37,16 @@ class _TomlSource(PydanticBaseSettingsSource):
         super().__init__(settings_cls)
         self._data = self._load(directory or Path.cwd())
 
-    @staticmethod
-    def _load(directory: Path) -> dict[str, Any]:
+    @classmethod
+    def _load(cls, directory: Path) -> dict[str, Any]:
         own = directory / "durastate.toml"
         pyproject = directory / "pyproject.toml"
         try:
             if own.is_file():
-                return tomllib.loads(own.read_text())
+                return _known_keys(tomllib.loads(own.read_text()), str(own))
             if pyproject.is_file():
                 table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("durastate", {})
-                return dict(table)
+                return _known_keys(dict(table), f"[tool.durastate] of {pyproject}")
         except tomllib.TOMLDecodeError as exc:
             source = own if own.is_file() else pyproject
             raise ConfigurationError(f"invalid TOML in {source}: {exc}") from None
@@ -55,6 +59,22 @@ class _TomlSource(PydanticBaseSettingsSource):
         return {
             key: value for key, value in self._data.items() if key in self.settings_cls.model_fields
         }
+
+
+def _known_keys(table: dict[str, Any], source: str) -> dict[str, Any]:
+    """The table, if every key is a setting; a typo is refused, never silently ignored."""
+    known = set(Settings.model_fields)
+    unknown = sorted(key for key in table if key not in known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigurationError(
+            f"unknown durastate setting(s) in {source}: {', '.join(hints)}; known settings: "
+            f"{', '.join(sorted(known))} (backend options go in the [options] table)"
+        )
+    return table
 
 
 class _FirstSourceWins(PydanticBaseSettingsSource):
@@ -129,6 +149,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_serializer("url")
+    def _url_without_secrets(self, url: str) -> str:
+        return redact_url(url)
+
+    @field_serializer("options")
+    def _options_without_secrets(self, options: dict[str, Any]) -> dict[str, Any]:
+        return mask_options(options)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The repr shows the URL and options as `model_dump` does: secrets masked."""
+        for name, value in super().__repr_args__():
+            if name == "url":
+                yield name, redact_url(value)
+            elif name == "options":
+                yield name, mask_options(value)
+            else:
+                yield name, value
 
     @classmethod
     def settings_customise_sources(

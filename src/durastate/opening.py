@@ -11,30 +11,35 @@ from durastate.core.backend import Backend
 from durastate.core.codec import PayloadCodec
 from durastate.core.store import StateStore
 from durastate.errors import ConfigurationError, DurastateError
+from durastate.redaction import redact_url, scrub, secrets_of
 from durastate.registry import backend_class, scheme_of, serializer_class
 from durastate.serializers.base import Serializer
 
 _SETTINGS_FIELDS = set(Settings.model_fields) - {"url", "options"}
 
-
-def redact_url(url: str) -> str:
-    """The URL without its query string or credentials, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    rest = rest.split("?", 1)[0]
-    if "@" in rest.split("/", 1)[0]:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+__all__ = ["build_codec", "build_serializer", "open_backend", "open_store", "redact_url"]
 
 
 def open_backend(url: str, **options: Any) -> Backend:
-    """The backend registered for the URL's scheme, built from the URL and options."""
+    """The backend registered for the URL's scheme, built from the URL and options.
+
+    Whatever a backend says when it refuses the URL or options, secrets typed into them
+    (userinfo, a pasted connection string, a secret-named option) are scrubbed from it.
+    """
     cls = backend_class(scheme_of(url))
     try:
         return cls.from_url(url, **options)
-    except DurastateError:
+    except DurastateError as exc:
+        secrets = secrets_of(url, options)
+        exc.args = tuple(scrub(arg, secrets) if isinstance(arg, str) else arg for arg in exc.args)
+        chained = exc.__cause__ or exc.__context__
+        if chained is not None and scrub(str(chained), secrets) != str(chained):
+            exc.__cause__ = exc.__context__ = None  # a traceback would print it
+            exc.__suppress_context__ = True
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"cannot open {redact_url(url)}: {exc}") from None
+        message = scrub(str(exc), secrets_of(url, options))
+        raise ConfigurationError(f"cannot open {redact_url(url)}: {message}") from None
 
 
 def build_serializer(serializer_id: str, settings: Settings) -> Serializer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -173,11 +174,22 @@ def serializer_class(serializer_id: str) -> type[Serializer]:
     return cls
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,63}")
+
+
 def scheme_of(url: str) -> str:
+    """The URL's scheme, lower-cased. The text is never echoed in the error: a misplaced
+    connection string (``...;AccountKey=...;BlobEndpoint=https://...``) would carry its key."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a store URL must be a str, not {type(url).__name__}")
     scheme, sep, _ = url.partition("://")
     if not sep or not scheme:
-        # the text is not echoed: a misplaced connection string would carry its key
         raise ConfigurationError(
             f"not a store URL: expected scheme://... (got {len(url)} characters without '://')"
+        )
+    if not _SCHEME.fullmatch(scheme):
+        raise ConfigurationError(
+            f"not a store URL: the {len(scheme)} characters before '://' are not a scheme "
+            "(letters, digits, '+', '-', '.'); pass credentials as options, not in the URL"
         )
     return scheme.lower()
