@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
 from durastate.core.codec import PayloadCodec
+from durastate.core.records import RuntimeStatus
 from durastate.errors import ConfigurationError, CorruptRecord, SerializationError
 from durastate.serializers.json import JsonSerializer
 from durastate.serializers.msgpack import MsgpackSerializer
@@ -467,16 +468,29 @@ class _RecordingUnpickler(pickle.Unpickler):
         {"nested": {"deeper": [Point(3, 4), {"when": dt.timedelta(seconds=5)}]}},
         {"\x93 in a key": "\x93\x82 in a value", "set": {1, 2}},
         Path("/tmp/x"),
+        [type(None), type(...), int, getattr, [].append, str.upper, dt.UTC],
+        {"enum": RuntimeStatus.RUNNING, "complex": 1j, "slice": slice(1, 2)},
     ],
-    ids=["plain", "memoized", "classes", "nested", "opcode-bytes-in-strings", "path"],
+    ids=[
+        "plain",
+        "memoized",
+        "classes",
+        "nested",
+        "opcode-bytes-in-strings",
+        "path",
+        "types-and-builtins",
+        "enum-complex-slice",
+    ],
 )
-def test_pickle_safe_opcode_walk_names_exactly_what_find_class_sees(value: Any) -> None:
-    from durastate.serializers.pickle_safe import _named_globals
+def test_pickle_safe_encode_names_exactly_the_globals_find_class_sees(value: Any) -> None:
+    from durastate.serializers.pickle_safe import _pickle_noting_globals
 
-    body = pickle.dumps(value, protocol=5)
+    body, named = _pickle_noting_globals(value)
+    assert body == pickle.dumps(value, protocol=5)
     unpickler = _RecordingUnpickler(body)
     unpickler.load()
-    assert sorted(set(_named_globals(body))) == sorted(set(unpickler.named))
+    assert named is not None
+    assert sorted(named) == sorted(set(unpickler.named))
 
 
 def test_pickle_safe_encode_does_not_unpickle(monkeypatch: pytest.MonkeyPatch) -> None:

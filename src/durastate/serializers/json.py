@@ -51,10 +51,8 @@ def _hides_non_finite(value: Any, data: bytes) -> bool:
     values that do not compare equal (tuples, models, dataclasses, datetimes, or a real NaN)
     are walked in Python.
     """
-    plain = value.model_dump() if _is_model(value) else value
-    if orjson.loads(data) == plain:
-        return False
-    return _non_finite_float(plain)
+    plain = value if type(value) is dict or not _is_model(value) else value.model_dump()
+    return orjson.loads(data) != plain and _non_finite_float(plain)
 
 
 class JsonSerializer(Serializer):

@@ -22,13 +22,13 @@ bytearrays without naming a class, so they still round-trip.
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import hmac
 import io
 import pickle
-import pickletools
-import re
-from collections.abc import Iterable, Iterator, Mapping
+import types
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from pydantic import SecretStr
@@ -91,56 +91,59 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-#: The opcodes through which a pickle names a global (protocol 4+: STACK_GLOBAL; the
-#: copyreg extension registry: EXT1/2/4). A body without these bytes names no class at all.
-_MAY_NAME_A_GLOBAL = re.compile(rb"[\x82\x83\x84\x93]").search
-_STRING_PUSHES = frozenset(
-    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
-)
-_MEMO_GETS = frozenset({"BINGET", "LONG_BINGET", "GET"})
-_MEMO_PUTS = frozenset({"BINPUT", "LONG_BINPUT", "PUT"})
+#: Types the pickler writes as ``type(None)``-style reductions (``builtins.type`` + an
+#: argument), not under their own names.
+_SAVED_AS_TYPE_CALL = frozenset({type(None), type(NotImplemented), type(...)})
 
 
 class _Undecidable(Exception):
-    """The opcode walk cannot name a global for sure: unpickle (restricted) to decide."""
+    """The recording pickler cannot name a global for sure: unpickle (restricted) to decide."""
 
 
-def _named_globals(body: bytes) -> Iterator[tuple[str, str]]:
-    """Every ``(module, name)`` an unpickler would pass to ``find_class`` for ``body``.
+class _RecordingPickler(pickle.Pickler):
+    """``pickle.Pickler`` that notes every ``(module, name)`` it writes as a global.
 
-    Walks the opcodes without running anything: STACK_GLOBAL takes the two strings pushed
-    (or fetched from the memo) just before it, as ``pickle.Pickler`` writes them.
+    Those pairs are exactly what an unpickler passes to ``find_class``, so checking them
+    against the allow-list is as strict as unpickling, without unpickling. The C pickler
+    calls `reducer_override` only for objects that are not plain data (None, bools, ints,
+    floats, str, bytes, bytearray, dicts, lists, tuples, sets): JSON-like values cost
+    nothing extra. The reduction is computed as the pickler would (``copyreg``'s dispatch
+    table, else ``__reduce_ex__(5)``) and handed back to it.
     """
-    memo: dict[int, str | None] = {}
-    below: str | None = None  # the two values on top of the stack, when they are strings
-    top: str | None = None
-    for opcode, argument, _ in pickletools.genops(body):
-        name = opcode.name
-        if name in _STRING_PUSHES:
-            below, top = top, argument if isinstance(argument, str) else None
-        elif name in _MEMO_GETS:
-            below, top = top, memo.get(argument) if isinstance(argument, int) else None
-        elif name == "MEMOIZE":
-            memo[len(memo)] = top
-        elif name in _MEMO_PUTS:
-            if not isinstance(argument, int):
-                raise _Undecidable
-            memo[argument] = top
-        elif name in ("FRAME", "PROTO"):
-            continue
-        elif name == "STACK_GLOBAL":
-            if below is None or top is None:
-                raise _Undecidable
-            yield below, top
-            below = top = None
-        elif name in ("GLOBAL", "INST"):
-            module, _, attribute = str(argument).partition(" ")
-            yield module, attribute
-            below = top = None
-        elif name.startswith("EXT"):
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=5)
+        self.named: set[tuple[str, str]] = set()
+
+    def _note(self, obj: Any, name: Any) -> None:
+        if not isinstance(name, str):
             raise _Undecidable
-        else:
-            below = top = None
+        module = getattr(obj, "__module__", None)
+        if not isinstance(module, str):
+            module = pickle.whichmodule(obj, name)  # type: ignore[attr-defined]  # as pickle does
+        self.named.add((module, name))
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type | types.FunctionType):
+            if obj not in _SAVED_AS_TYPE_CALL:
+                self._note(obj, getattr(obj, "__qualname__", None))
+            return NotImplemented  # the pickler writes it by reference (save_global)
+        reduce = copyreg.dispatch_table.get(type(obj))
+        reduction = reduce(obj) if reduce is not None else obj.__reduce_ex__(5)
+        if isinstance(reduction, str):  # "pickle me by this global name"
+            self._note(obj, reduction)
+        return reduction  # its callable is saved next, and noted if it is a global
+
+
+def _pickle_noting_globals(value: Any) -> tuple[bytes, set[tuple[str, str]] | None]:
+    """The protocol 5 pickle of ``value`` and the globals it names (``None``: undecided)."""
+    buffer = io.BytesIO()
+    pickler = _RecordingPickler(buffer)
+    try:
+        pickler.dump(value)
+    except _Undecidable:
+        return pickle.dumps(value, protocol=5), None
+    return buffer.getvalue(), pickler.named
 
 
 class SafePickleSerializer(Serializer):
@@ -197,8 +200,8 @@ class SafePickleSerializer(Serializer):
         if hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None)):
             value = value.model_dump()
         try:
-            body = pickle.dumps(value, protocol=5)
-            self._refuse_disallowed(body)  # refuse now what we could not read
+            body, named = _pickle_noting_globals(value)
+            self._refuse_disallowed(body, named)  # refuse now what we could not read
         except PayloadRejected as exc:
             raise SerializationError(f"{exc}; add it to the pickle allow-list") from None
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
@@ -207,22 +210,19 @@ class SafePickleSerializer(Serializer):
         mac = self._mac(self._keys[key_id], key_id, instance_id, body)
         return MAGIC + bytes([len(key_id)]) + key_id + mac + body
 
-    def _refuse_disallowed(self, body: bytes) -> None:
+    def _refuse_disallowed(self, body: bytes, named: set[tuple[str, str]] | None) -> None:
         """`PayloadRejected` when ``body`` names a global ``find_class`` would refuse.
 
-        Decided from the opcodes, without unpickling; only a pickle the walk cannot decide
-        (copyreg extensions) is unpickled, restricted, as on read.
+        Decided from the globals the pickler wrote, without unpickling; only a pickle whose
+        globals could not be told for sure is unpickled, restricted, as on read.
         """
-        if not _MAY_NAME_A_GLOBAL(body):
-            return
-        try:
-            for module, name in _named_globals(body):
-                if (module, name) not in self._allowed:
-                    raise PayloadRejected(
-                        f"pickle-safe refuses global {module}.{name}: not on the allow-list"
-                    )
-        except _Undecidable:
+        if named is None:
             _RestrictedUnpickler(body, self._allowed).load()
+            return
+        for module, name in sorted(named - self._allowed):
+            raise PayloadRejected(
+                f"pickle-safe refuses global {module}.{name}: not on the allow-list"
+            )
 
     def loads(self, data: bytes, *, instance_id: str) -> Any:
         self._require_keys()
