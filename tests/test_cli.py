@@ -68,13 +68,76 @@ def test_bad_json_and_missing_instance_exit_1(url: str) -> None:
     assert "not valid JSON" in result.output
     result = runner.invoke(app, ["get", "nope", "--url", url])
     assert result.exit_code == 1
-    assert "not found" in result.output
+    assert "no instance 'nope'" in result.output
 
 
-def test_purge_without_filter_is_refused(url: str) -> None:
+def test_purge_without_filter_is_refused_naming_the_cli_options(url: str) -> None:
+    open_store(url).create_instance("kept", name="wf")
     result = runner.invoke(app, ["purge", "--url", url])
     assert result.exit_code == 1
-    assert "needs a filter" in result.output
+    for option in ("--status", "--created-from", "--created-to", "--prefix"):
+        assert option in result.output
+    assert "purge_by" not in result.output  # the Python API is not the user's interface
+    assert open_store(url).get_instance("kept") is not None
+
+
+def test_missing_instance_is_a_clear_message_and_exit_1(url: str) -> None:
+    for command in (["get", "nosuch"], ["set-status", "nosuch", "1"]):
+        result = runner.invoke(app, [*command, "--url", url])
+        assert result.exit_code == 1, result.output
+        assert "no instance 'nosuch' in this store" in result.output
+        assert "durastate create nosuch --name NAME" in result.output
+        assert "LookupError" not in result.output
+        assert "InstanceNotFound" not in result.output
+
+
+def test_install_hints_keep_their_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich markup would eat ``[azure]`` from ``pip install 'durastate[azure]'``."""
+    from durastate.registry import Known, backends
+
+    monkeypatch.setitem(
+        backends._known,
+        "needs-extra",
+        Known("durastate_missing_sdk_xyz:Backend", "azure", "durastate_missing_sdk_xyz"),
+    )
+    result = runner.invoke(app, ["get", "job", "--url", "needs-extra://x"])
+    assert result.exit_code == 1
+    assert "pip install 'durastate[azure]'" in result.output
+    result = runner.invoke(app, ["backends"])
+    assert "durastate[azure]" in result.output.replace("\n", "")
+
+
+def test_user_text_is_not_read_as_markup(url: str) -> None:
+    instance_id = "job-[bold]x[/bold]-[red]"
+    result = runner.invoke(app, ["create", instance_id, "--name", "[i]wf[/i]", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert instance_id in result.output
+    result = runner.invoke(app, ["query", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "[bold]" in result.output
+    assert "[i]wf" in result.output
+
+
+def test_query_json_stays_valid_json_with_a_corrupt_record(url: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    store = open_store(url)
+    store.create_instance("good", name="wf", custom_status={"ok": True})
+    store.create_instance("bad", name="wf", custom_status={"ok": True})
+    raw = sqlite3.connect(tmp_path / "cli.db", isolation_level=None)
+    try:
+        raw.execute("UPDATE instances SET custom_status = x'fffe7b' WHERE instance_id = 'bad'")
+    finally:
+        raw.close()
+    result = runner.invoke(app, ["query", "--json", "--url", url])
+    assert result.exit_code == 0, result.output
+    lines = {
+        line["instance_id"]: line
+        for line in map(orjson.loads, filter(str.strip, result.output.splitlines()))
+    }
+    assert lines["good"]["custom_status"] == {"ok": True}
+    assert lines["bad"]["custom_status"] is None
+    assert lines["bad"]["error"].startswith("CorruptRecord")
 
 
 def test_url_from_environment(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

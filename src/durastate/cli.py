@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import shlex
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,11 +17,12 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from durastate.core.models import InstanceMetadata
 from durastate.core.records import RuntimeStatus
 from durastate.core.store import StateStore
-from durastate.errors import DurastateError
+from durastate.errors import DurastateError, InstanceNotFound
 from durastate.opening import open_store
 from durastate.registry import backends, serializers
 
@@ -45,9 +47,25 @@ def _store(url: str | None, serializer: str | None = None) -> StateStore:
     return open_store(url, serializer=serializer)
 
 
+def _describe(exc: Exception) -> str:
+    """One line for a failure; what to do next where there is an obvious next step."""
+    if isinstance(exc, InstanceNotFound):
+        return (
+            f"no instance {exc.instance_id!r} in this store; create it first: "
+            f"durastate create {shlex.quote(exc.instance_id)} --name NAME"
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _fail(exc: Exception) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+    """Print the error (as plain text: Rich must not read ``[azure]`` as markup); exit 1."""
+    errors.print(Text.assemble(("error: ", "red"), _describe(exc)), soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def _say(text: str) -> None:
+    """Print text that holds user data (ids, etags) without reading it as Rich markup."""
+    console.print(Text(text), soft_wrap=True)
 
 
 def _json(value: Any) -> str:
@@ -71,7 +89,7 @@ def list_backends() -> None:
             flags.append(f"max payload {limit} B" if limit else "no payload limit")
             table.add_row(scheme, backends.origin(scheme), "yes", ", ".join(flags))
         except DurastateError as exc:
-            table.add_row(scheme, backends.origin(scheme), f"no: {exc}", "")
+            table.add_row(scheme, backends.origin(scheme), Text(f"no: {exc}"), "")
     console.print(table)
 
 
@@ -84,7 +102,7 @@ def list_serializers() -> None:
             serializers.get(serializer_id)
             table.add_row(serializer_id, serializers.origin(serializer_id), "yes")
         except DurastateError as exc:
-            table.add_row(serializer_id, serializers.origin(serializer_id), f"no: {exc}")
+            table.add_row(serializer_id, serializers.origin(serializer_id), Text(f"no: {exc}"))
     console.print(table)
 
 
@@ -99,7 +117,7 @@ def get(
         with _store(url) as store:
             metadata = store.get_instance(instance_id, fetch_payloads=payloads)
             if metadata is None:
-                raise _fail(LookupError(f"instance {instance_id!r} not found"))
+                raise InstanceNotFound(instance_id)
             data = metadata.model_dump(exclude=set() if payloads else {"input", "output"})
     except DurastateError as exc:
         raise _fail(exc) from None
@@ -120,7 +138,7 @@ def create(
             etag = store.create_instance(instance_id, name=name, input=_parse(input_json))
     except DurastateError as exc:
         raise _fail(exc) from None
-    console.print(f"created {instance_id!r} etag={etag}", highlight=False)
+    _say(f"created {instance_id!r} etag={etag}")
 
 
 @app.command("set-status")
@@ -137,7 +155,7 @@ def set_status(
             new_etag = store.set_custom_status(instance_id, _parse(value_json), etag=etag)
     except DurastateError as exc:
         raise _fail(exc) from None
-    console.print(f"etag={new_etag}", highlight=False)
+    _say(f"etag={new_etag}")
 
 
 @app.command("query")
@@ -168,11 +186,11 @@ def query(
                     print(_json_line(item))
                 else:
                     table.add_row(
-                        item.instance_id,
-                        item.name,
+                        Text(item.instance_id),
+                        Text(item.name),
                         item.runtime_status.value,
                         item.created_at.isoformat(),
-                        _status_text(item)[:60],
+                        Text(_status_text(item)[:60]),
                     )
     except DurastateError as exc:
         raise _fail(exc) from None
@@ -192,6 +210,17 @@ def purge(
     url: UrlOption = None,
 ) -> None:
     """Delete one instance by id, or every instance matching the filters."""
+    no_filter = not (status or created_from or created_to or prefix)
+    if instance_id is None and no_filter:
+        errors.print(
+            Text.assemble(
+                ("error: ", "red"),
+                "purge needs an instance id or a filter: --status, --created-from, "
+                "--created-to or --prefix (durastate purge --help)",
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
     try:
         with _store(url) as store:
             if instance_id is not None:
@@ -231,8 +260,16 @@ def _status_text(item: InstanceMetadata) -> str:
 
 
 def _json_line(item: InstanceMetadata) -> str:
+    """One JSON object per instance; a status that cannot be read is ``null`` with an
+    ``error`` next to it, so every line stays valid JSON."""
     data = item.model_dump(mode="json", exclude={"input", "output", "custom_status"})
-    data["custom_status"] = orjson.Fragment(_status_text(item).encode())
+    try:
+        data["custom_status"] = orjson.Fragment(
+            orjson.dumps(item.custom_status, default=str)
+        )
+    except DurastateError as exc:
+        data["custom_status"] = None
+        data["error"] = f"{type(exc).__name__}: {exc}"
     return orjson.dumps(data).decode()
 
 
