@@ -551,3 +551,17 @@ def test_codec_inflate_bound_is_configurable() -> None:
     over = Payload(zlib.compress(b'"' + b"x" * 999 + b'"'), "json", "zlib")
     with pytest.raises(CorruptRecord, match="limit of 1000 bytes"):
         codec.decode(over, instance_id="i")
+
+
+def test_pickle_safe_reused_pickler_keeps_each_payload_self_contained() -> None:
+    serializer = SafePickleSerializer({"k1": KEY})
+    shared = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    first = serializer.dumps({"when": shared, "tag": "same"}, instance_id="i")
+    second = serializer.dumps({"when": shared, "tag": "same"}, instance_id="i")
+    for data in (second, first):  # read in any order: no memo reaches across payloads
+        assert serializer.loads(data, instance_id="i") == {"when": shared, "tag": "same"}
+    with pytest.raises(SerializationError):  # a refusal leaves the pickler usable
+        serializer.dumps({"p": Point(1, 2)}, instance_id="i")
+    assert serializer.loads(serializer.dumps([shared], instance_id="i"), instance_id="i") == [
+        shared
+    ]

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import io
 import pickle
+import threading
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
@@ -135,15 +136,36 @@ class _RecordingPickler(pickle.Pickler):
         return reduction  # its callable is saved next, and noted if it is a global
 
 
+class _PicklerPerThread(threading.local):
+    """One recording pickler per thread, reused: building one costs more than a small dump."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.pickler = _RecordingPickler(self.buffer)
+        self.busy = False
+
+
+_per_thread = _PicklerPerThread()
+
+
 def _pickle_noting_globals(value: Any) -> tuple[bytes, set[tuple[str, str]] | None]:
     """The protocol 5 pickle of ``value`` and the globals it names (``None``: undecided)."""
-    buffer = io.BytesIO()
-    pickler = _RecordingPickler(buffer)
+    state = _per_thread
+    if state.busy:  # a __reduce__ that pickles again, in this thread: use a fresh one
+        state = _PicklerPerThread()
+    buffer, pickler = state.buffer, state.pickler
+    state.busy = True
     try:
+        buffer.seek(0)
+        buffer.truncate()
+        pickler.clear_memo()  # the memo must not reach into the previous dump
+        pickler.named.clear()
         pickler.dump(value)
+        return buffer.getvalue(), set(pickler.named)
     except _Undecidable:
         return pickle.dumps(value, protocol=5), None
-    return buffer.getvalue(), pickler.named
+    finally:
+        state.busy = False
 
 
 class SafePickleSerializer(Serializer):
