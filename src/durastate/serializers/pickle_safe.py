@@ -23,7 +23,6 @@ bytearrays without naming a class, so they still round-trip.
 from __future__ import annotations
 
 import copyreg
-import hashlib
 import hmac
 import io
 import pickle
@@ -168,6 +167,10 @@ def _pickle_noting_globals(value: Any) -> tuple[bytes, set[tuple[str, str]] | No
         state.busy = False
 
 
+def _length_prefixed(part: bytes) -> bytes:
+    return len(part).to_bytes(8, "big") + part
+
+
 class SafePickleSerializer(Serializer):
     """Signed, allow-listed pickle; the first key signs, every key verifies (rotation)."""
 
@@ -210,11 +213,15 @@ class SafePickleSerializer(Serializer):
             )
 
     def _mac(self, key: bytes, key_id: bytes, instance_id: str, body: bytes) -> bytes:
-        message = b"".join(
-            len(part).to_bytes(8, "big") + part
-            for part in (self.id.encode(), key_id, instance_id.encode("utf-8", "surrogatepass"))
+        """HMAC-SHA256 over length-prefixed format id, key id and instance id, then body."""
+        instance = instance_id.encode("utf-8", "surrogatepass")
+        message = (
+            _length_prefixed(self.id.encode())
+            + _length_prefixed(key_id)
+            + _length_prefixed(instance)
+            + body
         )
-        return hmac.new(key, message + body, hashlib.sha256).digest()
+        return hmac.digest(key, message, "sha256")
 
     def dumps(self, value: Any, *, instance_id: str) -> bytes:
         self._require_keys()
