@@ -11,7 +11,9 @@ and a frozen (SIGSTOP) emulator of the test's own.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -68,6 +70,13 @@ class Sender:
         if self.kind == "sync":
             return self._sync.send(request, hook)
         return self._runner.run(self._async.send(request, hook))
+
+    def pause(self, seconds: float) -> None:
+        """Idle time between calls; an async app's loop runs meanwhile (and sees EOFs)."""
+        if self.kind == "sync":
+            time.sleep(seconds)
+        else:
+            self._runner.run(asyncio.sleep(seconds))
 
     def close(self) -> None:
         if self.kind == "sync":
@@ -544,3 +553,62 @@ def test_a_lost_answer_is_retried_only_with_a_hook_and_flagged_outcome_unknown(
         proxy.stop()
         sender.close()
         other.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_proxy_is_used_only_when_configured(
+    kind: Kind, moto_server: RunningEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxies are opt-in: HTTP_PROXY in the environment is ignored, ``proxy=`` is used."""
+    endpoint = moto_server.endpoint
+    proxy = FaultProxy(endpoint, "dynamodb").start()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    plain = Sender(kind)
+    proxied = Sender(kind, TransportOptions(proxy=f"http://user:pw@127.0.0.1:{proxy.port}"))  # type: ignore[arg-type]
+    try:
+        assert plain.send(dynamodb_request(endpoint, "ListTables", {})).status == 200
+        assert proxy.counters["requests"] == 0
+        assert proxied.send(dynamodb_request(endpoint, "ListTables", {})).status == 200
+        assert proxy.counters["forwarded"] == 1
+    finally:
+        plain.close()
+        proxied.close()
+        proxy.stop()
+
+
+class _ClosingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers like a keep-alive server, then hangs up (as an idle timeout would)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_pooled_connection_the_server_closed_is_not_reused(kind: Kind) -> None:
+    """Without the check, the second POST would go out on a dead socket and come back as an
+    unknown outcome; with it, a fresh connection serves it on the first attempt."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sender = Sender(kind)
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        for _ in range(3):
+            response = sender.send(HttpRequest.to("POST", endpoint, "/", body=b"{}"))
+            assert (response.status, response.body, response.attempts) == (200, b"ok", 1)
+            sender.pause(0.05)
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
