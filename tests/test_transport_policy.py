@@ -193,3 +193,30 @@ def test_a_proxy_is_opt_in_and_its_password_stays_hidden() -> None:
     assert "hunter" not in repr(proxy)
     with pytest.raises(ConfigurationError):
         proxy_of(TransportOptions(proxy="socks5://proxy.local:1080"))  # type: ignore[arg-type]
+
+
+def test_response_heads_are_parsed_like_the_email_parser_does() -> None:
+    """The lean head parser agrees with http.client's own on names, values and repeats."""
+    import email.parser
+
+    from durastate.transport.response_head import ResponseHeaders
+
+    head = [
+        b"ETag: W/\"datetime'2026-11-29T07%3A30%3A05Z'\"\r\n",
+        b"x-ms-request-id:  abc \r\n",
+        b"Set-Cookie: a=1\r\n",
+        b"set-cookie: b=2\r\n",
+        b"X-Folded: first\r\n",
+        b"  second\r\n",
+        b"Content-Length: 0\r\n",
+        b"\r\n",
+    ]
+    ours = ResponseHeaders(head)
+    theirs = email.parser.Parser().parsestr(b"".join(head).decode("iso-8859-1"), headersonly=True)
+    assert ours.get("etag") == theirs["etag"]
+    assert ours.get("X-MS-REQUEST-ID") == "abc"
+    assert ours.get_all("set-cookie") == theirs.get_all("set-cookie") == ["a=1", "b=2"]
+    assert ours.by_name["set-cookie"] == "a=1, b=2"
+    assert ours.get("x-folded") == "first second"
+    assert ours.get("missing", "default") == "default"
+    assert [name for name, _ in ours.items()] == list(theirs.keys())

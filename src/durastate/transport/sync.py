@@ -17,7 +17,7 @@ import time
 from typing import Literal
 
 from durastate.transport.connections import Proxy, proxy_of, ssl_context
-from durastate.transport.messages import HttpRequest, HttpResponse, merge_headers
+from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.policy import (
     Failure,
     LandedHook,
@@ -25,6 +25,7 @@ from durastate.transport.policy import (
     Timeouts,
     TransportOptions,
 )
+from durastate.transport.response_head import LeanResponse, ResponseHeaders
 
 __all__ = ["HttpDriver"]
 
@@ -135,7 +136,8 @@ class HttpDriver:
             if connection is not None:
                 connection.close()
             return Failure(stage, _reason(exc))
-        response = HttpResponse(answer.status, merge_headers(answer.getheaders()), body)
+        headers: ResponseHeaders = answer.headers  # type: ignore[assignment]
+        response = HttpResponse(answer.status, headers.by_name, body)
         if answer.will_close:
             connection.close()
         else:
@@ -161,6 +163,7 @@ class HttpDriver:
             connection = http.client.HTTPConnection(request.host, timeout=timeout)
         else:
             connection = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+        connection.response_class = LeanResponse
         connection.connect()
         assert connection.sock is not None
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
