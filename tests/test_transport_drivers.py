@@ -145,23 +145,24 @@ def s3_request(
     return sign_sigv4(request, AWS_KEYS, "us-east-1", "s3", s3=True)
 
 
-def dynamodb_update(endpoint: str, table: str, key: str, old: int, status: str) -> HttpRequest:
-    return dynamodb_request(
-        endpoint,
-        "UpdateItem",
-        {
-            "TableName": table,
-            "Key": {"pk": {"S": key}},
-            "UpdateExpression": "SET #s = :s, #v = :new",
-            "ConditionExpression": "#v = :old",
-            "ExpressionAttributeNames": {"#s": "status", "#v": "version"},
-            "ExpressionAttributeValues": {
-                ":s": {"S": status},
-                ":new": {"N": str(old + 1)},
-                ":old": {"N": str(old)},
-            },
+def update_item_payload(table: str, key: str, old: int, status: str) -> dict[str, Any]:
+    """UpdateItem of the status, on condition that the version is still ``old``."""
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": key}},
+        "UpdateExpression": "SET #s = :s, #v = :new",
+        "ConditionExpression": "#v = :old",
+        "ExpressionAttributeNames": {"#s": "status", "#v": "version"},
+        "ExpressionAttributeValues": {
+            ":s": {"S": status},
+            ":new": {"N": str(old + 1)},
+            ":old": {"N": str(old)},
         },
-    )
+    }
+
+
+def dynamodb_update(endpoint: str, table: str, key: str, old: int, status: str) -> HttpRequest:
+    return dynamodb_request(endpoint, "UpdateItem", update_item_payload(table, key, old, status))
 
 
 def dynamodb_table(send: Callable[[HttpRequest], HttpResponse], endpoint: str) -> str:
@@ -390,20 +391,28 @@ def secret_laden_request(port: int) -> HttpRequest:
     )
 
 
+def timed_failure(
+    kind: Kind, options: TransportOptions, port: int, hook: LandedHook | None
+) -> tuple[float, BackendUnavailable]:
+    """Send the secret-laden request to ``port``; how long until it failed, and with what."""
+    sender = Sender(kind, options)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailable) as caught:
+            sender.send(secret_laden_request(port), hook)
+    finally:
+        sender.close()
+    return time.monotonic() - started, caught.value
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_server_that_never_answers_fails_within_the_deadline(
     kind: Kind, silent_port: int
 ) -> None:
-    sender = Sender(kind, TransportOptions(read_timeout=30, deadline=1.5, max_attempts=5))
-    started = time.monotonic()
-    try:
-        with pytest.raises(BackendUnavailable) as caught:
-            sender.send(secret_laden_request(silent_port), lambda request, failure: True)
-    finally:
-        sender.close()
-    elapsed = time.monotonic() - started
+    options = TransportOptions(read_timeout=30, deadline=1.5, max_attempts=5)
+    elapsed, error = timed_failure(kind, options, silent_port, lambda request, failure: True)
     assert 1.4 <= elapsed < 1.5 + 1.0
-    message = str(caught.value)
+    message = str(error)
     assert "timed out" in message
     assert "/devstoreaccount1/table" in message
     for secret in ("s3cr3t", "sig", "Bearer"):
@@ -414,14 +423,11 @@ def test_a_server_that_never_answers_fails_within_the_deadline(
 def test_a_read_timeout_of_an_unsafe_request_without_hook_is_outcome_unknown(
     kind: Kind, silent_port: int
 ) -> None:
-    sender = Sender(kind, TransportOptions(read_timeout=0.3, deadline=10, max_attempts=5))
-    started = time.monotonic()
-    try:
-        with pytest.raises(OutcomeUnknown, match="1 attempt"):
-            sender.send(secret_laden_request(silent_port))
-    finally:
-        sender.close()
-    assert time.monotonic() - started < 0.3 + 1.0
+    options = TransportOptions(read_timeout=0.3, deadline=10, max_attempts=5)
+    elapsed, error = timed_failure(kind, options, silent_port, None)
+    assert isinstance(error, OutcomeUnknown)
+    assert "1 attempt" in str(error)
+    assert elapsed < 0.3 + 1.0
 
 
 @pytest.mark.parametrize("kind", KINDS)

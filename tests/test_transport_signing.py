@@ -45,6 +45,7 @@ from durastate.transport.azure_auth import (
     sign_blob_shared_key,
     sign_table_shared_key,
 )
+from tests.test_transport_drivers import update_item_payload
 
 NOW = datetime(2026, 11, 29, 7, 30, 5, tzinfo=UTC)
 KEYS = FrozenCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -68,20 +69,7 @@ def botocore_headers(
 
 
 def dynamodb_update(endpoint: str, table: str, key: str) -> HttpRequest:
-    body = orjson.dumps(
-        {
-            "TableName": table,
-            "Key": {"pk": {"S": key}},
-            "UpdateExpression": "SET #s = :s, #v = :new",
-            "ConditionExpression": "#v = :old",
-            "ExpressionAttributeNames": {"#s": "status", "#v": "version"},
-            "ExpressionAttributeValues": {
-                ":s": {"S": "42 % done"},
-                ":new": {"N": "8"},
-                ":old": {"N": "7"},
-            },
-        }
-    )
+    body = orjson.dumps(update_item_payload(table, key, 7, "42 % done"))
     return HttpRequest.to(
         "POST",
         endpoint,
