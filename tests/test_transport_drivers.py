@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -618,3 +621,95 @@ def test_a_pooled_connection_the_server_closed_is_not_reused(kind: Kind) -> None
         sender.close()
         server.shutdown()
         server.server_close()
+
+
+class _HelloHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "6")
+        self.end_headers()
+        self.wfile.write(b"tls ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "durastate transport test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate; yields (URL, CA file)."""
+    cert_path, key_path = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HelloHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert_path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tls_is_verified_by_default(kind: Kind, tls_server: tuple[str, Path]) -> None:
+    """An unknown certificate fails at once (no retry cures it); a CA bundle or an explicit
+    ``verify=False`` lets the same request through."""
+    url, ca_file = tls_server
+    request = HttpRequest.to("GET", url, "/")
+    for options, expected in [
+        (TransportOptions(max_attempts=5), None),
+        (TransportOptions(verify=str(ca_file)), b"tls ok"),
+        (TransportOptions(verify=False), b"tls ok"),
+    ]:
+        sender = Sender(kind, options)
+        try:
+            if expected is None:
+                with pytest.raises(
+                    BackendUnavailable, match=r"1 attempt.*certificate verification"
+                ):
+                    sender.send(request)
+            else:
+                assert sender.send(request).body == expected
+        finally:
+            sender.close()

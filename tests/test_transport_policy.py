@@ -220,3 +220,9 @@ def test_response_heads_are_parsed_like_the_email_parser_does() -> None:
     assert ours.get("x-folded") == "first second"
     assert ours.get("missing", "default") == "default"
     assert [name for name, _ in ours.items()] == list(theirs.keys())
+
+
+def test_a_failure_no_retry_can_cure_ends_the_call_at_once() -> None:
+    call = policy(max_attempts=5).call(GET)
+    with pytest.raises(BackendUnavailable, match=r"not retried after 1 attempt"):
+        call.judge(Failure("connect", "TLS certificate verification failed", retryable=False))

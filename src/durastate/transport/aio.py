@@ -15,6 +15,7 @@ from durastate.errors import MissingDependency
 from durastate.transport.connections import proxy_of, ssl_context
 from durastate.transport.messages import HttpRequest, HttpResponse, merge_headers
 from durastate.transport.policy import (
+    CERTIFICATE_FAILED,
     Failure,
     LandedHook,
     RetryPolicy,
@@ -101,6 +102,8 @@ class AsyncHttpDriver:
             ) as answer:
                 body = await answer.read()
                 return HttpResponse(answer.status, merge_headers(answer.headers.items()), body)
+        except aiohttp.ClientConnectorCertificateError:
+            return Failure("connect", CERTIFICATE_FAILED, retryable=False)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             return Failure("connect", type(exc).__name__)
         except (TimeoutError, aiohttp.ServerTimeoutError):

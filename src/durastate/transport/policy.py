@@ -30,6 +30,7 @@ from durastate.errors import BackendUnavailable
 from durastate.transport.messages import HttpRequest, HttpResponse
 
 __all__ = [
+    "CERTIFICATE_FAILED",
     "RETRYABLE_STATUSES",
     "SAFE_METHODS",
     "Call",
@@ -48,6 +49,8 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Answers that say the server refused the request before acting on it.
 _REFUSED_STATUSES = frozenset({408, 429, 503})
+#: The reason of a certificate that does not verify (both drivers report it alike).
+CERTIFICATE_FAILED = "TLS certificate verification failed"
 #: Below this much time left, another attempt cannot finish: give up at once.
 _MIN_ATTEMPT_SECONDS = 0.005
 
@@ -92,12 +95,15 @@ class Failure:
     ``"send"`` (the request was not sent whole: the server cannot have acted on it) or
     ``"response"`` (sent whole, then the answer was an error status, timed out or was cut
     off). ``reason`` is safe to show: a status or an exception class, never a URL or a key.
+    ``retryable=False`` marks a failure no retry can cure (a certificate that does not
+    verify): the call ends at once.
     """
 
     stage: Literal["connect", "send", "response"]
     reason: str
     status: int | None = None
     retry_after: float | None = None
+    retryable: bool = True
 
 
 #: ``(request, failure) -> True`` when the failed attempt may have been applied.
@@ -170,6 +176,8 @@ class Call:
                 return self._final(result)
         else:
             failure = result
+            if not failure.retryable:
+                raise self._unavailable(failure, BackendUnavailable, "not retried")
             if not self._may_retry(failure):
                 raise self._unavailable(
                     failure, OutcomeUnknown, "may have been applied; not retried"

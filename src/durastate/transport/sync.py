@@ -19,6 +19,7 @@ from typing import Literal
 from durastate.transport.connections import Proxy, proxy_of, ssl_context
 from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.policy import (
+    CERTIFICATE_FAILED,
     Failure,
     LandedHook,
     RetryPolicy,
@@ -135,6 +136,8 @@ class HttpDriver:
         except (OSError, http.client.HTTPException) as exc:
             if connection is not None:
                 connection.close()
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                return Failure(stage, CERTIFICATE_FAILED, retryable=False)
             return Failure(stage, _reason(exc))
         headers: ResponseHeaders = answer.headers  # type: ignore[assignment]
         response = HttpResponse(answer.status, headers.by_name, body)
