@@ -27,7 +27,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from durastate.errors import BackendUnavailable
+from durastate.errors import BackendUnavailable, SerializationError
 from durastate.testing.emulators import AZURITE_ACCOUNT, AZURITE_KEY, RunningEmulator, free_port
 from durastate.transport import (
     Failure,
@@ -713,3 +713,30 @@ def test_tls_is_verified_by_default(kind: Kind, tls_server: tuple[str, Path]) ->
                 assert sender.send(request).body == expected
         finally:
             sender.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/", {"x-ms-meta-note": "a\r\nx-injected: 1"}),
+        ("/", {"x-ms-meta-note": "é☃"}),
+        ("/", {"x-bad\n": "value"}),
+        ("/a b", {}),
+        ("/é", {}),
+    ],
+)
+def test_unsendable_requests_are_refused_before_any_io(
+    kind: Kind, path: str, headers: dict[str, str]
+) -> None:
+    """Both drivers refuse the same requests alike (http.client would reject some, aiohttp
+    send others as UTF-8), with a typed error that shows no header value."""
+    request = HttpRequest.to("GET", f"http://127.0.0.1:{free_port()}", path, headers=headers)
+    sender = Sender(kind)
+    try:
+        with pytest.raises(SerializationError) as caught:
+            sender.send(request)
+    finally:
+        sender.close()
+    for value in headers.values():
+        assert value not in str(caught.value)

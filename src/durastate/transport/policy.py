@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from durastate.errors import BackendUnavailable
+from durastate.errors import BackendUnavailable, SerializationError
 from durastate.transport.messages import HttpRequest, HttpResponse
 
 __all__ = [
@@ -133,6 +133,7 @@ class RetryPolicy:
         self._random = random.Random(seed)
 
     def call(self, request: HttpRequest, may_have_landed: LandedHook | None = None) -> Call:
+        _check_sendable(request)
         return Call(self, request, may_have_landed)
 
     def backoff(self, retry: int) -> float:
@@ -221,6 +222,22 @@ class Call:
             f"{self._request.describe()}: {verdict} after {self.attempts} attempt(s) "
             f"in {elapsed:.1f} s (last: {failure.reason})"
         )
+
+
+def _check_sendable(request: HttpRequest) -> None:
+    """Refuse, before any I/O, what one driver would reject and the other send differently:
+    a path or header that is not printable ASCII (CR/LF would also inject headers)."""
+    path = request.path
+    if not (path.isascii() and path.isprintable()) or " " in path:
+        raise SerializationError(
+            f"{request.method} {request.host}: the path must be percent-encoded ASCII"
+        )
+    for name, value in request.headers.items():
+        if not (name.isascii() and value.isascii() and value.isprintable() and name.isprintable()):
+            raise SerializationError(
+                f"{request.describe()}: header {name.encode('ascii', 'replace')!r} is not "
+                "printable ASCII and cannot be sent"
+            )
 
 
 def _retry_after(response: HttpResponse) -> float | None:
