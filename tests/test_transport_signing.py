@@ -8,6 +8,7 @@ that one function so both sides sign the same instant (the oracle is not what is
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -446,3 +447,51 @@ def test_bearer_token_is_fetched_once_by_concurrent_callers() -> None:
     assert seen == ["Bearer token-1"] * 8
     assert credential.calls == 1
     assert credential.scopes == [("https://example/.default",)]
+
+
+class CountingAsyncCredential:
+    """An azure-identity ``aio``-style credential: ``get_token`` is a coroutine."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.calls = 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls += 1
+        await asyncio.sleep(0.01)  # other tasks ask meanwhile
+        return AccessToken(f"async-{self.calls}", int(self.clock[0] + 3600))
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> CountingAsyncCredential:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
+
+
+def test_async_credentials_are_awaited_once_by_concurrent_tasks() -> None:
+    clock = [0.0]
+    credential = CountingAsyncCredential(clock)
+    cache = BearerTokenCache(credential, clock=lambda: clock[0])
+
+    async def many() -> list[str]:
+        return await asyncio.gather(*(cache.header_async() for _ in range(20)))
+
+    assert asyncio.run(many()) == ["Bearer async-1"] * 20
+    assert credential.calls == 1
+    clock[0] += 3600 - 299
+    assert asyncio.run(many()) == ["Bearer async-2"] * 20
+    assert credential.calls == 2
+    with pytest.raises(ConfigurationError, match="header_async"):
+        BearerTokenCache(credential).header()  # a sync caller cannot await it
+
+
+def test_sync_credentials_serve_async_callers_too() -> None:
+    clock = [0.0]
+    credential = CountingCredential(clock)
+    cache = BearerTokenCache(credential, clock=lambda: clock[0])
+    assert asyncio.run(cache.header_async()) == "Bearer token-1"
+    assert cache.header() == "Bearer token-1"
+    assert credential.calls == 1

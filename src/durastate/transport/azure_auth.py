@@ -10,10 +10,12 @@ them into an error message.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +28,8 @@ from durastate.errors import ConfigurationError
 from durastate.transport.messages import HttpRequest
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.core.credentials_async import AsyncTokenCredential
 
 __all__ = [
     "STORAGE_SCOPE",
@@ -179,15 +182,25 @@ class SasToken:
 
 
 class BearerTokenCache:
-    """Bearer tokens from a ``TokenCredential``, fetched again only within ``margin``
-    seconds of expiry (azure-core's policy refreshes 300 s early too). Thread-safe: one
-    fetch at a time, every other caller uses the cached token."""
+    """Bearer tokens from a ``TokenCredential`` (or an ``AsyncTokenCredential``, through
+    `header_async`), fetched again only within ``margin`` seconds of expiry (azure-core's
+    policy refreshes 300 s early too). One fetch at a time; every other caller, thread or
+    task, uses the cached token."""
 
-    __slots__ = ("_clock", "_credential", "_expires_on", "_header", "_lock", "_margin", "_scopes")
+    __slots__ = (
+        "_async_lock",
+        "_clock",
+        "_credential",
+        "_expires_on",
+        "_header",
+        "_lock",
+        "_margin",
+        "_scopes",
+    )
 
     def __init__(
         self,
-        credential: TokenCredential,
+        credential: TokenCredential | AsyncTokenCredential,
         *scopes: str,
         margin: float = 300.0,
         clock: Callable[[], float] = time.time,
@@ -197,19 +210,46 @@ class BearerTokenCache:
         self._margin = margin
         self._clock = clock
         self._lock = threading.Lock()
+        self._async_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._header = ""
         self._expires_on = 0.0
 
+    def _fresh(self) -> bool:
+        return self._clock() < self._expires_on - self._margin
+
+    def _keep(self, token: AccessToken) -> str:
+        self._header = f"Bearer {token.token}"
+        self._expires_on = float(token.expires_on)
+        return self._header
+
     def header(self) -> str:
         """``Bearer <token>``, fetched when there is none or it expires within the margin."""
-        if self._clock() < self._expires_on - self._margin:
+        if self._fresh():
             return self._header
         with self._lock:
-            if self._clock() >= self._expires_on - self._margin:
-                token = self._credential.get_token(*self._scopes)
-                self._header = f"Bearer {token.token}"
-                self._expires_on = float(token.expires_on)
+            if self._fresh():
+                return self._header
+            token = self._credential.get_token(*self._scopes)
+            if inspect.isawaitable(token):
+                if inspect.iscoroutine(token):
+                    token.close()  # never to be awaited: no "never awaited" warning
+                raise ConfigurationError("an async credential needs header_async()")
+            return self._keep(token)
+
+    async def header_async(self) -> str:
+        """`header` for coroutines: awaits an async credential's ``get_token``."""
+        if self._fresh():
             return self._header
+        loop = asyncio.get_running_loop()
+        if self._async_lock is None or self._async_lock[0] is not loop:
+            self._async_lock = (loop, asyncio.Lock())  # a lock serves one loop
+        async with self._async_lock[1]:
+            if self._fresh():
+                return self._header
+            token = self._credential.get_token(*self._scopes)
+            if inspect.isawaitable(token):
+                token = await token
+            return self._keep(token)
 
     def apply(self, request: HttpRequest) -> HttpRequest:
         return request.with_headers({"authorization": self.header()})
