@@ -740,3 +740,51 @@ def test_unsendable_requests_are_refused_before_any_io(
         sender.close()
     for value in headers.values():
         assert value not in str(caught.value)
+
+
+def test_one_driver_serves_many_threads_and_one_async_driver_many_tasks(
+    dynalite: RunningEmulator,
+) -> None:
+    """8 threads share one HttpDriver, 8 tasks one AsyncHttpDriver; each writer moves its own
+    item through 10 conditional versions, and every write lands exactly once."""
+    endpoint = dynalite.endpoint
+    direct = Sender("sync")
+    table = dynamodb_table(direct.send, endpoint)
+    keys = [f"k{n}" for n in range(16)]
+    for key in keys:
+        item = {"pk": {"S": key}, "version": {"N": "0"}}
+        direct.send(dynamodb_request(endpoint, "PutItem", {"TableName": table, "Item": item}))
+    failures: list[str] = []
+
+    with HttpDriver(FAST) as shared:
+
+        def thread_writer(key: str) -> None:
+            for version in range(10):
+                answer = shared.send(dynamodb_update(endpoint, table, key, version, "t"))
+                if answer.status != 200:
+                    failures.append(f"{key}@{version}: {answer.status}")
+
+        threads = [threading.Thread(target=thread_writer, args=(key,)) for key in keys[:8]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    async def task_writers() -> None:
+        async with AsyncHttpDriver(FAST) as driver:
+
+            async def task_writer(key: str) -> None:
+                for version in range(10):
+                    request = dynamodb_update(endpoint, table, key, version, "a")
+                    answer = await driver.send(request)
+                    if answer.status != 200:
+                        failures.append(f"{key}@{version}: {answer.status}")
+
+            await asyncio.gather(*(task_writer(key) for key in keys[8:]))
+
+    asyncio.run(task_writers())
+    try:
+        assert failures == []
+        assert [dynamodb_item_version(direct.send, endpoint, table, k) for k in keys] == [10] * 16
+    finally:
+        direct.close()
