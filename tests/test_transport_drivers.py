@@ -586,28 +586,36 @@ def test_a_proxy_is_used_only_when_configured(
         proxy.stop()
 
 
-class _ClosingHandler(http.server.BaseHTTPRequestHandler):
-    """Answers like a keep-alive server, then hangs up (as an idle timeout would)."""
+class _TinyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET and POST with 200 "ok"; with ``hang_up`` it then closes the
+    connection without saying so (as a server's idle timeout would)."""
 
     protocol_version = "HTTP/1.1"
+    hang_up = False
 
-    def do_POST(self) -> None:
+    def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
-        self.close_connection = True
+        self.close_connection = self.hang_up
+
+    do_GET = do_POST = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _HangingUpHandler(_TinyHandler):
+    hang_up = True
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_pooled_connection_the_server_closed_is_not_reused(kind: Kind) -> None:
     """Without the check, the second POST would go out on a dead socket and come back as an
     unknown outcome; with it, a fresh connection serves it on the first attempt."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HangingUpHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     sender = Sender(kind)
@@ -621,19 +629,6 @@ def test_a_pooled_connection_the_server_closed_is_not_reused(kind: Kind) -> None
         sender.close()
         server.shutdown()
         server.server_close()
-
-
-class _HelloHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "6")
-        self.end_headers()
-        self.wfile.write(b"tls ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -678,7 +673,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate; yields (URL, CA file)."""
     cert_path, key_path = _self_signed(tmp_path)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HelloHandler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TinyHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -699,8 +694,8 @@ def test_tls_is_verified_by_default(kind: Kind, tls_server: tuple[str, Path]) ->
     request = HttpRequest.to("GET", url, "/")
     for options, expected in [
         (TransportOptions(max_attempts=5), None),
-        (TransportOptions(verify=str(ca_file)), b"tls ok"),
-        (TransportOptions(verify=False), b"tls ok"),
+        (TransportOptions(verify=str(ca_file)), b"ok"),
+        (TransportOptions(verify=False), b"ok"),
     ]:
         sender = Sender(kind, options)
         try:
