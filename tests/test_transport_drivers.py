@@ -11,6 +11,8 @@ and a frozen (SIGSTOP) emulator of the test's own.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import http.server
 import ipaddress
 import socket
@@ -783,3 +785,86 @@ def test_one_driver_serves_many_threads_and_one_async_driver_many_tasks(
         assert [dynamodb_item_version(direct.send, endpoint, table, k) for k in keys] == [10] * 16
     finally:
         direct.close()
+
+
+class _ConnectProxy:
+    """A minimal HTTPS proxy: answers ``CONNECT host:port`` with 200, then relays bytes.
+    Records each CONNECT target and its Proxy-Authorization header."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.connects: list[tuple[str, str | None]] = []
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        lines = head.decode("latin-1").split("\r\n")
+        target = lines[0].split(" ")[1]
+        authorization = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if line.lower().startswith("proxy-authorization:")
+            ),
+            None,
+        )
+        self.connects.append((target, authorization))
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        self.sockets.append(upstream)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_https_goes_through_a_configured_proxy_by_connect(
+    kind: Kind, tls_server: tuple[str, Path]
+) -> None:
+    url, ca_file = tls_server
+    proxy = _ConnectProxy()
+    options = TransportOptions(
+        verify=str(ca_file),
+        proxy=f"http://alice:hunter2@127.0.0.1:{proxy.port}",  # type: ignore[arg-type]
+    )
+    sender = Sender(kind, options)
+    try:
+        assert sender.send(HttpRequest.to("GET", url, "/")).body == b"ok"
+    finally:
+        sender.close()
+        proxy.close()
+    expected_auth = "Basic " + base64.b64encode(b"alice:hunter2").decode()
+    assert proxy.connects == [(url.removeprefix("https://"), expected_auth)]
