@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import statistics
 import sys
 import time
@@ -183,6 +184,42 @@ class LeanAsync:
 
     def close(self) -> None:
         self.runner.run(self.driver.close())
+        self.runner.close()
+
+
+class LeanHttpx:
+    """The same requests through ``httpx.AsyncClient`` (``--httpx``; httpx is not a
+    dependency of durastate: ``pip install httpx`` to measure it)."""
+
+    def __init__(self, service: Service) -> None:
+        httpx: Any = importlib.import_module("httpx")
+        self.service = service
+        self.runner = asyncio.Runner()
+        self.client = self.runner.run(self._client(httpx))
+        self.state = service.first_state()
+
+    @staticmethod
+    async def _client(httpx: Any) -> Any:
+        return httpx.AsyncClient(trust_env=False)
+
+    async def _batch(self, count: int) -> None:
+        service, client = self.service, self.client
+        for i in range(count):
+            request = service.request(self.state, i)
+            answer = await client.request(
+                request.method,
+                request.url,
+                content=request.body or None,
+                headers=dict(request.headers),
+            )
+            headers = {name.lower(): value for name, value in answer.headers.items()}
+            self.state = service.next_state(self.state, i, answer.status_code, headers)
+
+    def run(self, count: int) -> None:
+        self.runner.run(self._batch(count))
+
+    def close(self) -> None:
+        self.runner.run(self.client.aclose())
         self.runner.close()
 
 
@@ -383,18 +420,23 @@ class Figures:
     ratio: list[float] = field(default_factory=list)
 
 
-def contenders(service: Service) -> dict[str, Contender]:
-    return {
+def contenders(service: Service, with_httpx: bool) -> dict[str, Contender]:
+    running: dict[str, Contender] = {
         "sdk": service.sdk(False),
         "sdk-tuned": service.sdk(True),
         "lean-sync": LeanSync(service),
         "lean-async": LeanAsync(service),
         "lean-urllib3": LeanUrllib3(service),
     }
+    if with_httpx:
+        running["lean-httpx"] = LeanHttpx(service)
+    return running
 
 
-def measure(service: Service, rounds: int, ops: int) -> dict[str, Figures]:
-    running = contenders(service)
+def measure(
+    service: Service, rounds: int, ops: int, with_httpx: bool = False
+) -> dict[str, Figures]:
+    running = contenders(service, with_httpx)
     try:
         for contender in running.values():
             contender.run(max(ops // 2, 3))  # warm-up: connections, caches, imports
@@ -498,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--ops", type=int, default=20, help="writes per contender per round")
     parser.add_argument(
+        "--httpx", action="store_true", help="also measure httpx.AsyncClient (pip install httpx)"
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=["azure", "dynalite", "moto", "s3"],
@@ -512,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     print(signing_report(), flush=True)
     with started(only) as services:
         for service in services:
-            print(report(service, measure(service, args.rounds, args.ops)), flush=True)
+            print(report(service, measure(service, args.rounds, args.ops, args.httpx)), flush=True)
     return 0
 
 
