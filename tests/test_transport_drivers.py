@@ -45,6 +45,7 @@ from durastate.transport.aws_sigv4 import FrozenCredentials, sign_sigv4
 from durastate.transport.azure_auth import (
     AccountKey,
     SasToken,
+    sign_blob_shared_key,
     sign_table_shared_key,
     sign_table_shared_key_lite,
 )
@@ -868,3 +869,48 @@ def test_https_goes_through_a_configured_proxy_by_connect(
         proxy.close()
     expected_auth = "Basic " + base64.b64encode(b"alice:hunter2").decode()
     assert proxy.connects == [(url.removeprefix("https://"), expected_auth)]
+
+
+def test_blob_shared_key_puts_with_conditions_on_azurite(
+    sender: Sender, azurite: RunningEmulator
+) -> None:
+    """The offload path: create-only and If-Match blob writes, signed with Blob SharedKey."""
+    endpoint = azurite.endpoints["blob"]
+    container = unique("c")
+    blob = f"/{container}/inst%2F%C3%A9%20%E2%98%83/output.json.gz"
+
+    def blob_request(
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        body: bytes = b"",
+        key: AccountKey = TABLE_KEY,
+    ) -> HttpResponse:
+        all_headers = {"x-ms-version": "2021-08-06", **headers}
+        request = HttpRequest.to(
+            method, endpoint, path, query=query, headers=all_headers, body=body
+        )
+        return sender.send(sign_blob_shared_key(request, key))
+
+    assert blob_request("PUT", f"/{container}", [("restype", "container")], {}).status == 201
+    put = {"x-ms-blob-type": "BlockBlob", "Content-Type": "application/gzip"}
+    created = blob_request("PUT", blob, [], {**put, "If-None-Match": "*"}, b"first")
+    etag = created.header("etag")
+    assert (created.status, bool(etag)) == (201, True)
+    taken = blob_request("PUT", blob, [], {**put, "If-None-Match": "*"}, b"second")
+    assert taken.status == 409
+    assert etag is not None
+    assert blob_request("PUT", blob, [], {**put, "If-Match": etag}, b"third").status == 201
+    assert blob_request("PUT", blob, [], {**put, "If-Match": etag}, b"fourth").status == 412
+    assert blob_request("GET", blob, [], {}).body == b"third"
+    listing = blob_request(
+        "GET",
+        f"/{container}",
+        [("restype", "container"), ("comp", "list"), ("prefix", "inst/é")],
+        {},
+    )
+    assert listing.status == 200
+    assert b"output.json.gz" in listing.body
+    wrong = AccountKey(AZURITE_ACCOUNT, "d3Jvbmcga2V5")
+    assert blob_request("GET", blob, [], {}, key=wrong).status == 403
