@@ -914,3 +914,29 @@ def test_blob_shared_key_puts_with_conditions_on_azurite(
     assert b"output.json.gz" in listing.body
     wrong = AccountKey(AZURITE_ACCOUNT, "d3Jvbmcga2V5")
     assert blob_request("GET", blob, [], {}, key=wrong).status == 403
+
+
+def test_keep_alive_survives_a_process_with_many_open_files(dynalite: RunningEmulator) -> None:
+    """With more than 1024 descriptors open, the connection's descriptor is above what
+    ``select`` handles; the pooled connection must still be reused, not replaced."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    filler = [socket.socket() for _ in range(1100)]
+    try:
+        with HttpDriver(FAST) as driver:
+            request = dynamodb_request(dynalite.endpoint, "ListTables", {})
+            assert driver.send(request).status == 200
+            connection = driver._pool.take(("http", request.host))
+            assert connection is not None
+            assert connection.sock is not None
+            assert connection.sock.fileno() > 1024
+            driver._pool.give_back(("http", request.host), connection)
+            assert driver.send(request).status == 200
+            assert driver._pool.take(("http", request.host)) is connection  # reused
+    finally:
+        for sock in filler:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -72,11 +72,17 @@ class _Pool:
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:
-    """An idle connection with something to read has been closed by the server."""
+    """An idle connection with something to read has been closed by the server. ``poll``
+    where there is one: ``select`` fails on descriptors above 1023, and would then cost
+    every request a new connection in a process with many files open."""
     sock = connection.sock
     if sock is None:
         return True
     try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
