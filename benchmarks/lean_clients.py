@@ -150,103 +150,121 @@ class Service:
     sdk: Callable[[bool], Contender]
 
 
-class LeanSync:
+#: What a contender reads from an answer: the status and the lower-case headers.
+Answer = tuple[int, dict[str, str]]
+
+
+class SyncLean:
+    """Repeats the service's conditional write; subclasses say how one request is sent."""
+
     def __init__(self, service: Service) -> None:
         self.service = service
-        self.driver = HttpDriver(TransportOptions())
         self.state = service.first_state()
 
+    def exchange(self, request: HttpRequest) -> Answer:
+        raise NotImplementedError
+
     def run(self, count: int) -> None:
-        service, send = self.service, self.driver.send
+        service = self.service
         for i in range(count):
-            response = send(service.request(self.state, i))
-            self.state = service.next_state(self.state, i, response.status, dict(response.headers))
+            status, headers = self.exchange(service.request(self.state, i))
+            self.state = service.next_state(self.state, i, status, headers)
+
+
+class AsyncLean:
+    """The same from coroutines, awaited one by one in a private, running loop."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.runner = asyncio.Runner()
+        self.state = service.first_state()
+
+    async def exchange(self, request: HttpRequest) -> Answer:
+        raise NotImplementedError
+
+    async def _batch(self, count: int) -> None:
+        service = self.service
+        for i in range(count):
+            status, headers = await self.exchange(service.request(self.state, i))
+            self.state = service.next_state(self.state, i, status, headers)
+
+    def run(self, count: int) -> None:
+        self.runner.run(self._batch(count))
+
+
+class LeanSync(SyncLean):
+    def __init__(self, service: Service) -> None:
+        super().__init__(service)
+        self.driver = HttpDriver(TransportOptions())
+
+    def exchange(self, request: HttpRequest) -> Answer:
+        response = self.driver.send(request)
+        return response.status, dict(response.headers)
 
     def close(self) -> None:
         self.driver.close()
 
 
-class LeanAsync:
+class LeanAsync(AsyncLean):
     def __init__(self, service: Service) -> None:
-        self.service = service
-        self.runner = asyncio.Runner()
+        super().__init__(service)
         self.driver = AsyncHttpDriver(TransportOptions())
-        self.state = service.first_state()
 
-    async def _batch(self, count: int) -> None:
-        service, send = self.service, self.driver.send
-        for i in range(count):
-            response = await send(service.request(self.state, i))
-            self.state = service.next_state(self.state, i, response.status, dict(response.headers))
-
-    def run(self, count: int) -> None:
-        self.runner.run(self._batch(count))
+    async def exchange(self, request: HttpRequest) -> Answer:
+        response = await self.driver.send(request)
+        return response.status, dict(response.headers)
 
     def close(self) -> None:
         self.runner.run(self.driver.close())
         self.runner.close()
 
 
-class LeanHttpx:
+class LeanHttpx(AsyncLean):
     """The same requests through ``httpx.AsyncClient`` (``--httpx``; httpx is not a
     dependency of durastate: ``pip install httpx`` to measure it)."""
 
     def __init__(self, service: Service) -> None:
+        super().__init__(service)
         httpx: Any = importlib.import_module("httpx")
-        self.service = service
-        self.runner = asyncio.Runner()
         self.client = self.runner.run(self._client(httpx))
-        self.state = service.first_state()
 
     @staticmethod
     async def _client(httpx: Any) -> Any:
         return httpx.AsyncClient(trust_env=False)
 
-    async def _batch(self, count: int) -> None:
-        service, client = self.service, self.client
-        for i in range(count):
-            request = service.request(self.state, i)
-            answer = await client.request(
-                request.method,
-                request.url,
-                content=request.body or None,
-                headers=dict(request.headers),
-            )
-            headers = {name.lower(): value for name, value in answer.headers.items()}
-            self.state = service.next_state(self.state, i, answer.status_code, headers)
-
-    def run(self, count: int) -> None:
-        self.runner.run(self._batch(count))
+    async def exchange(self, request: HttpRequest) -> Answer:
+        answer = await self.client.request(
+            request.method,
+            request.url,
+            content=request.body or None,
+            headers=dict(request.headers),
+        )
+        return answer.status_code, {k.lower(): v for k, v in answer.headers.items()}
 
     def close(self) -> None:
         self.runner.run(self.client.aclose())
         self.runner.close()
 
 
-class LeanUrllib3:
+class LeanUrllib3(SyncLean):
     """The same signed requests through urllib3's pool, retries off (no policy at all)."""
 
     def __init__(self, service: Service) -> None:
         import urllib3
 
-        self.service = service
+        super().__init__(service)
         self.pool = urllib3.PoolManager(maxsize=10, retries=False)
-        self.state = service.first_state()
 
-    def run(self, count: int) -> None:
-        service, urlopen = self.service, self.pool.urlopen
-        for i in range(count):
-            request = service.request(self.state, i)
-            answer = urlopen(
-                request.method,
-                request.url,
-                body=request.body or None,
-                headers=dict(request.headers),
-                retries=False,
-                redirect=False,
-            )
-            headers = {name.lower(): value for name, value in answer.headers.items()}
-            self.state = service.next_state(self.state, i, answer.status, headers)
+    def exchange(self, request: HttpRequest) -> Answer:
+        answer = self.pool.urlopen(
+            request.method,
+            request.url,
+            body=request.body or None,
+            headers=dict(request.headers),
+            retries=False,
+            redirect=False,
+        )
+        return answer.status, {k.lower(): v for k, v in answer.headers.items()}
 
     def close(self) -> None:
         self.pool.clear()
