@@ -15,6 +15,7 @@ from durastate.transport import (
     OutcomeUnknown,
     RetryPolicy,
     TransportOptions,
+    default_may_have_landed,
 )
 from durastate.transport.connections import proxy_of
 
@@ -226,3 +227,18 @@ def test_a_failure_no_retry_can_cure_ends_the_call_at_once() -> None:
     call = policy(max_attempts=5).call(GET)
     with pytest.raises(BackendUnavailable, match=r"not retried after 1 attempt"):
         call.judge(Failure("connect", "TLS certificate verification failed", retryable=False))
+
+
+def test_a_call_that_ends_after_a_possibly_landed_attempt_raises_outcome_unknown() -> None:
+    """The budget runs out after an attempt that may have been applied: the error must say
+    so, or the core would report a write that may have landed as not done."""
+    call = policy(max_attempts=3).call(POST, lambda request, failure: True)
+    assert isinstance(call.judge(LOST), float)
+    assert isinstance(call.judge(answer(503)), float)
+    with pytest.raises(OutcomeUnknown, match="earlier attempt may have been applied"):
+        call.judge(answer(503))
+    clean = policy(max_attempts=2).call(POST, default_may_have_landed)
+    assert isinstance(clean.judge(answer(503)), float)
+    with pytest.raises(BackendUnavailable) as caught:
+        clean.judge(REFUSED)
+    assert not isinstance(caught.value, OutcomeUnknown)

@@ -217,11 +217,16 @@ class Call:
     def _unavailable(
         self, failure: Failure, kind: type[BackendUnavailable], verdict: str
     ) -> BackendUnavailable:
+        """The error that ends the call: `OutcomeUnknown` whenever an attempt may have been
+        applied, so the core never reports such a write as not done."""
         elapsed = time.monotonic() - self._started
-        return kind(
+        message = (
             f"{self._request.describe()}: {verdict} after {self.attempts} attempt(s) "
             f"in {elapsed:.1f} s (last: {failure.reason})"
         )
+        if self.unknown:
+            return OutcomeUnknown(f"{message}; an earlier attempt may have been applied")
+        return kind(message)
 
 
 def _check_sendable(request: HttpRequest) -> None:
