@@ -164,6 +164,9 @@ def test_requests_lower_header_names_and_drop_default_ports() -> None:
     request = HttpRequest.to("get", "http://127.0.0.1:80/acct", query=[("a b", "é/+")])
     assert request.method == "GET"
     assert request.url == "http://127.0.0.1/acct?a%20b=%C3%A9%2F%2B"
+    assert HttpRequest.to("GET", "http://h:1/acct/", "/t").path == "/acct/t"
+    assert HttpRequest.to("GET", "http://h:1/acct/").path == "/acct/"
+    assert HttpRequest.to("GET", "http://h:1").path == "/"
 
 
 @pytest.mark.parametrize("url", ["ftp://host/x", "http://user:pw@host/", "not a url", "https://"])

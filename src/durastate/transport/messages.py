@@ -74,11 +74,12 @@ class HttpRequest:
         if parts.port == _DEFAULT_PORTS[parts.scheme]:
             host = parts.hostname or host
         lowered = {name.lower(): value for name, value in (headers or {}).items()}
+        base_path = parts.path.rstrip("/") if path.startswith("/") else parts.path
         return cls(
             method.upper(),
             parts.scheme,
             host,
-            parts.path + path or "/",
+            base_path + path or "/",
             tuple(query),
             lowered,
             body,
