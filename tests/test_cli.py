@@ -145,3 +145,16 @@ def test_url_from_environment(url: str, monkeypatch: pytest.MonkeyPatch) -> None
     result = runner.invoke(app, ["create", "env-job", "--name", "wf"])
     assert result.exit_code == 0, result.output
     assert open_store(url).get_instance("env-job") is not None
+
+
+def test_secrets_typed_into_the_url_stay_out_of_cli_output() -> None:
+    secret = "Zm9vYmFyLXNlY3JldC1rZXktMDEyMzQ1Njc4OQ=="
+    for url in (
+        f"azure-tables://acct:{secret}@Table",
+        f"dynamodb://AKIAIOSFODNN7EXAMPLE:{secret}@table",
+        f"DefaultEndpointsProtocol=https;AccountKey={secret};BlobEndpoint=https://a.b",
+    ):
+        result = runner.invoke(app, ["get", "job", "--url", url])
+        assert result.exit_code == 1
+        assert secret not in result.output
+        assert "AKIAIOSFODNN7EXAMPLE" not in result.output

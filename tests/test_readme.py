@@ -86,3 +86,19 @@ def test_plugin_snippet_has_its_imports() -> None:
     namespace: dict[str, object] = {}
     exec(compile(snippet, "README plugin snippet", "exec"), namespace)
     assert "TestDirStore" in namespace
+
+
+def test_the_conformance_suite_names_its_extra_when_pytest_is_missing() -> None:
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"
+        "from durastate.errors import MissingDependency\n"
+        "try:\n"
+        "    from durastate.testing import BackendConformance\n"
+        "except MissingDependency as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr[-1000:]
+    assert "pip install 'durastate[testing]'" in run.stdout
