@@ -19,40 +19,30 @@ def validate_instance_id(instance_id: Any, max_length: int = MAX_INSTANCE_ID_LEN
     """Any non-empty str up to ``max_length`` characters that encodes to UTF-8."""
     if type(instance_id) is str and 0 < len(instance_id) <= max_length and instance_id.isascii():
         return instance_id  # the common case, decided without encoding
-    if not isinstance(instance_id, str):
-        raise InvalidInstanceId(f"instance id must be a str, not {type(instance_id).__name__}")
-    if not instance_id:
-        raise InvalidInstanceId("instance id must not be empty")
-    if len(instance_id) > max_length:
-        raise InvalidInstanceId(
-            f"instance id {instance_id[:40]!r}... is {len(instance_id)} characters, "
-            f"over the limit of {max_length}"
-        )
-    if not _encodes(instance_id):
-        raise InvalidInstanceId(
-            f"instance id {instance_id[:40]!r} contains a lone surrogate (not valid unicode)"
-        )
-    return instance_id
+    return _checked_text(instance_id, "instance id", max_length, InvalidInstanceId)
 
 
 def validate_name(name: Any) -> str:
     """A workflow name: a non-empty str of up to `MAX_NAME_LENGTH` characters, valid UTF-8."""
     if type(name) is str and 0 < len(name) <= MAX_NAME_LENGTH and name.isascii():
         return name
-    if not isinstance(name, str):
-        raise InvalidArgument(f"workflow name must be a str, not {type(name).__name__}")
-    if not name:
-        raise InvalidArgument("workflow name must not be empty")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidArgument(
-            f"workflow name {name[:40]!r}... is {len(name)} characters, "
-            f"over the limit of {MAX_NAME_LENGTH}"
+    return _checked_text(name, "workflow name", MAX_NAME_LENGTH, InvalidArgument)
+
+
+def _checked_text(value: Any, what: str, max_length: int, error: type[InvalidArgument]) -> str:
+    """``value`` if it is a non-empty str of at most ``max_length`` characters, valid UTF-8;
+    otherwise ``error`` saying which rule it broke."""
+    if not isinstance(value, str):
+        raise error(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise error(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise error(
+            f"{what} {value[:40]!r}... is {len(value)} characters, over the limit of {max_length}"
         )
-    if not _encodes(name):
-        raise InvalidArgument(
-            f"workflow name {name[:40]!r} contains a lone surrogate (not valid unicode)"
-        )
-    return name
+    if not _encodes(value):
+        raise error(f"{what} {value[:40]!r} contains a lone surrogate (not valid unicode)")
+    return value
 
 
 def validate_moment(moment: Any, what: str) -> datetime | None:
