@@ -172,11 +172,19 @@ def closing_opener(open_one: Callable[[], Backend]) -> Iterator[OpenOther]:
 
 
 def _same_fixture_again(request: pytest.FixtureRequest, backend: Backend) -> OpenOther:
-    """Call the test module's ``backend`` fixture function again with the same arguments."""
-    definitions = request._fixturemanager.getfixturedefs("backend", request.node)
-    if not definitions:  # pragma: no cover - the suite always has one
-        raise RuntimeError("no `backend` fixture")
-    function = definitions[-1].func
+    """Call the test module's ``backend`` fixture function again with the same arguments.
+
+    pytest has no public way to call a fixture function twice; this reads its fixture
+    definitions, and says to override ``open_other_backend`` if that ever stops working.
+    """
+    try:
+        definitions = request._fixturemanager.getfixturedefs("backend", request.node)
+        function = (definitions or [])[-1].func
+    except (AttributeError, IndexError, TypeError) as exc:  # pragma: no cover - pytest moved
+        raise RuntimeError(
+            "cannot call the `backend` fixture again on this pytest: override "
+            "`open_other_backend` (see durastate.testing.conformance)"
+        ) from exc
     function = getattr(function, "_get_wrapped_function", lambda: function)()
     function = inspect.unwrap(function)
     bound = function.__get__(request.instance) if request.instance is not None else function
