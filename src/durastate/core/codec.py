@@ -7,14 +7,24 @@ never on today's configuration, and only for ids on the accept-list.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 from durastate.core.records import Payload
 from durastate.errors import CorruptRecord, PayloadTooLarge, SerializationError
 from durastate.serializers.base import Serializer
+from durastate.serializers.json import JsonSerializer
 
 COMPRESSION_ZLIB = "zlib"
+
+
+def _loads_of(reader: Serializer) -> Callable[..., Any]:
+    """The reader's ``loads``; plain JSON's is orjson's own (it needs no instance id)."""
+    if type(reader) is JsonSerializer:
+        return lambda data, instance_id: orjson.loads(data)
+    return reader.loads
 
 
 class PayloadCodec:
@@ -32,6 +42,7 @@ class PayloadCodec:
         self._writer_id = writer.id
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
+        self._loaders = {key: _loads_of(reader) for key, reader in self.readers.items()}
         self.compress_above = compress_above
 
     def encode(
@@ -48,11 +59,23 @@ class PayloadCodec:
             ) from None
         if limit is not None and len(data) > limit:
             raise PayloadTooLarge(instance_id, field, len(data), limit)
+        if self.compress_above is not None:
+            return self.wrap(data)
+        return Payload(data, self._writer_id)
+
+    def wrap(self, data: bytes) -> Payload:
+        """The envelope of bytes the writer produced: compressed above the threshold."""
         if self.compress_above is not None and len(data) > self.compress_above:
             return Payload(zlib.compress(data, 6), self._writer_id, COMPRESSION_ZLIB)
         return Payload(data, self._writer_id)
 
     def decode(self, payload: Payload, *, instance_id: str) -> Any:
+        loads = self._loaders.get(payload.serializer)
+        if loads is not None and payload.compression is None:  # the common case, one frame
+            try:
+                return loads(payload.data, instance_id=instance_id)
+            except Exception as exc:  # any decoder failure is this record's corruption
+                raise CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}") from None
         reader = self.readers.get(payload.serializer)
         if reader is None:
             raise SerializationError(
