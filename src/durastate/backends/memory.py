@@ -224,6 +224,15 @@ class MemoryBackend(Backend):
             return row.etag
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        """Without payloads, the row's kept record needs no lock: it is a snapshot made under
+        the lock, and every write drops it (under the lock) before it returns."""
+        if not fetch_payloads:
+            row = self._rows.get(instance_id)
+            if row is None:
+                return None
+            cached = row.cached
+            if cached is not None:
+                return cached
         with self._lock:
             row = self._rows.get(instance_id)
             return None if row is None else row.record(fetch_payloads)

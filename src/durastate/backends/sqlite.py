@@ -78,6 +78,8 @@ _UPDATE_STATUS = (
 
 
 _UPDATE_STATUS_IF_MATCH = _UPDATE_STATUS + " AND etag = ?"
+_READ_METADATA = f"SELECT {_METADATA_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608
+_READ_ALL = f"SELECT {_ALL_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608
 
 
 _last_micros: tuple[datetime | None, int] = (None, 0)
@@ -328,16 +330,11 @@ class SQLiteBackend(Backend):
         return etag
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        columns = _ALL_COLUMNS if fetch_payloads else _METADATA_COLUMNS
-        with self._guard("read", instance_id):
-            row = (
-                self._connection()
-                .execute(
-                    f"SELECT {columns} FROM instances WHERE instance_id = ?",  # noqa: S608
-                    (instance_id,),
-                )
-                .fetchone()
-            )
+        sql = _READ_ALL if fetch_payloads else _READ_METADATA
+        try:  # a plain try, cheaper than the _guard context manager: reads are hot too
+            row = self._connection().execute(sql, (instance_id,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise _unavailable("read", instance_id, exc) from None
         return None if row is None else self._record(row, fetch_payloads)
 
     def write_custom_status(

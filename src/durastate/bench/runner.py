@@ -25,13 +25,20 @@ from durastate.bench.cells import (
     new_instance_id,
     run_cell,
 )
-from durastate.bench.matrix import BackendSpec, BenchConfig, default_backends, unique_labels
+from durastate.bench.matrix import (
+    SCALE_SIZES,
+    BackendSpec,
+    BenchConfig,
+    default_backends,
+    unique_labels,
+)
 from durastate.bench.payloads import PayloadPair, payload_pair
 from durastate.bench.peers import peers_for
 from durastate.bench.profiling import profile_op
 from durastate.bench.ratios import add_ratios
 from durastate.bench.references import Reference, Session
 from durastate.bench.results import Measurement, RunResult
+from durastate.bench.scale import fresh_backend, run_scale
 from durastate.bench.targets import evaluate
 from durastate.core.backend import Backend
 from durastate.opening import open_backend, redact_url
@@ -150,12 +157,19 @@ class Runner:
             refs += peers_for(spec)
         return refs
 
+    def cells(self, serializer: str) -> list[tuple[str, str, str]]:
+        """(size, kind, operation) of every cell this run times for ``serializer``."""
+        c = self.config
+        return [(size, kind, operation) for size in c.payloads for kind in c.kinds
+                for operation in c.operations if c.applies(operation, serializer, kind)]
+
     def total(self) -> int:
         c = self.config
-        per_serializer = len(c.payloads) * len(c.kinds) * len(c.operations)
-        cells = len(self.backends) * len(c.serializers) * per_serializer
+        per_backend = sum(len(self.cells(serializer)) for serializer in c.serializers)
+        cells = len(self.backends) * per_backend
+        scale = sum(1 for spec in self.backends if c.scale_operations(spec))
         refs = sum(len(self.references(spec)) for spec in self.backends) * len(c.payloads)
-        return cells + refs
+        return cells + scale + refs
 
     def run(self, tick: Tick) -> RunResult:
         try:
@@ -175,8 +189,10 @@ class Runner:
             backend = open_backend(spec.url, **spec.options)
         except Exception as exc:
             self.result.notes.append(f"backend {spec.name} could not be opened: {_error(exc)}")
-            for _ in range(len(c.serializers) * len(c.payloads) * len(c.kinds)
-                           * len(c.operations)):
+            for serializer_id in c.serializers:
+                for _ in self.cells(serializer_id):
+                    tick(f"{spec.name}: skipped")
+            if c.scale_operations(spec):
                 tick(f"{spec.name}: skipped")
             self.run_references(spec, tick)
             return
@@ -188,17 +204,40 @@ class Runner:
                 self.open.pairs[(spec.name, serializer_id)] = pair
             except Exception as exc:
                 self.result.notes.append(f"serializer {serializer_id}: {_error(exc)}")
-                for _ in range(len(c.payloads) * len(c.kinds) * len(c.operations)):
+                for _ in self.cells(serializer_id):
                     tick(f"{spec.name}/{serializer_id}: skipped")
                 continue
-            for size in c.payloads:
-                for kind in c.kinds:
-                    payload = self.payload(size, kind)
-                    for operation in c.operations:
-                        tick(f"{spec.name} {serializer_id} {size} {kind} {operation}")
-                        self.result.measurements.append(
-                            self.cell(pair, payload, operation))
+            for size, kind, operation in self.cells(serializer_id):
+                tick(f"{spec.name} {serializer_id} {size} {kind} {operation}")
+                self.result.measurements.append(
+                    self.cell(pair, self.payload(size, kind), operation))
+        if c.scale_operations(spec):
+            tick(f"{spec.name}: query, iteration, footprint at {', '.join(SCALE_SIZES)}")
+            try:
+                self.result.measurements += run_scale(spec, c.effort,
+                                                      c.max_custom_status_bytes)
+            except Exception as exc:
+                self.result.notes.append(f"scale cells on {spec.name} failed: {_error(exc)}")
         self.run_references(spec, tick)
+
+    def paired_pair(self, spec: BackendSpec) -> StorePair | None:
+        """The json store that runs interleaved with the references.
+
+        SQLite gets a fresh file, like its anchors' own: both sides then start from the same
+        state (the main file holds every instance the other cells made, which costs it).
+        """
+        key = (spec.name, "paired")
+        if key in self.open.pairs:
+            return self.open.pairs[key]
+        main = self.open.pairs.get((spec.name, "json"))
+        if main is None or spec.scheme != "sqlite":
+            return main
+        backend = fresh_backend(spec, "paired")
+        self.open.backends.append(backend)
+        pair = StorePair.open(spec, backend, main.serializer,
+                              self.config.max_custom_status_bytes)
+        self.open.pairs[key] = pair
+        return pair
 
     def cell(self, pair: StorePair, payload: PayloadPair, operation: str) -> Measurement:
         effort = self.config.effort
@@ -229,7 +268,7 @@ class Runner:
 
     def reference_cell(self, spec: BackendSpec, ref: Reference, session: Session | None,
                        payload: PayloadPair, failure: str | None) -> Measurement:
-        operation = "store_result" if ref.subject == "peer" else "raw_update"
+        operation = "store_result" if ref.subject == "peer" else ref.operation
         m = Measurement(ref.subject, ref.name, spec.name, ref.serializer, payload.label,
                         payload.kind, operation, compares_to=ref.compares_to, error=failure)
         if session is None:
@@ -239,7 +278,7 @@ class Runner:
             from durastate.bench.counting import count_http
 
             op = session.op(payload.values, new_instance_id("ref"))
-            pair = self.open.pairs.get((spec.name, "json"))
+            pair = self.paired_pair(spec)
             if pair is not None:  # interleaved with durastate's counterpart: a fair ratio
                 ours = durastate_op(pair.timed, ref.compares_to, payload.values)
                 t, paired = timing.measure_paired(

@@ -20,11 +20,10 @@ from durastate.serializers.json import JsonSerializer
 COMPRESSION_ZLIB = "zlib"
 
 
-def _loads_of(reader: Serializer) -> Callable[..., Any]:
-    """The reader's ``loads``; plain JSON's is orjson's own (it needs no instance id)."""
-    if type(reader) is JsonSerializer:
-        return lambda data, instance_id: orjson.loads(data)
-    return reader.loads
+def _plain_loads(reader: Serializer) -> Callable[[bytes], Any] | None:
+    """A ``loads`` that needs no instance id, called without a frame of ours: plain JSON's
+    is orjson's own. ``None`` for every other reader (they go through ``reader.loads``)."""
+    return orjson.loads if type(reader) is JsonSerializer else None
 
 
 class PayloadCodec:
@@ -42,7 +41,7 @@ class PayloadCodec:
         self._writer_id = writer.id
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
-        self._loaders = {key: _loads_of(reader) for key, reader in self.readers.items()}
+        self._plain = {key: _plain_loads(reader) for key, reader in self.readers.items()}
         self.compress_above = compress_above
 
     def encode(
@@ -70,10 +69,10 @@ class PayloadCodec:
         return Payload(data, self._writer_id)
 
     def decode(self, payload: Payload, *, instance_id: str) -> Any:
-        loads = self._loaders.get(payload.serializer)
-        if loads is not None and payload.compression is None:  # the common case, one frame
+        plain = self._plain.get(payload.serializer)
+        if plain is not None and payload.compression is None:  # the common case
             try:
-                return loads(payload.data, instance_id=instance_id)
+                return plain(payload.data)
             except Exception as exc:  # any decoder failure is this record's corruption
                 raise CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}") from None
         reader = self.readers.get(payload.serializer)

@@ -113,15 +113,6 @@ class StateStore:
     def capabilities(self) -> Capabilities:
         return self.backend.capabilities
 
-    def _check_id(self, instance_id: Any) -> None:
-        """validate_instance_id, with its common case decided here (hot paths call this)."""
-        if not (
-            type(instance_id) is str
-            and 0 < len(instance_id) <= self._max_id_length
-            and instance_id.isascii()
-        ):
-            validate_instance_id(instance_id, self._max_id_length)
-
     # -- writes ---------------------------------------------------------------------------
 
     def _encode(self, value: Any, instance_id: str, field: str, limit: int | None) -> Payload:
@@ -161,7 +152,7 @@ class StateStore:
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
-        if not (  # _check_id, inline: this is the hottest call
+        if not (  # validate_instance_id's common case, inline: the hottest call
             type(instance_id) is str
             and 0 < len(instance_id) <= self._max_id_length
             and instance_id.isascii()
@@ -242,7 +233,12 @@ class StateStore:
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceMetadata | None:
         """The instance with its custom status, or ``None``; input/output only when asked."""
-        self._check_id(instance_id)
+        if not (  # validate_instance_id's common case, inline: every read
+            type(instance_id) is str
+            and 0 < len(instance_id) <= self._max_id_length
+            and instance_id.isascii()
+        ):
+            validate_instance_id(instance_id, self._max_id_length)
         record = self.backend.read(instance_id, fetch_payloads=fetch_payloads)
         if record is None:
             return None
