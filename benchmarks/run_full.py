@@ -78,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             command=shlex.join(["python", "benchmarks/run_full.py", *sys.argv[1:]]),
         )
         result = run_bench(config, console=console)
-    written = write_outputs(result, output)
     comparisons = compare(result, load_json(args.compare)) if args.compare else None
-    print_report(result, console, comparisons)
-    console.print("written: " + ", ".join(str(p) for p in written))
+    if result.meta.get("failures"):
+        print_report(result, console, comparisons)
+        console.print(f"[red]error:[/] part of the matrix could not run; {output} is left "
+                      "as it was")
+        return 2
+    write_outputs(result, output)
+    print_report(result, console, comparisons, output)
     return 0
 
 

@@ -98,6 +98,7 @@ class BenchConfig:
     command: str = ""
     profile_misses: bool = True
     scale: bool = True  # query / iteration / footprint cells on embedded backends
+    scale_counts: dict[str, int] = field(default_factory=lambda: dict(SCALE_SIZES))
 
     def applies(self, operation: str, serializer: str, kind: str) -> bool:
         """Whether this matrix runs ``operation`` for ``serializer`` and ``kind``."""

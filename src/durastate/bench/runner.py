@@ -26,7 +26,6 @@ from durastate.bench.cells import (
     run_cell,
 )
 from durastate.bench.matrix import (
-    SCALE_SIZES,
     BackendSpec,
     BenchConfig,
     default_backends,
@@ -38,7 +37,7 @@ from durastate.bench.profiling import profile_op
 from durastate.bench.ratios import add_ratios
 from durastate.bench.references import Reference, Session
 from durastate.bench.results import Measurement, RunResult
-from durastate.bench.scale import fresh_backend, run_scale
+from durastate.bench.scale import fresh_backend, run_scale, scale_op
 from durastate.bench.targets import evaluate
 from durastate.core.backend import Backend
 from durastate.opening import open_backend, redact_url
@@ -143,6 +142,12 @@ class Runner:
         self.open = Open()
         self.pairs: dict[tuple[str, str], PayloadPair] = {}
 
+    def failed(self, problem: str) -> None:
+        """A requested backend or serializer could not run: a note, and in ``failures``
+        (the CLI then exits non-zero and writes nothing)."""
+        self.result.notes.append(problem)
+        self.result.meta.setdefault("failures", []).append(problem)
+
     def payload(self, size: str, kind: str) -> PayloadPair:
         key = (size, kind)
         if key not in self.pairs:
@@ -188,7 +193,7 @@ class Runner:
         try:
             backend = open_backend(spec.url, **spec.options)
         except Exception as exc:
-            self.result.notes.append(f"backend {spec.name} could not be opened: {_error(exc)}")
+            self.failed(f"backend {spec.name} could not be opened: {_error(exc)}")
             for serializer_id in c.serializers:
                 for _ in self.cells(serializer_id):
                     tick(f"{spec.name}: skipped")
@@ -203,7 +208,7 @@ class Runner:
                 pair = StorePair.open(spec, backend, serializer, c.max_custom_status_bytes)
                 self.open.pairs[(spec.name, serializer_id)] = pair
             except Exception as exc:
-                self.result.notes.append(f"serializer {serializer_id}: {_error(exc)}")
+                self.failed(f"serializer {serializer_id}: {_error(exc)}")
                 for _ in self.cells(serializer_id):
                     tick(f"{spec.name}/{serializer_id}: skipped")
                 continue
@@ -212,10 +217,11 @@ class Runner:
                 self.result.measurements.append(
                     self.cell(pair, self.payload(size, kind), operation))
         if c.scale_operations(spec):
-            tick(f"{spec.name}: query, iteration, footprint at {', '.join(SCALE_SIZES)}")
+            tick(f"{spec.name}: query, iteration, footprint at {', '.join(c.scale_counts)}")
             try:
                 self.result.measurements += run_scale(spec, c.effort,
-                                                      c.max_custom_status_bytes)
+                                                      c.max_custom_status_bytes,
+                                                      c.scale_counts)
             except Exception as exc:
                 self.result.notes.append(f"scale cells on {spec.name} failed: {_error(exc)}")
         self.run_references(spec, tick)
@@ -311,13 +317,15 @@ class Runner:
                 continue
             cell = target["profile_cell"]
             pair = self.open.pairs.get((cell["backend"], cell.get("serializer", "json")))
-            if pair is None:
-                continue
+            if pair is None or cell["operation"] == "footprint":
+                continue  # a footprint is bytes, not time: its cell says how it was taken
             payload = self.payload(cell.get("payload", "150B"), cell.get("kind", "dict"))
             try:
                 op = self._profile_op(pair, cell["operation"], payload)
                 local = cell["operation"] == "report" or pair.spec.scheme == "memory"
                 ops = 20_000 if local else 3000 if pair.spec.scheme == "sqlite" else 200
+                if cell["operation"].startswith(("query_", "iter_")):
+                    ops = 200 if cell["operation"].startswith("query_") else 3
                 cpu = target["id"].startswith("network-cpu")
                 target["profile"] = profile_op(op, ops, cpu=cpu)
                 reference = self.open.named.get((cell["backend"], cell.get("reference", "")))
@@ -327,9 +335,14 @@ class Runner:
             except Exception as exc:
                 target["profile"] = f"profiling failed: {_error(exc)}"
 
-    @staticmethod
-    def _profile_op(pair: StorePair, operation: str,
+    def _profile_op(self, pair: StorePair, operation: str,
                     payload: PayloadPair) -> timing.Op:
+        if operation.startswith(("query_", "iter_")):
+            backend, op = scale_op(pair.spec, operation, self.config.max_custom_status_bytes)
+            self.open.backends.append(backend)
+            return op
+        if operation == "update_cold":
+            raise ValueError("a cold write reopens the backend: see the cell's figures")
         if operation != "report":
             return durastate_op(pair.timed, operation, payload.values)
         instance_id = new_instance_id()
@@ -364,6 +377,24 @@ def progress_ticker(console: Console | None, total: int, enabled: bool) -> Itera
         yield tick
         progress.advance(task)
         progress.update(task, description="done")
+
+
+def preflight(config: BenchConfig) -> list[str]:
+    """What cannot run: every requested backend is opened and closed, every serializer
+    built, before any cell is timed. Empty when the whole matrix can run."""
+    problems = []
+    for spec in config.backends:
+        try:
+            open_backend(spec.url, **spec.options).close()
+        except Exception as exc:
+            problems.append(f"backend {spec.name} ({redact_url(spec.url)}) cannot run: "
+                            f"{_error(exc)}")
+    for serializer_id in config.serializers:
+        try:
+            make_serializer(serializer_id)
+        except Exception as exc:
+            problems.append(f"serializer {serializer_id!r} cannot run: {_error(exc)}")
+    return problems
 
 
 def run_bench(config: BenchConfig, *, console: Console | None = None,

@@ -26,7 +26,7 @@ from durastate.bench.cells import make_store
 from durastate.bench.matrix import SCALE_SCHEMES, SCALE_SIZES, BackendSpec, Effort
 from durastate.bench.payloads import payload_pair
 from durastate.bench.results import Measurement
-from durastate.bench.timing import measure
+from durastate.bench.timing import Op, measure
 from durastate.core.backend import Backend
 from durastate.core.store import StateStore
 from durastate.opening import open_backend
@@ -118,13 +118,14 @@ def _time_passes(ops: list[Callable[[int], object]], passes: int) -> list[tuple[
             for side in range(len(ops))]
 
 
-def run_scale(spec: BackendSpec, effort: Effort, limit: int) -> list[Measurement]:
+def run_scale(spec: BackendSpec, effort: Effort, limit: int,
+              counts: dict[str, int] | None = None) -> list[Measurement]:
     """Every scale cell of one backend (memory or SQLite), with the SQLite raw anchors."""
     if spec.scheme not in SCALE_SCHEMES:
         return []
     out: list[Measurement] = []
     passes = 2 if effort.seconds < 0.5 else 5
-    for label, count in SCALE_SIZES.items():
+    for label, count in (counts or SCALE_SIZES).items():
         backend = fresh_backend(spec, f"scale-{label}")
         try:
             store = make_store(backend, JsonSerializer(), limit)
@@ -176,6 +177,18 @@ def _iteration(spec: BackendSpec, store: StateStore, backend: Backend, label: st
     return out
 
 
+def scale_op(spec: BackendSpec, operation: str, limit: int) -> tuple[Backend, Op]:
+    """A freshly filled store and the operation of a scale cell (to profile a missed target);
+    the caller closes the backend."""
+    label = operation.partition("_")[2]
+    backend = fresh_backend(spec, f"profile-{label}")
+    store = make_store(backend, JsonSerializer(), limit)
+    fill(store, SCALE_SIZES[label])
+    if operation.startswith("query_"):
+        return backend, _status_query(store)
+    return backend, _iterate_all(store)
+
+
 def footprint(spec: BackendSpec, limit: int, count: int = 2000) -> Measurement:
     """Bytes per small instance (150 B status, a small input)."""
     m = _measurement(spec, "footprint")
@@ -217,4 +230,4 @@ def _footprint_fill(store: StateStore, count: int, status: tuple[Any, Any]) -> N
         store.set_custom_status(instance_id, status[n & 1])
 
 
-__all__ = ["footprint", "run_scale"]
+__all__ = ["footprint", "run_scale", "scale_op"]

@@ -232,9 +232,11 @@ def measure_each(op: Op, prepare: Callable[[int], object], ops: int) -> Timing:
     cpus: list[float] = []
     for i in range(ops):
         prepare(i)
-        w0, c0 = perf(), cpu()
+        c0 = cpu()
+        w0 = perf()  # the wall window holds nothing but the operation and one timer pair
         op(i)
-        wall, spent = perf() - w0, cpu() - c0
+        w1 = perf()
+        wall, spent = w1 - w0, cpu() - c0
         walls.append(max(0.0, wall - cal.timer_ns))
         cpus.append(max(0.0, spent - cal.timer_cpu_ns))
     return Timing(
