@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 MARKERS = ("o", "s", "^", "D", "v")
-REFERENCE_STYLE = {"anchor": ("black", "|"), "peer": ("tab:red", "x")}
+#: References by the series name they are drawn under: (colour, marker, hollow).
+REFERENCE_STYLE = {
+    "raw call (150B)": ("black", "|", False),
+    "raw call, SDK's default client (150B)": ("dimgray", "|", False),
+    "Celery store_result (150B)": ("tab:red", "x", False),
+    "raw bytes + orjson.loads": ("black", "o", True),
+    "raw bytes + Model.model_validate_json": ("black", "s", True),
+    "raw keyset paging, 1k": ("black", "o", True),
+    "raw keyset paging, 100k": ("black", "s", True),
+}
 
 Row = tuple[str, dict[str, float]]  # (row label, {series: µs})
 
@@ -44,7 +53,13 @@ def _update_rows(result: RunResult, backends: list[str]) -> list[Row]:
         series = {f"durastate {size}": _ours(result, backend, "update_cas", size)
                   for size in SIZES}
         for ref in _references(result, backend, ("raw_update", "store_result")):
-            series[f"{ref.subject}: {ref.name} (150B)"] = ref.median_us
+            if ref.subject == "peer":
+                name = "Celery store_result (150B)"
+            elif "default client" in ref.name:
+                name = "raw call, SDK's default client (150B)"
+            else:
+                name = "raw call (150B)"
+            series[name] = ref.median_us
         rows.append((backend, {k: v for k, v in series.items() if v}))
     return rows
 
@@ -56,7 +71,9 @@ def _read_rows(result: RunResult, backends: list[str]) -> list[Row]:
                   "get_instance + read_custom_status_as": _ours(result, backend,
                                                                 "read_typed")}
         for ref in _references(result, backend, ("raw_read", "raw_read_typed")):
-            series[f"anchor: {ref.name}"] = ref.median_us
+            typed = ref.operation == "raw_read_typed"
+            series["raw bytes + Model.model_validate_json" if typed
+                   else "raw bytes + orjson.loads"] = ref.median_us
         rows.append((backend, {k: v for k, v in series.items() if v}))
     return rows
 
@@ -86,27 +103,27 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
     series: list[str] = []
     for _, values in rows:
         series += [name for name in values if name not in series]
-    ours = [name for name in series if not name.startswith(("anchor", "peer", "raw"))]
-    for y, (_, values) in enumerate(rows):
+    for y in range(len(rows)):
         ax.axhline(y, color="0.9", linewidth=0.8, zorder=0)
-        del values  # rows are drawn per series below
     for index, name in enumerate(series):
         ys = [y for y, (_, values) in enumerate(rows) if name in values]
         xs = [rows[y][1][name] for y in ys]
-        if name in ours:
+        style = REFERENCE_STYLE.get(name)
+        if style is None:
             ax.scatter(xs, ys, marker=MARKERS[index % len(MARKERS)], s=36, label=name,
                        zorder=3)
+            continue
+        color, marker, hollow = style
+        if hollow:
+            ax.scatter(xs, ys, marker=marker, s=80, facecolors="none", edgecolors=color,
+                       linewidths=1.4, label=name, zorder=4)
         else:
-            subject = name.split(":", 1)[0] if ":" in name else "anchor"
-            color, marker = REFERENCE_STYLE.get(subject, ("dimgray", "|"))
-            marker = "d" if name.startswith("raw") else marker
-            ax.scatter(xs, ys, marker=marker, s=70, color=color, linewidths=1.6,
-                       label=name[:70], zorder=4,
-                       facecolors="none" if marker == "d" else None)
+            ax.scatter(xs, ys, marker=marker, s=90, color=color, linewidths=2.0, label=name,
+                       zorder=4)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,g}"))
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", which="major", color="0.85")
