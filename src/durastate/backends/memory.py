@@ -188,6 +188,7 @@ class MemoryBackend(Backend):
     _namespaces: dict[str, _Namespace] = {}
     _namespaces_lock = threading.Lock()
     _etags = itertools.count(1)  # one counter per process: etags never repeat across runs
+    _next_number = _etags.__next__
 
     def __init__(self, namespace: str = "") -> None:
         self.namespace = namespace
@@ -269,7 +270,7 @@ class MemoryBackend(Backend):
             row.custom_status = payload
             row.cached = None
             row.custom_status_updated_at = row.last_updated_at = now
-            row.etag = etag = str(next(self._etags))
+            row.etag = etag = str(self._next_number())
             return WriteResult(etag)
 
     def write_runtime_status(

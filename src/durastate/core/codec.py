@@ -41,7 +41,9 @@ class PayloadCodec:
         self._writer_id = writer.id
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
-        self._plain = {key: _plain_loads(reader) for key, reader in self.readers.items()}
+        #: serializer id -> a ``loads(data)`` for uncompressed payloads (or None): readers
+        #: that may call it directly must map its failures with `corrupt`, as decode does
+        self.plain_loaders = {key: _plain_loads(reader) for key, reader in self.readers.items()}
         self.compress_above = compress_above
 
     def encode(
@@ -69,12 +71,12 @@ class PayloadCodec:
         return Payload(data, self._writer_id)
 
     def decode(self, payload: Payload, *, instance_id: str) -> Any:
-        plain = self._plain.get(payload.serializer)
+        plain = self.plain_loaders.get(payload.serializer)
         if plain is not None and payload.compression is None:  # the common case
             try:
                 return plain(payload.data)
             except Exception as exc:  # any decoder failure is this record's corruption
-                raise CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}") from None
+                raise self.corrupt(payload, instance_id, exc) from None
         reader = self.readers.get(payload.serializer)
         if reader is None:
             raise SerializationError(
@@ -90,4 +92,9 @@ class PayloadCodec:
                 raise ValueError(f"unknown compression {payload.compression!r}")
             return reader.loads(data, instance_id=instance_id)
         except Exception as exc:  # any decoder failure is this record's corruption
-            raise CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}") from None
+            raise self.corrupt(payload, instance_id, exc) from None
+
+    @staticmethod
+    def corrupt(payload: Payload, instance_id: str, exc: Exception) -> CorruptRecord:
+        """The error for a payload its reader could not decode: this record's corruption."""
+        return CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}")

@@ -70,7 +70,7 @@ class InstanceMetadata:
     __slots__ = ("_codec", "_custom_status", "_fetched", "_input", "_output", "_record")
 
     def __init__(
-        self, record: InstanceRecord, codec: PayloadCodec, *, payloads_fetched: bool = False
+        self, record: InstanceRecord, codec: PayloadCodec, payloads_fetched: bool = False
     ) -> None:
         self._record = record
         self._codec = codec
@@ -131,14 +131,21 @@ class InstanceMetadata:
     def custom_status(self) -> Any:
         """The plain value (dict, list, str, number, bool or None)."""
         value = self._custom_status
-        if value is _UNDECODED:
-            record = self._record
-            payload = record.custom_status
-            value = self._custom_status = (
-                None
-                if payload is None
-                else self._codec.decode(payload, instance_id=record.instance_id)
-            )
+        if value is not _UNDECODED:
+            return value
+        payload = self._record.custom_status
+        if payload is None:
+            value = None
+        elif payload.compression is None and (
+            plain := self._codec.plain_loaders.get(payload.serializer)
+        ):  # plain JSON: decoded here, one frame less on every read
+            try:
+                value = plain(payload.data)
+            except Exception as exc:
+                raise self._codec.corrupt(payload, self._record.instance_id, exc) from None
+        else:
+            value = self._codec.decode(payload, instance_id=self._record.instance_id)
+        self._custom_status = value
         return value
 
     @property

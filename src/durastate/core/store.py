@@ -239,10 +239,13 @@ class StateStore:
             and instance_id.isascii()
         ):
             validate_instance_id(instance_id, self._max_id_length)
-        record = self.backend.read(instance_id, fetch_payloads=fetch_payloads)
+        if fetch_payloads:
+            record = self.backend.read(instance_id, fetch_payloads=True)
+        else:
+            record = self.backend.read(instance_id)  # positional: keywords cost on a hot call
         if record is None:
             return None
-        return InstanceMetadata(record, self.codec, payloads_fetched=fetch_payloads)
+        return InstanceMetadata(record, self.codec, fetch_payloads)
 
     def get_custom_status(self, instance_id: str) -> Any:
         """Just the custom status value; ``InstanceNotFound`` if there is no such instance."""
