@@ -70,7 +70,8 @@ def test_quick_cli_run_on_memory_writes_json_csv_png(cli: typer.Typer, tmp_path:
     cells = {(m["serializer"], m["payload"], m["operation"]) for m in ours
              if m["operation"] not in SCALE_OPERATIONS}
     assert cells == {(s, p, o) for s in ("json", "msgpack") for p in ("150B", "2KB")
-                     for o in (OPERATIONS if s == "json" else NOT_JSON)}
+                     for o in (OPERATIONS if s == "json" else NOT_JSON)
+                     if o != "update_cold" or p == "150B"}  # cold: the first size only
     assert {m["operation"] for m in ours} >= set(SCALE_OPERATIONS)
     timed = [m for m in ours if m["operation"] != "footprint"]
     assert all(m["error"] is None and m["median_us"] > 0 and m["cpu_us"] >= 0 for m in timed)

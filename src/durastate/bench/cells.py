@@ -14,7 +14,16 @@ from durastate.bench.counting import WriteCountingBackend, count_http
 from durastate.bench.matrix import BackendSpec, Effort
 from durastate.bench.payloads import PayloadPair, Progress
 from durastate.bench.results import Measurement
-from durastate.bench.timing import Op, Timing, calibration, measure, measure_each, percentile
+from durastate.bench.timing import (
+    ROUND_TARGET_NS,
+    Op,
+    Timing,
+    calibration,
+    choose_batch,
+    measure,
+    measure_each,
+    percentile,
+)
 from durastate.config import load_settings
 from durastate.core import store as clock
 from durastate.core.backend import Backend
@@ -151,7 +160,7 @@ def run_cold_cell(pair: StorePair, payload: PayloadPair, operation: str,
     with ColdStores(pair, instance_id, values[1]) as cold:
         timing = measure_each(cold.write(values), cold.reopen, effort.cold_ops)
         _fill(m, timing)
-        ops = max(1, min(effort.count_ops, effort.cold_ops))
+        ops = max(1, min(effort.count_ops, effort.cold_ops, 5))  # each reopens the backend
         write = cold.write(values)
         requests = 0
         for i in range(ops):
@@ -251,7 +260,10 @@ def run_report_cell(pair: StorePair, payload: PayloadPair, effort: Effort,
     store, counter, values = pair.counted, pair.counter, payload.values
     instance_id = new_instance_id()
     store.create_instance(instance_id, name="bench", custom_status=values[1])
-    interval, batch = effort.report_interval, 200
+    interval = effort.report_interval
+    _, per_op = choose_batch(lambda i: pair.timed.codec.writer.dumps(
+        values[i & 1], instance_id=instance_id), 0)
+    batch = max(1, min(200, int(ROUND_TARGET_NS / per_op)))  # rounds of ~200 µs, as elsewhere
     calls0, writes0 = counter.total, counter.writes
     walls: list[float] = []
     cpus: list[float] = []

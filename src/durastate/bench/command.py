@@ -21,7 +21,7 @@ from durastate.bench.matrix import (
 )
 from durastate.bench.outputs import write_outputs
 from durastate.bench.payloads import KINDS, SIZES
-from durastate.bench.report import print_report
+from durastate.bench.report import bench_console, print_report
 from durastate.bench.results import load_json
 from durastate.bench.runner import preflight, run_bench
 from durastate.errors import DurastateError
@@ -79,9 +79,7 @@ def bench(
         "--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
     """Measure what a custom-status update costs: backends x serializers x payloads."""
-    console = Console()
-    if not console.is_terminal:  # a file or a pipe: the tables' full width, no wrapping
-        console = Console(width=100)
+    console = bench_console()
     options = parse_options(option or [])
     specs = []
     for text in backend or []:

@@ -74,8 +74,8 @@ class Effort:
 
     @classmethod
     def full(cls) -> Effort:
-        return cls(seconds=0.6, min_ops=200, max_ops=200_000, count_ops=50,
-                   report_seconds=1.5, report_interval=0.1, tail_ops=10_000, cold_ops=40)
+        return cls(seconds=0.5, min_ops=200, max_ops=200_000, count_ops=50,
+                   report_seconds=1.5, report_interval=0.1, tail_ops=10_000, cold_ops=25)
 
 
 @dataclass
@@ -100,8 +100,14 @@ class BenchConfig:
     scale: bool = True  # query / iteration / footprint cells on embedded backends
     scale_counts: dict[str, int] = field(default_factory=lambda: dict(SCALE_SIZES))
 
-    def applies(self, operation: str, serializer: str, kind: str) -> bool:
-        """Whether this matrix runs ``operation`` for ``serializer`` and ``kind``."""
+    def applies(self, operation: str, serializer: str, kind: str, size: str = "150B") -> bool:
+        """Whether this matrix runs ``operation`` for ``serializer``, ``kind`` and ``size``.
+
+        A cold write reopens the backend for every call (seconds on a network backend): it
+        runs at the smallest requested size only, where the opening is the whole story.
+        """
+        if operation == "update_cold" and size != self.payloads[0]:
+            return False
         if operation in JSON_DICT_ONLY:
             return serializer == "json" and kind == "dict"
         if kind == "nulls":  # the null check is the JSON serializer's: json only

@@ -209,6 +209,12 @@ def console_target_rows(result: RunResult) -> list[list[str]]:
             for t, row in zip(result.targets, target_rows(result), strict=True)]
 
 
+def bench_console() -> Console:
+    """The terminal's console; to a file or a pipe, 100 columns and no colour or redraws."""
+    console = Console()
+    return console if console.is_terminal else Console(width=100)
+
+
 def print_report(result: RunResult, console: Console,
                  comparisons: Sequence[Comparison] | None = None,
                  output: Path | None = None) -> None:

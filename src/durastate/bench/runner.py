@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,7 +167,7 @@ class Runner:
         """(size, kind, operation) of every cell this run times for ``serializer``."""
         c = self.config
         return [(size, kind, operation) for size in c.payloads for kind in c.kinds
-                for operation in c.operations if c.applies(operation, serializer, kind)]
+                for operation in c.operations if c.applies(operation, serializer, kind, size)]
 
     def total(self) -> int:
         c = self.config
@@ -360,6 +361,20 @@ class Runner:
 def progress_ticker(console: Console | None, total: int, enabled: bool) -> Iterator[Tick]:
     if not enabled or console is None:
         yield lambda description: None
+        return
+    if not console.is_terminal:  # a file or a pipe: a plain line per backend, no redraws
+        started, done, current = time.monotonic(), [0], [""]
+
+        def line(description: str) -> None:
+            backend = description.split(" ", 1)[0].rstrip(":")
+            if backend != current[0]:
+                current[0] = backend
+                console.print(f"[{done[0]}/{total} cells, "
+                              f"{time.monotonic() - started:.0f} s] {backend}")
+            done[0] += 1
+
+        yield line
+        console.print(f"[{total}/{total} cells, {time.monotonic() - started:.0f} s] done")
         return
     columns = (TextColumn("[progress.description]{task.description:<55}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
