@@ -117,7 +117,7 @@ def bench(
 def _refuse(console: Console, problems: list[str], output: Path) -> None:
     """Exit non-zero without writing: a partial matrix must not replace the results."""
     for problem in problems:
-        console.print(f"[red]error:[/] {problem}", soft_wrap=True)
+        console.print(f"[red]error:[/] {problem}")
     console.print(f"nothing written: {output} is left as it was")
     raise typer.Exit(2)
 

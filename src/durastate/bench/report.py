@@ -144,10 +144,23 @@ def reference_rows(result: RunResult) -> list[list[str]]:
     return rows
 
 
+_SHORT = {"update_lww": "LWW", "update_cas": "CAS", "read": "read", "read_typed": "typed"}
+
+
 def console_reference_rows(result: RunResult) -> list[list[str]]:
-    return [[m.backend, f"{m.name} ({m.compares_to})", m.payload, _num(m.median_us),
-             _ratio(m.extra.get("ratio_latency")), _ratio(m.extra.get("ratio_cpu"))]
-            for m in result.measurements if m.subject != "durastate" and m.ok]
+    """Each reference with the durastate cell it is held against (``vs LWW``, ...)."""
+    rows = []
+    for m in result.measurements:
+        if m.subject == "durastate" or not m.ok:
+            continue
+        against = m.compares_to or ""
+        size = m.payload
+        if against.startswith("iter_"):
+            against, size = "iter", against.partition("_")[2]
+        rows.append([m.backend, f"{m.name} vs {_SHORT.get(against, against)}", size,
+                     _num(m.median_us), _ratio(m.extra.get("ratio_latency")),
+                     _ratio(m.extra.get("ratio_cpu"))])
+    return rows
 
 
 def _ratio(value: Any) -> str:
@@ -189,7 +202,7 @@ def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]
         numeric = header not in {"backend", "serializer", "size", "reference", "target",
                                  "result", "limit", "cell", "unit"}
         table.add_column(header, overflow="ellipsis" if cap else "fold", max_width=cap,
-                         no_wrap=bool(cap), justify="right" if numeric else "left")
+                         no_wrap=bool(cap) or numeric, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*row)
     return table
@@ -231,13 +244,13 @@ def print_report(result: RunResult, console: Console,
     if refs:
         console.print(rich_table("anchors and peers: their median µs; ratio = durastate / "
                                  "reference (interleaved rounds)", CONSOLE_REF_HEADERS, refs,
-                                 {"backend": 20, "reference": 42}))
+                                 {"backend": 20, "reference": 38}))
     if result.targets:
         console.print(rich_table("targets", CONSOLE_TARGET_HEADERS,
                                  console_target_rows(result),
                                  {"target": 28, "backend": 20, "limit": 14}))
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=False)
+        console.print(f"[yellow]note:[/] {note}")
     if comparisons is not None:
         console.print(rich_table("compared with the earlier run", COMPARE_HEADERS,
                                  compare_rows(comparisons), {"cell": 52}))
