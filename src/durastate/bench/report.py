@@ -305,16 +305,17 @@ def headline_rows(result: RunResult) -> list[list[str]]:
     for (backend, serializer, payload, _), ops in cells.items():
         if serializer != "json" or payload != "150B":
             continue
-        cas = ops.get("update_cas")
+        cas, cold = ops.get("update_cas"), ops.get("update_cold")
         rows.append([backend, _median(ops, "update_cas"), _median(ops, "update_lww"),
                      _median(ops, "update_cold"), _median(ops, "read"),
                      _median(ops, "read_typed"), _median(ops, "report"),
-                     _calls(cas.http_requests if cas else None)])
+                     _calls(cas.http_requests if cas else None),
+                     _calls(cold.http_requests if cold else None)])
     return rows
 
 
 HEADLINE_HEADERS = ["backend", "CAS µs", "LWW µs", "cold LWW µs", "read µs", "typed read µs",
-                    "report() µs", "HTTP/update"]
+                    "report() µs", "HTTP/update", "HTTP/cold LWW"]
 
 
 def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") -> str:
