@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 
 from durastate.bench import BackendSpec, BenchConfig, compare, load_json, run_bench, write_outputs
-from durastate.bench.report import print_report
+from durastate.bench.report import bench_console, print_report
 from durastate.testing import emulators
 
 AWS_KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret",
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only these backend labels (repeatable)")
     parser.add_argument("--compare", type=Path, default=None)
     args = parser.parse_args(argv)
-    console = Console()
+    console = bench_console()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     output = args.output or Path(__file__).parent / "results" / (
         f"{stamp}-{'quick' if args.quick else 'full'}")
@@ -78,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             command=shlex.join(["python", "benchmarks/run_full.py", *sys.argv[1:]]),
         )
         result = run_bench(config, console=console)
-    written = write_outputs(result, output)
     comparisons = compare(result, load_json(args.compare)) if args.compare else None
-    print_report(result, console, comparisons)
-    console.print("written: " + ", ".join(str(p) for p in written))
+    if result.meta.get("failures"):
+        print_report(result, console, comparisons)
+        console.print(f"[red]error:[/] part of the matrix could not run; {output} is left "
+                      "as it was")
+        return 2
+    write_outputs(result, output)
+    print_report(result, console, comparisons, output)
     return 0
 
 

@@ -19,17 +19,22 @@ from durastate.backends.memory import MemoryBackend
 from durastate.bench import BackendSpec, BenchConfig, compare, load_json, run_bench, write_outputs
 from durastate.bench.command import register
 from durastate.bench.counting import count_http
+from durastate.bench.matrix import OPERATIONS as ALL_OPERATIONS
+from durastate.bench.matrix import SCALE_OPERATIONS
 from durastate.bench.payloads import SIZES, payload_pair
 from durastate.bench.results import Measurement, RunResult
 from durastate.bench.targets import evaluate
 from durastate.testing import emulators
 
-OPERATIONS = {"update_cas", "update_lww", "update_unchanged", "read", "report"}
+OPERATIONS = set(ALL_OPERATIONS)  # json and dict run every operation
+NOT_JSON = OPERATIONS - {"update_cold", "update_clock_miss"}  # the rest for other serializers
+SMALL_SCALE = {"1k": 200, "100k": 2000}  # the labels of a full run, smaller tables
 
 
 def small(backends: list[BackendSpec], tmp_path: Path, **kwargs: Any) -> BenchConfig:
     defaults: dict[str, Any] = {"serializers": ["json"], "payloads": ["150B"], "kinds": ["dict"],
-                                "quick": True, "output": tmp_path / "out", "peers": False}
+                                "quick": True, "output": tmp_path / "out", "peers": False,
+                                "scale": False}
     defaults.update(kwargs)
     return BenchConfig(backends=backends, **defaults)
 
@@ -50,7 +55,9 @@ def cli() -> typer.Typer:
     return app
 
 
-def test_quick_cli_run_on_memory_writes_json_csv_png(cli: typer.Typer, tmp_path: Path) -> None:
+def test_quick_cli_run_on_memory_writes_json_csv_png(cli: typer.Typer, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("durastate.bench.matrix.SCALE_SIZES", SMALL_SCALE)
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, [
         "bench", "--quick", "--backend", "memory://", "--serializer", "json",
@@ -60,11 +67,17 @@ def test_quick_cli_run_on_memory_writes_json_csv_png(cli: typer.Typer, tmp_path:
     assert result.exit_code == 0, result.output
     data = json.loads((out / "results.json").read_text())
     ours = [m for m in data["measurements"] if m["subject"] == "durastate"]
-    assert {(m["serializer"], m["payload"], m["operation"]) for m in ours} == {
-        (s, p, o) for s in ("json", "msgpack") for p in ("150B", "2KB") for o in OPERATIONS
-    }
-    assert all(m["error"] is None and m["median_us"] > 0 and m["cpu_us"] >= 0 for m in ours)
-    assert all(m["p99_us"] >= 0 and m["ops_per_s"] > 0 and m["stored_bytes"] > 0 for m in ours)
+    cells = {(m["serializer"], m["payload"], m["operation"]) for m in ours
+             if m["operation"] not in SCALE_OPERATIONS}
+    assert cells == {(s, p, o) for s in ("json", "msgpack") for p in ("150B", "2KB")
+                     for o in (OPERATIONS if s == "json" else NOT_JSON)
+                     if o != "update_cold" or p == "150B"}  # cold: the first size only
+    assert {m["operation"] for m in ours} >= set(SCALE_OPERATIONS)
+    timed = [m for m in ours if m["operation"] != "footprint"]
+    assert all(m["error"] is None and m["median_us"] > 0 and m["cpu_us"] >= 0 for m in timed)
+    assert all(m["ops_per_s"] > 0 for m in timed)
+    assert all(m["p99_us"] >= 0 and m["stored_bytes"] > 0 for m in timed
+               if m["operation"] not in SCALE_OPERATIONS)
     assert data["meta"]["command"].startswith("durastate")
     assert data["meta"]["machine"]["cpus"] >= 1
     assert data["meta"]["date"]
@@ -74,7 +87,7 @@ def test_quick_cli_run_on_memory_writes_json_csv_png(cli: typer.Typer, tmp_path:
     assert len(rows) == 1 + len(data["measurements"])
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "# durastate benchmark run" in (out / "summary.md").read_text()
-    assert "durastate: custom-status operations" in result.output
+    assert "durastate, dict payloads" in result.output
 
 
 def test_calls_are_counted_and_a_skipped_unchanged_write_costs_no_write(tmp_path: Path) -> None:
@@ -139,7 +152,7 @@ def test_compare_gives_new_over_old_ratios(tmp_path: Path) -> None:
 def test_cli_compare_prints_ratios_against_an_earlier_run(cli: typer.Typer,
                                                           tmp_path: Path) -> None:
     args = ["bench", "--quick", "-b", "memory://", "-s", "json", "-p", "150B", "--kind", "dict",
-            "--no-peers", "--no-anchors", "--no-chart", "--no-progress"]
+            "--no-peers", "--no-anchors", "--no-chart", "--no-progress", "--no-scale"]
     first = CliRunner().invoke(cli, [*args, "--output", str(tmp_path / "a")])
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(cli, [*args, "--output", str(tmp_path / "b"), "--compare",
@@ -166,7 +179,7 @@ def test_a_plugin_backend_can_be_benchmarked_by_url(tmp_path: Path) -> None:
                                                                            "pickle-safe"])
     result = run_bench(config, progress=False)
     found = [m for m in result.durastate() if m.backend == "benchplugin"]
-    assert len(found) == 2 * len(OPERATIONS)
+    assert len(found) == len(OPERATIONS) + len(NOT_JSON)
     assert all(m.ok for m in found), [m.error for m in found]
     assert not [m for m in result.measurements if m.subject != "durastate"]  # no anchors known
     files = write_outputs(result, tmp_path / "plug", chart=False)
@@ -240,3 +253,119 @@ def test_paired_timing_gives_each_side_alternating_values() -> None:
     for side in seen:  # a side that saw one parity would write one value: a skipped write
         assert side.count(0) > 5
         assert side.count(1) > 5
+
+
+def _leaves_output_alone(cli: typer.Typer, tmp_path: Path, *args: str) -> str:
+    out = tmp_path / "latest"
+    out.mkdir()
+    (out / "results.json").write_text('{"kept": true}')
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--no-progress", "--output", str(out),
+                                      *args])
+    assert result.exit_code != 0, result.output
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+    assert (out / "results.json").read_text() == '{"kept": true}'
+    return result.output
+
+
+def test_a_backend_that_cannot_run_fails_the_command_and_keeps_the_results(
+        cli: typer.Typer, tmp_path: Path) -> None:
+    output = _leaves_output_alone(cli, tmp_path, "--backend", "sqllite:///x.db")
+    assert "sqllite" in output
+    assert "left as it was" in " ".join(output.split())
+
+
+def test_a_serializer_that_cannot_run_fails_the_command_and_keeps_the_results(
+        cli: typer.Typer, tmp_path: Path) -> None:
+    output = _leaves_output_alone(cli, tmp_path, "-b", "memory://", "-s", "json", "-s", "jsno")
+    assert "jsno" in output
+
+
+def test_console_tables_fit_100_columns_and_say_where_the_results_are(
+        cli: typer.Typer, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "bench", "--quick", "-b", "memory://", "-s", "json", "-p", "150B", "--no-chart",
+        "--no-progress", "--output", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.rstrip().splitlines()
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    assert "\x1b[" not in result.output  # a pipe gets no colour codes
+    assert str(out / "summary.md") in " ".join(lines[-3:]).replace("\n", "")
+
+
+def test_cpu_figures_subtract_the_harness_loop_like_wall_figures() -> None:
+    from durastate.bench.timing import calibration, measure
+
+    empty = measure(lambda i: None, seconds=0.05, min_ops=2000, max_ops=20_000)
+    assert empty.batch > 1
+    assert empty.cpu_ns < calibration().loop_cpu_ns / 2  # nothing left but noise
+    assert empty.median_ns < calibration().loop_ns / 2
+
+
+def test_sqlite_pairs_with_its_anchor_on_a_fresh_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    main = tmp_path / "bench.db"
+    config = small([BackendSpec(f"sqlite:///{main}")], tmp_path,
+                   operations=["update_lww", "read", "read_typed"])
+    result = run_bench(config, progress=False)
+    paired = tmp_path / "bench-paired.db"
+    with sqlite3.connect(main) as a, sqlite3.connect(paired) as b:
+        in_main = a.execute("SELECT count(*) FROM instances").fetchone()[0]
+        in_paired = b.execute("SELECT count(*) FROM instances").fetchone()[0]
+    anchors = [m for m in result.measurements if m.subject == "anchor"]
+    assert {m.operation for m in anchors} == {"raw_update", "raw_read", "raw_read_typed"}
+    assert in_paired == len(anchors)  # one instance per paired reference: nothing else
+    assert in_main > in_paired
+
+
+def test_cold_paths_nulls_and_typed_reads_are_cells(tmp_path: Path) -> None:
+    config = small([BackendSpec("memory://")], tmp_path, kinds=["dict", "nulls"],
+                   serializers=["json", "msgpack"], anchors=False)
+    result = run_bench(config, progress=False)
+    found = {(m.serializer, m.kind, m.operation): m for m in result.durastate()}
+    assert all(m.ok for m in found.values()), [m.error for m in found.values()]
+    for operation in ("update_cold", "update_clock_miss"):
+        assert ("json", "dict", operation) in found
+        assert ("msgpack", "dict", operation) not in found
+    assert found[("json", "dict", "update_clock_miss")].backend_writes == 1
+    assert found[("json", "dict", "update_cold")].http_requests == 0
+    assert ("json", "nulls", "read_typed") in found
+    assert ("msgpack", "nulls", "update_lww") not in found
+    assert found[("json", "dict", "serialize")].backend_calls == 0
+
+
+def test_scale_cells_and_their_targets(tmp_path: Path) -> None:
+    specs = [BackendSpec("memory://"), BackendSpec(f"sqlite:///{tmp_path / 's.db'}")]
+    config = small(specs, tmp_path, operations=["update_lww", "read", "read_typed",
+                                                "serialize", "report"],
+                   scale=True, scale_counts=SMALL_SCALE, profile_misses=False)
+    result = run_bench(config, progress=False)
+    for backend in ("memory", "sqlite"):
+        found = cells(result, backend)
+        assert set(SCALE_OPERATIONS) <= set(found)
+        assert found["query_100k"].extra == {"instances": 2000, "matches": 50}
+        assert found["iter_1k"].median_us is not None
+        assert found["footprint"].stored_bytes is not None
+    raw = [m for m in result.measurements if m.operation.startswith("raw_iter")]
+    assert {m.backend for m in raw} == {"sqlite"}
+    assert all(m.extra["ratio_latency"] > 0 for m in raw)
+    ids = {(t["id"], t["backend"]) for t in result.targets if t["value"] is not None}
+    assert {("query-follows-matches", "memory"), ("iterate-linear", "sqlite"),
+            ("iterate-vs-raw", "sqlite"), ("memory-footprint", "memory"),
+            ("read-typed", "sqlite"), ("read-untyped", "memory"),
+            ("report-overhead", "memory"), ("memory-set-status", "memory")} <= ids
+
+
+def test_missing_celery_or_matplotlib_names_the_extra(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "celery", None)  # import celery -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    config = small([BackendSpec("memory://")], tmp_path, peers=True,
+                   operations=["update_lww"])
+    result = run_bench(config, progress=False)
+    write_outputs(result, tmp_path / "out")
+    assert any("pip install 'durastate[bench]'" in note for note in result.notes), result.notes
+    assert any("pip install 'durastate[charts]'" in note for note in result.notes)

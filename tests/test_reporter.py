@@ -11,7 +11,7 @@ import pytest
 from durastate.backends.memory import MemoryBackend
 from durastate.core.records import Payload, WriteResult
 from durastate.core.store import StateStore
-from durastate.errors import BackendUnavailable, SerializationError
+from durastate.errors import BackendUnavailable, PayloadTooLarge, SerializationError
 from durastate.testing import CountingBackend
 
 
@@ -128,3 +128,34 @@ def test_unchanged_reports_do_not_change_the_record(store: StateStore) -> None:
     assert first.custom_status == "same"
     assert last.etag == first.etag
     assert last.last_updated_at == first.last_updated_at
+
+
+def test_report_refuses_at_the_call_what_set_custom_status_refuses() -> None:
+    """report() runs the serializer itself; its errors must be the store's typed ones."""
+    store = StateStore(MemoryBackend(), max_custom_status_bytes=64)
+    store.create_instance("job", name="wf")
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with store.status_reporter("job", min_interval=60) as reporter:
+        reporter.report({"percent": 1})
+        with pytest.raises(PayloadTooLarge, match="'job'"):
+            reporter.report("x" * 100)
+        with pytest.raises(SerializationError, match="'job'"):
+            reporter.report(float("nan"))
+        with pytest.raises(SerializationError, match="'job'"):
+            reporter.report(deep)
+    assert store.get_custom_status("job") == {"percent": 1}
+
+
+def test_reported_values_are_compressed_like_direct_writes() -> None:
+    backend = CountingBackend(MemoryBackend())
+    store = StateStore(backend, compress_above=32)
+    store.create_instance("job", name="wf")
+    with store.status_reporter("job", min_interval=60) as reporter:
+        reporter.report({"stage": "resize", "message": "y" * 200})
+    record = backend.read("job")
+    assert record is not None
+    assert record.custom_status is not None
+    assert record.custom_status.compression == "zlib"
+    assert store.get_custom_status("job") == {"stage": "resize", "message": "y" * 200}

@@ -78,6 +78,8 @@ _UPDATE_STATUS = (
 
 
 _UPDATE_STATUS_IF_MATCH = _UPDATE_STATUS + " AND etag = ?"
+_READ_METADATA = f"SELECT {_METADATA_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608
+_READ_ALL = f"SELECT {_ALL_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608
 
 
 _last_micros: tuple[datetime | None, int] = (None, 0)
@@ -123,10 +125,20 @@ def _unavailable(operation: str, instance_id: str | None, exc: sqlite3.Error) ->
     return BackendUnavailable(f"sqlite {operation}{target} failed: {exc}")
 
 
+_STATUSES = {status.value: status for status in RuntimeStatus}
+_ENCODINGS: dict[str, tuple[str, str | None]] = {}
+
+
 def _payload(data: bytes | None, encoding: str | None) -> Payload | None:
     if data is None or encoding is None:
         return None
-    return Payload.from_encoding(bytes(data), encoding)
+    parts = _ENCODINGS.get(encoding)
+    if parts is None:
+        if len(_ENCODINGS) >= 64:  # a few encodings exist; never grow without bound
+            _ENCODINGS.clear()
+        serializer, _, compression = encoding.partition("+")
+        parts = _ENCODINGS[encoding] = (serializer, compression or None)
+    return Payload(data if type(data) is bytes else bytes(data), parts[0], parts[1])
 
 
 def _prefix_upper_bound(prefix: str) -> str | None:
@@ -239,22 +251,37 @@ class SQLiteBackend(Backend):
 
     @staticmethod
     def _record(row: tuple[Any, ...], fetch_payloads: bool) -> InstanceRecord:
+        """A row as a record; runs once per item of every page, so conversions are shared:
+        equal timestamps (a fresh row's three) become one datetime."""
         instance_id = row[0]
         try:
-            return InstanceRecord(
-                instance_id=instance_id,
-                name=row[1],
-                runtime_status=RuntimeStatus(row[2]),
-                created_at=EPOCH + timedelta(microseconds=row[3]),
-                last_updated_at=EPOCH + timedelta(microseconds=row[4]),
-                custom_status_updated_at=from_micros(row[5]),
-                etag=row[6],
-                custom_status=_payload(row[7], row[8]),
-                input=_payload(row[9], row[10]) if fetch_payloads else None,
-                output=_payload(row[11], row[12]) if fetch_payloads else None,
+            created_micros, updated_micros, status_micros = row[3], row[4], row[5]
+            created = EPOCH + timedelta(0, 0, created_micros)
+            updated = (
+                created
+                if updated_micros == created_micros
+                else EPOCH + timedelta(0, 0, updated_micros)
             )
-        except (ValueError, TypeError, IndexError) as exc:
-            raise CorruptRecord(instance_id, f"sqlite row: {exc}") from None
+            if status_micros is None:
+                status_updated = None
+            elif status_micros == updated_micros:
+                status_updated = updated
+            else:
+                status_updated = EPOCH + timedelta(0, 0, status_micros)
+            return InstanceRecord(
+                instance_id,
+                row[1],
+                _STATUSES[row[2]],
+                created,
+                updated,
+                status_updated,
+                row[6],
+                _payload(row[7], row[8]),
+                _payload(row[9], row[10]) if fetch_payloads else None,
+                _payload(row[11], row[12]) if fetch_payloads else None,
+            )
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+            raise CorruptRecord(instance_id, f"sqlite row: {exc!r}") from None
 
     def _status_of(
         self, connection: sqlite3.Connection, instance_id: str
@@ -313,16 +340,11 @@ class SQLiteBackend(Backend):
         return etag
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        columns = _ALL_COLUMNS if fetch_payloads else _METADATA_COLUMNS
-        with self._guard("read", instance_id):
-            row = (
-                self._connection()
-                .execute(
-                    f"SELECT {columns} FROM instances WHERE instance_id = ?",  # noqa: S608
-                    (instance_id,),
-                )
-                .fetchone()
-            )
+        sql = _READ_ALL if fetch_payloads else _READ_METADATA
+        try:  # a plain try, cheaper than the _guard context manager: reads are hot too
+            row = self._connection().execute(sql, (instance_id,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise _unavailable("read", instance_id, exc) from None
         return None if row is None else self._record(row, fetch_payloads)
 
     def write_custom_status(

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from durastate.bench.matrix import BackendSpec
+from durastate.bench.payloads import Progress
 from durastate.bench.references import AwsTarget, Reference, Session
 from durastate.bench.timing import Op
 
@@ -51,13 +52,37 @@ class DictAnchor:
         self.data.clear()
 
 
+class DictReadAnchor:
+    """A read by hand from a dict of stored bytes: ``orjson.loads`` or the model's own
+    ``model_validate_json`` (what ``get_instance`` + ``custom_status`` /
+    ``read_custom_status_as`` are compared with)."""
+
+    def __init__(self, typed: bool) -> None:
+        self.data: dict[str, bytes] = {}
+        self.typed = typed
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        data = self.data
+        data[key] = orjson.dumps(values[0])
+        decode = Progress.model_validate_json if self.typed else orjson.loads
+
+        def read(i: int) -> None:
+            decode(data[key])
+
+        return read
+
+    def close(self) -> None:
+        self.data.clear()
+
+
 class SqliteAnchor:
     UPSERT = (
         "INSERT INTO status (id, value, updated_at) VALUES (?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
     )
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read: str | None = None) -> None:
+        self.read = read  # None: the upsert; "plain" or "typed": a select and a decode
         self.connection = sqlite3.connect(path)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
@@ -69,6 +94,16 @@ class SqliteAnchor:
 
     def op(self, values: tuple[Any, Any], key: str) -> Op:
         connection, dumps, sql, now = self.connection, orjson.dumps, self.UPSERT, time.time_ns
+        if self.read is not None:
+            connection.execute(sql, (key, dumps(values[0]), now() // 1000))
+            connection.commit()
+            select = "SELECT value FROM status WHERE id = ?"
+            decode = Progress.model_validate_json if self.read == "typed" else orjson.loads
+
+            def read(i: int) -> None:
+                decode(connection.execute(select, (key,)).fetchone()[0])
+
+            return read
 
         def upsert(i: int) -> None:
             connection.execute(sql, (key, dumps(values[i & 1]), now() // 1000))
@@ -197,11 +232,24 @@ def anchors_for(spec: BackendSpec) -> list[Reference]:
     """The anchors that run on the same server as ``spec``; none for unknown schemes."""
     scheme = spec.scheme
     if scheme == "memory":
-        return [Reference("anchor", "dict + orjson.dumps", "orjson", "update_lww", DictAnchor)]
+        return [
+            Reference("anchor", "dict + orjson.dumps", "orjson", "update_lww", DictAnchor),
+            Reference("anchor", "dict + orjson.loads", "orjson", "read",
+                      lambda: DictReadAnchor(typed=False), operation="raw_read"),
+            Reference("anchor", "dict + Model.model_validate_json", "orjson", "read_typed",
+                      lambda: DictReadAnchor(typed=True), operation="raw_read_typed"),
+        ]
     if scheme == "sqlite":
         path = _sqlite_path(spec)
-        return [Reference("anchor", "sqlite3 upsert + commit (WAL, NORMAL)", "orjson",
-                          "update_lww", lambda: SqliteAnchor(path))]
+        return [
+            Reference("anchor", "sqlite3 upsert + commit (WAL, NORMAL)", "orjson",
+                      "update_lww", lambda: SqliteAnchor(path)),
+            Reference("anchor", "sqlite3 select + orjson.loads", "orjson", "read",
+                      lambda: SqliteAnchor(path, "plain"), operation="raw_read"),
+            Reference("anchor", "sqlite3 select + Model.model_validate_json", "orjson",
+                      "read_typed", lambda: SqliteAnchor(path, "typed"),
+                      operation="raw_read_typed"),
+        ]
     if scheme == "azure-tables":
         conn = str(spec.options.get("connection_string") or "")
         return [

@@ -6,19 +6,29 @@ import itertools
 import secrets
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from durastate.bench.counting import WriteCountingBackend, count_http
 from durastate.bench.matrix import BackendSpec, Effort
-from durastate.bench.payloads import PayloadPair
+from durastate.bench.payloads import PayloadPair, Progress
 from durastate.bench.results import Measurement
-from durastate.bench.timing import Op, calibration, measure, percentile
+from durastate.bench.timing import (
+    ROUND_TARGET_NS,
+    Op,
+    Timing,
+    calibration,
+    choose_batch,
+    measure,
+    measure_each,
+    percentile,
+)
 from durastate.config import load_settings
+from durastate.core import store as clock
 from durastate.core.backend import Backend
 from durastate.core.store import StateStore
+from durastate.opening import open_backend
 from durastate.registry import serializer_class
 from durastate.serializers.base import Serializer
 from durastate.serializers.pickle_safe import SafePickleSerializer
@@ -72,20 +82,31 @@ def durastate_op(store: StateStore, operation: str, values: tuple[Any, Any]) -> 
         return update_unchanged
     if operation == "read":
         get = store.get_instance
-        model = type(values[0]) if isinstance(values[0], BaseModel) else None
 
         def read(i: int) -> None:  # the read a client makes: fetch, then decode the status
             metadata = get(instance_id)
             assert metadata is not None
             metadata.custom_status  # noqa: B018 - decoding is part of the read
 
-        def read_typed(i: int) -> None:  # read_custom_status_as(Model): fetch, decode, validate
+        return read
+    if operation == "read_typed":
+        get = store.get_instance
+
+        def read_typed(i: int) -> None:  # read_custom_status_as(Model): fetch and validate
             metadata = get(instance_id)
             assert metadata is not None
-            assert model is not None
-            metadata.read_custom_status_as(model)
+            metadata.read_custom_status_as(Progress)
 
-        return read_typed if model is not None else read
+        return read_typed
+    if operation == "update_clock_miss":
+        return clock_miss_op(set_status, instance_id, values)
+    if operation == "serialize":
+        dumps = store.codec.writer.dumps
+
+        def serialize(i: int) -> None:  # the serializer alone: what report() must cost
+            dumps(values[i & 1], instance_id=instance_id)
+
+        return serialize
     raise ValueError(f"not a timed durastate operation: {operation}")
 
 
@@ -105,6 +126,93 @@ class StorePair:
         counter = WriteCountingBackend(backend)
         return cls(spec, serializer, make_store(backend, serializer, limit),
                    make_store(counter, serializer, limit), counter)
+
+
+def clock_miss_op(set_status: Callable[[str, Any], str], instance_id: str,
+                  values: tuple[Any, Any]) -> Op:
+    """Last-write-wins updates that each find the store's per-millisecond clock cache empty,
+    as when writes come more than a millisecond apart.
+
+    The cache is emptied directly rather than by waiting: after a real pause the CPU's own
+    caches are cold too (a 3 µs write then takes 10 to 20 µs here, whatever the library does),
+    which would drown the one thing this cell is about.
+    """
+    forgotten = (0, clock._last_millisecond[1])
+
+    def write_in_a_new_millisecond(i: int) -> None:
+        clock._last_millisecond = forgotten
+        set_status(instance_id, values[i & 1])
+
+    return write_in_a_new_millisecond
+
+
+def run_cold_cell(pair: StorePair, payload: PayloadPair, operation: str,
+                  effort: Effort) -> Measurement:
+    """A write that finds nothing warm, each after its own untimed setup.
+
+    ``update_cold``: the first last-write-wins update through a backend opened just before
+    (fresh clients, connections and caches), on an instance that already exists.
+    """
+    m = base_measurement(pair, payload, operation)
+    m.stored_bytes = len(pair.timed.encode_custom_status("size-probe", payload.values[0]).data)
+    values = payload.values
+    instance_id = new_instance_id()
+    with ColdStores(pair, instance_id, values[1]) as cold:
+        timing = measure_each(cold.write(values), cold.reopen, effort.cold_ops)
+        _fill(m, timing)
+        ops = max(1, min(effort.count_ops, effort.cold_ops, 5))  # each reopens the backend
+        write = cold.write(values)
+        requests = 0
+        for i in range(ops):
+            cold.reopen(i)
+            with count_http() as http:
+                write(i)
+            requests += http.requests
+        m.http_requests = requests / ops
+    return m
+
+
+class ColdStores:
+    """Opens the benchmarked backend afresh for every operation (closing the previous)."""
+
+    def __init__(self, pair: StorePair, instance_id: str, value: Any) -> None:
+        spec = pair.spec
+        url = spec.url
+        if spec.scheme == "memory" and not url.partition("://")[2].strip("/"):
+            url = f"memory://durastate-bench-cold-{RUN_TAG}"  # a reopened name sees the data
+        self.url, self.options = url, spec.options
+        self.pair = pair
+        self.instance_id = instance_id
+        self.backend = open_backend(url, **spec.options)
+        self.store = self._store(self.backend)
+        self.store.create_instance(instance_id, name="bench", custom_status=value)
+
+    def _store(self, backend: Backend) -> StateStore:
+        return make_store(backend, self.pair.serializer, self.pair.timed.max_custom_status_bytes
+                          or 16 * 1024)
+
+    def reopen(self, i: int) -> None:
+        self.backend.close()
+        self.backend = open_backend(self.url, **self.options)
+        self.store = self._store(self.backend)
+
+    def write(self, values: tuple[Any, Any]) -> Op:
+        def first_write(i: int) -> None:
+            self.store.set_custom_status(self.instance_id, values[i & 1])
+
+        return first_write
+
+    def __enter__(self) -> ColdStores:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.backend.close()
+
+
+def _fill(m: Measurement, timing: Timing) -> None:
+    m.ops, m.batch = timing.ops, timing.batch
+    m.median_us, m.p99_us = timing.median_ns / 1e3, timing.p99_ns / 1e3
+    m.cpu_us, m.ops_per_s = timing.cpu_ns / 1e3, timing.ops_per_s
 
 
 def count_calls(pair: StorePair, operation: str, values: tuple[Any, Any],
@@ -135,12 +243,12 @@ def run_cell(pair: StorePair, payload: PayloadPair, operation: str, effort: Effo
     m.stored_bytes = len(pair.timed.encode_custom_status("size-probe", payload.values[0]).data)
     if operation == "report":
         return run_report_cell(pair, payload, effort, m)
+    if operation == "update_cold":
+        return run_cold_cell(pair, payload, operation, effort)
     timing = measure(durastate_op(pair.timed, operation, payload.values), seconds=effort.seconds,
                      min_ops=effort.min_ops, max_ops=effort.max_ops, repeat=repeat,
                      tail_ops=effort.tail_ops)
-    m.ops, m.batch = timing.ops, timing.batch
-    m.median_us, m.p99_us = timing.median_ns / 1e3, timing.p99_ns / 1e3
-    m.cpu_us, m.ops_per_s = timing.cpu_ns / 1e3, timing.ops_per_s
+    _fill(m, timing)
     m.backend_calls, m.backend_writes, m.http_requests = count_calls(
         pair, operation, payload.values, effort.count_ops)
     return m
@@ -152,12 +260,16 @@ def run_report_cell(pair: StorePair, payload: PayloadPair, effort: Effort,
     store, counter, values = pair.counted, pair.counter, payload.values
     instance_id = new_instance_id()
     store.create_instance(instance_id, name="bench", custom_status=values[1])
-    interval, batch = effort.report_interval, 200
+    interval = effort.report_interval
+    _, per_op = choose_batch(lambda i: pair.timed.codec.writer.dumps(
+        values[i & 1], instance_id=instance_id), 0)
+    batch = max(1, min(200, int(ROUND_TARGET_NS / per_op)))  # rounds of ~200 µs, as elsewhere
     calls0, writes0 = counter.total, counter.writes
     walls: list[float] = []
     cpus: list[float] = []
     tails: list[float] = []
-    loop_ns, timer_ns = calibration().loop_ns, calibration().timer_ns
+    cal = calibration()
+    loop_ns, loop_cpu_ns, timer_ns = cal.loop_ns, cal.loop_cpu_ns, cal.timer_ns
     perf, cpu = time.perf_counter_ns, time.thread_time_ns
     with count_http() as http:
         started = time.perf_counter()
@@ -170,7 +282,7 @@ def run_report_cell(pair: StorePair, payload: PayloadPair, effort: Effort,
                 for j in range(i, i + batch):
                     report(values[j & 1])
                 walls.append(max(0.0, (perf() - w0) / batch - loop_ns))
-                cpus.append((cpu() - c0) / batch)
+                cpus.append(max(0.0, (cpu() - c0) / batch - loop_cpu_ns))
                 i += batch
             deadline = started + effort.report_seconds
             while time.perf_counter() < deadline:

@@ -1,73 +1,168 @@
-"""The PNG chart: update cost by backend x serializer x payload size, with references."""
+"""The PNG chart: three dot plots (update, read, query), log scale, lower is better.
+
+Dots, not bars: on a log scale a bar has no zero to start from, so its length would lie.
+Each panel puts one row per backend (or backend and cell) and one marker per series;
+legends sit outside the panels, on the right, so no dot is hidden.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from durastate.bench.payloads import SIZES
-from durastate.bench.results import RunResult
+from durastate.bench.results import Measurement, RunResult
+from durastate.errors import MissingDependency
 
-OPERATION = "update_cas"
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+MARKERS = ("o", "s", "^", "D", "v")
+#: References by the series name they are drawn under: (colour, marker, hollow).
+REFERENCE_STYLE = {
+    "raw call (150B)": ("black", "|", False),
+    "raw call, SDK's default client (150B)": ("dimgray", "|", False),
+    "Celery store_result (150B)": ("tab:red", "x", False),
+    "raw bytes + orjson.loads": ("black", "o", True),
+    "raw bytes + Model.model_validate_json": ("black", "s", True),
+    "raw keyset paging, 1k": ("black", "o", True),
+    "raw keyset paging, 100k": ("black", "s", True),
+}
+
+Row = tuple[str, dict[str, float]]  # (row label, {series: µs})
+
+
+def _ours(result: RunResult, backend: str, operation: str, payload: str = "150B",
+          kind: str = "dict") -> float | None:
+    found = [m for m in result.durastate() if m.backend == backend and m.ok
+             and m.serializer == "json" and m.kind == kind and m.payload == payload
+             and m.operation == operation]
+    return found[0].median_us if found else None
+
+
+def _references(result: RunResult, backend: str, operations: tuple[str, ...],
+                payload: str = "150B") -> list[Measurement]:
+    return [m for m in result.measurements if m.subject != "durastate" and m.ok
+            and m.backend == backend and m.payload == payload and m.operation in operations
+            and m.median_us]
+
+
+def _update_rows(result: RunResult, backends: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for backend in backends:
+        series = {f"durastate {size}": _ours(result, backend, "update_cas", size)
+                  for size in SIZES}
+        for ref in _references(result, backend, ("raw_update", "store_result")):
+            if ref.subject == "peer":
+                name = "Celery store_result (150B)"
+            elif "default client" in ref.name:
+                name = "raw call, SDK's default client (150B)"
+            else:
+                name = "raw call (150B)"
+            series[name] = ref.median_us
+        rows.append((backend, {k: v for k, v in series.items() if v}))
+    return rows
+
+
+def _read_rows(result: RunResult, backends: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for backend in backends:
+        series = {"get_instance + custom_status": _ours(result, backend, "read"),
+                  "get_instance + read_custom_status_as": _ours(result, backend,
+                                                                "read_typed")}
+        for ref in _references(result, backend, ("raw_read", "raw_read_typed")):
+            typed = ref.operation == "raw_read_typed"
+            series["raw bytes + Model.model_validate_json" if typed
+                   else "raw bytes + orjson.loads"] = ref.median_us
+        rows.append((backend, {k: v for k, v in series.items() if v}))
+    return rows
+
+
+def _query_rows(result: RunResult, backends: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    for backend in backends:
+        for cell, unit in (("query", "µs per query, 50 matches"),
+                           ("iter", "µs per item of iter_instances")):
+            series = {f"{size} instances": _ours(result, backend, f"{cell}_{size}")
+                      for size in ("1k", "100k")}
+            for size in ("1k", "100k"):
+                raw = [m for m in result.measurements if m.subject == "anchor" and m.ok
+                       and m.backend == backend and m.operation == f"raw_{cell}_{size}"]
+                if raw:
+                    series[f"raw keyset paging, {size}"] = raw[0].median_us
+            if any(series.values()):
+                rows.append((f"{backend}: {cell} ({unit})",
+                             {k: v for k, v in series.items() if v}))
+    return rows
+
+
+def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    labels = [label for label, _ in rows]
+    series: list[str] = []
+    for _, values in rows:
+        series += [name for name in values if name not in series]
+    for y in range(len(rows)):
+        ax.axhline(y, color="0.9", linewidth=0.8, zorder=0)
+    for index, name in enumerate(series):
+        ys = [y for y, (_, values) in enumerate(rows) if name in values]
+        xs = [rows[y][1][name] for y in ys]
+        style = REFERENCE_STYLE.get(name)
+        if style is None:
+            ax.scatter(xs, ys, marker=MARKERS[index % len(MARKERS)], s=36, label=name,
+                       zorder=3)
+            continue
+        color, marker, hollow = style
+        if hollow:
+            ax.scatter(xs, ys, marker=marker, s=80, facecolors="none", edgecolors=color,
+                       linewidths=1.4, label=name, zorder=4)
+        else:
+            ax.scatter(xs, ys, marker=marker, s=90, color=color, linewidths=2.0, label=name,
+                       zorder=4)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,g}"))
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", which="major", color="0.85")
+    ax.set_xlabel("median µs per operation (log scale) — lower is better", fontsize=8)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def write_chart(result: RunResult, path: Path) -> bool:
-    """One panel per backend: compare-and-swap update median (dict payload), log scale.
-
-    Bars are durastate's serializers; dashes are the anchors and peers (their own
-    operation, json). Returns False when there is nothing to draw.
-    """
-    import matplotlib
-
+    """Update, read and query panels; False when there is nothing to draw."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingDependency("the benchmark chart", "charts", "matplotlib") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     backends = [b["label"] for b in result.meta.get("backends", [])]
-    cells = [m for m in result.durastate() if m.ok and m.kind == "dict"
-             and m.operation == OPERATION]
-    if not cells:
+    panels: list[tuple[str, list[Row]]] = [
+        ("update: set_custom_status with etag (json dict) next to the raw call and Celery",
+         _update_rows(result, backends)),
+        ("read: one instance, json 150 B (untyped and typed) next to raw bytes",
+         _read_rows(result, backends)),
+        ("query and iteration by table size (json 150 B statuses)",
+         _query_rows(result, backends)),
+    ]
+    panels = [(title, [row for row in rows if row[1]]) for title, rows in panels]
+    panels = [(title, rows) for title, rows in panels if rows]
+    if not panels:
         return False
-    backends = [b for b in backends if any(m.backend == b for m in cells)]
-    serializers = sorted({m.serializer for m in cells})
-    sizes = [s for s in SIZES if any(m.payload == s for m in cells)]
-    cols = min(3, len(backends))
-    rows = (len(backends) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
-    width = 0.8 / max(1, len(serializers))
-    ref_styles = {"anchor": ("black", "--"), "peer": ("tab:red", ":")}
-    for index, backend in enumerate(backends):
-        ax = axes[index // cols][index % cols]
-        for s_index, serializer in enumerate(serializers):
-            xs, ys = [], []
-            for x, size in enumerate(sizes):
-                found = [m for m in cells if m.backend == backend and m.serializer == serializer
-                         and m.payload == size]
-                if found and found[0].median_us:
-                    xs.append(x + (s_index - (len(serializers) - 1) / 2) * width)
-                    ys.append(found[0].median_us)
-            ax.bar(xs, ys, width=width, label=serializer)
-        labelled: set[str] = set()
-        for ref in result.measurements:
-            if ref.subject == "durastate" or ref.backend != backend or not ref.ok:
-                continue
-            if ref.payload not in sizes or ref.median_us is None:
-                continue
-            x = sizes.index(ref.payload)
-            color, style = ref_styles.get(ref.subject, ("grey", "-"))
-            name = f"{ref.subject}: {ref.name}"
-            ax.hlines(ref.median_us, x - 0.45, x + 0.45, colors=color, linestyles=style,
-                      label=None if name in labelled else name[:60])
-            labelled.add(name)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(sizes)), sizes)
-        ax.set_title(f"{backend}: {OPERATION} (dict)", fontsize=10)
-        ax.set_ylabel("median latency, µs")
-        ax.legend(fontsize=6, loc="upper left")
-    for index in range(len(backends), rows * cols):
-        axes[index // cols][index % cols].set_visible(False)
-    meta = result.meta
-    fig.suptitle(f"durastate custom-status update cost — {meta.get('date', '')} "
-                 f"{meta.get('machine', {}).get('cpu', '')}", fontsize=9)
+    heights = [max(1.6, 0.42 * len(rows) + 0.9) for _, rows in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(heights) + 0.6),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (title, rows) in zip(axes[:, 0], panels, strict=True):
+        _panel(ax, title, rows)
+    meta: dict[str, Any] = result.meta
+    fig.suptitle(f"durastate benchmark {meta.get('date', '')}: "
+                 f"{meta.get('machine', {}).get('cpu', '')} — lower is better", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True

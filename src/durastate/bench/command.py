@@ -11,12 +11,19 @@ import typer
 from rich.console import Console
 
 from durastate.bench.compare import compare
-from durastate.bench.matrix import DEFAULT_OUTPUT, DEFAULT_SERIALIZERS, BenchConfig, parse_backend
+from durastate.bench.matrix import (
+    DEFAULT_OUTPUT,
+    DEFAULT_SERIALIZERS,
+    BenchConfig,
+    default_backends,
+    parse_backend,
+    unique_labels,
+)
 from durastate.bench.outputs import write_outputs
 from durastate.bench.payloads import KINDS, SIZES
-from durastate.bench.report import print_report
+from durastate.bench.report import bench_console, print_report
 from durastate.bench.results import load_json
-from durastate.bench.runner import run_bench
+from durastate.bench.runner import preflight, run_bench
 from durastate.errors import DurastateError
 
 
@@ -63,37 +70,56 @@ def bench(
     peers: Annotated[bool, typer.Option(
         "--peers/--no-peers", help="Run Celery's result backends side by side.")] = True,
     chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Write chart.png.")] = True,
+    scale: Annotated[bool, typer.Option(
+        "--scale/--no-scale", help="Queries, iteration and footprint at 1k and 100k "
+        "instances (memory and SQLite).")] = True,
     max_status_bytes: Annotated[int, typer.Option(
         "--max-status-bytes", help="The store's custom-status limit for the run.")] = 16 * 1024,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show the progress bar.")] = True,
 ) -> None:
     """Measure what a custom-status update costs: backends x serializers x payloads."""
-    console = Console()
+    console = bench_console()
     options = parse_options(option or [])
     specs = []
     for text in backend or []:
         spec = parse_backend(text)
         merged = {**options.get(spec.scheme, {}), **options.get(spec.name, {})}
         specs.append(parse_backend(text, merged))
+    specs = unique_labels(specs or default_backends())
     config = BenchConfig(
         backends=specs,
         serializers=serializer or list(DEFAULT_SERIALIZERS),
         payloads=payload or list(SIZES),
         kinds=kind or list(KINDS),
-        quick=quick, repeat=repeat, anchors=anchors, peers=peers, chart=chart,
+        quick=quick, repeat=repeat, anchors=anchors, peers=peers, chart=chart, scale=scale,
         output=output, compare=compare_with, max_custom_status_bytes=max_status_bytes,
         command=shlex.join(["durastate", *sys.argv[1:]]),
     )
     try:
+        config.validate()
+        problems = preflight(config)
+        if problems:
+            _refuse(console, problems, output)
         result = run_bench(config, console=console, progress=progress)
     except (ValueError, DurastateError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     comparisons = compare(result, load_json(compare_with)) if compare_with else None
-    written = write_outputs(result, output, chart=chart)
-    print_report(result, console, comparisons)
-    console.print("written: " + ", ".join(str(path) for path in written))
+    failures = result.meta.get("failures")
+    if failures:
+        print_report(result, console, comparisons)
+        _refuse(console, failures, output)
+    write_outputs(result, output, chart=chart)
+    print_report(result, console, comparisons, output)
+
+
+def _refuse(console: Console, problems: list[str], output: Path) -> None:
+    """Exit non-zero without writing: a partial matrix must not replace the results."""
+    for problem in problems:
+        console.print(f"[red]error:[/] {problem}")
+    console.print(f"nothing written: {output} is left as it was")
+    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,16 @@ from durastate.opening import redact_url
 from durastate.registry import scheme_of
 
 DEFAULT_SERIALIZERS: Final = ("json", "msgpack", "pickle-safe")
-OPERATIONS: Final = ("update_cas", "update_lww", "update_unchanged", "read", "report")
+OPERATIONS: Final = ("update_cas", "update_lww", "update_unchanged", "update_cold",
+                     "update_clock_miss", "read", "read_typed", "serialize", "report")
+#: Cells that say the same for every serializer and kind: json and dict only.
+JSON_DICT_ONLY: Final = frozenset({"update_cold", "update_clock_miss"})
+#: Per backend, not per payload: queries and iteration at two table sizes, and footprint.
+SCALE_SIZES: Final = {"1k": 1_000, "100k": 100_000}
+SCALE_OPERATIONS: Final = ("query_1k", "query_100k", "iter_1k", "iter_100k", "footprint")
+#: Where scale cells run: a fresh, empty store of the same kind is cheap to make and to
+#: fill with 100k instances (over HTTP it would take longer than the rest of the run).
+SCALE_SCHEMES: Final = frozenset({"memory", "sqlite"})
 DEFAULT_OUTPUT: Final = Path("benchmarks/results/latest")
 
 
@@ -56,16 +65,17 @@ class Effort:
     report_seconds: float  # duration of the status-reporter hot loop
     report_interval: float  # its min_interval
     tail_ops: int  # operations timed one by one for p99 (when batched)
+    cold_ops: int = 20  # cold-path operations, each after its own untimed setup
 
     @classmethod
     def quick(cls) -> Effort:
         return cls(seconds=0.05, min_ops=30, max_ops=20_000, count_ops=10,
-                   report_seconds=0.15, report_interval=0.03, tail_ops=1000)
+                   report_seconds=0.15, report_interval=0.03, tail_ops=1000, cold_ops=10)
 
     @classmethod
     def full(cls) -> Effort:
-        return cls(seconds=1.0, min_ops=200, max_ops=200_000, count_ops=50,
-                   report_seconds=2.0, report_interval=0.1, tail_ops=10_000)
+        return cls(seconds=0.5, min_ops=200, max_ops=200_000, count_ops=50,
+                   report_seconds=1.5, report_interval=0.1, tail_ops=10_000, cold_ops=25)
 
 
 @dataclass
@@ -87,6 +97,25 @@ class BenchConfig:
     max_custom_status_bytes: int = 16 * 1024
     command: str = ""
     profile_misses: bool = True
+    scale: bool = True  # query / iteration / footprint cells on embedded backends
+    scale_counts: dict[str, int] = field(default_factory=lambda: dict(SCALE_SIZES))
+
+    def applies(self, operation: str, serializer: str, kind: str, size: str = "150B") -> bool:
+        """Whether this matrix runs ``operation`` for ``serializer``, ``kind`` and ``size``.
+
+        A cold write reopens the backend for every call (seconds on a network backend): it
+        runs at the smallest requested size only, where the opening is the whole story.
+        """
+        if operation == "update_cold" and size != self.payloads[0]:
+            return False
+        if operation in JSON_DICT_ONLY:
+            return serializer == "json" and kind == "dict"
+        if kind == "nulls":  # the null check is the JSON serializer's: json only
+            return serializer == "json" and operation != "update_unchanged"
+        return True
+
+    def scale_operations(self, spec: BackendSpec) -> tuple[str, ...]:
+        return SCALE_OPERATIONS if self.scale and spec.scheme in SCALE_SCHEMES else ()
 
     @property
     def effort(self) -> Effort:

@@ -1,4 +1,8 @@
-"""Benchmark payloads: progress statuses of about 150 B, 2 KB and 16 KB, as dict or model.
+"""Benchmark payloads: progress statuses of about 150 B, 2 KB and 16 KB.
+
+Kinds: ``dict`` (plain JSON types), ``model`` (a pydantic model with nested models) and
+``nulls`` (the dict with ``None`` in some values, as real statuses have: an unknown eta,
+a step not timed yet). All three validate as `Progress`, so typed reads work on each.
 
 Every payload comes in two variants that differ only in a counter, so that consecutive
 updates always write different bytes of the same size (the store skips unchanged bytes).
@@ -16,14 +20,14 @@ from pydantic import BaseModel
 #: label -> target size of the JSON encoding, in bytes. 16 KB stays under the default
 #: 16 KiB custom-status limit for every built-in serializer (checked by the runner).
 SIZES: Final[dict[str, int]] = {"150B": 150, "2KB": 2048, "16KB": 15_800}
-KINDS: Final = ("dict", "model")
+KINDS: Final = ("dict", "model", "nulls")
 
 
 class Step(BaseModel):
     """One finished step of a workflow, as a status might list it."""
 
     name: str
-    seconds: float
+    seconds: float | None
     ok: bool
 
 
@@ -34,7 +38,7 @@ class Progress(BaseModel):
     percent: float
     done: int
     total: int
-    eta_s: float
+    eta_s: float | None
     message: str
     steps: list[Step]
 
@@ -90,4 +94,14 @@ def payload_pair(label: str, kind: str) -> PayloadPair:
     models = (build_model(label, 0), build_model(label, 1))
     if kind == "model":
         return PayloadPair(label, kind, models)
-    return PayloadPair(label, kind, (models[0].model_dump(), models[1].model_dump()))
+    dicts = (models[0].model_dump(), models[1].model_dump())
+    if kind == "nulls":
+        dicts = (_with_nulls(dicts[0]), _with_nulls(dicts[1]))
+    return PayloadPair(label, kind, dicts)
+
+
+def _with_nulls(status: dict[str, Any]) -> dict[str, Any]:
+    """No eta yet, and every third step not timed yet."""
+    steps = [{**step, "seconds": None} if n % 3 == 0 else step
+             for n, step in enumerate(status["steps"])]
+    return {**status, "eta_s": None, "steps": steps}

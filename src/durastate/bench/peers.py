@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from durastate.bench.matrix import BackendSpec
 from durastate.bench.references import AwsTarget, Reference
 from durastate.bench.timing import Op
+from durastate.errors import MissingDependency
 
 PEER_BUCKET = "durastate-bench-celery"
 PEER_CONTAINER = "durastate-bench-celery"
@@ -28,7 +29,10 @@ class CeleryPeer:
     """One Celery app whose result backend is configured by ``backend_url`` and ``conf``."""
 
     def __init__(self, backend_url: str, conf: dict[str, Any] | None = None) -> None:
-        from celery import Celery
+        try:
+            from celery import Celery
+        except ImportError:
+            raise MissingDependency("the Celery peers", "bench", "celery") from None
 
         self.app = Celery("durastate-bench", set_as_current=False)
         self.app.conf.update(result_backend=backend_url, result_serializer="json",

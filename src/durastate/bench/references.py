@@ -32,6 +32,7 @@ class Reference:
     compares_to: str  # the durastate operation it does the same job as
     open: Callable[[], Session]
     note: str = ""
+    operation: str = "raw_update"  # what the reference itself does (``raw_read``, ...)
 
 
 @dataclass(frozen=True)

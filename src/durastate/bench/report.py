@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -12,12 +14,19 @@ from durastate.bench.compare import Comparison
 from durastate.bench.results import Measurement, RunResult
 
 MAIN_HEADERS = ["backend", "serializer", "payload", "kind", "bytes", "CAS µs", "CAS p99",
-                "CAS CPU", "LWW µs", "unchanged µs", "read µs", "report() µs", "updates/s",
-                "calls/update", "writes/update", "HTTP/update", "reporter writes"]
-REF_HEADERS = ["backend", "reference", "payload", "median µs", "p99 µs", "CPU µs", "HTTP/op",
-               "durastate µs", "durastate CPU", "latency ratio", "CPU ratio"]
+                "CAS CPU", "LWW µs", "unchanged µs", "cold µs", "clock-miss µs", "read µs",
+                "typed read µs", "serialize µs", "report() µs", "updates/s", "calls/update",
+                "writes/update", "HTTP/update", "HTTP/cold update", "reporter writes"]
+REF_HEADERS = ["backend", "reference", "payload", "operation", "compared with", "median µs",
+               "p99 µs", "CPU µs", "HTTP/op", "latency ratio", "CPU ratio"]
 TARGET_HEADERS = ["target", "backend", "value", "limit", "result", "detail"]
+SCALE_HEADERS = ["backend", "cell", "1k", "100k", "unit"]
 
+#: The console's tables: the essential columns, so they fit a 100-column terminal.
+CONSOLE_MAIN_HEADERS = ["backend", "serializer", "size", "CAS", "LWW", "cold", "read",
+                        "typed", "report", "HTTP"]
+CONSOLE_REF_HEADERS = ["backend", "reference", "size", "µs", "ratio", "CPU ratio"]
+CONSOLE_TARGET_HEADERS = ["target", "backend", "value", "limit", "result"]
 
 def _num(value: float | None, digits: int = 3) -> str:
     if value is None:
@@ -31,54 +40,126 @@ def _calls(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def main_rows(result: RunResult, kinds: Iterable[str] = ("dict", "model")) -> list[list[str]]:
-    """One row per backend x serializer x payload x kind; columns per operation."""
+def _cells(result: RunResult, kinds: Iterable[str]) -> dict[tuple[str, ...],
+                                                         dict[str, Measurement]]:
     cells: dict[tuple[str, ...], dict[str, Measurement]] = {}
     for m in result.durastate():
-        if m.kind in kinds:
+        if m.kind in kinds and m.operation in CELL_OPERATIONS:
             cells.setdefault((m.backend, m.serializer, m.payload, m.kind), {})[m.operation] = m
+    return cells
+
+
+CELL_OPERATIONS = frozenset({"update_cas", "update_lww", "update_unchanged", "update_cold",
+                             "update_clock_miss", "read", "read_typed", "serialize", "report"})
+
+
+def _median(ops: dict[str, Measurement], op: str) -> str:
+    m = ops.get(op)
+    if m is None:
+        return "—"
+    return "error" if m.error else _num(m.median_us)
+
+
+def main_rows(result: RunResult,
+              kinds: Iterable[str] = ("dict", "model", "nulls")) -> list[list[str]]:
+    """One row per backend x serializer x payload x kind; one figure per cell."""
     rows = []
-    for (backend, serializer, payload, kind), ops in cells.items():
-        cas, rep = ops.get("update_cas"), ops.get("report")
-
-        def median(op: str, ops: dict[str, Measurement] = ops) -> str:
-            m = ops.get(op)
-            if m is None:
-                return "—"
-            return "error" if m.error else _num(m.median_us)
-
+    for (backend, serializer, payload, kind), ops in _cells(result, kinds).items():
+        cas, rep, cold = ops.get("update_cas"), ops.get("report"), ops.get("update_cold")
         sized = next((m for m in ops.values() if m.stored_bytes), None)
         rows.append([
             backend, serializer, payload, kind,
             str(sized.stored_bytes) if sized else "—",
-            median("update_cas"), _num(cas.p99_us if cas else None),
-            _num(cas.cpu_us if cas else None), median("update_lww"),
-            median("update_unchanged"), median("read"), median("report"),
+            _median(ops, "update_cas"), _num(cas.p99_us if cas else None),
+            _num(cas.cpu_us if cas else None), _median(ops, "update_lww"),
+            _median(ops, "update_unchanged"), _median(ops, "update_cold"),
+            _median(ops, "update_clock_miss"), _median(ops, "read"),
+            _median(ops, "read_typed"), _median(ops, "serialize"), _median(ops, "report"),
             _num(cas.ops_per_s if cas else None),
             _calls(cas.backend_calls if cas else None),
             _calls(cas.backend_writes if cas else None),
             _calls(cas.http_requests if cas else None),
+            _calls(cold.http_requests if cold else None),
             (f"{rep.extra['backend_writes']} ≤ {rep.extra['write_bound']}"
              if rep and rep.ok else "—"),
         ])
     return rows
 
 
+def console_main_rows(result: RunResult) -> list[list[str]]:
+    """The console's view: dict payloads, medians in µs, HTTP requests per update."""
+    rows = []
+    for (backend, serializer, payload, _), ops in _cells(result, ("dict",)).items():
+        cas = ops.get("update_cas")
+        rows.append([backend, serializer, payload, _median(ops, "update_cas"),
+                     _median(ops, "update_lww"), _median(ops, "update_cold"),
+                     _median(ops, "read"), _median(ops, "read_typed"),
+                     _median(ops, "report"), _calls(cas.http_requests if cas else None)])
+    return rows
+
+
+def scale_rows(result: RunResult) -> list[list[str]]:
+    """Queries, iteration and footprint by table size, per backend."""
+    rows = []
+    backends = [b["label"] for b in result.meta.get("backends", [])]
+    for backend in backends:
+        def figure(operation: str, subject: str = "durastate",
+                   backend: str = backend) -> str:
+            found = [m for m in result.measurements if m.subject == subject
+                     and m.backend == backend and m.operation == operation and m.ok]
+            return _num(found[0].median_us) if found else "—"
+
+        if figure("query_1k") == "—" and figure("query_100k") == "—":
+            continue
+        rows.append([backend, "query(runtime_status), 50 matches", figure("query_1k"),
+                     figure("query_100k"), "µs per query"])
+        rows.append([backend, "iter_instances()", figure("iter_1k"), figure("iter_100k"),
+                     "µs per item"])
+        if figure("raw_iter_1k", "anchor") != "—":
+            rows.append([backend, "raw sqlite3 keyset paging", figure("raw_iter_1k", "anchor"),
+                         figure("raw_iter_100k", "anchor"), "µs per row"])
+        sized = result.find(subject="durastate", backend=backend, operation="footprint")
+        if sized and sized[0].stored_bytes is not None:
+            how = "allocated" if "tracemalloc" in sized[0].extra.get("method", "") else "file"
+            rows.append([backend, f"footprint ({how})", "", str(sized[0].stored_bytes),
+                         "bytes per instance"])
+    return rows
+
+
 def reference_rows(result: RunResult) -> list[list[str]]:
+    """Anchors and peers: their own figures, and the ratios from the interleaved rounds."""
     rows = []
     for m in result.measurements:
         if m.subject == "durastate":
             continue
         if m.error:
-            rows.append([m.backend, f"{m.subject}: {m.name}", m.payload, "error", "", "", "",
-                         "", "", "", m.error[:80]])
+            rows.append([m.backend, f"{m.subject}: {m.name}", m.payload, m.operation,
+                         m.compares_to or "", "error", "", "", "", "", m.error[:80]])
             continue
         rows.append([
-            m.backend, f"{m.subject}: {m.name}", m.payload, _num(m.median_us), _num(m.p99_us),
-            _num(m.cpu_us), _calls(m.http_requests),
-            _num(m.extra.get("durastate_median_us")), _num(m.extra.get("durastate_cpu_us")),
+            m.backend, f"{m.subject}: {m.name}", m.payload, m.operation, m.compares_to or "",
+            _num(m.median_us), _num(m.p99_us), _num(m.cpu_us), _calls(m.http_requests),
             _ratio(m.extra.get("ratio_latency")), _ratio(m.extra.get("ratio_cpu")),
         ])
+    return rows
+
+
+_SHORT = {"update_lww": "LWW", "update_cas": "CAS", "read": "read", "read_typed": "typed"}
+
+
+def console_reference_rows(result: RunResult) -> list[list[str]]:
+    """Each reference with the durastate cell it is held against (``vs LWW``, ...)."""
+    rows = []
+    for m in result.measurements:
+        if m.subject == "durastate" or not m.ok:
+            continue
+        against = m.compares_to or ""
+        size = m.payload
+        if against.startswith("iter_"):
+            against, size = "iter", against.partition("_")[2]
+        rows.append([m.backend, f"{m.name} vs {_SHORT.get(against, against)}", size,
+                     _num(m.median_us), _ratio(m.extra.get("ratio_latency")),
+                     _ratio(m.extra.get("ratio_cpu"))])
     return rows
 
 
@@ -97,19 +178,31 @@ def target_rows(result: RunResult) -> list[list[str]]:
 
 
 def compare_rows(comparisons: Sequence[Comparison]) -> list[list[str]]:
-    return [[c.new.subject, c.new.name, c.new.backend, c.new.serializer, c.new.payload,
-             c.new.kind, c.new.operation, _num(c.old.median_us), _num(c.new.median_us),
-             _ratio(c.latency_ratio), _ratio(c.cpu_ratio)] for c in comparisons]
+    rows = []
+    for c in comparisons:
+        m = c.new
+        who = "" if m.subject == "durastate" else f"{m.name} "
+        rows.append([f"{m.backend} {who}{m.serializer} {m.payload} {m.kind} {m.operation}",
+                     _num(c.old.median_us), _num(m.median_us), _ratio(c.latency_ratio),
+                     _ratio(c.cpu_ratio)])
+    return rows
 
 
-COMPARE_HEADERS = ["subject", "name", "backend", "serializer", "payload", "kind", "operation",
-                   "old µs", "new µs", "latency new/old", "CPU new/old"]
+COMPARE_HEADERS = ["cell", "old µs", "new µs", "latency new/old", "CPU new/old"]
 
 
-def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    table = Table(title=title, show_lines=False, header_style="bold")
+def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
+               widths: dict[str, int] | None = None) -> Table:
+    """A compact table: no outer box, one space between columns; ``widths`` caps the
+    named columns (longer text ends in an ellipsis; summary.md has it whole)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
+                  padding=(0, 1), title_justify="left")
     for header in headers:
-        table.add_column(header, overflow="fold")
+        cap = (widths or {}).get(header)
+        numeric = header not in {"backend", "serializer", "size", "reference", "target",
+                                 "result", "limit", "cell", "unit"}
+        table.add_column(header, overflow="ellipsis" if cap else "fold", max_width=cap,
+                         no_wrap=bool(cap) or numeric, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*row)
     return table
@@ -124,21 +217,105 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
+def console_target_rows(result: RunResult) -> list[list[str]]:
+    return [[t["id"], t["backend"], row[2], row[3], row[4]]
+            for t, row in zip(result.targets, target_rows(result), strict=True)]
+
+
+def bench_console() -> Console:
+    """The terminal's console; to a file or a pipe, 100 columns and no colour or redraws."""
+    console = Console()
+    return console if console.is_terminal else Console(width=100)
+
+
 def print_report(result: RunResult, console: Console,
-                 comparisons: Sequence[Comparison] | None = None) -> None:
-    console.print(rich_table("durastate: custom-status operations (per operation)",
-                             MAIN_HEADERS, main_rows(result)))
-    refs = reference_rows(result)
+                 comparisons: Sequence[Comparison] | None = None,
+                 output: Path | None = None) -> None:
+    """The essential tables, each within 100 columns; summary.md has every column."""
+    console.print(rich_table("durastate, dict payloads: median µs per operation (CAS: with "
+                             "etag, LWW: without, cold: first write after opening, typed: "
+                             "read_custom_status_as)", CONSOLE_MAIN_HEADERS,
+                             console_main_rows(result), {"backend": 20}))
+    scale = scale_rows(result)
+    if scale:
+        console.print(rich_table("queries and iteration by table size", SCALE_HEADERS, scale,
+                                 {"backend": 20, "cell": 34}))
+    refs = console_reference_rows(result)
     if refs:
-        console.print(rich_table("anchors and peers (ratio = durastate / reference)",
-                                 REF_HEADERS, refs))
+        console.print(rich_table("anchors and peers: their median µs; ratio = durastate / "
+                                 "reference (interleaved rounds)", CONSOLE_REF_HEADERS, refs,
+                                 {"backend": 20, "reference": 38}))
     if result.targets:
-        console.print(rich_table("targets", TARGET_HEADERS, target_rows(result)))
+        console.print(rich_table("targets", CONSOLE_TARGET_HEADERS,
+                                 console_target_rows(result),
+                                 {"target": 28, "backend": 20, "limit": 14}))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     if comparisons is not None:
         console.print(rich_table("compared with the earlier run", COMPARE_HEADERS,
-                                 compare_rows(comparisons)))
+                                 compare_rows(comparisons), {"cell": 52}))
+    if output is not None:
+        console.print(f"results: {output / 'summary.md'} (every cell, the targets' details, "
+                      f"the method), results.json, results.csv, chart.png in {output}")
+
+
+METHOD = [
+    "**One figure per cell.** Every durastate cell appears once, in *All cells*; the "
+    "anchors and peers table gives the reference's own figures and the ratios, never a "
+    "second durastate figure.",
+    "**Medians.** Latency is `perf_counter_ns`; client CPU is `thread_time_ns` of the "
+    "calling thread (emulators are other processes). Fast operations run in rounds of "
+    "`batch` calls (a round lasts ~200 µs) timed as a whole and divided; the harness loop's "
+    "own cost (an empty operation through the same loop, `calibration_ns` in results.json) "
+    "is subtracted from wall **and** CPU figures alike. Medians are over rounds; p99 comes "
+    "from a second pass timing each call alone (timer overhead subtracted).",
+    "**Ratios are paired.** A ratio (durastate ÷ reference) comes from rounds that "
+    "alternate the two sides (A, B, A, B, …), so load on the shared machine hits both "
+    "alike; it may therefore differ slightly from the quotient of the two medians in the "
+    "tables. SQLite's paired rounds run on a fresh file on each side (the raw anchor's own "
+    "file, and a fresh durastate file), so both start from the same state.",
+    "**Every update writes different bytes**: two same-sized variants alternate, so the "
+    "unchanged-write skip never hides the cost; `update_unchanged` measures the skip alone.",
+    "**Cold paths** are timed one call at a time after an untimed setup: `update_cold` is "
+    "the first last-write-wins update through a backend opened just before (fresh clients "
+    "and caches), `update_clock_miss` an update in a new millisecond (the harness spins "
+    "until the clock moves, so the store's per-millisecond clock cache misses).",
+    "**Kinds**: `dict` (plain JSON types), `model` (a pydantic model with nested models) "
+    "and `nulls` (the dict with `None` values, json only). `read` is `get_instance` + "
+    "`custom_status`; `read_typed` is `get_instance` + `read_custom_status_as(Progress)`; "
+    "`serialize` is the serializer's `dumps` alone, what `report()` is held against.",
+    "**Scale cells** fill a fresh store per size (memory:// unnamed, or a new SQLite file) "
+    "with 1k or 100k instances, 50 of them running: `query_*` is one "
+    "`query(runtime_status='running')` page; `iter_*` is a whole `iter_instances()` pass, "
+    "per item, paired on SQLite with raw sqlite3 keyset paging over the same file; "
+    "`footprint` is bytes per small instance (memory: tracemalloc; SQLite: the file after "
+    "a checkpoint).",
+    "**Calls are counted, not assumed**, in a separate untimed pass: backend calls, writes "
+    "that really wrote, and HTTP requests at `http.client` (retries and hidden reads show).",
+    "**Anchors and peers** serialize the dict inside the timed call, as hand-written code "
+    "must; pickle-safe signs with a key generated for the run; `ops_per_s` is operations "
+    "over the timed pass's wall time.",
+]
+
+
+def headline_rows(result: RunResult) -> list[list[str]]:
+    """json, 150 B dict, per backend: the figures the README shows."""
+    rows = []
+    cells = _cells(result, ("dict",))
+    for (backend, serializer, payload, _), ops in cells.items():
+        if serializer != "json" or payload != "150B":
+            continue
+        cas, cold = ops.get("update_cas"), ops.get("update_cold")
+        rows.append([backend, _median(ops, "update_cas"), _median(ops, "update_lww"),
+                     _median(ops, "update_cold"), _median(ops, "read"),
+                     _median(ops, "read_typed"), _median(ops, "report"),
+                     _calls(cas.http_requests if cas else None),
+                     _calls(cold.http_requests if cold else None)])
+    return rows
+
+
+HEADLINE_HEADERS = ["backend", "CAS µs", "LWW µs", "cold LWW µs", "read µs", "typed read µs",
+                    "report() µs", "HTTP/update", "HTTP/cold LWW"]
 
 
 def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") -> str:
@@ -159,26 +336,38 @@ def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") ->
         "",
         "## Method",
         "",
-        *[f"- {line}" for line in meta.get("method", [])],
+        *[f"- {line}" for line in METHOD],
         "",
     ]
     if chart_name:
-        out += [f"![update cost by backend, serializer and payload size]({chart_name})", ""]
+        out += ["![update, read and query cost by backend (log scale, lower is better)]"
+                f"({chart_name})", ""]
+    headline = headline_rows(result)
+    if headline:
+        out += ["## Headline (json, 150 B dict, median µs per operation)", "",
+                markdown_table(HEADLINE_HEADERS, headline), ""]
     if result.targets:
         out += ["## Targets", "", markdown_table(TARGET_HEADERS, target_rows(result)), ""]
+    scale = scale_rows(result)
+    if scale:
+        out += ["## Queries, iteration and footprint by table size", "",
+                markdown_table(SCALE_HEADERS, scale), ""]
     refs = reference_rows(result)
     if refs:
-        out += ["## Anchors and peers (ratio = durastate / reference, same run, same server)",
-                "", markdown_table(REF_HEADERS, refs), ""]
-    out += ["## All cells", "", markdown_table(MAIN_HEADERS, main_rows(result)), ""]
+        out += ["## Anchors and peers (their own figures; ratio = durastate / reference, "
+                "interleaved rounds, same run, same server)", "",
+                markdown_table(REF_HEADERS, refs), ""]
+    out += ["## All cells (median µs unless named; one figure per cell)", "",
+            markdown_table(MAIN_HEADERS, main_rows(result)), ""]
     if result.notes:
         out += ["## Notes", "", *[f"- {note}" for note in result.notes], ""]
     profiles = [t for t in result.targets if t.get("profile")]
     if profiles:
         out += ["## Profiles of missed targets", ""]
         for t in profiles:
+            value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
             out += [f"### {t['id']} on {t['backend']}", "", t["target"], "",
-                    f"value {t['value']:.3g} against {t['limit']:g} {t['unit']}: {t['detail']}",
+                    f"value {value} against {t['limit']:g} {t['unit']}: {t['detail']}",
                     "", "durastate:", "", "```", t["profile"], "```", ""]
             if t.get("profile_reference"):
                 out += [f"reference ({t['profile_cell'].get('reference')}):", "", "```",

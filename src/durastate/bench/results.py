@@ -11,14 +11,27 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-#: What each operation is. Durastate cells use the first five; anchors and peers the rest.
+#: What each operation is: durastate's cells, its scale cells, then anchors and peers.
 OPERATIONS = {
     "update_cas": "set_custom_status(id, value, etag=etag): compare-and-swap update",
     "update_lww": "set_custom_status(id, value): last-write-wins update",
     "update_unchanged": "set_custom_status with the stored value and etag (skipped write)",
-    "read": "get_instance(id): metadata + custom status",
+    "update_cold": "the first set_custom_status(id, value) through a backend opened just before",
+    "update_clock_miss": "set_custom_status(id, value) with the store's clock cache empty",
+    "read": "get_instance(id) + custom_status",
+    "read_typed": "get_instance(id) + read_custom_status_as(Progress)",
+    "serialize": "the serializer's dumps alone (what report() is held against)",
     "report": "StatusReporter.report(value) in a hot loop (coalesced writes)",
+    "query_1k": "query(runtime_status='running'), 50 matches among 1,000 instances",
+    "query_100k": "query(runtime_status='running'), 50 matches among 100,000 instances",
+    "iter_1k": "iter_instances() over 1,000 instances, per item",
+    "iter_100k": "iter_instances() over 100,000 instances, per item",
+    "footprint": "bytes per small instance (stored_bytes)",
     "raw_update": "the raw SDK call a user would write by hand",
+    "raw_read": "raw bytes + orjson.loads",
+    "raw_read_typed": "raw bytes + Model.model_validate_json",
+    "raw_iter_1k": "raw sqlite3 keyset paging over the same 1,000 rows, per row",
+    "raw_iter_100k": "raw sqlite3 keyset paging over the same 100,000 rows, per row",
     "store_result": "Celery backend.store_result(task_id, meta, 'PROGRESS')",
 }
 

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,13 +26,19 @@ from durastate.bench.cells import (
     new_instance_id,
     run_cell,
 )
-from durastate.bench.matrix import BackendSpec, BenchConfig, default_backends, unique_labels
+from durastate.bench.matrix import (
+    BackendSpec,
+    BenchConfig,
+    default_backends,
+    unique_labels,
+)
 from durastate.bench.payloads import PayloadPair, payload_pair
 from durastate.bench.peers import peers_for
 from durastate.bench.profiling import profile_op
 from durastate.bench.ratios import add_ratios
 from durastate.bench.references import Reference, Session
 from durastate.bench.results import Measurement, RunResult
+from durastate.bench.scale import fresh_backend, run_scale, scale_op
 from durastate.bench.targets import evaluate
 from durastate.core.backend import Backend
 from durastate.opening import open_backend, redact_url
@@ -136,6 +143,12 @@ class Runner:
         self.open = Open()
         self.pairs: dict[tuple[str, str], PayloadPair] = {}
 
+    def failed(self, problem: str) -> None:
+        """A requested backend or serializer could not run: a note, and in ``failures``
+        (the CLI then exits non-zero and writes nothing)."""
+        self.result.notes.append(problem)
+        self.result.meta.setdefault("failures", []).append(problem)
+
     def payload(self, size: str, kind: str) -> PayloadPair:
         key = (size, kind)
         if key not in self.pairs:
@@ -150,12 +163,19 @@ class Runner:
             refs += peers_for(spec)
         return refs
 
+    def cells(self, serializer: str) -> list[tuple[str, str, str]]:
+        """(size, kind, operation) of every cell this run times for ``serializer``."""
+        c = self.config
+        return [(size, kind, operation) for size in c.payloads for kind in c.kinds
+                for operation in c.operations if c.applies(operation, serializer, kind, size)]
+
     def total(self) -> int:
         c = self.config
-        per_serializer = len(c.payloads) * len(c.kinds) * len(c.operations)
-        cells = len(self.backends) * len(c.serializers) * per_serializer
+        per_backend = sum(len(self.cells(serializer)) for serializer in c.serializers)
+        cells = len(self.backends) * per_backend
+        scale = sum(1 for spec in self.backends if c.scale_operations(spec))
         refs = sum(len(self.references(spec)) for spec in self.backends) * len(c.payloads)
-        return cells + refs
+        return cells + scale + refs
 
     def run(self, tick: Tick) -> RunResult:
         try:
@@ -174,9 +194,11 @@ class Runner:
         try:
             backend = open_backend(spec.url, **spec.options)
         except Exception as exc:
-            self.result.notes.append(f"backend {spec.name} could not be opened: {_error(exc)}")
-            for _ in range(len(c.serializers) * len(c.payloads) * len(c.kinds)
-                           * len(c.operations)):
+            self.failed(f"backend {spec.name} could not be opened: {_error(exc)}")
+            for serializer_id in c.serializers:
+                for _ in self.cells(serializer_id):
+                    tick(f"{spec.name}: skipped")
+            if c.scale_operations(spec):
                 tick(f"{spec.name}: skipped")
             self.run_references(spec, tick)
             return
@@ -187,18 +209,42 @@ class Runner:
                 pair = StorePair.open(spec, backend, serializer, c.max_custom_status_bytes)
                 self.open.pairs[(spec.name, serializer_id)] = pair
             except Exception as exc:
-                self.result.notes.append(f"serializer {serializer_id}: {_error(exc)}")
-                for _ in range(len(c.payloads) * len(c.kinds) * len(c.operations)):
+                self.failed(f"serializer {serializer_id}: {_error(exc)}")
+                for _ in self.cells(serializer_id):
                     tick(f"{spec.name}/{serializer_id}: skipped")
                 continue
-            for size in c.payloads:
-                for kind in c.kinds:
-                    payload = self.payload(size, kind)
-                    for operation in c.operations:
-                        tick(f"{spec.name} {serializer_id} {size} {kind} {operation}")
-                        self.result.measurements.append(
-                            self.cell(pair, payload, operation))
+            for size, kind, operation in self.cells(serializer_id):
+                tick(f"{spec.name} {serializer_id} {size} {kind} {operation}")
+                self.result.measurements.append(
+                    self.cell(pair, self.payload(size, kind), operation))
+        if c.scale_operations(spec):
+            tick(f"{spec.name}: query, iteration, footprint at {', '.join(c.scale_counts)}")
+            try:
+                self.result.measurements += run_scale(spec, c.effort,
+                                                      c.max_custom_status_bytes,
+                                                      c.scale_counts)
+            except Exception as exc:
+                self.result.notes.append(f"scale cells on {spec.name} failed: {_error(exc)}")
         self.run_references(spec, tick)
+
+    def paired_pair(self, spec: BackendSpec) -> StorePair | None:
+        """The json store that runs interleaved with the references.
+
+        SQLite gets a fresh file, like its anchors' own: both sides then start from the same
+        state (the main file holds every instance the other cells made, which costs it).
+        """
+        key = (spec.name, "paired")
+        if key in self.open.pairs:
+            return self.open.pairs[key]
+        main = self.open.pairs.get((spec.name, "json"))
+        if main is None or spec.scheme != "sqlite":
+            return main
+        backend = fresh_backend(spec, "paired")
+        self.open.backends.append(backend)
+        pair = StorePair.open(spec, backend, main.serializer,
+                              self.config.max_custom_status_bytes)
+        self.open.pairs[key] = pair
+        return pair
 
     def cell(self, pair: StorePair, payload: PayloadPair, operation: str) -> Measurement:
         effort = self.config.effort
@@ -229,7 +275,7 @@ class Runner:
 
     def reference_cell(self, spec: BackendSpec, ref: Reference, session: Session | None,
                        payload: PayloadPair, failure: str | None) -> Measurement:
-        operation = "store_result" if ref.subject == "peer" else "raw_update"
+        operation = "store_result" if ref.subject == "peer" else ref.operation
         m = Measurement(ref.subject, ref.name, spec.name, ref.serializer, payload.label,
                         payload.kind, operation, compares_to=ref.compares_to, error=failure)
         if session is None:
@@ -239,7 +285,7 @@ class Runner:
             from durastate.bench.counting import count_http
 
             op = session.op(payload.values, new_instance_id("ref"))
-            pair = self.open.pairs.get((spec.name, "json"))
+            pair = self.paired_pair(spec)
             if pair is not None:  # interleaved with durastate's counterpart: a fair ratio
                 ours = durastate_op(pair.timed, ref.compares_to, payload.values)
                 t, paired = timing.measure_paired(
@@ -272,13 +318,15 @@ class Runner:
                 continue
             cell = target["profile_cell"]
             pair = self.open.pairs.get((cell["backend"], cell.get("serializer", "json")))
-            if pair is None:
-                continue
+            if pair is None or cell["operation"] == "footprint":
+                continue  # a footprint is bytes, not time: its cell says how it was taken
             payload = self.payload(cell.get("payload", "150B"), cell.get("kind", "dict"))
             try:
                 op = self._profile_op(pair, cell["operation"], payload)
                 local = cell["operation"] == "report" or pair.spec.scheme == "memory"
                 ops = 20_000 if local else 3000 if pair.spec.scheme == "sqlite" else 200
+                if cell["operation"].startswith(("query_", "iter_")):
+                    ops = 200 if cell["operation"].startswith("query_") else 3
                 cpu = target["id"].startswith("network-cpu")
                 target["profile"] = profile_op(op, ops, cpu=cpu)
                 reference = self.open.named.get((cell["backend"], cell.get("reference", "")))
@@ -288,9 +336,14 @@ class Runner:
             except Exception as exc:
                 target["profile"] = f"profiling failed: {_error(exc)}"
 
-    @staticmethod
-    def _profile_op(pair: StorePair, operation: str,
+    def _profile_op(self, pair: StorePair, operation: str,
                     payload: PayloadPair) -> timing.Op:
+        if operation.startswith(("query_", "iter_")):
+            backend, op = scale_op(pair.spec, operation, self.config.max_custom_status_bytes)
+            self.open.backends.append(backend)
+            return op
+        if operation == "update_cold":
+            raise ValueError("a cold write reopens the backend: see the cell's figures")
         if operation != "report":
             return durastate_op(pair.timed, operation, payload.values)
         instance_id = new_instance_id()
@@ -309,6 +362,20 @@ def progress_ticker(console: Console | None, total: int, enabled: bool) -> Itera
     if not enabled or console is None:
         yield lambda description: None
         return
+    if not console.is_terminal:  # a file or a pipe: a plain line per backend, no redraws
+        started, done, current = time.monotonic(), [0], [""]
+
+        def line(description: str) -> None:
+            backend = description.split(" ", 1)[0].rstrip(":")
+            if backend != current[0]:
+                current[0] = backend
+                console.print(f"[{done[0]}/{total} cells, "
+                              f"{time.monotonic() - started:.0f} s] {backend}")
+            done[0] += 1
+
+        yield line
+        console.print(f"[{total}/{total} cells, {time.monotonic() - started:.0f} s] done")
+        return
     columns = (TextColumn("[progress.description]{task.description:<55}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -325,6 +392,24 @@ def progress_ticker(console: Console | None, total: int, enabled: bool) -> Itera
         yield tick
         progress.advance(task)
         progress.update(task, description="done")
+
+
+def preflight(config: BenchConfig) -> list[str]:
+    """What cannot run: every requested backend is opened and closed, every serializer
+    built, before any cell is timed. Empty when the whole matrix can run."""
+    problems = []
+    for spec in config.backends:
+        try:
+            open_backend(spec.url, **spec.options).close()
+        except Exception as exc:
+            problems.append(f"backend {spec.name} ({redact_url(spec.url)}) cannot run: "
+                            f"{_error(exc)}")
+    for serializer_id in config.serializers:
+        try:
+            make_serializer(serializer_id)
+        except Exception as exc:
+            problems.append(f"serializer {serializer_id!r} cannot run: {_error(exc)}")
+    return problems
 
 
 def run_bench(config: BenchConfig, *, console: Console | None = None,

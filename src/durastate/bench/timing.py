@@ -7,10 +7,10 @@ How a cell is timed:
   whole with ``perf_counter_ns`` (wall) and ``thread_time_ns`` (CPU of the calling thread,
   i.e. the client's CPU: emulators run in other processes). The per-operation figure of a
   round is its total divided by ``batch``, minus the measured cost of the harness loop
-  itself (an empty operation through the same loop). ``median_us`` and ``cpu_us`` are the
-  medians over rounds. ``batch`` is chosen so a round lasts about 200 µs, so fast
-  operations (memory: ~1 µs) are not dominated by the ~0.1 µs timer overhead; slow ones
-  (network) get ``batch = 1``.
+  itself (an empty operation through the same loop), for wall time and for CPU time alike.
+  ``median_us`` and ``cpu_us`` are the medians over rounds. ``batch`` is chosen so a
+  round lasts about 200 µs, so fast operations (memory: ~1 µs) are not dominated by the
+  ~0.1 µs timer overhead; slow ones (network) get ``batch = 1``.
 - Tail pass: when ``batch > 1``, a second pass times each call on its own (timer overhead
   subtracted) for ``p99_us``; when ``batch == 1`` the rounds are the single calls.
 """
@@ -76,13 +76,27 @@ def _timer_overhead_ns() -> float:
 class Calibration:
     """What the harness itself costs per call, measured once per process."""
 
-    loop_ns: float  # one iteration of the batched loop with an empty operation
+    loop_ns: float  # one iteration of the batched loop with an empty operation (wall)
     timer_ns: float  # one perf_counter_ns pair
+    loop_cpu_ns: float = 0.0  # the same loop iteration in thread CPU time
+    timer_cpu_ns: float = 0.0  # one round's pair of clock reads, in thread CPU time
 
     @classmethod
     def measure(cls) -> Calibration:
-        rounds = [_round(_noop, 0, MAX_BATCH)[0] / MAX_BATCH for _ in range(50)]
-        return cls(loop_ns=float(statistics.median(rounds)), timer_ns=_timer_overhead_ns())
+        rounds = [_round(_noop, 0, MAX_BATCH) for _ in range(50)]
+        empty = [_round(_noop, 0, 0) for _ in range(200)]
+        return cls(
+            loop_ns=float(statistics.median(wall / MAX_BATCH for wall, _ in rounds)),
+            timer_ns=_timer_overhead_ns(),
+            loop_cpu_ns=float(statistics.median(cpu / MAX_BATCH for _, cpu in rounds)),
+            timer_cpu_ns=float(statistics.median(cpu for _, cpu in empty)),
+        )
+
+    def overhead(self, batch: int) -> tuple[float, float]:
+        """What the harness adds to one operation's (wall, CPU) in a round of ``batch``."""
+        if batch > 1:
+            return self.loop_ns, self.loop_cpu_ns
+        return self.timer_ns, self.timer_cpu_ns
 
 
 _CALIBRATION: Calibration | None = None
@@ -131,7 +145,7 @@ def measure(
     batch = min(batch, max(1, ops // 20))
     rounds = max(1, ops // batch)
     cal = calibration()
-    loop = cal.loop_ns if batch > 1 else cal.timer_ns
+    loop, loop_cpu = cal.overhead(batch)
     walls: list[float] = []
     cpus: list[float] = []
     total_wall = 0
@@ -140,7 +154,7 @@ def measure(
         counter += batch
         total_wall += wall
         walls.append(max(0.0, wall / batch - loop))
-        cpus.append(cpu / batch)
+        cpus.append(max(0.0, cpu / batch - loop_cpu))
     tails = walls
     if batch > 1:
         perf = time.perf_counter_ns
@@ -195,9 +209,9 @@ def measure_paired(
             wall, cpu = _round(op, counters[side], batch)
             counters[side] += batch
             totals[side] += wall
-            overhead = cal.loop_ns if batch > 1 else cal.timer_ns
+            overhead, overhead_cpu = cal.overhead(batch)
             walls[side].append(max(0.0, wall / batch - overhead))
-            cpus[side].append(cpu / batch)
+            cpus[side].append(max(0.0, cpu / batch - overhead_cpu))
     timings = [
         Timing(ops=rounds * batches[side], batch=batches[side],
                median_ns=float(statistics.median(walls[side])),
@@ -207,3 +221,29 @@ def measure_paired(
         for side in (0, 1)
     ]
     return timings[0], timings[1]
+
+
+def measure_each(op: Op, prepare: Callable[[int], object], ops: int) -> Timing:
+    """Time ``op(i)`` alone, after an untimed ``prepare(i)``: for cold paths (a first write
+    after opening, a write after the clock moved on), where the setup must not be timed."""
+    cal = calibration()
+    perf, cpu = time.perf_counter_ns, time.thread_time_ns
+    walls: list[float] = []
+    cpus: list[float] = []
+    for i in range(ops):
+        prepare(i)
+        c0 = cpu()
+        w0 = perf()  # the wall window holds nothing but the operation and one timer pair
+        op(i)
+        w1 = perf()
+        wall, spent = w1 - w0, cpu() - c0
+        walls.append(max(0.0, wall - cal.timer_ns))
+        cpus.append(max(0.0, spent - cal.timer_cpu_ns))
+    return Timing(
+        ops=ops,
+        batch=1,
+        median_ns=float(statistics.median(walls)),
+        p99_ns=percentile(walls, 0.99),
+        cpu_ns=float(statistics.median(cpus)),
+        mean_wall_ns=sum(walls) / ops,
+    )

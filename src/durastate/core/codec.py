@@ -7,15 +7,24 @@ never on today's configuration, and only for ids on the accept-list.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 from durastate.core.compression import DEFAULT_MAX_INFLATED_BYTES, inflate
 from durastate.core.records import Payload
 from durastate.errors import CorruptRecord, PayloadTooLarge, SerializationError
 from durastate.serializers.base import Serializer
+from durastate.serializers.json import JsonSerializer
 
 COMPRESSION_ZLIB = "zlib"
+
+
+def _plain_loads(reader: Serializer) -> Callable[[bytes], Any] | None:
+    """A ``loads`` that needs no instance id, called without a frame of ours: plain JSON's
+    is orjson's own. ``None`` for every other reader (they go through ``reader.loads``)."""
+    return orjson.loads if type(reader) is JsonSerializer else None
 
 
 class PayloadCodec:
@@ -34,6 +43,9 @@ class PayloadCodec:
         self._writer_id = writer.id
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
+        #: serializer id -> a ``loads(data)`` for uncompressed payloads (or None): readers
+        #: that may call it directly must map its failures with `corrupt`, as decode does
+        self.plain_loaders = {key: _plain_loads(reader) for key, reader in self.readers.items()}
         self.compress_above = compress_above
         #: A compressed payload may inflate to this many bytes, no more (decompression
         #: bombs); the store raises it to its own limits when they are larger.
@@ -53,11 +65,23 @@ class PayloadCodec:
             ) from None
         if limit is not None and len(data) > limit:
             raise PayloadTooLarge(instance_id, field, len(data), limit)
+        if self.compress_above is not None:
+            return self.wrap(data)
+        return Payload(data, self._writer_id)
+
+    def wrap(self, data: bytes) -> Payload:
+        """The envelope of bytes the writer produced: compressed above the threshold."""
         if self.compress_above is not None and len(data) > self.compress_above:
             return Payload(zlib.compress(data, 6), self._writer_id, COMPRESSION_ZLIB)
         return Payload(data, self._writer_id)
 
     def decode(self, payload: Payload, *, instance_id: str) -> Any:
+        plain = self.plain_loaders.get(payload.serializer)
+        if plain is not None and payload.compression is None:  # the common case
+            try:
+                return plain(payload.data)
+            except Exception as exc:  # any decoder failure is this record's corruption
+                raise self.corrupt(payload, instance_id, exc) from None
         reader = self.readers.get(payload.serializer)
         if reader is None:
             raise SerializationError(
@@ -79,4 +103,9 @@ class PayloadCodec:
                 raise ValueError(f"unknown compression {payload.compression!r}")
             return reader.loads(data, instance_id=instance_id)
         except Exception as exc:  # any decoder failure is this record's corruption
-            raise CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}") from None
+            raise self.corrupt(payload, instance_id, exc) from None
+
+    @staticmethod
+    def corrupt(payload: Payload, instance_id: str, exc: Exception) -> CorruptRecord:
+        """The error for a payload its reader could not decode: this record's corruption."""
+        return CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}")

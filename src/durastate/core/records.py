@@ -10,6 +10,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 
 class RuntimeStatus(enum.StrEnum):
@@ -69,9 +70,12 @@ class NewInstance:
     custom_status: Payload | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InstanceRecord:
     """One stored instance as a backend returns it.
+
+    Treat it as immutable. Not ``frozen``: one is built per read and per query item, and a
+    frozen dataclass costs twice as much to build.
 
     ``input`` and ``output`` are ``None`` when absent or when the read did not ask for them;
     ``custom_status`` is ``None`` only when no status was ever set on this run.
@@ -97,6 +101,17 @@ class WriteResult:
     written: bool = True
 
 
+class Filterable(Protocol):
+    """What a query filters on: a record, or a backend's own row with the same fields."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def runtime_status(self) -> RuntimeStatus: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceQuery:
     """A filter over instances, as in Durable Task's OrchestrationQuery.
@@ -113,7 +128,7 @@ class InstanceQuery:
     continuation: str | None = None
     fetch_payloads: bool = False
 
-    def matches(self, record: InstanceRecord) -> bool:
+    def matches(self, record: Filterable) -> bool:
         """The reference semantics, used by backends that filter client-side."""
         if self.runtime_status is not None and record.runtime_status not in self.runtime_status:
             return False

@@ -1,22 +1,25 @@
 """StatusReporter: a hot progress loop, coalesced into at most one write per interval.
 
-``report()`` only serializes the value (so a bad value fails at the call) and parks it; a
-background thread writes the latest parked value once per interval, and ``__exit__`` writes
-the last one, whatever ended the block. A failed write keeps the value for the next try;
-on exit it is retried, and if it still fails the error is raised, never swallowed.
+``report()`` serializes the value and checks its size at the call, so a bad or oversized
+value fails there (the design's promise), and parks the bytes: nothing else. Wrapping them
+in an envelope (and compressing, where configured) waits for the write, which happens for
+few of the reported values. A background thread writes the latest parked value once per
+interval, and ``__exit__`` writes the last one, whatever ended the block. A failed write
+keeps the value for the next try; on exit it is retried, and if it still fails the error
+is raised, never swallowed.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from durastate.core.ids import validate_instance_id
-from durastate.core.records import Payload
-from durastate.errors import DurastateError
+from durastate.errors import DurastateError, PayloadTooLarge
 
 if TYPE_CHECKING:
     from durastate.core.store import StateStore
@@ -42,11 +45,13 @@ class StatusReporter:
         self._interval = min_interval
         self._exit_retries = exit_retries
         validate_instance_id(instance_id, store.capabilities.max_instance_id_length)
-        self._encode = store.codec.encode
-        self._limit = store.max_custom_status_bytes
+        self._codec = store.codec
+        self._dumps = store.codec.writer.dumps  # bound once: report() runs in hot loops
+        limit = store.max_custom_status_bytes
+        self._limit = sys.maxsize if limit is None else limit
         self._flush_lock = threading.Lock()  # the thread and __exit__ never write at once
-        self._latest: Payload | None = None
-        self._written: Payload | None = None
+        self._latest: bytes | None = None
+        self._written: bytes | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.writes = 0
@@ -54,8 +59,21 @@ class StatusReporter:
         self.last_error: Exception | None = None
 
     def report(self, value: Any) -> None:
-        """Park ``value`` as the latest status; serialization errors are raised here."""
-        self._latest = self._encode(value, self._instance_id, "custom_status", self._limit)
+        """Park ``value`` as the latest status; serialization and size errors are raised here.
+
+        The serializer runs directly (the codec's ``encode`` would add a frame and an
+        envelope per call); on the rare failure the value goes through ``encode`` again,
+        which raises the same typed error a direct ``set_custom_status`` would.
+        """
+        instance_id = self._instance_id
+        try:
+            data = self._dumps(value, instance_id=instance_id)
+        except Exception:
+            self._codec.encode(value, instance_id, "custom_status", self._limit)
+            raise  # encode accepted what dumps refused: keep the serializer's own error
+        if len(data) > self._limit:
+            raise PayloadTooLarge(instance_id, "custom_status", len(data), self._limit)
+        self._latest = data
 
     @property
     def pending(self) -> bool:
@@ -70,16 +88,17 @@ class StatusReporter:
         failed write leaves ``_written`` as it was, so the value is kept for the next try.
         """
         with self._flush_lock:
-            payload = self._latest
-            if payload is None or payload is self._written:
+            data = self._latest
+            if data is None or data is self._written:
                 return
             try:
+                payload = self._codec.wrap(data)
                 self._store.write_custom_status_payload(self._instance_id, payload)
             except Exception as exc:  # the caller (thread or exit) decides what to do
                 self.failures += 1
                 self.last_error = exc
                 raise
-            self._written = payload
+            self._written = data
             self.writes += 1
 
     def _run(self) -> None:

@@ -149,6 +149,7 @@ class StateStore:
         )
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
+        self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
 
     def __repr__(self) -> str:
         return f"StateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
@@ -197,9 +198,15 @@ class StateStore:
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
-        validate_instance_id(instance_id, self._max_id_length)
-        limit = self.max_custom_status_bytes
-        payload = self.codec.encode(value, instance_id, "custom_status", limit)
+        if not (  # validate_instance_id's common case, inline: the hottest call
+            type(instance_id) is str
+            and 0 < len(instance_id) <= self._max_id_length
+            and instance_id.isascii()
+        ):
+            validate_instance_id(instance_id, self._max_id_length)
+        payload = self._encode_status(
+            value, instance_id, "custom_status", self.max_custom_status_bytes
+        )
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
@@ -269,21 +276,23 @@ class StateStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _decoder(self, instance_id: str) -> Callable[[Payload], Any]:
-        codec = self.codec
-        return lambda payload: codec.decode(payload, instance_id=instance_id)
-
     def get_instance(
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceMetadata | None:
         """The instance with its custom status, or ``None``; input/output only when asked."""
-        validate_instance_id(instance_id, self._max_id_length)
-        record = self.backend.read(instance_id, fetch_payloads=fetch_payloads)
+        if not (  # validate_instance_id's common case, inline: every read
+            type(instance_id) is str
+            and 0 < len(instance_id) <= self._max_id_length
+            and instance_id.isascii()
+        ):
+            validate_instance_id(instance_id, self._max_id_length)
+        if fetch_payloads:
+            record = self.backend.read(instance_id, fetch_payloads=True)
+        else:
+            record = self.backend.read(instance_id)  # positional: keywords cost on a hot call
         if record is None:
             return None
-        return InstanceMetadata.from_record(
-            record, self._decoder(instance_id), payloads_fetched=fetch_payloads
-        )
+        return InstanceMetadata(record, self.codec, fetch_payloads)
 
     def get_custom_status(self, instance_id: str) -> Any:
         """Just the custom status value; ``InstanceNotFound`` if there is no such instance."""
@@ -322,10 +331,9 @@ class StateStore:
             fetch_payloads=fetch_payloads,
         )
         page = self.backend.query(query)
+        codec = self.codec
         items = [
-            InstanceMetadata.from_record(
-                record, self._decoder(record.instance_id), payloads_fetched=fetch_payloads
-            )
+            InstanceMetadata(record, codec, payloads_fetched=fetch_payloads)
             for record in page.items
         ]
         return Page(items, page.continuation)
