@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import uuid
 from collections.abc import Iterator
@@ -288,17 +289,54 @@ def test_fresh_backend_updates_without_reading(
     assert record.custom_status == Payload(b"2", "json")
 
 
-def test_repeated_bytes_at_known_etag_cost_no_request(
+def test_repeated_bytes_at_known_etag_are_checked_not_written(
     counted: AzureTablesBackend, counter: RequestCounter
 ) -> None:
+    """The same bytes at the etag they were stored at: one GET of the etag, no write."""
     etag = counted.create(_new("same"))
     first = counted.write_custom_status("same", Payload(b"[1]", "json"), etag=etag, now=T0)
     counter.reset()
     again = counted.write_custom_status("same", Payload(b"[1]", "json"), etag=first.etag, now=T0)
     assert again.etag == first.etag
     assert not again.written
-    assert counter.requests == []
+    assert [method for method, _ in counter.requests] == ["GET"]
     assert not AzureTablesBackend.capabilities.skips_unchanged
+
+
+def _write_status_elsewhere(connection_string: str, table: str, instance_id: str) -> None:
+    """Runs in a child process: another writer, with its own backend object."""
+    other = AzureTablesBackend.from_url(
+        f"azure-tables://{table}", connection_string=connection_string, create_table=False
+    )
+    with other:
+        other.write_custom_status(instance_id, Payload(b'"Q"', "json"), etag=None, now=T0)
+
+
+def test_stale_etag_with_unchanged_bytes_is_refused_across_processes(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    """A writes P at E1; another process writes Q; A writes P again at E1: a conflict.
+
+    A's memory of "P is stored at E1" is true but no longer current, and only the service
+    knows that: skipping the write would report success while the record holds Q.
+    """
+    etag = backend.create(_new("cas", custom=b'"start"'))
+    first = backend.write_custom_status("cas", Payload(b'"P"', "json"), etag=etag, now=T0)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_write_status_elsewhere,
+        args=(azurite_connection_string(azurite), backend.table_name, "cas"),
+    )
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    with pytest.raises(ConcurrencyError):
+        backend.write_custom_status("cas", Payload(b'"P"', "json"), etag=first.etag, now=T0)
+    record = backend.read("cas")
+    assert record is not None
+    assert record.custom_status == Payload(b'"Q"', "json")
+    # and with the etag it has now read, the same bytes are written again
+    result = backend.write_custom_status("cas", Payload(b'"P"', "json"), etag=record.etag, now=T0)
+    assert result.written
 
 
 def test_merge_leaves_input_and_output_alone(backend: AzureTablesBackend) -> None:
