@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import multiprocessing
 import threading
 import uuid
@@ -28,14 +29,18 @@ from durastate.backends.azure_tables import (
     unescape_key,
     utf16_length,
 )
+from durastate.core.compression import DEFAULT_MAX_INFLATED_BYTES
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
+from durastate.core.tokens import encode_token
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
+    CorruptRecord,
     InstanceExists,
     InstanceNotFound,
+    InvalidContinuationToken,
     PayloadTooLarge,
 )
 from durastate.testing import BackendConformance
@@ -254,6 +259,41 @@ def _all_ids(backend: AzureTablesBackend, query: InstanceQuery) -> list[str]:
             created_to=query.created_to, prefix=query.prefix, page_size=query.page_size,
             continuation=page.continuation,
         )  # fmt: skip
+
+
+def test_foreign_and_forged_continuation_tokens_are_refused(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    """Azure would silently start again at page 1 for a token it cannot use; the backend
+    refuses any token this table and filter did not produce."""
+    for number in range(3):
+        backend.create(_new(f"tok-{number}"))
+    page = backend.query(InstanceQuery(page_size=1))
+    assert page.continuation is not None
+    other = _open(azurite)
+    try:
+        other.create(_new("elsewhere"))
+        other.create(_new("elsewhere-2"))
+        foreign = other.query(InstanceQuery(page_size=1)).continuation
+    finally:
+        _drop(azurite, other)
+    assert foreign is not None
+    other_filter = backend.query(InstanceQuery(prefix="tok-", page_size=1)).continuation
+    assert other_filter is not None
+    forged = [
+        "not a token",
+        encode_token({"after": "tok-0"}),  # another backend's keyset token
+        encode_token({"PartitionKey": "tok-1", "RowKey": ""}),  # the SDK's own dict
+        encode_token({"azure-tables": "0" * 24, "pk": "tok-1", "rk": ""}),
+        page.continuation[:-3],
+        foreign,
+        other_filter,
+    ]
+    for token in forged:
+        with pytest.raises(InvalidContinuationToken):
+            backend.query(InstanceQuery(page_size=1, continuation=token))
+    rest = backend.query(InstanceQuery(page_size=5, continuation=page.continuation))
+    assert [r.instance_id for r in rest.items] == ["tok-1", "tok-2"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -519,6 +559,76 @@ def test_no_orphan_blob_after_failed_cas(
     with pytest.raises(InstanceNotFound):
         backend.write_custom_status("nobody", _big(300_000), etag=None, now=T0)
     assert _blob_names(azurite, backend.table_name) == []
+
+
+def _replace_blob(emulator: RunningEmulator, container: str, name: str, body: bytes) -> None:
+    service = BlobServiceClient.from_connection_string(azurite_connection_string(emulator))
+    with service:
+        service.get_container_client(container).upload_blob(name, body, overwrite=True)
+
+
+def _status_blob(backend: AzureTablesBackend, instance_id: str) -> str:
+    row = backend._table.get_entity(partition_key(instance_id), "")
+    return str(row["CustomStatusBlob"])
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda body: body[: len(body) // 2], "truncated"),
+        (lambda body: b"not gzip at all", "invalid"),
+        (lambda body: gzip.compress(b"\0" * (DEFAULT_MAX_INFLATED_BYTES + 1)), "past the limit"),
+    ],
+    ids=["truncated", "not-gzip", "bomb"],
+)
+def test_damaged_blob_is_corrupt_record_for_that_instance_alone(
+    azurite: RunningEmulator, backend: AzureTablesBackend, damage: Any, reason: str
+) -> None:
+    """A truncated blob, one that is not gzip, or a decompression bomb (65 KB that would
+    inflate past 64 MiB) raise ``CorruptRecord`` naming the instance, never EOFError or
+    zlib.error, and never allocate what the bomb asks for; the record can be rewritten."""
+    backend.create(_new("hurt"))
+    backend.create(_new("fine"))
+    backend.write_custom_status("hurt", _big(200_000), etag=None, now=T0)
+    backend.write_custom_status("fine", _big(200_000), etag=None, now=T0)
+    name = _status_blob(backend, "hurt")
+    service = BlobServiceClient.from_connection_string(azurite_connection_string(azurite))
+    with service:
+        body = service.get_container_client(CONTAINER).download_blob(name).readall()
+    _replace_blob(azurite, CONTAINER, name, damage(body))
+    with pytest.raises(CorruptRecord, match=reason) as raised:
+        backend.read("hurt")
+    assert raised.value.instance_id == "hurt"
+    fine = backend.read("fine")
+    assert fine is not None
+    assert fine.custom_status == _big(200_000)
+    backend.write_custom_status("hurt", Payload(b'"healed"', "json"), etag=None, now=T0)
+    healed = backend.read("hurt")
+    assert healed is not None
+    assert healed.custom_status == Payload(b'"healed"', "json")
+
+
+def test_deleted_offload_container_is_named_not_instance_not_found(
+    azurite: RunningEmulator,
+) -> None:
+    """Reading a payload from a deleted container says so (the instance exists); the next
+    offloaded write makes the container again."""
+    container = "c-" + uuid.uuid4().hex[:20]
+    backend = _open(azurite, container=container)
+    try:
+        backend.create(_new("gone"))
+        backend.write_custom_status("gone", _big(200_000), etag=None, now=T0)
+        service = BlobServiceClient.from_connection_string(azurite_connection_string(azurite))
+        with service:
+            service.delete_container(container)
+        with pytest.raises(ConfigurationError, match=container):
+            backend.read("gone")
+        etag = backend.write_custom_status("gone", _big(300_000), etag=None, now=T0).etag
+        record = backend.read("gone")
+        assert record is not None
+        assert (record.etag, record.custom_status) == (etag, _big(300_000))
+    finally:
+        _drop(azurite, backend)
 
 
 def test_orphans_from_other_writers_are_swept_on_purge(
