@@ -41,6 +41,7 @@ from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -457,7 +458,7 @@ class AzureTablesBackend(Backend):
         if not _TABLE_NAME.match(table_name):
             raise ConfigurationError(
                 "azure-tables needs a table name of 3-63 letters and digits, starting with a "
-                f"letter (azure-tables://Instances), got {table_name!r}"
+                f"letter (azure-tables://Instances), got {_shown(table_name)}"
             )
         transport_options = _transport_options(options)
         table = _table_client(table_name, options, transport_options)
@@ -550,6 +551,11 @@ class AzureTablesBackend(Backend):
             return InstanceExists(instance_id)
         if status in (401, 403):
             return ConfigurationError(f"{where}: access denied ({status} {code})")
+        if status is None and isinstance(exc, ClientAuthenticationError):
+            return ConfigurationError(
+                f"{where}: the credential cannot sign requests (is the account key valid "
+                "base64, the SAS token complete?)"
+            )
         if status is not None and 400 <= status < 500 and status != 429:
             return DurastateError(f"{where} was rejected: {status} {code}")
         limits = self._limits
@@ -1194,8 +1200,13 @@ def _url_options(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme.lower() != AzureTablesBackend.scheme:
         raise ConfigurationError(f"not an azure-tables:// URL: {parts.scheme}://...")
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            "azure-tables: credentials do not belong in the URL (user:key@...); pass "
+            f"connection_string=... or account_key=..., or set ${ENV_CONNECTION_STRING}"
+        )
     options: dict[str, Any] = dict(parse_qsl(parts.query))
-    secret_keys = {"connection_string", "account_key", "sas_token"} & set(options)
+    secret_keys = {"connection_string", "account_key", "sas_token", "sig"} & set(options)
     if secret_keys:
         raise ConfigurationError(
             f"azure-tables: pass {sorted(secret_keys)} as options or environment, not in the URL"
@@ -1204,6 +1215,20 @@ def _url_options(url: str) -> dict[str, Any]:
     if name:
         options.setdefault("table", name)
     return options
+
+
+_HARMLESS = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
+
+
+def _shown(value: str) -> str:
+    """``value`` for an error message, or only its length when it might hold a secret (a
+    connection string or key pasted where a table name belongs)."""
+    if _HARMLESS.match(value):
+        return repr(value)
+    hint = ""
+    if "=" in value or ";" in value:
+        hint = f"; a connection string goes in connection_string=... or ${ENV_CONNECTION_STRING}"
+    return f"a value of {len(value)} characters (not shown: it may hold a secret){hint}"
 
 
 def _transport_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -1254,8 +1279,13 @@ def _credential(options: dict[str, Any], account_url: str) -> Any:
     """An explicit credential, an account key, or azure-identity's DefaultAzureCredential."""
     credential = options.pop("credential", None)
     account_key = options.pop("account_key", None)
+    sas_token = options.pop("sas_token", None)
     if credential is not None:
         return credential
+    if "sig=" in urlsplit(account_url).query:
+        return None  # a SAS token in the URL itself is the credential
+    if sas_token:
+        return AzureSasCredential(str(sas_token))
     if account_key:
         account = str(options.pop("account_name", "") or urlsplit(account_url).hostname or "")
         return AzureNamedKeyCredential(account.split(".")[0], str(account_key))
@@ -1263,10 +1293,18 @@ def _credential(options: dict[str, Any], account_url: str) -> Any:
         identity = importlib.import_module("azure.identity")  # optional dependency
     except ImportError:
         raise ConfigurationError(
-            "azure-tables with account_url needs credential=..., account_key=..., or the "
-            "azure-identity package for DefaultAzureCredential"
+            "azure-tables with account_url needs credential=..., account_key=..., "
+            "sas_token=..., or the azure-identity package for DefaultAzureCredential"
         ) from None
     return identity.DefaultAzureCredential()
+
+
+_NOT_CONFIGURED = (
+    "azure-tables has no account configured: set the environment variable "
+    f"{ENV_CONNECTION_STRING} to the storage account's connection string, or pass "
+    "connection_string=..., or account_url=... with account_key=..., sas_token=... or "
+    "credential=... (options of open_store, [tool.durastate.options] or DURASTATE_OPTIONS)"
+)
 
 
 def _table_client(
@@ -1281,17 +1319,18 @@ def _table_client(
             return TableClient.from_connection_string(connection_string, table_name, **kwargs)
         account_url = options.pop("account_url", None)
         if not account_url:
-            raise ConfigurationError(
-                "azure-tables needs connection_string=..., "
-                f"${ENV_CONNECTION_STRING}, or account_url=... with a credential"
-            )
+            raise ConfigurationError(_NOT_CONFIGURED)
         options["_account_url"] = str(account_url)
         credential = _credential(options, str(account_url))
         options["_credential"] = credential
         return TableClient(str(account_url), table_name, credential=credential, **kwargs)
-    except ValueError as exc:
-        detail = type(exc).__name__
-        raise ConfigurationError(f"azure-tables: invalid account settings ({detail})") from None
+    except ConfigurationError:
+        raise
+    except ValueError as exc:  # the SDK's messages may quote the key: name only the kind
+        what = "connection string" if connection_string else "account_url or credential"
+        raise ConfigurationError(
+            f"azure-tables: the {what} is not valid ({type(exc).__name__})"
+        ) from None
 
 
 def _blob_factory(options: dict[str, Any], settings: Mapping[str, Any]) -> Any:
