@@ -704,6 +704,18 @@ def test_url_forms_and_env(azurite: RunningEmulator, monkeypatch: pytest.MonkeyP
         AzureTablesBackend.from_url(f"azure-tables://{name}", bogus=1)
 
 
+def test_nothing_configured_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user with no account set up learns the environment variable and the options,
+    not "invalid account settings"."""
+    monkeypatch.delenv("DURASTATE_AZURE_CONNECTION_STRING", raising=False)
+    with pytest.raises(ConfigurationError) as raised:
+        open_store("azure-tables://Instances")
+    message = str(raised.value)
+    for named in ("DURASTATE_AZURE_CONNECTION_STRING", "connection_string=", "account_url="):
+        assert named in message
+    assert "invalid" not in message
+
+
 def test_missing_table_without_create(azurite: RunningEmulator) -> None:
     backend = _open(azurite, create_table=False)
     try:
