@@ -883,27 +883,36 @@ def _write_ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
     monkeypatch.setattr(azure_tables, "new_write_id", lambda: queue.pop(0))
 
 
+def _race(
+    backend: AzureTablesBackend, proxy: Any, fault: str, instance_id: str
+) -> tuple[FaultOnce, AzureTablesBackend, str]:
+    """Our next PATCH meets ``fault``; before we read the row back, ``backend`` (another
+    writer) writes ``"other"`` without an etag. Returns the hook, our backend and the etag."""
+    etag = backend.create(_new(instance_id, custom=b"0"))
+    hook = _faulty(proxy, "PATCH", fault)
+    hook.before_probe = lambda: backend.write_custom_status(
+        instance_id, Payload(b'"other"', "json"), etag=None, now=T0
+    )
+    return hook, _through(proxy, backend.table_name, hook), etag
+
+
+def _status_of(backend: AzureTablesBackend, instance_id: str) -> Payload | None:
+    record = backend.read(instance_id)
+    assert record is not None
+    return record.custom_status
+
+
 def test_merge_after_a_broken_connection_and_another_writer_is_stale(
     backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Our write never arrived, another writer's did, and our history column is unused:
     surely not ours, so a plain conflict (``update()`` may run its function again)."""
-    etag = backend.create(_new("raced", custom=b"0"))
+    hook, flaky, etag = _race(backend, proxy, "drop", "raced")
     _write_ids(monkeypatch, "b" + "0" * 15, "c" + "0" * 15)  # ours, then the other writer's
-    hook = _faulty(proxy, "PATCH", "drop")
-    hook.before_probe = lambda: backend.write_custom_status(
-        "raced", Payload(b'"other"', "json"), etag=None, now=T0
-    )
-    flaky = _through(proxy, backend.table_name, hook)
-    try:
-        with pytest.raises(ConcurrencyError):
-            flaky.write_custom_status("raced", Payload(b'"mine"', "json"), etag=etag, now=T0)
-    finally:
-        flaky.close()
+    with flaky, pytest.raises(ConcurrencyError):
+        flaky.write_custom_status("raced", Payload(b'"mine"', "json"), etag=etag, now=T0)
     assert hook.methods == ["PATCH", "GET"]
-    record = backend.read("raced")
-    assert record is not None
-    assert record.custom_status == Payload(b'"other"', "json")
+    assert _status_of(backend, "raced") == Payload(b'"other"', "json")
 
 
 def test_lost_answer_then_another_writer_is_recognised_as_landed(
@@ -911,23 +920,14 @@ def test_lost_answer_then_another_writer_is_recognised_as_landed(
 ) -> None:
     """Our write landed, its answer was lost, another writer wrote: still ours (found in
     the write log), so success, with an etag no later compare-and-swap accepts."""
-    etag = backend.create(_new("landed", custom=b"0"))
+    hook, flaky, etag = _race(backend, proxy, "drop_after", "landed")
     _write_ids(monkeypatch, "b" + "0" * 15, "c" + "0" * 15, "d" + "0" * 15)
-    hook = _faulty(proxy, "PATCH", "drop_after")
-    hook.before_probe = lambda: backend.write_custom_status(
-        "landed", Payload(b"2", "json"), etag=None, now=T0
-    )
-    flaky = _through(proxy, backend.table_name, hook)
-    try:
+    with flaky:
         result = flaky.write_custom_status("landed", Payload(b"1", "json"), etag=etag, now=T0)
         assert hook.methods == ["PATCH", "GET"]  # never sent twice
         with pytest.raises(ConcurrencyError):
             flaky.write_custom_status("landed", Payload(b"3", "json"), etag=result.etag, now=T0)
-    finally:
-        flaky.close()
-    record = backend.read("landed")
-    assert record is not None
-    assert record.custom_status == Payload(b"2", "json")
+    assert _status_of(backend, "landed") == Payload(b'"other"', "json")
 
 
 def test_lost_answer_hidden_by_another_writer_is_reported_unknown(
@@ -935,22 +935,12 @@ def test_lost_answer_hidden_by_another_writer_is_reported_unknown(
 ) -> None:
     """The other writer's token went to our history column: nobody can tell whether ours
     landed, so ``BackendUnavailable`` says so, and nothing is sent again."""
-    etag = backend.create(_new("hidden", custom=b"0"))
+    hook, flaky, etag = _race(backend, proxy, "drop_after", "hidden")
     _write_ids(monkeypatch, "b" + "0" * 15, "b" + "1" * 15)  # same history column
-    hook = _faulty(proxy, "PATCH", "drop_after")
-    hook.before_probe = lambda: backend.write_custom_status(
-        "hidden", Payload(b"2", "json"), etag=None, now=T0
-    )
-    flaky = _through(proxy, backend.table_name, hook)
-    try:
-        with pytest.raises(BackendUnavailable, match="outcome of the write is unknown"):
-            flaky.write_custom_status("hidden", Payload(b"1", "json"), etag=etag, now=T0)
-    finally:
-        flaky.close()
+    with flaky, pytest.raises(BackendUnavailable, match="outcome of the write is unknown"):
+        flaky.write_custom_status("hidden", Payload(b"1", "json"), etag=etag, now=T0)
     assert hook.methods == ["PATCH", "GET"]
-    record = backend.read("hidden")
-    assert record is not None
-    assert record.custom_status == Payload(b"2", "json")
+    assert _status_of(backend, "hidden") == Payload(b'"other"', "json")
 
 
 def test_merge_that_keeps_failing_gives_up_honestly(

@@ -697,10 +697,10 @@ class AzureTablesBackend(Backend):
         """
         write_id = entity[C_WRITE_ID]
         own = retry.used  # uploads ran first: from here on, single attempts by the deadline
-        options = retry.options() if own else {}
         conflicts = 0
         while True:
             try:
+                options = retry.options() if own else {}
                 return str(self._table.create_entity(entity, **options)["etag"])
             except ResourceExistsError:
                 pass
@@ -709,7 +709,6 @@ class AzureTablesBackend(Backend):
                     raise self._translate(exc, instance_id, "create") from None
                 own = True
                 retry.failed(exc, write=True)
-                options = retry.options()
                 if not retry.maybe_applied:
                     continue  # never reached the service: send it again
             select = [C_STATUS, C_OFFLOADED, *probe_columns(write_id), *_BLOB_COLUMNS]
