@@ -716,6 +716,26 @@ def test_nothing_configured_says_how_to_configure(monkeypatch: pytest.MonkeyPatc
     assert "invalid" not in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "azure-tables://Tab?container=Bad_Name",
+        "azure-tables://Tab?container=ab",
+        "azure-tables://Tab?container=a--b",
+        "azure-tables://" + "T" * 64,
+        "azure-tables://1abc",
+    ],
+)
+def test_names_azure_would_refuse_are_refused_before_any_request(
+    azurite: RunningEmulator, url: str, counter: RequestCounter
+) -> None:
+    with pytest.raises(ConfigurationError, match="name"):
+        open_store(
+            url, connection_string=azurite_connection_string(azurite), raw_request_hook=counter
+        )
+    assert counter.requests == []
+
+
 def test_missing_table_without_create(azurite: RunningEmulator) -> None:
     backend = _open(azurite, create_table=False)
     try:

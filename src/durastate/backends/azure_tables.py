@@ -396,6 +396,7 @@ def _option_bool(value: Any) -> bool:
 
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 class AzureTablesBackend(Backend):
@@ -460,13 +461,19 @@ class AzureTablesBackend(Backend):
                 "azure-tables needs a table name of 3-63 letters and digits, starting with a "
                 f"letter (azure-tables://Instances), got {_shown(table_name)}"
             )
+        container = str(options.pop("container", DEFAULT_CONTAINER))
+        if not _CONTAINER_NAME.match(container):
+            raise ConfigurationError(
+                "azure-tables needs a blob container name of 3-63 lowercase letters, digits "
+                f"and single hyphens (container=durastate-payloads), got {_shown(container)}"
+            )
         transport_options = _transport_options(options)
         table = _table_client(table_name, options, transport_options)
         blob_factory = _blob_factory(options, transport_options)
         backend = cls(
             table,
             blob_factory=blob_factory,
-            container=str(options.pop("container", DEFAULT_CONTAINER)),
+            container=container,
             create_table=_option_bool(options.pop("create_table", True)),
             offload=_option_bool(options.pop("offload", True)),
             offload_threshold=int(options.pop("offload_threshold", INLINE_LIMIT)),
