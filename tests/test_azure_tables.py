@@ -876,6 +876,22 @@ def test_merge_whose_answer_was_lost_is_found_by_its_write_id(
     assert result.etag == record.etag
 
 
+def test_merge_answered_500_after_it_landed_is_not_applied_twice(
+    backend: AzureTablesBackend, proxy: Any
+) -> None:
+    """The service applied the MERGE but answered 500 ("the operation may have succeeded").
+    azure-core resends a PATCH on 500; the resend would meet 412 (its own write) and report
+    a conflict, so ``update()`` would apply its function twice. The backend reads first."""
+    store = StateStore(backend)
+    store.create_instance("five", name="wf", custom_status={"n": 0})
+    hook = _faulty(proxy, "PATCH", "500_after")
+    flaky = StateStore(_through(proxy, backend.table_name, hook))
+    with flaky:
+        assert flaky.update("five", lambda value: {"n": value["n"] + 1}) == {"n": 1}
+    assert hook.methods == ["GET", "PATCH", "GET"]  # read, write (500), read back: ours
+    assert store.get_custom_status("five") == {"n": 1}
+
+
 def test_merge_dropped_before_the_server_is_sent_again(
     backend: AzureTablesBackend, proxy: Any
 ) -> None:
@@ -904,14 +920,15 @@ def _write_ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
 
 
 def _race(
-    backend: AzureTablesBackend, proxy: Any, fault: str, instance_id: str
+    backend: AzureTablesBackend, proxy: Any, fault: str, instance_id: str, *, cas: bool = False
 ) -> tuple[FaultOnce, AzureTablesBackend, str]:
     """Our next PATCH meets ``fault``; before we read the row back, ``backend`` (another
-    writer) writes ``"other"`` without an etag. Returns the hook, our backend and the etag."""
+    writer) writes ``"other"``, without an etag or, with ``cas``, at the etag ours was sent
+    with. Returns the hook, our backend and that etag."""
     etag = backend.create(_new(instance_id, custom=b"0"))
     hook = _faulty(proxy, "PATCH", fault)
     hook.before_probe = lambda: backend.write_custom_status(
-        instance_id, Payload(b'"other"', "json"), etag=None, now=T0
+        instance_id, Payload(b'"other"', "json"), etag=etag if cas else None, now=T0
     )
     return hook, _through(proxy, backend.table_name, hook), etag
 
@@ -933,6 +950,19 @@ def test_merge_after_a_broken_connection_and_another_writer_is_stale(
         flaky.write_custom_status("raced", Payload(b'"mine"', "json"), etag=etag, now=T0)
     assert hook.methods == ["PATCH", "GET"]
     assert _status_of(backend, "raced") == Payload(b'"other"', "json")
+
+
+def test_broken_write_whose_etag_another_writer_took_is_a_plain_conflict(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer replaced the very etag ours was sent with, so ours can never apply:
+    a conflict, even though its token also hid our history column."""
+    hook, flaky, etag = _race(backend, proxy, "drop", "took", cas=True)
+    _write_ids(monkeypatch, "b" + "0" * 15, "b" + "1" * 15)  # same history column
+    with flaky, pytest.raises(ConcurrencyError):
+        flaky.write_custom_status("took", Payload(b'"mine"', "json"), etag=etag, now=T0)
+    assert hook.methods == ["PATCH", "GET"]
+    assert _status_of(backend, "took") == Payload(b'"other"', "json")
 
 
 def test_lost_answer_then_another_writer_is_recognised_as_landed(

@@ -6,6 +6,8 @@ random ``WriteId`` (the latest write's token) and also copies it into one of 16 
 columns, ``WriteLog0`` to ``WriteLogF``, chosen by its first hex digit. A later writer
 overwrites ``WriteId`` and, one time in 16, the same history column; so a landed write is
 still recognised after another writer came in between, without reading before writing.
+``WriteBase`` keeps the etag the latest write was conditioned on: if that is the etag our
+write was sent with, another write took our place, and ours can never apply.
 
 Pure functions on a row (a mapping of columns plus its etag): no I/O, so any transport
 (the SDK today, raw HTTP later) applies the same decisions.
@@ -19,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 C_WRITE_ID: Final = "WriteId"  # the token of the latest write
+C_WRITE_BASE: Final = "WriteBase"  # the etag the latest write replaced ("" if unconditional)
 _LOG_PREFIX: Final = "WriteLog"
 
 #: What a write that landed but was overwritten since returns as its etag: a well-formed
@@ -37,14 +40,16 @@ def log_column(write_id: str) -> str:
     return _LOG_PREFIX + write_id[0].upper()
 
 
-def write_columns(write_id: str) -> dict[str, str]:
-    """The columns every write (insert, replace or merge) adds to its entity."""
-    return {C_WRITE_ID: write_id, log_column(write_id): write_id}
+def write_columns(write_id: str, base_etag: str | None = None) -> dict[str, str]:
+    """The columns every write (insert, replace or merge) adds to its entity; ``base_etag``
+    is the etag a conditional write is sent with."""
+    return {C_WRITE_ID: write_id, log_column(write_id): write_id, C_WRITE_BASE: base_etag or ""}
 
 
 def probe_columns(write_id: str) -> list[str]:
-    """What to read back to decide: the latest token and ``write_id``'s history column."""
-    return [C_WRITE_ID, log_column(write_id)]
+    """What to read back to decide: the latest write's token and base, and ``write_id``'s
+    history column."""
+    return [C_WRITE_ID, C_WRITE_BASE, log_column(write_id)]
 
 
 class LostWrite(enum.Enum):
@@ -72,15 +77,16 @@ def lost_write_outcome(
 
     Without an etag (last write wins) a write that is not found is sent again: it may
     have landed and been overwritten twice, and then it lands once more, last, as asked.
-    With one, a write not found is only called stale when its history column was never
-    written (no write, ours included, used it); otherwise the outcome is unknown.
+    With one, a write not found is stale when the latest write replaced the very etag ours
+    was sent with (two writes cannot both replace one etag), or when its history column was
+    never written (no write, ours included, used it); otherwise the outcome is unknown.
     """
     found = _own_write(row, write_id)
     if found is not None:
         return found
     if sent_etag is None or row_etag == sent_etag:
         return LostWrite.NOT_APPLIED
-    if not row.get(log_column(write_id)):
+    if row.get(C_WRITE_BASE) == sent_etag or not row.get(log_column(write_id)):
         return LostWrite.STALE
     return LostWrite.UNKNOWN
 

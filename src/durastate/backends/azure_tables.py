@@ -277,10 +277,11 @@ def _is_transient(exc: AzureError) -> bool:
 
 
 def _maybe_applied(exc: AzureError) -> bool:
-    """False only when the request surely never reached the service (or was refused)."""
+    """False only when the request surely never reached the service, or the service refused
+    it without acting (429 throttled, 503 ServerBusy); a 500 or 504 may have been applied."""
     if isinstance(exc, ServiceRequestError):
         return False
-    return not (isinstance(exc, HttpResponseError) and exc.status_code == 429)
+    return not (isinstance(exc, HttpResponseError) and exc.status_code in (429, 503))
 
 
 def _failure_detail(exc: AzureError) -> str:
@@ -873,22 +874,16 @@ class AzureTablesBackend(Backend):
     ) -> str:
         """One MERGE of ``columns``: If-Match ``etag``, or ``*`` (never an upsert).
 
-        Exactly one PATCH unless it fails; then ``_merge_again`` decides. The PATCH uses the
-        client's retries if it is the call's first request, else one attempt by the deadline.
+        Exactly one PATCH unless it fails (``_send_until_decided``). Each PATCH is a
+        single attempt: azure-core would resend it after a 500, 503 or 504 even though it
+        may have been applied, and a resend of an applied write meets 412, a false conflict.
         """
         write_id = new_write_id()
         entity = {
             "PartitionKey": partition_key(instance_id), "RowKey": "", **columns,
-            **write_columns(write_id),
+            **write_columns(write_id, etag),
         }  # fmt: skip
-        own = retry.used
-        try:
-            return self._send_merge(entity, etag, **(retry.options() if own else {}))
-        except AzureError as exc:
-            if not self._retryable(exc, own):
-                raise self._translate(exc, instance_id, retry.operation, etag) from None
-            retry.failed(exc, write=True)
-            return self._merge_again(instance_id, entity, write_id, etag, retry)
+        return self._send_until_decided(instance_id, entity, write_id, etag, retry)
 
     def _send_merge(self, entity: dict[str, Any], etag: str | None, **options: Any) -> str:
         if etag is None:
@@ -900,7 +895,7 @@ class AzureTablesBackend(Backend):
             )  # fmt: skip
         return str(result["etag"])
 
-    def _merge_again(
+    def _send_until_decided(
         self,
         instance_id: str,
         entity: dict[str, Any],
@@ -908,8 +903,8 @@ class AzureTablesBackend(Backend):
         etag: str | None,
         retry: _Retry,
     ) -> str:
-        """Resend a MERGE that failed, reading the row first if it may have landed: the
-        write log there says whether it did (``lost_write_outcome``)."""
+        """Send a MERGE until it is decided, reading the row first whenever an earlier try
+        may have landed: the write log there says whether it did (``lost_write_outcome``)."""
         while True:
             if retry.maybe_applied:
                 row = self._probe(instance_id, probe_columns(write_id), retry)
