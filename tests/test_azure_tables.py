@@ -916,7 +916,7 @@ def test_merge_dropped_before_the_server_is_sent_again(
 def _write_ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
     """Fix the next write tokens (in call order), so a test knows their history columns."""
     queue = list(ids)
-    monkeypatch.setattr(azure_tables, "new_write_id", lambda: queue.pop(0))
+    monkeypatch.setattr(azure_tables, "new_write_id", lambda: queue.pop(0), raising=False)
 
 
 def _race(
@@ -1029,6 +1029,26 @@ def test_create_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, pr
     assert record.etag == etag
     with pytest.raises(InstanceExists):  # but a second create is refused
         backend.create(_new("mine"))
+
+
+def test_create_whose_answer_was_lost_then_updated_is_still_ours(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our insert landed, its answer was lost, another writer updated the new instance
+    before we looked: still our create (the write log), never ``InstanceExists``."""
+    assert backend.read("taken") is None  # creates the table
+    _write_ids(monkeypatch, "a" + "0" * 15, "e" + "0" * 15)  # our insert, their update
+    hook = _faulty(proxy, "POST", "drop_after")
+    hook.before_probe = lambda: backend.write_custom_status(
+        "taken", Payload(b'"theirs"', "json"), etag=None, now=T0
+    )
+    with _through(proxy, backend.table_name, hook) as flaky:
+        etag = flaky.create(_new("taken", custom=b'"ours"'))
+    assert hook.methods == ["POST", "GET"]
+    record = backend.read("taken")
+    assert record is not None
+    assert record.custom_status == Payload(b'"theirs"', "json")
+    assert etag != record.etag  # ours is not the latest write: its etag is stale
 
 
 def test_restart_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, proxy: Any) -> None:
