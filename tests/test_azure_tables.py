@@ -45,6 +45,7 @@ from durastate.errors import (
 )
 from durastate.testing import BackendConformance
 from durastate.testing.emulators import AZURITE_KEY, RunningEmulator, azurite_connection_string
+from durastate.transport import OutcomeUnknown
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 CONTAINER = "durastate-test-payloads"
@@ -987,7 +988,7 @@ def test_lost_answer_hidden_by_another_writer_is_reported_unknown(
     landed, so ``BackendUnavailable`` says so, and nothing is sent again."""
     hook, flaky, etag = _race(backend, proxy, "drop_after", "hidden")
     _write_ids(monkeypatch, "b" + "0" * 15, "b" + "1" * 15)  # same history column
-    with flaky, pytest.raises(BackendUnavailable, match="outcome of the write is unknown"):
+    with flaky, pytest.raises(OutcomeUnknown, match="outcome of the write is unknown"):
         flaky.write_custom_status("hidden", Payload(b"1", "json"), etag=etag, now=T0)
     assert hook.methods == ["PATCH", "GET"]
     assert _status_of(backend, "hidden") == Payload(b'"other"', "json")

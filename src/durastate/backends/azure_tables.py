@@ -86,6 +86,7 @@ from durastate.errors import (
     InvalidContinuationToken,
     PayloadTooLarge,
 )
+from durastate.transport.policy import OutcomeUnknown
 
 _T = TypeVar("_T")
 Credential: TypeAlias = AzureNamedKeyCredential | AzureSasCredential | TokenCredential
@@ -353,11 +354,12 @@ class _Retry:
         )
         if self.maybe_applied:
             message += "; the outcome of the write is unknown (it may or may not have been applied)"
+            return OutcomeUnknown(message)
         return BackendUnavailable(message)
 
-    def unknown(self) -> BackendUnavailable:
+    def unknown(self) -> OutcomeUnknown:
         """The answer to a write was lost and the row cannot tell whether it landed."""
-        return BackendUnavailable(
+        return OutcomeUnknown(
             f"{self.where()}: the answer to the write was lost and another writer has "
             "written since; the outcome of the write is unknown (it may or may not have "
             "been applied, so it is not sent again)"
