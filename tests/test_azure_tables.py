@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import multiprocessing
 import threading
 import uuid
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 from azure.core.pipeline import PipelineRequest
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -607,6 +608,38 @@ def test_damaged_blob_is_corrupt_record_for_that_instance_alone(
     healed = backend.read("hurt")
     assert healed is not None
     assert healed.custom_status == Payload(b'"healed"', "json")
+
+
+def test_corrupt_records_spare_listing_and_purge(
+    azurite: RunningEmulator, backend: AzureTablesBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row with an unknown runtime status and one whose blob is truncated are left out of
+    listings with a warning naming them; a row with undecodable status bytes is listed and
+    raises on access; the others list normally, and purge_by deletes all of them."""
+    store = StateStore(backend, max_custom_status_bytes=1_000_000)
+    ids = [f"c-{n}" for n in range(6)]
+    for number, instance_id in enumerate(ids):
+        store.create_instance(instance_id, name="wf", custom_status=number)
+    backend._table.update_entity(
+        {"PartitionKey": partition_key("c-1"), "RowKey": "", "RuntimeStatus": "zombie"},
+        mode=UpdateMode.MERGE,
+    )
+    store.set_custom_status("c-3", "x" * 200_000)
+    _replace_blob(azurite, CONTAINER, _status_blob(backend, "c-3"), b"\x1f\x8b\x08")
+    backend.write_custom_status("c-4", Payload(b"\xff{not json", "json"), etag=None, now=T0)
+    for fetch in (False, True):
+        with caplog.at_level(logging.WARNING, logger="durastate"):
+            listing = store.iter_instances(page_size=2, fetch_payloads=fetch)
+            listed = {metadata.instance_id: metadata for metadata in listing}
+        assert set(listed) == {"c-0", "c-2", "c-4", "c-5"}
+        assert [listed[i].custom_status for i in ("c-0", "c-2", "c-5")] == [0, 2, 5]
+        with pytest.raises(CorruptRecord):
+            _ = listed["c-4"].custom_status
+        assert "'c-1'" in caplog.text
+        assert "'c-3'" in caplog.text
+    assert store.purge_by(prefix="c-") == len(ids)
+    assert list(store.iter_instances()) == []
+    assert _blob_names(azurite, backend.table_name) == []
 
 
 def test_deleted_offload_container_is_named_not_instance_not_found(

@@ -25,6 +25,7 @@ import enum
 import hashlib
 import importlib
 import json
+import logging
 import os
 import re
 import threading
@@ -89,6 +90,7 @@ from durastate.errors import (
 from durastate.transport.policy import OutcomeUnknown
 
 _T = TypeVar("_T")
+log = logging.getLogger("durastate")
 Credential: TypeAlias = AzureNamedKeyCredential | AzureSasCredential | TokenCredential
 
 ENV_CONNECTION_STRING = "DURASTATE_AZURE_CONNECTION_STRING"
@@ -1095,17 +1097,55 @@ class AzureTablesBackend(Backend):
         self, entities: list[TableEntity], query: InstanceQuery, retry: _Retry
     ) -> Iterator[InstanceRecord]:
         for entity in entities:
-            try:
-                instance_id = unescape_key(str(entity[C_ID]))
-            except (KeyError, ValueError):
-                continue  # not one of our rows
-            if query.prefix and not instance_id.startswith(query.prefix):
+            instance_id = _listed_id(entity, query.prefix)
+            if instance_id is None:
                 continue
-            record = self._record(instance_id, entity, query.fetch_payloads, retry)
-            if record is None:  # a blob vanished under a concurrent rewrite: read it again
-                record = self.read(instance_id, fetch_payloads=query.fetch_payloads)
+            try:
+                record = self._record(instance_id, entity, query.fetch_payloads, retry)
+                if record is None:  # a blob vanished under a concurrent rewrite: read again
+                    record = self.read(instance_id, fetch_payloads=query.fetch_payloads)
+            except CorruptRecord as exc:  # that instance alone: the others still list
+                _skip_unreadable(exc)
+                continue
             if record is not None and query.matches(record):
                 yield record
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """Delete every match, by ids read straight from the rows: no payload is fetched or
+        decoded, so a corrupt record goes like any other."""
+        if query.runtime_status is not None and not query.runtime_status:
+            return 0
+        self._ensure_table()
+        odata = _odata_filter(query)
+        ids: list[str] = []
+        token: dict[str, Any] | None = None
+        while True:
+            entities, token = self._page(odata, [C_ID], 1000, token)
+            ids.extend(i for i in (_listed_id(e, query.prefix) for e in entities) if i is not None)
+            if token is None:
+                break
+        return sum(1 for instance_id in ids if self.delete(instance_id))
+
+
+def _listed_id(entity: Mapping[str, Any], prefix: str | None) -> str | None:
+    """The instance id of a listed row; ``None`` for a row that is not ours or whose id
+    misses the prefix (the key range is a superset)."""
+    try:
+        instance_id = unescape_key(str(entity[C_ID]))
+    except (KeyError, ValueError):
+        return None
+    if prefix and not instance_id.startswith(prefix):
+        return None
+    return instance_id
+
+
+def _skip_unreadable(error: CorruptRecord) -> None:
+    """Leave an undecodable record out of a listing, with a warning naming it."""
+    log.warning(
+        "listing skips instance %r: its stored record is unreadable (%s)",
+        error.instance_id,
+        error.reason,
+    )
 
 
 # ---------------------------------------------------------------------------------------
