@@ -283,6 +283,7 @@ def test_foreign_and_forged_continuation_tokens_are_refused(
     other_filter = backend.query(InstanceQuery(prefix="tok-", page_size=1)).continuation
     assert other_filter is not None
     forged = [
+        "",  # not "from the start"
         "not a token",
         encode_token({"after": "tok-0"}),  # another backend's keyset token
         encode_token({"PartitionKey": "tok-1", "RowKey": ""}),  # the SDK's own dict

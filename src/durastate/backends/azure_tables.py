@@ -1064,7 +1064,7 @@ class AzureTablesBackend(Backend):
         odata = _odata_filter(query)
         fingerprint = _query_fingerprint(self.table_name, odata)
         token = None
-        if query.continuation:
+        if query.continuation is not None:  # "" is a forged token too, not "from the start"
             token = _decode_continuation(query.continuation, fingerprint)
         self._ensure_table()
         select = _SELECT_FULL if query.fetch_payloads else _SELECT_LIGHT
