@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import logging
+import multiprocessing
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,12 +13,13 @@ from typing import Any
 
 import pytest
 from azure.core.pipeline import PipelineRequest
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from durastate import open_store
+from durastate.backends import azure_tables
 from durastate.backends.azure_tables import (
     HASH_MARK,
     KEY_LIMIT,
@@ -27,18 +31,23 @@ from durastate.backends.azure_tables import (
     utf16_length,
 )
 from durastate.core.backend import Backend
+from durastate.core.compression import DEFAULT_MAX_INFLATED_BYTES
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
+from durastate.core.tokens import encode_token
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
+    CorruptRecord,
     InstanceExists,
     InstanceNotFound,
+    InvalidContinuationToken,
     PayloadTooLarge,
 )
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import AZURITE_KEY, RunningEmulator, azurite_connection_string
+from durastate.transport import OutcomeUnknown
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 CONTAINER = "durastate-test-payloads"
@@ -275,6 +284,42 @@ def _all_ids(backend: AzureTablesBackend, query: InstanceQuery) -> list[str]:
         )  # fmt: skip
 
 
+def test_foreign_and_forged_continuation_tokens_are_refused(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    """Azure would silently start again at page 1 for a token it cannot use; the backend
+    refuses any token this table and filter did not produce."""
+    for number in range(3):
+        backend.create(_new(f"tok-{number}"))
+    page = backend.query(InstanceQuery(page_size=1))
+    assert page.continuation is not None
+    other = _open(azurite)
+    try:
+        other.create(_new("elsewhere"))
+        other.create(_new("elsewhere-2"))
+        foreign = other.query(InstanceQuery(page_size=1)).continuation
+    finally:
+        _drop(azurite, other)
+    assert foreign is not None
+    other_filter = backend.query(InstanceQuery(prefix="tok-", page_size=1)).continuation
+    assert other_filter is not None
+    forged = [
+        "",  # not "from the start"
+        "not a token",
+        encode_token({"after": "tok-0"}),  # another backend's keyset token
+        encode_token({"PartitionKey": "tok-1", "RowKey": ""}),  # the SDK's own dict
+        encode_token({"azure-tables": "0" * 24, "pk": "tok-1", "rk": ""}),
+        page.continuation[:-3],
+        foreign,
+        other_filter,
+    ]
+    for token in forged:
+        with pytest.raises(InvalidContinuationToken):
+            backend.query(InstanceQuery(page_size=1, continuation=token))
+    rest = backend.query(InstanceQuery(page_size=5, continuation=page.continuation))
+    assert [r.instance_id for r in rest.items] == ["tok-1", "tok-2"]
+
+
 # ---------------------------------------------------------------------------------------
 # (5) what a custom-status update sends
 # ---------------------------------------------------------------------------------------
@@ -309,17 +354,54 @@ def test_fresh_backend_updates_without_reading(
     assert record.custom_status == Payload(b"2", "json")
 
 
-def test_repeated_bytes_at_known_etag_cost_no_request(
+def test_repeated_bytes_at_known_etag_are_checked_not_written(
     counted: AzureTablesBackend, counter: RequestCounter
 ) -> None:
+    """The same bytes at the etag they were stored at: one GET of the etag, no write."""
     etag = counted.create(_new("same"))
     first = counted.write_custom_status("same", Payload(b"[1]", "json"), etag=etag, now=T0)
     counter.reset()
     again = counted.write_custom_status("same", Payload(b"[1]", "json"), etag=first.etag, now=T0)
     assert again.etag == first.etag
     assert not again.written
-    assert counter.requests == []
+    assert [method for method, _ in counter.requests] == ["GET"]
     assert not AzureTablesBackend.capabilities.skips_unchanged
+
+
+def _write_status_elsewhere(connection_string: str, table: str, instance_id: str) -> None:
+    """Runs in a child process: another writer, with its own backend object."""
+    other = AzureTablesBackend.from_url(
+        f"azure-tables://{table}", connection_string=connection_string, create_table=False
+    )
+    with other:
+        other.write_custom_status(instance_id, Payload(b'"Q"', "json"), etag=None, now=T0)
+
+
+def test_stale_etag_with_unchanged_bytes_is_refused_across_processes(
+    azurite: RunningEmulator, backend: AzureTablesBackend
+) -> None:
+    """A writes P at E1; another process writes Q; A writes P again at E1: a conflict.
+
+    A's memory of "P is stored at E1" is true but no longer current, and only the service
+    knows that: skipping the write would report success while the record holds Q.
+    """
+    etag = backend.create(_new("cas", custom=b'"start"'))
+    first = backend.write_custom_status("cas", Payload(b'"P"', "json"), etag=etag, now=T0)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_write_status_elsewhere,
+        args=(azurite_connection_string(azurite), backend.table_name, "cas"),
+    )
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    with pytest.raises(ConcurrencyError):
+        backend.write_custom_status("cas", Payload(b'"P"', "json"), etag=first.etag, now=T0)
+    record = backend.read("cas")
+    assert record is not None
+    assert record.custom_status == Payload(b'"Q"', "json")
+    # and with the etag it has now read, the same bytes are written again
+    result = backend.write_custom_status("cas", Payload(b'"P"', "json"), etag=record.etag, now=T0)
+    assert result.written
 
 
 def test_merge_leaves_input_and_output_alone(backend: AzureTablesBackend) -> None:
@@ -503,6 +585,108 @@ def test_no_orphan_blob_after_failed_cas(
     assert _blob_names(azurite, backend.table_name) == []
 
 
+def _replace_blob(emulator: RunningEmulator, container: str, name: str, body: bytes) -> None:
+    service = BlobServiceClient.from_connection_string(azurite_connection_string(emulator))
+    with service:
+        service.get_container_client(container).upload_blob(name, body, overwrite=True)
+
+
+def _status_blob(backend: AzureTablesBackend, instance_id: str) -> str:
+    row = backend._table.get_entity(partition_key(instance_id), "")
+    return str(row["CustomStatusBlob"])
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda body: body[: len(body) // 2], "truncated"),
+        (lambda body: b"not gzip at all", "invalid"),
+        (lambda body: gzip.compress(b"\0" * (DEFAULT_MAX_INFLATED_BYTES + 1)), "past the limit"),
+    ],
+    ids=["truncated", "not-gzip", "bomb"],
+)
+def test_damaged_blob_is_corrupt_record_for_that_instance_alone(
+    azurite: RunningEmulator, backend: AzureTablesBackend, damage: Any, reason: str
+) -> None:
+    """A truncated blob, one that is not gzip, or a decompression bomb (65 KB that would
+    inflate past 64 MiB) raise ``CorruptRecord`` naming the instance, never EOFError or
+    zlib.error, and never allocate what the bomb asks for; the record can be rewritten."""
+    backend.create(_new("hurt"))
+    backend.create(_new("fine"))
+    backend.write_custom_status("hurt", _big(200_000), etag=None, now=T0)
+    backend.write_custom_status("fine", _big(200_000), etag=None, now=T0)
+    name = _status_blob(backend, "hurt")
+    service = BlobServiceClient.from_connection_string(azurite_connection_string(azurite))
+    with service:
+        body = service.get_container_client(CONTAINER).download_blob(name).readall()
+    _replace_blob(azurite, CONTAINER, name, damage(body))
+    with pytest.raises(CorruptRecord, match=reason) as raised:
+        backend.read("hurt")
+    assert raised.value.instance_id == "hurt"
+    fine = backend.read("fine")
+    assert fine is not None
+    assert fine.custom_status == _big(200_000)
+    backend.write_custom_status("hurt", Payload(b'"healed"', "json"), etag=None, now=T0)
+    healed = backend.read("hurt")
+    assert healed is not None
+    assert healed.custom_status == Payload(b'"healed"', "json")
+
+
+def test_corrupt_records_spare_listing_and_purge(
+    azurite: RunningEmulator, backend: AzureTablesBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row with an unknown runtime status and one whose blob is truncated are left out of
+    listings with a warning naming them; a row with undecodable status bytes is listed and
+    raises on access; the others list normally, and purge_by deletes all of them."""
+    store = StateStore(backend, max_custom_status_bytes=1_000_000)
+    ids = [f"c-{n}" for n in range(6)]
+    for number, instance_id in enumerate(ids):
+        store.create_instance(instance_id, name="wf", custom_status=number)
+    backend._table.update_entity(
+        {"PartitionKey": partition_key("c-1"), "RowKey": "", "RuntimeStatus": "zombie"},
+        mode=UpdateMode.MERGE,
+    )
+    store.set_custom_status("c-3", "x" * 200_000)
+    _replace_blob(azurite, CONTAINER, _status_blob(backend, "c-3"), b"\x1f\x8b\x08")
+    backend.write_custom_status("c-4", Payload(b"\xff{not json", "json"), etag=None, now=T0)
+    for fetch in (False, True):
+        with caplog.at_level(logging.WARNING, logger="durastate"):
+            listing = store.iter_instances(page_size=2, fetch_payloads=fetch)
+            listed = {metadata.instance_id: metadata for metadata in listing}
+        assert set(listed) == {"c-0", "c-2", "c-4", "c-5"}
+        assert [listed[i].custom_status for i in ("c-0", "c-2", "c-5")] == [0, 2, 5]
+        with pytest.raises(CorruptRecord):
+            _ = listed["c-4"].custom_status
+        assert "'c-1'" in caplog.text
+        assert "'c-3'" in caplog.text
+    assert store.purge_by(prefix="c-") == len(ids)
+    assert list(store.iter_instances()) == []
+    assert _blob_names(azurite, backend.table_name) == []
+
+
+def test_deleted_offload_container_is_named_not_instance_not_found(
+    azurite: RunningEmulator,
+) -> None:
+    """Reading a payload from a deleted container says so (the instance exists); the next
+    offloaded write makes the container again."""
+    container = "c-" + uuid.uuid4().hex[:20]
+    backend = _open(azurite, container=container)
+    try:
+        backend.create(_new("gone"))
+        backend.write_custom_status("gone", _big(200_000), etag=None, now=T0)
+        service = BlobServiceClient.from_connection_string(azurite_connection_string(azurite))
+        with service:
+            service.delete_container(container)
+        with pytest.raises(ConfigurationError, match=container):
+            backend.read("gone")
+        etag = backend.write_custom_status("gone", _big(300_000), etag=None, now=T0).etag
+        record = backend.read("gone")
+        assert record is not None
+        assert (record.etag, record.custom_status) == (etag, _big(300_000))
+    finally:
+        _drop(azurite, backend)
+
+
 def test_orphans_from_other_writers_are_swept_on_purge(
     azurite: RunningEmulator, backend: AzureTablesBackend
 ) -> None:
@@ -574,6 +758,38 @@ def test_url_forms_and_env(azurite: RunningEmulator, monkeypatch: pytest.MonkeyP
         AzureTablesBackend.from_url("azure-tables://")
     with pytest.raises(ConfigurationError):
         AzureTablesBackend.from_url(f"azure-tables://{name}", bogus=1)
+
+
+def test_nothing_configured_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user with no account set up learns the environment variable and the options,
+    not "invalid account settings"."""
+    monkeypatch.delenv("DURASTATE_AZURE_CONNECTION_STRING", raising=False)
+    with pytest.raises(ConfigurationError) as raised:
+        open_store("azure-tables://Instances")
+    message = str(raised.value)
+    for named in ("DURASTATE_AZURE_CONNECTION_STRING", "connection_string=", "account_url="):
+        assert named in message
+    assert "invalid" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "azure-tables://Tab?container=Bad_Name",
+        "azure-tables://Tab?container=ab",
+        "azure-tables://Tab?container=a--b",
+        "azure-tables://" + "T" * 64,
+        "azure-tables://1abc",
+    ],
+)
+def test_names_azure_would_refuse_are_refused_before_any_request(
+    azurite: RunningEmulator, url: str, counter: RequestCounter
+) -> None:
+    with pytest.raises(ConfigurationError, match="name"):
+        open_store(
+            url, connection_string=azurite_connection_string(azurite), raw_request_hook=counter
+        )
+    assert counter.requests == []
 
 
 def test_missing_table_without_create(azurite: RunningEmulator) -> None:
@@ -716,6 +932,22 @@ def test_merge_whose_answer_was_lost_is_found_by_its_write_id(
     assert result.etag == record.etag
 
 
+def test_merge_answered_500_after_it_landed_is_not_applied_twice(
+    backend: AzureTablesBackend, proxy: Any
+) -> None:
+    """The service applied the MERGE but answered 500 ("the operation may have succeeded").
+    azure-core resends a PATCH on 500; the resend would meet 412 (its own write) and report
+    a conflict, so ``update()`` would apply its function twice. The backend reads first."""
+    store = StateStore(backend)
+    store.create_instance("five", name="wf", custom_status={"n": 0})
+    hook = _faulty(proxy, "PATCH", "500_after")
+    flaky = StateStore(_through(proxy, backend.table_name, hook))
+    with flaky:
+        assert flaky.update("five", lambda value: {"n": value["n"] + 1}) == {"n": 1}
+    assert hook.methods == ["GET", "PATCH", "GET"]  # read, write (500), read back: ours
+    assert store.get_custom_status("five") == {"n": 1}
+
+
 def test_merge_dropped_before_the_server_is_sent_again(
     backend: AzureTablesBackend, proxy: Any
 ) -> None:
@@ -737,24 +969,84 @@ def test_merge_dropped_before_the_server_is_sent_again(
     assert result == record.etag
 
 
-def test_merge_after_a_broken_connection_and_another_writer_is_stale(
-    backend: AzureTablesBackend, proxy: Any
-) -> None:
-    etag = backend.create(_new("raced", custom=b"0"))
-    hook = _faulty(proxy, "PATCH", "drop")
+def _write_ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    """Fix the next write tokens (in call order), so a test knows their history columns."""
+    queue = list(ids)
+    monkeypatch.setattr(azure_tables, "new_write_id", lambda: queue.pop(0), raising=False)
+
+
+def _race(
+    backend: AzureTablesBackend, proxy: Any, fault: str, instance_id: str, *, cas: bool = False
+) -> tuple[FaultOnce, AzureTablesBackend, str]:
+    """Our next PATCH meets ``fault``; before we read the row back, ``backend`` (another
+    writer) writes ``"other"``, without an etag or, with ``cas``, at the etag ours was sent
+    with. Returns the hook, our backend and that etag."""
+    etag = backend.create(_new(instance_id, custom=b"0"))
+    hook = _faulty(proxy, "PATCH", fault)
     hook.before_probe = lambda: backend.write_custom_status(
-        "raced", Payload(b'"other"', "json"), etag=None, now=T0
+        instance_id, Payload(b'"other"', "json"), etag=etag if cas else None, now=T0
     )
-    flaky = _through(proxy, backend.table_name, hook)
-    try:
-        with pytest.raises(ConcurrencyError):
-            flaky.write_custom_status("raced", Payload(b'"mine"', "json"), etag=etag, now=T0)
-    finally:
-        flaky.close()
-    assert hook.methods == ["PATCH", "GET"]
-    record = backend.read("raced")
+    return hook, _through(proxy, backend.table_name, hook), etag
+
+
+def _status_of(backend: AzureTablesBackend, instance_id: str) -> Payload | None:
+    record = backend.read(instance_id)
     assert record is not None
-    assert record.custom_status == Payload(b'"other"', "json")
+    return record.custom_status
+
+
+def test_merge_after_a_broken_connection_and_another_writer_is_stale(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our write never arrived, another writer's did, and our history column is unused:
+    surely not ours, so a plain conflict (``update()`` may run its function again)."""
+    hook, flaky, etag = _race(backend, proxy, "drop", "raced")
+    _write_ids(monkeypatch, "b" + "0" * 15, "c" + "0" * 15)  # ours, then the other writer's
+    with flaky, pytest.raises(ConcurrencyError):
+        flaky.write_custom_status("raced", Payload(b'"mine"', "json"), etag=etag, now=T0)
+    assert hook.methods == ["PATCH", "GET"]
+    assert _status_of(backend, "raced") == Payload(b'"other"', "json")
+
+
+def test_broken_write_whose_etag_another_writer_took_is_a_plain_conflict(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer replaced the very etag ours was sent with, so ours can never apply:
+    a conflict, even though its token also hid our history column."""
+    hook, flaky, etag = _race(backend, proxy, "drop", "took", cas=True)
+    _write_ids(monkeypatch, "b" + "0" * 15, "b" + "1" * 15)  # same history column
+    with flaky, pytest.raises(ConcurrencyError):
+        flaky.write_custom_status("took", Payload(b'"mine"', "json"), etag=etag, now=T0)
+    assert hook.methods == ["PATCH", "GET"]
+    assert _status_of(backend, "took") == Payload(b'"other"', "json")
+
+
+def test_lost_answer_then_another_writer_is_recognised_as_landed(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our write landed, its answer was lost, another writer wrote: still ours (found in
+    the write log), so success, with an etag no later compare-and-swap accepts."""
+    hook, flaky, etag = _race(backend, proxy, "drop_after", "landed")
+    _write_ids(monkeypatch, "b" + "0" * 15, "c" + "0" * 15, "d" + "0" * 15)
+    with flaky:
+        result = flaky.write_custom_status("landed", Payload(b"1", "json"), etag=etag, now=T0)
+        assert hook.methods == ["PATCH", "GET"]  # never sent twice
+        with pytest.raises(ConcurrencyError):
+            flaky.write_custom_status("landed", Payload(b"3", "json"), etag=result.etag, now=T0)
+    assert _status_of(backend, "landed") == Payload(b'"other"', "json")
+
+
+def test_lost_answer_hidden_by_another_writer_is_reported_unknown(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other writer's token went to our history column: nobody can tell whether ours
+    landed, so ``BackendUnavailable`` says so, and nothing is sent again."""
+    hook, flaky, etag = _race(backend, proxy, "drop_after", "hidden")
+    _write_ids(monkeypatch, "b" + "0" * 15, "b" + "1" * 15)  # same history column
+    with flaky, pytest.raises(OutcomeUnknown, match="outcome of the write is unknown"):
+        flaky.write_custom_status("hidden", Payload(b"1", "json"), etag=etag, now=T0)
+    assert hook.methods == ["PATCH", "GET"]
+    assert _status_of(backend, "hidden") == Payload(b'"other"', "json")
 
 
 def test_merge_that_keeps_failing_gives_up_honestly(
@@ -793,6 +1085,26 @@ def test_create_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, pr
     assert record.etag == etag
     with pytest.raises(InstanceExists):  # but a second create is refused
         backend.create(_new("mine"))
+
+
+def test_create_whose_answer_was_lost_then_updated_is_still_ours(
+    backend: AzureTablesBackend, proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our insert landed, its answer was lost, another writer updated the new instance
+    before we looked: still our create (the write log), never ``InstanceExists``."""
+    assert backend.read("taken") is None  # creates the table
+    _write_ids(monkeypatch, "a" + "0" * 15, "e" + "0" * 15)  # our insert, their update
+    hook = _faulty(proxy, "POST", "drop_after")
+    hook.before_probe = lambda: backend.write_custom_status(
+        "taken", Payload(b'"theirs"', "json"), etag=None, now=T0
+    )
+    with _through(proxy, backend.table_name, hook) as flaky:
+        etag = flaky.create(_new("taken", custom=b'"ours"'))
+    assert hook.methods == ["POST", "GET"]
+    record = backend.read("taken")
+    assert record is not None
+    assert record.custom_status == Payload(b'"theirs"', "json")
+    assert etag != record.etag  # ours is not the latest write: its etag is stale
 
 
 def test_restart_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, proxy: Any) -> None:

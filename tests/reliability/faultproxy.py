@@ -9,7 +9,10 @@ chunked body), and for a configurable share of requests, chosen by a seeded RNG:
   throttling error code), the request never reaches the server;
 - ``"drop"``: closes the client connection without an answer, before forwarding;
 - ``"drop_after"``: forwards the request, lets the server apply it, then closes the client
-  connection without passing the answer on (a response lost on the way back).
+  connection without passing the answer on (a response lost on the way back);
+- ``"500_after"``: forwards the request, lets the server apply it, then answers ``500``
+  instead of the server's answer (Azure's "OperationTimedOut: the operation may have
+  succeeded"), which SDKs retry even for POST and PATCH.
 
 Every other request is forwarded unchanged, and the answer relayed. ``counters`` records how
 many requests arrived, were forwarded, and met each fault.
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-Fault = Literal["503", "429", "drop", "drop_after"]
+Fault = Literal["503", "429", "drop", "drop_after", "500_after"]
 Flavor = Literal["azure", "dynamodb", "s3"]
 
 _MAX_HEADER = 64 * 1024
@@ -156,10 +159,17 @@ def _canned(status: int, reason: str, body: bytes, content_type: str, extra: str
 
 
 def _fault_response(fault: Fault, flavor: Flavor) -> bytes:
-    """A 503 or 429 answer shaped like the service's own, so SDKs classify it correctly."""
+    """A 503, 429 or 500 answer shaped like the service's own, so SDKs classify it correctly."""
     if fault == "503":
         status, reason = 503, "Service Unavailable"
         codes = {"azure": "ServerBusy", "dynamodb": "ServiceUnavailable", "s3": "SlowDown"}
+    elif fault == "500_after":
+        status, reason = 500, "Internal Server Error"
+        codes = {
+            "azure": "OperationTimedOut",
+            "dynamodb": "InternalServerError",
+            "s3": "InternalError",
+        }
     else:
         status, reason = 429, "Too Many Requests"
         codes = {"azure": "TooManyRequests", "dynamodb": "ThrottlingException", "s3": "SlowDown"}
@@ -338,6 +348,9 @@ class FaultProxy:
                     return
                 if fault == "drop_after":
                     return  # the server applied it; the answer is lost
+                if fault == "500_after":
+                    client.sendall(_fault_response(fault, self.flavor))  # applied, yet "500"
+                    continue
                 client.sendall(response.head + response.body)
                 framed = (
                     "content-length" in response.headers

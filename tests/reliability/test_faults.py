@@ -73,6 +73,21 @@ def _operations(include_destructive: bool = True) -> dict[str, Operation]:
     return ops
 
 
+#: Big enough that Azure offloads it to a blob (the table keeps 60 KiB at most inline).
+_BIG = 100_000
+
+
+def _offloaded_operations() -> dict[str, Operation]:
+    """Writes that upload a payload first (Azure's blobs): the upload counts to the bound."""
+    return {
+        "set_custom_status (100 KB)": lambda s: s.set_custom_status("big", {"b": "x" * _BIG}),
+        "create_instance (100 KB input)": lambda s: s.create_instance(
+            unique("new-big-"), name="wf", input={"b": "y" * _BIG}
+        ),
+        "get_instance (offloaded)": lambda s: s.get_instance("big", fetch_payloads=True),
+    }
+
+
 def _assert_unavailable_in_time(
     store: StateStore, ops: dict[str, Operation], budget: float
 ) -> None:
@@ -115,16 +130,18 @@ def test_server_outage_freeze_and_restart(
     fast = network_options(network_kind, AZURE_FAST, AWS_FAST)
     spec = spec_for(network_kind, private_emulator.emulator, **fast)
     budget = spec.timeout_budget()
-    store = spec.open()
+    store = spec.open(max_custom_status_bytes=4 * _BIG)
     try:
         store.create_instance("job", name="wf", input={"big": "input"}, custom_status="before")
         store.create_instance("other", name="wf")
+        store.create_instance("big", name="wf", custom_status={"b": "z" * _BIG})
         assert store.get_custom_status("job") == "before"
 
         # 1. Frozen server (SIGSTOP): connections open, no answer -> read timeouts.
         private_emulator.freeze()
         try:
-            _assert_unavailable_in_time(store, _operations(include_destructive=False), budget)
+            frozen_ops = {**_operations(include_destructive=False), **_offloaded_operations()}
+            _assert_unavailable_in_time(store, frozen_ops, budget)
         finally:
             private_emulator.thaw()
         _wait_until_answering(store)

@@ -118,6 +118,51 @@ def test_azure_connection_string_from_environment(
         _assert_clean(*_exercise(store))
 
 
+def test_azure_secrets_typed_in_the_wrong_place(
+    azurite: RunningEmulator, monkeypatch: pytest.MonkeyPatch, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    """A key in the URL's userinfo, a connection string pasted as the table name or as the
+    account URL, a malformed key or connection string, a SAS URL to a dead endpoint: each
+    gives a typed error, and none shows the secret."""
+    monkeypatch.delenv("DURASTATE_AZURE_CONNECTION_STRING", raising=False)
+    table_endpoint = azurite.endpoints["table"]
+    connection_string = _connection_string(table_endpoint)
+    dead = f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}"
+    attempts: list[Callable[[], object]] = [
+        lambda: open_store(f"azure-tables://{AZURITE_ACCOUNT}:{ACCOUNT_KEY}@Table"),
+        lambda: open_store(f"azure-tables://:{ACCOUNT_KEY}@Table"),
+        lambda: open_store("azure-tables://" + connection_string),
+        lambda: open_store("azure-tables:///?table=" + connection_string),
+        lambda: open_store(f"azure-tables://Table?account_key={ACCOUNT_KEY}"),
+        lambda: open_store(f"azure-tables://Table?sig={ACCOUNT_KEY}"),
+        lambda: open_store("azure-tables://Table", account_url=connection_string),
+        lambda: open_store("azure-tables://Table", connection_string=f"x;AccountKey={ACCOUNT_KEY}"),
+        lambda: open_store("azure-tables://Table", connection_string=ACCOUNT_KEY),
+        lambda: open_store(
+            "azure-tables://Table",
+            account_url=table_endpoint,
+            account_key="!" + ACCOUNT_KEY,
+            account_name=AZURITE_ACCOUNT,
+            **AZURE_FAST,
+        ).get_instance("x"),
+        lambda: open_store(
+            "azure-tables://Table",
+            account_url=f"{dead}?sv=2020-08-04&sig={ACCOUNT_KEY}",
+            **AZURE_FAST,
+        ).get_instance("x"),
+        lambda: open_store(
+            "azure-tables://Table",
+            account_url=dead,
+            sas_token=f"sv=2020&sig={ACCOUNT_KEY}",
+            **AZURE_FAST,
+        ).get_instance("x"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(DurastateError) as raised:
+            attempt()
+        _assert_clean(_describe(raised.value))
+
+
 @pytest.mark.parametrize("scheme", ["dynamodb", "s3"])
 def test_aws_secret_key(
     moto_server: RunningEmulator, debug_logs: pytest.LogCaptureFixture, scheme: str

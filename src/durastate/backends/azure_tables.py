@@ -11,35 +11,38 @@ JSON so Azure Storage Explorer shows it, binary otherwise; "" when offloaded),
 name, "" when inline). Every write of F writes all three, so a MERGE (which cannot remove
 properties) always leaves a consistent row.
 
-Every write also stores ``WriteId``, a random token of that one call. azure-core never
-resends a POST or PATCH whose connection broke, because the request may have been applied;
-this backend does, after reading the row (only then): if ``WriteId`` is its own, the write
-landed; if the row is still at the etag it sent, it sends again; otherwise the etag is stale.
+Every write also stores a random token of that one call (``_azure_write_log``). azure-core
+never resends a POST or PATCH whose connection broke, because the request may have been
+applied; this backend does, after reading the row (only then): if the token is there, the
+write landed (even when another writer came after it); if the row is still at the etag it
+sent, it sends again; if it cannot tell, it raises ``BackendUnavailable`` saying the outcome
+is unknown, so ``update()`` never applies its function twice.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import importlib
 import json
+import logging
 import os
 import re
-import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Any, Self, TypeAlias, cast
+from functools import partial
+from typing import Any, Self, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -51,6 +54,16 @@ from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import BlobServiceClient
 
 from durastate.backends._azure_blob_offload import BlobOffload
+from durastate.backends._azure_write_log import (
+    C_WRITE_ID,
+    SUPERSEDED_ETAG,
+    LostWrite,
+    lost_insert_outcome,
+    lost_write_outcome,
+    new_write_id,
+    probe_columns,
+    write_columns,
+)
 from durastate.core.backend import Backend, RecentPayloads
 from durastate.core.records import (
     Capabilities,
@@ -71,9 +84,13 @@ from durastate.errors import (
     DurastateError,
     InstanceExists,
     InstanceNotFound,
+    InvalidContinuationToken,
     PayloadTooLarge,
 )
+from durastate.transport.policy import OutcomeUnknown
 
+_T = TypeVar("_T")
+log = logging.getLogger("durastate")
 Credential: TypeAlias = AzureNamedKeyCredential | AzureSasCredential | TokenCredential
 
 ENV_CONNECTION_STRING = "DURASTATE_AZURE_CONNECTION_STRING"
@@ -195,7 +212,6 @@ C_CREATED = "CreatedTime"
 C_UPDATED = "LastUpdatedTime"
 C_STATUS_UPDATED = "CustomStatusUpdatedTime"
 C_OFFLOADED = "Offloaded"  # set once a payload of this run went to a blob: purge sweeps
-C_WRITE_ID = "WriteId"  # a random token per write: tells our own landed write from others
 F_CUSTOM = "CustomStatus"
 F_INPUT = "Input"
 F_OUTPUT = "Output"
@@ -256,10 +272,6 @@ _CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError)
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def _write_id() -> str:
-    return secrets.token_urlsafe(12)
-
-
 def _is_transient(exc: AzureError) -> bool:
     """Worth trying again: the connection failed or timed out, or the service was busy."""
     if isinstance(exc, _CONNECTION_ERRORS):
@@ -268,10 +280,11 @@ def _is_transient(exc: AzureError) -> bool:
 
 
 def _maybe_applied(exc: AzureError) -> bool:
-    """False only when the request surely never reached the service (or was refused)."""
+    """False only when the request surely never reached the service, or the service refused
+    it without acting (429 throttled, 503 ServerBusy); a 500 or 504 may have been applied."""
     if isinstance(exc, ServiceRequestError):
         return False
-    return not (isinstance(exc, HttpResponseError) and exc.status_code == 429)
+    return not (isinstance(exc, HttpResponseError) and exc.status_code in (429, 503))
 
 
 def _failure_detail(exc: AzureError) -> str:
@@ -296,16 +309,25 @@ class RetryLimits:
 
 
 class _Retry:
-    """One call's own retries: at most ``retry_total`` failed requests after the first
-    one, all within ``operation_timeout`` of the first; every request sent here is a single
-    HTTP attempt (no azure-core retries) whose timeouts end by that deadline."""
+    """One call's time and retries: every request of the call (blob uploads and downloads
+    included) ends within ``operation_timeout`` of the call's start, and at most
+    ``retry_total`` failed requests are tried again.
 
-    def __init__(self, limits: RetryLimits, where: str, started: float) -> None:
+    The first table request of a call may use azure-core's own retries (bounded by the same
+    ``operation_timeout``); every later request is a single HTTP attempt whose timeouts end
+    by the deadline (``options``), and this object decides whether to try again.
+    """
+
+    def __init__(
+        self, limits: RetryLimits, where: Callable[[], str], started: float, operation: str
+    ) -> None:
         self.limits = limits
-        self.where = where
+        self.operation = operation
+        self.where = where  # built only for a message: most calls never need it
         self.started = started
         self.deadline = started + limits.operation_timeout
         self.failures = 0
+        self.used = False  # some request already ran under this budget
         self.maybe_applied = False  # some request of this write may have been applied
 
     def remaining(self) -> float:
@@ -328,16 +350,26 @@ class _Retry:
         elapsed = time.monotonic() - self.started
         tries = "request" if self.failures == 1 else "requests"
         message = (
-            f"{self.where} failed: {_failure_detail(exc)} ({self.failures} failed {tries} "
+            f"{self.where()} failed: {_failure_detail(exc)} ({self.failures} failed {tries} "
             f"in {elapsed:.1f} s; retry_total={self.limits.retry_total}, "
             f"operation_timeout={self.limits.operation_timeout:g} s)"
         )
         if self.maybe_applied:
-            message += "; the write may or may not have been applied"
+            message += "; the outcome of the write is unknown (it may or may not have been applied)"
+            return OutcomeUnknown(message)
         return BackendUnavailable(message)
+
+    def unknown(self) -> OutcomeUnknown:
+        """The answer to a write was lost and the row cannot tell whether it landed."""
+        return OutcomeUnknown(
+            f"{self.where()}: the answer to the write was lost and another writer has "
+            "written since; the outcome of the write is unknown (it may or may not have "
+            "been applied, so it is not sent again)"
+        )
 
     def options(self) -> dict[str, Any]:
         """Per-request options: one attempt, timeouts that end by the deadline."""
+        self.used = True
         remaining = max(self.remaining(), 0.001)
         return {
             "retry_total": 0,
@@ -345,12 +377,16 @@ class _Retry:
             "read_timeout": min(self.limits.read_timeout, remaining),
         }
 
-
-@dataclass
-class _Outcome:
-    """Whether a failed write may have been applied (then its new blob must be kept)."""
-
-    maybe_applied: bool = False
+    def run(self, request: Callable[..., _T]) -> _T:
+        """``request(**options)`` as single attempts, retrying transient failures (for
+        reads and idempotent writes: blob downloads and uploads under unique names)."""
+        while True:
+            try:
+                return request(**self.options())
+            except AzureError as exc:
+                if not _is_transient(exc):
+                    raise
+                self.failed(exc, write=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,6 +401,7 @@ def _option_bool(value: Any) -> bool:
 
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 class AzureTablesBackend(Backend):
@@ -427,7 +464,13 @@ class AzureTablesBackend(Backend):
         if not _TABLE_NAME.match(table_name):
             raise ConfigurationError(
                 "azure-tables needs a table name of 3-63 letters and digits, starting with a "
-                f"letter (azure-tables://Instances), got {table_name!r}"
+                f"letter (azure-tables://Instances), got {_shown(table_name)}"
+            )
+        container = str(options.pop("container", DEFAULT_CONTAINER))
+        if not _CONTAINER_NAME.match(container):
+            raise ConfigurationError(
+                "azure-tables needs a blob container name of 3-63 lowercase letters, digits "
+                f"and single hyphens (container=durastate-payloads), got {_shown(container)}"
             )
         transport_options = _transport_options(options)
         table = _table_client(table_name, options, transport_options)
@@ -435,7 +478,7 @@ class AzureTablesBackend(Backend):
         backend = cls(
             table,
             blob_factory=blob_factory,
-            container=str(options.pop("container", DEFAULT_CONTAINER)),
+            container=container,
             create_table=_option_bool(options.pop("create_table", True)),
             offload=_option_bool(options.pop("offload", True)),
             offload_threshold=int(options.pop("offload_threshold", INLINE_LIMIT)),
@@ -476,7 +519,7 @@ class AzureTablesBackend(Backend):
                 except ResourceExistsError:
                     pass
                 except AzureError as exc:
-                    if not self._retryable(exc, retry):
+                    if not self._retryable(exc, retry is not None):
                         raise self._translate(exc, instance_id, "create table") from None
                     retry = retry or self._retry(instance_id, "create table", started)
                     retry.failed(exc, write=False)
@@ -492,13 +535,14 @@ class AzureTablesBackend(Backend):
         return where
 
     def _retry(self, instance_id: str | None, operation: str, started: float) -> _Retry:
-        return _Retry(self._limits, self._where(instance_id, operation), started)
+        where = partial(self._where, instance_id, operation)
+        return _Retry(self._limits, where, started, operation)
 
     @staticmethod
-    def _retryable(exc: AzureError, retry: _Retry | None) -> bool:
-        """Ours to retry: a connection failure of the first try (azure-core retried the
-        rest already), or any transient failure once we are retrying ourselves."""
-        if retry is None:
+    def _retryable(exc: AzureError, own: bool) -> bool:
+        """Ours to retry: a connection failure of a request sent with the client's retries
+        (azure-core retried the rest already), or any transient failure of our own tries."""
+        if not own:
             return isinstance(exc, _CONNECTION_ERRORS)
         return _is_transient(exc)
 
@@ -519,6 +563,11 @@ class AzureTablesBackend(Backend):
             return InstanceExists(instance_id)
         if status in (401, 403):
             return ConfigurationError(f"{where}: access denied ({status} {code})")
+        if status is None and isinstance(exc, ClientAuthenticationError):
+            return ConfigurationError(
+                f"{where}: the credential cannot sign requests (is the account key valid "
+                "base64, the SAS token complete?)"
+            )
         if status is not None and 400 <= status < 500 and status != 429:
             return DurastateError(f"{where} was rejected: {status} {code}")
         limits = self._limits
@@ -543,13 +592,15 @@ class AzureTablesBackend(Backend):
             for field in _FIELD_NAMES:
                 self._known_blobs.pop((instance_id, field), None)
 
-    def _discard(self, names: list[str]) -> None:
+    def _discard(self, names: list[str], retry: _Retry) -> None:
         if names and self._blobs is not None:
-            self._blobs.delete(names)
+            self._blobs.delete(names, retry)
 
     # -- payload columns ------------------------------------------------------------------
 
-    def _prepare(self, instance_id: str, field: str, payload: Payload | None) -> _Prepared:
+    def _prepare(
+        self, instance_id: str, field: str, payload: Payload | None, retry: _Retry
+    ) -> _Prepared:
         """Columns for one field: inline when small, otherwise upload a blob first."""
         encoding_col, blob_col = f"{field}Encoding", f"{field}Blob"
         if payload is None:
@@ -562,20 +613,22 @@ class AzureTablesBackend(Backend):
             limit = self.offload_threshold if size <= INLINE_LIMIT else INLINE_LIMIT
             raise PayloadTooLarge(instance_id, _FIELD_NAMES[field], size, limit)
         try:
-            name = self._blobs.upload(instance_id, _FIELD_NAMES[field], payload.data)
+            name = self._blobs.upload(instance_id, _FIELD_NAMES[field], payload.data, retry)
         except AzureError as exc:
             raise self._translate(exc, instance_id, f"upload of {_FIELD_NAMES[field]}") from None
         columns = {field: "", encoding_col: payload.encoding, blob_col: name, C_OFFLOADED: True}
         return _Prepared(columns, name)
 
-    def _load(self, instance_id: str, entity: Mapping[str, Any], field: str) -> Payload | None:
+    def _load(
+        self, instance_id: str, entity: Mapping[str, Any], field: str, retry: _Retry
+    ) -> Payload | None:
         """The payload of ``field`` from a row, following a blob reference."""
         encoding = entity.get(f"{field}Encoding")
         if not encoding:
             return None
         blob = entity.get(f"{field}Blob")
         if blob:
-            data = self._download(instance_id, field, str(blob))
+            data = self._download(instance_id, field, str(blob), retry)
             if data is None:
                 return None  # replaced while we read; the caller re-reads
             return Payload.from_encoding(data, str(encoding))
@@ -591,21 +644,18 @@ class AzureTablesBackend(Backend):
             raise CorruptRecord(instance_id, f"{_FIELD_NAMES[field]} has type {kind}")
         return Payload.from_encoding(data, str(encoding))
 
-    def _download(self, instance_id: str, field: str, name: str) -> bytes | None:
+    def _download(self, instance_id: str, field: str, name: str, retry: _Retry) -> bytes | None:
+        what = f"offloaded {_FIELD_NAMES[field]}"
         if self._blobs is None:
-            raise CorruptRecord(
-                instance_id, f"{_FIELD_NAMES[field]} is offloaded but no blob storage is configured"
-            )
+            raise CorruptRecord(instance_id, f"{what}: no blob storage is configured")
         try:
-            return self._blobs.download(name)
+            return self._blobs.download(name, instance_id, what, retry)
         except AzureError as exc:
             raise self._translate(exc, instance_id, f"download of {_FIELD_NAMES[field]}") from None
-        except OSError as exc:  # gzip/zlib errors are OSError/EOFError subclasses
-            raise CorruptRecord(instance_id, f"offloaded {_FIELD_NAMES[field]}: {exc}") from None
 
     # -- create ---------------------------------------------------------------------------
 
-    def _new_entity(self, new: NewInstance) -> tuple[dict[str, Any], list[str]]:
+    def _new_entity(self, new: NewInstance, retry: _Retry) -> tuple[dict[str, Any], list[str]]:
         entity: dict[str, Any] = {
             "PartitionKey": partition_key(new.instance_id),
             "RowKey": "",
@@ -614,31 +664,33 @@ class AzureTablesBackend(Backend):
             C_STATUS: new.runtime_status.value,
             C_CREATED: new.created_at,
             C_UPDATED: new.created_at,
-            C_WRITE_ID: _write_id(),
+            **write_columns(new_write_id()),
         }
         uploaded: list[str] = []
         try:
             for field, payload in ((F_CUSTOM, new.custom_status), (F_INPUT, new.input)):
                 if payload is None:
                     continue
-                prepared = self._prepare(new.instance_id, field, payload)
+                prepared = self._prepare(new.instance_id, field, payload, retry)
                 entity.update(prepared.columns)
                 if prepared.blob:
                     uploaded.append(prepared.blob)
         except BaseException:
-            self._discard(uploaded)
+            self._discard(uploaded, retry)
             raise
         if new.custom_status is not None:
             entity[C_STATUS_UPDATED] = new.created_at
         return entity, uploaded
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        retry = self._retry(new.instance_id, "create", time.monotonic())
         self._ensure_table(new.instance_id)
-        entity, uploaded = self._new_entity(new)
+        entity, uploaded = self._new_entity(new, retry)
         try:
-            etag = self._insert_or_restart(new.instance_id, entity, restart_if_terminal)
-        except BaseException:
-            self._discard(uploaded)
+            etag = self._insert_or_restart(new.instance_id, entity, restart_if_terminal, retry)
+        except BaseException as exc:
+            if not (isinstance(exc, BackendUnavailable) or retry.maybe_applied):
+                self._discard(uploaded, retry)  # surely not stored: nothing refers to them
             raise
         self._recent.remember(new.instance_id, etag, new.custom_status)
         self._remember_blob(new.instance_id, F_CUSTOM, entity.get(f"{F_CUSTOM}Blob"))
@@ -647,81 +699,88 @@ class AzureTablesBackend(Backend):
         return etag
 
     def _insert_or_restart(
-        self, instance_id: str, entity: dict[str, Any], restart_if_terminal: bool
+        self, instance_id: str, entity: dict[str, Any], restart_if_terminal: bool, retry: _Retry
     ) -> str:
         """Insert; on conflict replace a terminal run with If-Match so racing writers lose.
 
-        A row carrying this call's ``WriteId`` is this call's own insert (or restart) whose
+        A row carrying this call's write token is this call's own insert (or restart) whose
         answer was lost: success, never ``InstanceExists``. After an insert that failed but
         may have landed, the row is read before anything is sent again.
         """
         write_id = entity[C_WRITE_ID]
-        started = time.monotonic()
-        retry: _Retry | None = None
-        options: dict[str, Any] = {}
+        own = retry.used  # uploads ran first: from here on, single attempts by the deadline
         conflicts = 0
         while True:
             try:
+                options = retry.options() if own else {}
                 return str(self._table.create_entity(entity, **options)["etag"])
             except ResourceExistsError:
                 pass
             except AzureError as exc:
-                if not self._retryable(exc, retry):
+                if not self._retryable(exc, own):
                     raise self._translate(exc, instance_id, "create") from None
-                retry = retry or self._retry(instance_id, "create", started)
+                own = True
                 retry.failed(exc, write=True)
-                options = retry.options()
                 if not retry.maybe_applied:
                     continue  # never reached the service: send it again
-            select = [C_STATUS, C_OFFLOADED, C_WRITE_ID, *_BLOB_COLUMNS]
-            old = (
-                self._get(instance_id, select)
-                if retry is None
-                else self._probe(instance_id, select, retry)
-            )
-            if old is not None and old.get(C_WRITE_ID) == write_id:
-                return str(old.metadata["etag"])  # our own insert or restart landed
+            select = [C_STATUS, C_OFFLOADED, *probe_columns(write_id), *_BLOB_COLUMNS]
+            old = self._probe(instance_id, select, retry) if own else self._get(instance_id, select)
             if old is not None:
+                found = lost_insert_outcome(old, write_id, maybe_applied=retry.maybe_applied)
+                if found is LostWrite.LANDED:
+                    return str(old.metadata["etag"])  # our own insert or restart landed
+                if found is LostWrite.SUPERSEDED:
+                    return SUPERSEDED_ETAG
+                if found is LostWrite.UNKNOWN:
+                    raise retry.unknown()
                 status = str(old.get(C_STATUS, ""))
                 if not restart_if_terminal or not _is_terminal(status):
                     raise InstanceExists(instance_id, status or None)
-                etag = self._replace(instance_id, entity, str(old.metadata["etag"]))
+                etag = self._replace(instance_id, entity, str(old.metadata["etag"]), retry, own)
                 if etag is not None:
-                    self._after_restart(instance_id, old, entity)
+                    self._after_restart(instance_id, old, entity, retry)
                     return etag
             conflicts += 1  # deleted or replaced meanwhile: try again
             if conflicts >= 8:
                 raise InstanceExists(instance_id)
 
-    def _replace(self, instance_id: str, entity: dict[str, Any], etag: str) -> str | None:
-        """REPLACE the whole row at ``etag``; ``None`` if the row changed or vanished.
+    def _replace(
+        self, instance_id: str, entity: dict[str, Any], etag: str, retry: _Retry, own: bool
+    ) -> str | None:
+        """REPLACE the whole row at ``etag``; ``None`` if the row changed or vanished, or if
+        the answer was lost (the caller then reads the row and looks for its write token).
 
-        azure-core retries this PUT itself; a retry of one that landed meets 412, and the
-        caller then finds its own ``WriteId`` in the row.
+        azure-core retries this PUT itself; a retry of one that landed meets 412.
         """
         try:
             result = self._table.update_entity(
                 entity, mode=UpdateMode.REPLACE, etag=etag,
                 match_condition=MatchConditions.IfNotModified,
+                **(retry.options() if own else {}),
             )  # fmt: skip
         except (ResourceNotFoundError, HttpResponseError) as exc:
             if isinstance(exc, ResourceNotFoundError) or exc.status_code == 412:
                 return None
-            raise self._translate(exc, instance_id, "restart") from None
+            if not (own and _is_transient(exc)):
+                raise self._translate(exc, instance_id, "restart") from None
+            retry.failed(exc, write=True)
+            return None
         except AzureError as exc:
-            raise self._translate(exc, instance_id, "restart") from None
+            if not (own and _is_transient(exc)):
+                raise self._translate(exc, instance_id, "restart") from None
+            retry.failed(exc, write=True)
+            return None
         return str(result["etag"])
 
     def _after_restart(
-        self, instance_id: str, old: Mapping[str, Any], entity: Mapping[str, Any]
+        self, instance_id: str, old: Mapping[str, Any], entity: Mapping[str, Any], retry: _Retry
     ) -> None:
         """The old run's blobs are unreferenced now; delete them (and any older orphans)."""
         if self._blobs is None:
             return
         keep = [str(entity[c]) for c in _BLOB_COLUMNS if entity.get(c)]
         if old.get(C_OFFLOADED):
-            with contextlib.suppress(AzureError):
-                self._blobs.sweep(instance_id, keep=keep)
+            self._blobs.sweep(instance_id, retry, keep=keep)
 
     # -- read -----------------------------------------------------------------------------
 
@@ -751,28 +810,35 @@ class AzureTablesBackend(Backend):
         except AzureError as exc:
             raise self._translate(exc, instance_id, "read") from None
 
+    def _read_row(self, instance_id: str, select: list[str], retry: _Retry) -> TableEntity | None:
+        """The first request of a call uses the client's retries; later ones the budget."""
+        if retry.used:
+            return self._probe(instance_id, select, retry)
+        return self._get(instance_id, select)
+
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        retry = self._retry(instance_id, "read", time.monotonic())
         self._ensure_table(instance_id)
         select = _SELECT_FULL if fetch_payloads else _SELECT_LIGHT
         for _ in range(5):
-            entity = self._get(instance_id, select)
+            entity = self._read_row(instance_id, select, retry)
             if entity is None:
                 return None
-            record = self._record(instance_id, entity, fetch_payloads)
+            record = self._record(instance_id, entity, fetch_payloads, retry)
             if record is not None:
                 self._recent.remember(instance_id, record.etag, record.custom_status)
                 return record
         raise CorruptRecord(instance_id, "an offloaded payload's blob is missing")
 
     def _record(
-        self, instance_id: str, entity: TableEntity, fetch_payloads: bool
+        self, instance_id: str, entity: TableEntity, fetch_payloads: bool, retry: _Retry
     ) -> InstanceRecord | None:
         """Build the record; ``None`` if a referenced blob vanished (a concurrent rewrite)."""
         if entity.get(C_ID) not in (None, escape_key(instance_id)):
             raise CorruptRecord(instance_id, "row belongs to another instance id")
         payloads: dict[str, Payload | None] = {}
         for field in (F_CUSTOM, F_INPUT, F_OUTPUT) if fetch_payloads else (F_CUSTOM,):
-            payload = self._load(instance_id, entity, field)
+            payload = self._load(instance_id, entity, field, retry)
             if payload is None and entity.get(f"{field}Encoding") and entity.get(f"{field}Blob"):
                 return None
             payloads[field] = payload
@@ -808,35 +874,20 @@ class AzureTablesBackend(Backend):
     # -- writes ---------------------------------------------------------------------------
 
     def _merge(
-        self,
-        instance_id: str,
-        columns: dict[str, Any],
-        etag: str | None,
-        operation: str,
-        outcome: _Outcome | None = None,
+        self, instance_id: str, columns: dict[str, Any], etag: str | None, retry: _Retry
     ) -> str:
         """One MERGE of ``columns``: If-Match ``etag``, or ``*`` (never an upsert).
 
-        Exactly one PATCH unless its connection fails; then ``_merge_again`` decides.
+        Exactly one PATCH unless it fails (``_send_until_decided``). Each PATCH is a
+        single attempt: azure-core would resend it after a 500, 503 or 504 even though it
+        may have been applied, and a resend of an applied write meets 412, a false conflict.
         """
+        write_id = new_write_id()
         entity = {
             "PartitionKey": partition_key(instance_id), "RowKey": "", **columns,
-            C_WRITE_ID: _write_id(),
+            **write_columns(write_id, etag),
         }  # fmt: skip
-        started = time.monotonic()
-        try:
-            return self._send_merge(entity, etag)
-        except _CONNECTION_ERRORS as exc:
-            retry = self._retry(instance_id, operation, started)
-            if outcome is None:
-                outcome = _Outcome()
-            try:
-                retry.failed(exc, write=True)
-                return self._merge_again(instance_id, entity, etag, operation, retry)
-            finally:
-                outcome.maybe_applied = retry.maybe_applied
-        except AzureError as exc:
-            raise self._translate(exc, instance_id, operation, etag) from None
+        return self._send_until_decided(instance_id, entity, write_id, etag, retry)
 
     def _send_merge(self, entity: dict[str, Any], etag: str | None, **options: Any) -> str:
         if etag is None:
@@ -848,36 +899,39 @@ class AzureTablesBackend(Backend):
             )  # fmt: skip
         return str(result["etag"])
 
-    def _merge_again(
+    def _send_until_decided(
         self,
         instance_id: str,
         entity: dict[str, Any],
+        write_id: str,
         etag: str | None,
-        operation: str,
         retry: _Retry,
     ) -> str:
-        """Resend a MERGE whose connection failed, reading the row first if it may have
-        landed: our ``WriteId`` there means it did; a row past ``etag`` means it is stale."""
-        write_id = entity[C_WRITE_ID]
-        conflict = False
+        """Send a MERGE until it is decided, reading the row first whenever an earlier try
+        may have landed: the write log there says whether it did (``lost_write_outcome``)."""
         while True:
             if retry.maybe_applied:
-                row = self._probe(instance_id, [C_WRITE_ID], retry)
+                row = self._probe(instance_id, probe_columns(write_id), retry)
                 if row is None:
                     raise InstanceNotFound(instance_id)
-                if row.get(C_WRITE_ID) == write_id:
-                    return str(row.metadata["etag"])
-                if conflict or (etag is not None and str(row.metadata["etag"]) != etag):
+                row_etag = str(row.metadata["etag"])
+                found = lost_write_outcome(row, row_etag, write_id, etag)
+                if found is LostWrite.LANDED:
+                    return row_etag
+                if found is LostWrite.SUPERSEDED:
+                    return SUPERSEDED_ETAG
+                if found is LostWrite.STALE:
                     raise ConcurrencyError(instance_id, etag)
+                if found is LostWrite.UNKNOWN:
+                    raise retry.unknown()
             try:
                 return self._send_merge(entity, etag, **retry.options())
             except AzureError as exc:
                 status = exc.status_code if isinstance(exc, HttpResponseError) else None
                 if status == 412 and retry.maybe_applied:
-                    conflict = True  # ours (an earlier try landed late) or another writer's
-                    continue
+                    continue  # ours (an earlier try landed late) or another writer's: read
                 if not _is_transient(exc):
-                    raise self._translate(exc, instance_id, operation, etag) from None
+                    raise self._translate(exc, instance_id, retry.operation, etag) from None
                 retry.failed(exc, write=True)
 
     def _write_field(
@@ -887,41 +941,51 @@ class AzureTablesBackend(Backend):
         payload: Payload | None,
         extra: dict[str, Any],
         etag: str | None,
-        operation: str,
+        retry: _Retry,
     ) -> str:
         """MERGE one payload field plus ``extra``; clean up blobs on both outcomes."""
-        prepared = self._prepare(instance_id, field, payload)
-        outcome = _Outcome()
+        prepared = self._prepare(instance_id, field, payload, retry)
         try:
-            new_etag = self._merge(
-                instance_id, {**prepared.columns, **extra}, etag, operation, outcome
-            )
+            new_etag = self._merge(instance_id, {**prepared.columns, **extra}, etag, retry)
         except DurastateError as exc:
-            surely_failed = not isinstance(exc, BackendUnavailable) and not outcome.maybe_applied
+            surely_failed = not isinstance(exc, BackendUnavailable) and not retry.maybe_applied
             if prepared.blob and surely_failed:
-                self._discard([prepared.blob])  # nothing refers to it
+                self._discard([prepared.blob], retry)  # nothing refers to it
             raise
         previous = self._remember_blob(instance_id, field, prepared.blob)
-        self._discard([previous] if previous else [])
+        self._discard([previous] if previous else [], retry)
         return new_etag
 
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
+        retry = self._retry(instance_id, "custom-status update", time.monotonic())
         if self._recent.unchanged(instance_id, etag, payload):
             assert etag is not None
-            return WriteResult(etag, written=False)
+            return self._unchanged_at(instance_id, etag, retry)
         self._ensure_table(instance_id)
         times = {C_STATUS_UPDATED: now, C_UPDATED: now}
         try:
-            new_etag = self._write_field(
-                instance_id, F_CUSTOM, payload, times, etag, "custom-status update"
-            )
+            new_etag = self._write_field(instance_id, F_CUSTOM, payload, times, etag, retry)
         except BaseException:
             self._recent.forget(instance_id)
             raise
         self._recent.remember(instance_id, new_etag, payload)
         return WriteResult(new_etag)
+
+    def _unchanged_at(self, instance_id: str, etag: str, retry: _Retry) -> WriteResult:
+        """The bytes stored at ``etag`` are the ones to write; write nothing if the row is
+        still at ``etag``. Another process may have written since, so only the service can
+        tell: one GET of the etag (a write would have changed it), never an unchecked skip.
+        """
+        row = self._read_row(instance_id, ["PartitionKey"], retry)
+        if row is None:
+            self._forget(instance_id)
+            raise InstanceNotFound(instance_id)
+        if str(row.metadata["etag"]) != etag:
+            self._recent.forget(instance_id)
+            raise ConcurrencyError(instance_id, etag)
+        return WriteResult(etag, written=False)
 
     def write_runtime_status(
         self,
@@ -933,38 +997,48 @@ class AzureTablesBackend(Backend):
         etag: str | None,
         now: datetime,
     ) -> str:
+        retry = self._retry(instance_id, "runtime-status update", time.monotonic())
         self._ensure_table(instance_id)
         columns: dict[str, Any] = {C_STATUS: status.value, C_UPDATED: now}
         self._recent.forget(instance_id)
         if not set_output:
-            return self._merge(instance_id, columns, etag, "runtime-status update")
-        return self._write_field(
-            instance_id, F_OUTPUT, output, columns, etag, "runtime-status update"
-        )
+            return self._merge(instance_id, columns, etag, retry)
+        return self._write_field(instance_id, F_OUTPUT, output, columns, etag, retry)
 
     # -- delete ---------------------------------------------------------------------------
 
     def delete(self, instance_id: str) -> bool:
         """Delete the row at the etag read (so no blob is missed), then its blobs."""
+        retry = self._retry(instance_id, "delete", time.monotonic())
         self._ensure_table(instance_id)
+        sent: TableEntity | None = None  # the row a DELETE whose answer was lost was sent for
         for _ in range(8):
-            entity = self._get(instance_id, [C_OFFLOADED, *_BLOB_COLUMNS])
+            entity = self._read_row(instance_id, [C_OFFLOADED, *_BLOB_COLUMNS], retry)
             if entity is None:
                 self._forget(instance_id)
-                return False
+                if sent is not None:  # our DELETE may have landed: its blobs must go too
+                    self._delete_blobs(instance_id, sent, retry)
+                return sent is not None
             try:
                 self._table.delete_entity(
                     partition_key(instance_id), "", etag=str(entity.metadata["etag"]),
-                    match_condition=MatchConditions.IfNotModified,
+                    match_condition=MatchConditions.IfNotModified, **retry.options(),
                 )  # fmt: skip
             except HttpResponseError as exc:
-                if exc.status_code == 412:
-                    continue
-                raise self._translate(exc, instance_id, "delete") from None
+                if exc.status_code in (404, 412):
+                    continue  # changed or gone meanwhile: read it again
+                if not _is_transient(exc):
+                    raise self._translate(exc, instance_id, "delete") from None
+                retry.failed(exc, write=False)
+                continue
             except AzureError as exc:
-                raise self._translate(exc, instance_id, "delete") from None
+                if not _is_transient(exc):
+                    raise self._translate(exc, instance_id, "delete") from None
+                retry.failed(exc, write=False)  # a DELETE at an etag is safe to resend
+                sent = entity
+                continue
             self._forget(instance_id)
-            self._delete_blobs(instance_id, entity)
+            self._delete_blobs(instance_id, entity, retry)
             return True
         raise ConcurrencyError(instance_id)
 
@@ -972,14 +1046,13 @@ class AzureTablesBackend(Backend):
         self._recent.forget(instance_id)
         self._forget_blobs(instance_id)
 
-    def _delete_blobs(self, instance_id: str, entity: Mapping[str, Any]) -> None:
+    def _delete_blobs(self, instance_id: str, entity: Mapping[str, Any], retry: _Retry) -> None:
         if self._blobs is None:
             return
         names = [str(entity[c]) for c in _BLOB_COLUMNS if entity.get(c)]
-        self._blobs.delete(names)
+        self._blobs.delete(names, retry)
         if entity.get(C_OFFLOADED):
-            with contextlib.suppress(AzureError):
-                self._blobs.sweep(instance_id)
+            self._blobs.sweep(instance_id, retry)
 
     # -- query ----------------------------------------------------------------------------
 
@@ -987,19 +1060,21 @@ class AzureTablesBackend(Backend):
         """OData filter in the service; the prefix is re-checked exactly on the client."""
         if query.runtime_status is not None and not query.runtime_status:
             return RecordPage([])
-        self._ensure_table()
+        retry = self._retry(None, "query", time.monotonic())
         odata = _odata_filter(query)
+        fingerprint = _query_fingerprint(self.table_name, odata)
+        token = None
+        if query.continuation is not None:  # "" is a forged token too, not "from the start"
+            token = _decode_continuation(query.continuation, fingerprint)
+        self._ensure_table()
         select = _SELECT_FULL if query.fetch_payloads else _SELECT_LIGHT
-        token: dict[str, Any] | None = None
-        if query.continuation:
-            token = decode_token(query.continuation)
         items: list[InstanceRecord] = []
         while True:
             entities, token = self._page(odata, select, query.page_size, token)
-            items.extend(self._matching(entities, query))
+            items.extend(self._matching(entities, query, retry))
             if items or token is None:
                 break
-        return RecordPage(items, encode_token(token) if token else None)
+        return RecordPage(items, _encode_continuation(token, fingerprint) if token else None)
 
     def _page(
         self,
@@ -1019,20 +1094,97 @@ class AzureTablesBackend(Backend):
         return entities, next_token or None
 
     def _matching(
-        self, entities: list[TableEntity], query: InstanceQuery
+        self, entities: list[TableEntity], query: InstanceQuery, retry: _Retry
     ) -> Iterator[InstanceRecord]:
         for entity in entities:
-            try:
-                instance_id = unescape_key(str(entity[C_ID]))
-            except (KeyError, ValueError):
-                continue  # not one of our rows
-            if query.prefix and not instance_id.startswith(query.prefix):
+            instance_id = _listed_id(entity, query.prefix)
+            if instance_id is None:
                 continue
-            record = self._record(instance_id, entity, query.fetch_payloads)
-            if record is None:  # a blob vanished under a concurrent rewrite: read it again
-                record = self.read(instance_id, fetch_payloads=query.fetch_payloads)
+            try:
+                record = self._record(instance_id, entity, query.fetch_payloads, retry)
+                if record is None:  # a blob vanished under a concurrent rewrite: read again
+                    record = self.read(instance_id, fetch_payloads=query.fetch_payloads)
+            except CorruptRecord as exc:  # that instance alone: the others still list
+                _skip_unreadable(exc)
+                continue
             if record is not None and query.matches(record):
                 yield record
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """Delete every match, by ids read straight from the rows: no payload is fetched or
+        decoded, so a corrupt record goes like any other."""
+        if query.runtime_status is not None and not query.runtime_status:
+            return 0
+        self._ensure_table()
+        odata = _odata_filter(query)
+        ids: list[str] = []
+        token: dict[str, Any] | None = None
+        while True:
+            entities, token = self._page(odata, [C_ID], 1000, token)
+            ids.extend(i for i in (_listed_id(e, query.prefix) for e in entities) if i is not None)
+            if token is None:
+                break
+        return sum(1 for instance_id in ids if self.delete(instance_id))
+
+
+def _listed_id(entity: Mapping[str, Any], prefix: str | None) -> str | None:
+    """The instance id of a listed row; ``None`` for a row that is not ours or whose id
+    misses the prefix (the key range is a superset)."""
+    try:
+        instance_id = unescape_key(str(entity[C_ID]))
+    except (KeyError, ValueError):
+        return None
+    if prefix and not instance_id.startswith(prefix):
+        return None
+    return instance_id
+
+
+def _skip_unreadable(error: CorruptRecord) -> None:
+    """Leave an undecodable record out of a listing, with a warning naming it."""
+    log.warning(
+        "listing skips instance %r: its stored record is unreadable (%s)",
+        error.instance_id,
+        error.reason,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Continuation tokens: the SDK's resume position, bound to one table and one filter
+# ---------------------------------------------------------------------------------------
+
+_TOKEN_MARK = "azure-tables"  # noqa: S105 - a key name, not a secret
+
+
+def _query_fingerprint(table: str, odata: str) -> str:
+    """Names the table and filter a token belongs to, so a foreign token is refused."""
+    text = f"{table}\n{odata}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()[:24]
+
+
+def _encode_continuation(position: Mapping[str, Any], fingerprint: str) -> str:
+    return encode_token(
+        {_TOKEN_MARK: fingerprint, "pk": position.get("PartitionKey"), "rk": position.get("RowKey")}
+    )
+
+
+def _decode_continuation(token: str, fingerprint: str) -> dict[str, Any]:
+    """The SDK's resume position; ``InvalidContinuationToken`` for a token this table and
+    filter did not produce (the service would silently start again at page 1)."""
+    state = decode_token(token)
+    position = {"PartitionKey": state.get("pk"), "RowKey": state.get("rk")}
+    well_formed = set(state) == {_TOKEN_MARK, "pk", "rk"} and all(
+        value is None or isinstance(value, str) for value in position.values()
+    )
+    if not well_formed or not any(position.values()):
+        raise InvalidContinuationToken(
+            "continuation token was not made by an azure-tables store (forged or truncated?)"
+        )
+    if state[_TOKEN_MARK] != fingerprint:
+        raise InvalidContinuationToken(
+            "continuation token belongs to another table or another filter: pass the token "
+            "only to the same query on the same store"
+        )
+    return position
 
 
 def _error_code(exc: AzureError) -> str:
@@ -1091,8 +1243,13 @@ def _url_options(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme.lower() != AzureTablesBackend.scheme:
         raise ConfigurationError(f"not an azure-tables:// URL: {parts.scheme}://...")
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            "azure-tables: credentials do not belong in the URL (user:key@...); pass "
+            f"connection_string=... or account_key=..., or set ${ENV_CONNECTION_STRING}"
+        )
     options: dict[str, Any] = dict(parse_qsl(parts.query))
-    secret_keys = {"connection_string", "account_key", "sas_token"} & set(options)
+    secret_keys = {"connection_string", "account_key", "sas_token", "sig"} & set(options)
     if secret_keys:
         raise ConfigurationError(
             f"azure-tables: pass {sorted(secret_keys)} as options or environment, not in the URL"
@@ -1101,6 +1258,20 @@ def _url_options(url: str) -> dict[str, Any]:
     if name:
         options.setdefault("table", name)
     return options
+
+
+_HARMLESS = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
+
+
+def _shown(value: str) -> str:
+    """``value`` for an error message, or only its length when it might hold a secret (a
+    connection string or key pasted where a table name belongs)."""
+    if _HARMLESS.match(value):
+        return repr(value)
+    hint = ""
+    if "=" in value or ";" in value:
+        hint = f"; a connection string goes in connection_string=... or ${ENV_CONNECTION_STRING}"
+    return f"a value of {len(value)} characters (not shown: it may hold a secret){hint}"
 
 
 def _transport_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -1151,8 +1322,13 @@ def _credential(options: dict[str, Any], account_url: str) -> Any:
     """An explicit credential, an account key, or azure-identity's DefaultAzureCredential."""
     credential = options.pop("credential", None)
     account_key = options.pop("account_key", None)
+    sas_token = options.pop("sas_token", None)
     if credential is not None:
         return credential
+    if "sig=" in urlsplit(account_url).query:
+        return None  # a SAS token in the URL itself is the credential
+    if sas_token:
+        return AzureSasCredential(str(sas_token))
     if account_key:
         account = str(options.pop("account_name", "") or urlsplit(account_url).hostname or "")
         return AzureNamedKeyCredential(account.split(".")[0], str(account_key))
@@ -1160,10 +1336,18 @@ def _credential(options: dict[str, Any], account_url: str) -> Any:
         identity = importlib.import_module("azure.identity")  # optional dependency
     except ImportError:
         raise ConfigurationError(
-            "azure-tables with account_url needs credential=..., account_key=..., or the "
-            "azure-identity package for DefaultAzureCredential"
+            "azure-tables with account_url needs credential=..., account_key=..., "
+            "sas_token=..., or the azure-identity package for DefaultAzureCredential"
         ) from None
     return identity.DefaultAzureCredential()
+
+
+_NOT_CONFIGURED = (
+    "azure-tables has no account configured: set the environment variable "
+    f"{ENV_CONNECTION_STRING} to the storage account's connection string, or pass "
+    "connection_string=..., or account_url=... with account_key=..., sas_token=... or "
+    "credential=... (options of open_store, [tool.durastate.options] or DURASTATE_OPTIONS)"
+)
 
 
 def _table_client(
@@ -1178,17 +1362,18 @@ def _table_client(
             return TableClient.from_connection_string(connection_string, table_name, **kwargs)
         account_url = options.pop("account_url", None)
         if not account_url:
-            raise ConfigurationError(
-                "azure-tables needs connection_string=..., "
-                f"${ENV_CONNECTION_STRING}, or account_url=... with a credential"
-            )
+            raise ConfigurationError(_NOT_CONFIGURED)
         options["_account_url"] = str(account_url)
         credential = _credential(options, str(account_url))
         options["_credential"] = credential
         return TableClient(str(account_url), table_name, credential=credential, **kwargs)
-    except ValueError as exc:
-        detail = type(exc).__name__
-        raise ConfigurationError(f"azure-tables: invalid account settings ({detail})") from None
+    except ConfigurationError:
+        raise
+    except ValueError as exc:  # the SDK's messages may quote the key: name only the kind
+        what = "connection string" if connection_string else "account_url or credential"
+        raise ConfigurationError(
+            f"azure-tables: the {what} is not valid ({type(exc).__name__})"
+        ) from None
 
 
 def _blob_factory(options: dict[str, Any], settings: Mapping[str, Any]) -> Any:
