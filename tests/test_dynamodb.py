@@ -215,6 +215,40 @@ def test_unchanged_bytes_write_nothing(backend: DynamoDBBackend) -> None:
         backend.write_custom_status("u", Payload(b'"start"', "msgpack"), etag=etag, now=T0)
 
 
+def test_stale_etag_with_unchanged_bytes_fails_across_backends(server: RunningEmulator) -> None:
+    """A writes P (etag E1), B writes Q, A writes P again with E1: a conflict, Q stays.
+
+    A's own cache of "P is stored at E1" cannot know about B; the write must reach the
+    service, whose condition sees the stale etag.
+    """
+    table = _table()
+    with make_backend(server.endpoint, table=table) as a, make_backend(
+        server.endpoint, table=table, create_table=False
+    ) as b:
+        a.create(new("x", custom=None))
+        mine, theirs = Payload(b'"P"', "json"), Payload(b'"Q"', "json")
+        e1 = a.write_custom_status("x", mine, etag=None, now=T0).etag
+        b.write_custom_status("x", theirs, etag=None, now=T0)
+        counter = CallCounter(a.client)
+        with pytest.raises(ConcurrencyError):
+            a.write_custom_status("x", mine, etag=e1, now=T0)
+        assert counter.calls["UpdateItem"] == 1
+        record = b.read("x")
+        assert record is not None
+        assert record.custom_status == theirs
+
+
+def test_unchanged_bytes_at_the_current_etag_cost_one_failed_condition(
+    backend: DynamoDBBackend, server: RunningEmulator
+) -> None:
+    """Identical bytes at a current etag write nothing, but the service is asked."""
+    etag = backend.create(new("same"))
+    counter = CallCounter(backend.client)
+    result = backend.write_custom_status("same", Payload(b'"start"', "json"), etag=etag, now=T0)
+    assert result == WriteResult(etag, written=False)
+    assert counter.calls["UpdateItem"] == 1
+
+
 def test_one_custom_status_update_is_one_update_item(
     backend: DynamoDBBackend, server: RunningEmulator
 ) -> None:

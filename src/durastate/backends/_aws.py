@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
@@ -29,11 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AWS_OPTION_NAMES",
+    "AttemptTracker",
     "AwsOptions",
     "aws_client",
+    "contention_pause",
     "error_code",
     "guard",
     "is_unavailable",
+    "outcome_unknown",
     "unavailable",
 ]
 
@@ -211,12 +217,88 @@ def unavailable(operation: str, instance_id: str | None, exc: BaseException) -> 
     )
 
 
+#: What to do when no credentials were found: the chain botocore searches, in order.
+NO_CREDENTIALS_HINT = (
+    "pass aws_access_key_id= and aws_secret_access_key= (or profile_name=) as options, "
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment, "
+    "or configure ~/.aws/credentials"
+)
+
+
 @contextlib.contextmanager
 def guard(operation: str, instance_id: str | None = None) -> Iterator[None]:
-    """Turn a service-side failure into ``BackendUnavailable``; let request errors through."""
+    """Turn a service-side failure into ``BackendUnavailable``; let request errors through.
+
+    Missing credentials surface only when the first request is signed; they become a
+    ``ConfigurationError`` saying how to give them, not botocore's traceback.
+    """
     try:
         yield
     except _GUARDED as exc:
         if is_unavailable(exc):
             raise unavailable(operation, instance_id, exc) from None
         raise
+    except botocore.exceptions.NoCredentialsError:
+        raise ConfigurationError(f"no AWS credentials found: {NO_CREDENTIALS_HINT}") from None
+
+
+def outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:
+    """The error for a write whose answer was lost and whose effect cannot be told.
+
+    Never a ``ConcurrencyError``: ``update()`` would re-apply its function to a value that
+    may already contain it.
+    """
+    return BackendUnavailable(
+        f"{operation} of instance {instance_id!r}: an answer was lost and the retry found "
+        "another write in place; whether this one was applied is unknown"
+    )
+
+
+#: Failures that happen before a request is sent: an attempt ending in one cannot have landed.
+_NOT_SENT: tuple[type[BaseException], ...] = (botocore.exceptions.ConnectionError,)
+
+
+class AttemptTracker:
+    """Whether an attempt of this thread's last write may have reached the service and landed.
+
+    botocore retries a request whose answer was lost; if the first attempt had landed, a
+    conditional retry then fails on our own write. Registered as a ``needs-retry`` hook
+    (called after every attempt, in the calling thread), it notes attempts that may have
+    been applied: no answer after the request was sent (closed connection, read timeout) or
+    a 5xx other than 503. 4xx answers (throttling included) and 503 were not applied.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def watch(self, client: Any, event: str) -> None:
+        """Follow the attempts of ``event`` (e.g. ``needs-retry.s3.PutObject``)."""
+        client.meta.events.register(event, self.note)
+
+    def reset(self) -> None:
+        self._local.maybe_applied = False
+
+    @property
+    def maybe_applied(self) -> bool:
+        return bool(getattr(self._local, "maybe_applied", False))
+
+    def note(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+        if caught_exception is not None:
+            applied = not isinstance(caught_exception, _NOT_SENT)
+        elif response is not None:
+            status = int(getattr(response[0], "status_code", 0) or 0)
+            applied = status >= 500 and status != 503
+        else:
+            applied = False
+        if applied:
+            self._local.maybe_applied = True
+
+
+def contention_pause(attempt: int) -> None:
+    """A short, growing, jittered pause between last-write-wins retries under contention.
+
+    A last-write-wins write never reports a conflict; it retries until it lands. The pause
+    spreads writers that keep colliding (up to ~50 ms after a few rounds).
+    """
+    if attempt >= 2:
+        time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))

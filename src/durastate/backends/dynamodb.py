@@ -37,8 +37,16 @@ import boto3  # noqa: F401 - the "aws" extra; the registry's install hint keys o
 import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from durastate.backends._aws import AwsOptions, aws_client, error_code, guard
-from durastate.core.backend import Backend, RecentPayloads
+from durastate.backends._aws import (
+    AttemptTracker,
+    AwsOptions,
+    aws_client,
+    contention_pause,
+    error_code,
+    guard,
+    outcome_unknown,
+)
+from durastate.core.backend import Backend
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -92,8 +100,19 @@ _MAX_QUERY_CALLS: Final = 8  # GSI queries per page before a short page is retur
 
 ID, NAME, STATUS, CREATED = "instance_id", "name", "runtime_status", "created_at"
 UPDATED, CS_UPDATED, ETAG = "last_updated_at", "custom_status_updated_at", "etag"
+PREVIOUS = "previous_etag"  # the etag each update replaced: recognises a lost answer
 CS, INPUT, OUTPUT = "custom_status", "input", "output"
-_NAMES: Final = {"#id": ID, "#st": STATUS, "#et": ETAG, "#lu": UPDATED, "#cu": CS_UPDATED}
+_NAMES: Final = {
+    "#id": ID,
+    "#st": STATUS,
+    "#et": ETAG,
+    "#pv": PREVIOUS,
+    "#lu": UPDATED,
+    "#cu": CS_UPDATED,
+}
+#: The SET part every update carries: a new etag, and the one it replaces kept beside it
+#: (DynamoDB evaluates every operand against the item as it was before the update).
+_NEW_ETAG: Final = "#et = :et, #pv = #et"
 
 
 class DynamoDBOptions(BaseModel):
@@ -134,14 +153,24 @@ def _new_etag() -> str:
     return os.urandom(12).hex()
 
 
-def _ours(old: Item | None, new_etag: str) -> bool:
-    """Whether the item that failed a condition carries the etag this very call generated.
+def _landed(old: Item | None, made: str, expected: str | None, maybe_applied: bool) -> bool | None:
+    """Did this call's write land, judging by the item that failed its condition?
 
     botocore retries a request whose answer was lost (connection dropped, timeout, 5xx).
     When the first attempt had landed, the retry meets the item that attempt wrote and its
-    condition fails; the etag is random per call, so a match proves the write is ours.
+    condition fails. The etag ``made`` is random per call, so finding it as the item's etag,
+    or as the etag a later write replaced (another writer got in before the retry), proves
+    the write is ours: ``True``. ``False`` when it cannot have landed: no attempt may have
+    been applied, or the write that followed ``expected`` (the etag it was conditioned on) is
+    another's. ``None``: unknown (the history is gone), and the caller must not guess.
     """
-    return old is not None and _s(old, ETAG) == new_etag
+    if old is not None and made in (_s(old, ETAG), _s(old, PREVIOUS)):
+        return True
+    if not maybe_applied:
+        return False
+    if old is not None and expected is not None and _s(old, PREVIOUS) == expected:
+        return False
+    return None
 
 
 def _s(item: Item, name: str) -> str | None:
@@ -241,7 +270,9 @@ class DynamoDBBackend(Backend):
         self.aws = aws or AwsOptions()
         self.table = options.table
         self.client: DynamoDBClient = aws_client("dynamodb", self.aws)
-        self._recent = RecentPayloads()  # the status bytes at this backend's latest etags
+        self._attempts = AttemptTracker()
+        for operation in ("PutItem", "UpdateItem"):
+            self._attempts.watch(self.client, f"needs-retry.dynamodb.{operation}")
         self._offload = self._offloader(options)
         self._ttl = options.ttl_attribute
         self._old_on_failure: bool | None = None  # does the server honour ALL_OLD on failure?
@@ -456,6 +487,7 @@ class DynamoDBBackend(Backend):
             UPDATED,
             CS_UPDATED,
             ETAG,
+            PREVIOUS,
             CS,
             f"{CS}_encoding",
             f"{CS}_ref",
@@ -472,15 +504,18 @@ class DynamoDBBackend(Backend):
         etag_made: str,
         uploaded: list[str],
         send: Callable[[], Any],
+        expected: str | None = None,
     ) -> _Written:
         """Send one conditional write and sort out its offloaded uploads.
 
-        A failed condition is explained from the old item: when it carries ``etag_made``,
-        botocore retried a write whose answer was lost and the first attempt landed (the
-        uploads are in use). Otherwise the uploads are deleted — except when the outcome is
-        unknown (``BackendUnavailable``): the item may point at them, and an orphaned
-        object is better than a reference to a deleted one.
+        A failed condition is explained from the old item (see `_landed`): our own write
+        found there means botocore retried a write whose answer was lost and the first
+        attempt landed (the uploads are in use); an unknown outcome raises
+        ``BackendUnavailable`` rather than a conflict that ``update()`` would retry. Otherwise
+        the uploads are deleted — except when the outcome is unknown: the item may point at
+        them, and an orphaned object is better than a reference to a deleted one.
         """
+        self._attempts.reset()
         try:
             with self._errors(operation, instance_id):
                 return _Written(response=send())
@@ -489,7 +524,10 @@ class DynamoDBBackend(Backend):
                 self._cleanup(instance_id, uploaded)
                 raise
             old = self._old_item(instance_id, exc)
-            if _ours(old, etag_made):
+            landed = _landed(old, etag_made, expected, self._attempts.maybe_applied)
+            if landed is None:
+                raise outcome_unknown(operation, instance_id) from None
+            if landed:
                 return _Written(old=old, ours=True)
             self._cleanup(instance_id, uploaded)
             return _Written(old=old)
@@ -528,7 +566,6 @@ class DynamoDBBackend(Backend):
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
         """One conditional PutItem; a restart replaces the whole item (old output/status go)."""
-        self._recent.forget(new.instance_id)
         etag = _new_etag()
         uploaded: list[str] = []
         item = self._new_item(new, etag, uploaded)
@@ -588,11 +625,8 @@ class DynamoDBBackend(Backend):
         """One consistent GetItem (plus S3 gets for offloaded payloads)."""
         item = self._get(instance_id, fetch_payloads)
         if item is None:
-            self._recent.forget(instance_id)
             return None
-        record = self._record(item, fetch_payloads)
-        self._recent.remember(instance_id, record.etag, record.custom_status)
-        return record
+        return self._record(item, fetch_payloads)
 
     def _old_item(self, instance_id: str, exc: botocore.exceptions.ClientError) -> Item | None:
         """The item that failed a condition: from the error (ALL_OLD), else one GetItem."""
@@ -612,16 +646,18 @@ class DynamoDBBackend(Backend):
     ) -> WriteResult:
         """One UpdateItem with no read; identical bytes fail the condition and write nothing.
 
-        With the etag of this backend's last write or read and the same bytes, not even that.
+        Even identical bytes at the etag of this backend's own last write are sent: only the
+        service can tell whether another process wrote since (a stale etag must fail).
+        Without an etag a failed condition whose item changed before it could be explained
+        (dynalite has no ALL_OLD on failure) is retried: last write wins, never a conflict.
         """
-        if self._recent.unchanged(instance_id, etag, payload):
-            return WriteResult(str(etag), written=False)
-        for _ in range(3):
+        attempt = 0
+        while True:
             result = self._try_custom_status(instance_id, payload, etag, now)
             if result is not None:
-                self._recent.remember(instance_id, result.etag, payload)
                 return result
-        raise ConcurrencyError(instance_id, etag)  # the item kept changing under us
+            contention_pause(attempt)
+            attempt += 1
 
     def _update_request(
         self,
@@ -674,7 +710,7 @@ class DynamoDBBackend(Backend):
             names["#csr"] = f"{CS}_ref"
             update = "SET #csr = :ref, #cse = :enc"
             condition = "attribute_exists(#id)"
-        update += ", #cu = :now, #lu = :now, #et = :et" + self._ttl_set(now, names, values)
+        update += f", #cu = :now, #lu = :now, {_NEW_ETAG}" + self._ttl_set(now, names, values)
         if self._offload is not None:
             update += " REMOVE #csr" if kind == "B" else " REMOVE #cs"
             names["#csr"] = f"{CS}_ref"
@@ -700,6 +736,7 @@ class DynamoDBBackend(Backend):
             lambda: self.client.update_item(
                 **self._custom_status_request(instance_id, payload, etag, now, new_etag, uploaded)
             ),
+            expected=etag,
         )
         if written.ours:
             return WriteResult(new_etag, written=True)
@@ -742,7 +779,6 @@ class DynamoDBBackend(Backend):
         now: datetime,
     ) -> str:
         """One conditional UpdateItem: status, timestamps, etag, and the output if asked."""
-        self._recent.forget(instance_id)  # every etag seen so far is about to go stale
         new_etag = _new_etag()
         uploaded: list[str] = []
         written = self._write_conditionally(
@@ -755,6 +791,7 @@ class DynamoDBBackend(Backend):
                     instance_id, status, output, set_output, etag, now, new_etag, uploaded
                 )
             ),
+            expected=etag,
         )
         if written.ours:
             return new_etag
@@ -780,7 +817,7 @@ class DynamoDBBackend(Backend):
     ) -> dict[str, Any]:
         names = dict(_NAMES)
         values: Item = {":st": {"S": status.value}, ":now": {"S": _ts(now)}, ":et": {"S": new_etag}}
-        sets = ["#st = :st", "#lu = :now", "#et = :et"]
+        sets = ["#st = :st", "#lu = :now", _NEW_ETAG]
         removes: list[str] = []
         if set_output:
             names.update({"#out": OUTPUT, "#oute": f"{OUTPUT}_encoding", "#outr": f"{OUTPUT}_ref"})
@@ -815,7 +852,6 @@ class DynamoDBBackend(Backend):
 
     def delete(self, instance_id: str) -> bool:
         """One DeleteItem (ALL_OLD tells whether it existed), then its offloaded objects."""
-        self._recent.forget(instance_id)
         with self._errors("delete", instance_id):
             response = self.client.delete_item(
                 TableName=self.table, Key={ID: {"S": instance_id}}, ReturnValues="ALL_OLD"
