@@ -26,11 +26,12 @@ from durastate.core.records import (
     WriteResult,
 )
 from durastate.core.store import StateStore
-from durastate.core.tokens import InvalidContinuationToken
+from durastate.core.tokens import InvalidContinuationToken, encode_token
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
+    CorruptRecord,
     InstanceExists,
     InstanceNotFound,
     PayloadTooLarge,
@@ -391,6 +392,44 @@ def test_query_projection(backend: DynamoDBBackend) -> None:
 def test_bad_continuation_token(backend: DynamoDBBackend) -> None:
     with pytest.raises(InvalidContinuationToken):
         backend.query(InstanceQuery(continuation="not-a-token"))
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"v": 1, "s": 0, "k": {"instance_id": {"N": "1"}}},
+        {"v": 1, "s": 0, "k": {"instance_id": {"S": "a"}, "runtime_status": {"S": "running"},
+                               "created_at": {"S": "2024"}}},  # not the index of status 0
+        {"v": 1, "s": True, "k": None},
+        {"v": 1, "s": 9, "k": None},
+        {"after": "records/x"},  # an S3 token
+    ],
+)
+def test_forged_and_foreign_continuation_tokens_are_refused(
+    backend: DynamoDBBackend, state: dict[str, Any]
+) -> None:
+    backend.create(new("t"))
+    with pytest.raises(InvalidContinuationToken):
+        backend.query(InstanceQuery(continuation=encode_token(state)))
+
+
+def test_one_corrupt_item_does_not_break_listing_and_is_purged(
+    backend: DynamoDBBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("p-1", "p-2", "p-3"):
+        backend.create(new(name))
+    backend.client.update_item(
+        TableName=backend.table,
+        Key={"instance_id": {"S": "p-2"}},
+        UpdateExpression="SET last_updated_at = :bad",
+        ExpressionAttributeValues={":bad": {"S": "yesterday"}},
+    )
+    with pytest.raises(CorruptRecord):
+        backend.read("p-2")
+    assert sorted(_all(backend, InstanceQuery())) == ["p-1", "p-3"]
+    assert "'p-2'" in caplog.text
+    assert backend.purge_by(InstanceQuery(prefix="p-")) == 3
+    assert _all(backend, InstanceQuery()) == []
 
 
 def test_purge_by(backend: DynamoDBBackend) -> None:

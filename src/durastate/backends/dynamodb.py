@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -171,6 +171,17 @@ def _landed(old: Item | None, made: str, expected: str | None, maybe_applied: bo
     if old is not None and expected is not None and _s(old, PREVIOUS) == expected:
         return False
     return None
+
+
+def _is_index_key(key: Any, status: RuntimeStatus) -> bool:
+    """Whether ``key`` has the shape of a ``LastEvaluatedKey`` of the index for ``status``."""
+    if not isinstance(key, dict) or set(key) != {ID, STATUS, CREATED}:
+        return False
+    if not all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+    ):
+        return False
+    return bool(key[STATUS]["S"] == status.value and key[ID]["S"] and key[CREATED]["S"])
 
 
 def _s(item: Item, name: str) -> str | None:
@@ -865,17 +876,34 @@ class DynamoDBBackend(Backend):
     # -- queries ----------------------------------------------------------------------------
 
     def query(self, query: InstanceQuery) -> RecordPage:
+        return self._page(query, None)
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """Delete every match, unreadable items among them (found by the index, so their
+        status and creation time match; a corrupt item is listed by no page)."""
+        doomed: list[str] = []
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = self._page(page_query, doomed)
+            doomed.extend(record.instance_id for record in page.items)
+            if page.continuation is None:
+                break
+            page_query = replace(page_query, continuation=page.continuation)
+        return sum(1 for instance_id in doomed if self.delete(instance_id))
+
+    def _page(self, query: InstanceQuery, corrupt: list[str] | None) -> RecordPage:
         """Query the GSI once per wanted status (all six without a filter), never a Scan.
 
         ``page_size`` bounds the keys evaluated per page (the prefix filter runs after
         DynamoDB's ``Limit``), so a page may be short or empty and still have a continuation.
         Records are then fetched by key with a consistent BatchGetItem and re-checked, as
-        the index is eventually consistent.
+        the index is eventually consistent. An unreadable item is skipped with a warning
+        naming the instance (and its id collected in ``corrupt`` when given).
         """
         statuses = [
             s for s in _STATUS_ORDER if query.runtime_status is None or s in query.runtime_status
         ]
-        position, start_key = self._decode(query.continuation, len(statuses))
+        position, start_key = self._decode(query.continuation, statuses)
         key_range = self._key_range(query)
         if key_range is None:
             return RecordPage(items=[], continuation=None)
@@ -893,19 +921,28 @@ class DynamoDBBackend(Backend):
         continuation = None
         if position < len(statuses):
             continuation = encode_token({"v": 1, "s": position, "k": start_key})
-        records = self._fetch(keys, query)
+        records = self._fetch(keys, query, corrupt)
         return RecordPage(items=records, continuation=continuation)
 
     @staticmethod
-    def _decode(token: str | None, count: int) -> tuple[int, Item | None]:
+    def _decode(token: str | None, statuses: Sequence[RuntimeStatus]) -> tuple[int, Item | None]:
+        """The position in ``statuses`` and the index key to start after.
+
+        The key must be exactly what DynamoDB returned as ``LastEvaluatedKey`` for that
+        status (three string attributes), so a forged or foreign token is refused here
+        instead of reaching DynamoDB as a malformed ``ExclusiveStartKey``.
+        """
         if token is None:
             return 0, None
         state = decode_token(token)
         position, key = state.get("s"), state.get("k")
-        if state.get("v") != 1 or not isinstance(position, int) or not 0 <= position < count:
-            raise InvalidContinuationToken("continuation token is not valid")
-        if key is not None and not isinstance(key, dict):
-            raise InvalidContinuationToken("continuation token is not valid")
+        if (
+            state.get("v") != 1
+            or type(position) is not int
+            or not 0 <= position < len(statuses)
+            or not (key is None or _is_index_key(key, statuses[position]))
+        ):
+            raise InvalidContinuationToken("continuation token is not valid for this query")
         return position, key
 
     @staticmethod
@@ -958,8 +995,11 @@ class DynamoDBBackend(Backend):
                 **extra,
             )
 
-    def _fetch(self, keys: Sequence[Item], query: InstanceQuery) -> list[InstanceRecord]:
-        """The records for index keys, in index order; gone, expired or changed ones dropped."""
+    def _fetch(
+        self, keys: Sequence[Item], query: InstanceQuery, corrupt: list[str] | None
+    ) -> list[InstanceRecord]:
+        """The records for index keys, in index order; gone, expired or changed ones dropped,
+        unreadable ones skipped with a warning."""
         wanted = [str(key[ID]["S"]) for key in keys]
         items: dict[str, Item] = {}
         for start in range(0, len(wanted), 100):
@@ -970,7 +1010,13 @@ class DynamoDBBackend(Backend):
             item = items.get(instance_id)
             if item is None or self._expired(item, now):
                 continue
-            record = self._record(item, query.fetch_payloads)
+            try:
+                record = self._record(item, query.fetch_payloads)
+            except CorruptRecord as exc:
+                log.warning("skipping unreadable instance %r: %s", exc.instance_id, exc.reason)
+                if corrupt is not None:
+                    corrupt.append(instance_id)
+                continue
             if query.matches(record):
                 records.append(record)
         return records
