@@ -40,6 +40,7 @@ __all__ = [
     "guard",
     "is_unavailable",
     "outcome_unknown",
+    "safe_endpoint",
     "unavailable",
 ]
 
@@ -83,7 +84,8 @@ class AwsOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str | None = None
-    endpoint_url: str | None = None
+    #: Out of the repr: a URL may carry userinfo (``https://user:secret@host``).
+    endpoint_url: str | None = Field(default=None, repr=False)
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
@@ -167,8 +169,27 @@ def aws_client(service: Literal["dynamodb", "s3"], options: AwsOptions) -> Any:
         ) from None
     except botocore.exceptions.ProfileNotFound:
         raise ConfigurationError(f"AWS profile {options.profile_name!r} not found") from None
-    except ValueError as exc:  # e.g. a malformed endpoint_url
-        raise ConfigurationError(f"invalid AWS client settings for {service}: {exc}") from None
+    except ValueError:  # e.g. a malformed endpoint_url; botocore's text quotes the URL
+        raise ConfigurationError(
+            f"invalid AWS client settings for {service} "
+            f"(endpoint_url {safe_endpoint(options.endpoint_url)!r})"
+        ) from None
+
+
+def safe_endpoint(url: str | None) -> str:
+    """An endpoint URL as it may be shown: scheme, host and port only, never userinfo, path,
+    query or fragment (``"aws"`` when none is set: the SDK's default endpoint)."""
+    if not url:
+        return "aws"
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<malformed URL>"
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}" if parts.scheme and host else "<malformed URL>"
 
 
 def error_code(exc: BaseException) -> str:

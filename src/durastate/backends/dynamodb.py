@@ -45,6 +45,7 @@ from durastate.backends._aws import (
     error_code,
     guard,
     outcome_unknown,
+    safe_endpoint,
 )
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -124,7 +125,7 @@ class DynamoDBOptions(BaseModel):
     create_table: bool = True
     index_name: str = "by_status_created"
     offload_bucket: str | None = None
-    offload_endpoint_url: str | None = None  # default: the DynamoDB endpoint
+    offload_endpoint_url: str | None = Field(default=None, repr=False)  # default: DynamoDB's
     offload_prefix: str = "durastate/"
     offload_threshold: int = Field(default=100_000, ge=1, le=INLINE_LIMIT)
     ttl_attribute: str | None = None
@@ -313,6 +314,11 @@ class DynamoDBBackend(Backend):
         parts = urlsplit(url)
         if parts.scheme != cls.scheme or not parts.netloc:
             raise ConfigurationError("expected a URL of the form dynamodb://TABLE")
+        if "@" in parts.netloc:  # never echo it: it is likely KEY:SECRET
+            raise ConfigurationError(
+                "dynamodb:// URLs take no credentials: pass aws_access_key_id= and "
+                "aws_secret_access_key= as options, or use the AWS environment"
+            )
         merged: dict[str, Any] = {"table": parts.netloc, **dict(parse_qsl(parts.query))}
         merged.update(options)
         aws, rest = AwsOptions.pick(merged)
@@ -323,7 +329,8 @@ class DynamoDBBackend(Backend):
             raise ConfigurationError(f"invalid DynamoDB option(s): {fields}") from None
 
     def __repr__(self) -> str:
-        return f"DynamoDBBackend(table={self.table!r}, endpoint={self.aws.endpoint_url!r})"
+        endpoint = safe_endpoint(self.aws.endpoint_url)
+        return f"DynamoDBBackend(table={self.table!r}, endpoint={endpoint!r})"
 
     def close(self) -> None:
         self.client.close()

@@ -56,6 +56,7 @@ from durastate.backends._aws import (
     error_code,
     guard,
     outcome_unknown,
+    safe_endpoint,
 )
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -514,7 +515,7 @@ class S3Backend(Backend):
         return cls(parts.netloc, prefix, aws=aws, create_bucket=create_bucket)
 
     def __repr__(self) -> str:
-        endpoint = self._options.endpoint_url or "aws"
+        endpoint = safe_endpoint(self._options.endpoint_url)
         return f"S3Backend(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={endpoint!r})"
 
     def close(self) -> None:
