@@ -525,6 +525,28 @@ def test_offload_to_s3_round_trips_and_cleans_up(moto_server: RunningEmulator) -
         assert _objects(moto_server, bucket) == []
 
 
+def test_deleted_offload_bucket_gives_typed_errors(moto_server: RunningEmulator) -> None:
+    """Someone deletes the offload bucket: old payloads are gone (CorruptRecord for that
+    instance), new large payloads go to the bucket created again, never a raw NoSuchBucket."""
+    bucket = f"ds-offload-{uuid.uuid4().hex[:12]}"
+    big = b"b" * 150_000
+    with make_backend(moto_server.endpoint, offload_bucket=bucket) as backend:
+        backend.create(new("lost", data=big))
+        s3 = aws_client("s3", AwsOptions(endpoint_url=moto_server.endpoint, **CREDS))
+        for key in _objects(moto_server, bucket):
+            s3.delete_object(Bucket=bucket, Key=key)
+        s3.delete_bucket(Bucket=bucket)
+        with pytest.raises(CorruptRecord) as raised:
+            backend.read("lost", fetch_payloads=True)
+        assert raised.value.instance_id == "lost"
+        assert bucket in raised.value.reason
+        etag = backend.create(new("after", data=big))
+        backend.write_custom_status("after", Payload(big, "json"), etag=etag, now=T0)
+        got = backend.read("after", fetch_payloads=True)
+        assert got is not None
+        assert (got.input, got.custom_status) == (Payload(big, "json"), Payload(big, "json"))
+
+
 def test_offload_needs_an_s3_endpoint(dynalite: RunningEmulator) -> None:
     # dynalite serves no S3: creating the bucket fails clearly and nothing is stored
     bucket = f"ds-offload-{uuid.uuid4().hex[:12]}"

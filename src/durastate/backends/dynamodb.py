@@ -225,22 +225,42 @@ class _Offloader:
         self._bucket_ready = True
 
     def put(self, instance_id: str, field: str, data: bytes) -> str:
-        self._ensure_bucket()
+        """Upload under a new key; a bucket deleted since first use is created again."""
         digest = hashlib.sha256(instance_id.encode("utf-8")).hexdigest()[:32]
         key = f"{self._prefix}{digest}/{field}/{_new_etag()}"
-        with guard(f"offload {field}", instance_id):
-            self.client.put_object(Bucket=self._bucket, Key=key, Body=data)
-        return key
+        for attempt in range(2):
+            self._ensure_bucket()
+            try:
+                with guard(f"offload {field}", instance_id):
+                    self.client.put_object(Bucket=self._bucket, Key=key, Body=data)
+                return key
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "NoSuchBucket" or attempt:
+                    raise self._refused(f"offload {field}", exc) from None
+                self._bucket_ready = False
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, instance_id: str, field: str, key: str) -> bytes:
         with guard(f"read offloaded {field}", instance_id):
             try:
                 return self.client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) in {"NoSuchKey", "404", "NoSuchBucket"}:
+                code = error_code(exc)
+                if code == "NoSuchBucket":
+                    reason = f"offload bucket {self._bucket!r} (with its {field}) is gone"
+                    raise CorruptRecord(instance_id, reason) from None
+                if code in {"NoSuchKey", "404"}:
                     reason = f"offloaded {field} object is missing"
                     raise CorruptRecord(instance_id, reason) from None
-                raise
+                raise self._refused(f"read offloaded {field}", exc) from None
+
+    def _refused(self, operation: str, exc: botocore.exceptions.ClientError) -> ConfigurationError:
+        """S3 refused a request (access, bucket, ...): name it by code, never by its text."""
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return ConfigurationError(
+            f"{operation}: S3 refused it for offload bucket {self._bucket!r}: "
+            f"{error_code(exc) or 'error'} (HTTP {status})"
+        )
 
     def delete(self, instance_id: str, keys: Sequence[str]) -> None:
         """Best effort: a failed cleanup leaves an orphan, never fails the caller's write."""
