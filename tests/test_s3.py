@@ -218,7 +218,10 @@ def test_unchanged_skip_works_across_backends(moto_server: RunningEmulator) -> N
         assert (result.etag, result.written, requests.methods) == (etag, False, ["HEAD"])
 
 
-def test_update_without_any_known_etag_reads_first(moto_server: RunningEmulator) -> None:
+def test_update_without_any_known_etag_costs_one_get_and_one_put(
+    moto_server: RunningEmulator,
+) -> None:
+    """A cold last-write-wins update: the status object's ETag, then a conditional PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     with make_backend(moto_server.endpoint, prefix=prefix) as one, \
             make_backend(moto_server.endpoint, prefix=prefix) as two:
@@ -226,7 +229,10 @@ def test_update_without_any_known_etag_reads_first(moto_server: RunningEmulator)
         two._ready()
         requests = Requests(two)
         two.write_custom_status("cold", status(b"7"), etag=None, now=T0)
-        assert requests.methods == ["GET", "GET", "PUT"]
+        assert requests.sent == [("GET", "status"), ("PUT", "status")]
+        got = one.read("cold")
+        assert got is not None
+        assert got.custom_status == status(b"7")
 
 
 def test_status_update_leaves_the_record_object_alone(backend: S3Backend) -> None:

@@ -902,20 +902,33 @@ class S3Backend(Backend):
             raise ConcurrencyError(instance_id, str(tag)) from None
 
     def _put_status_lww(self, instance_id: str, payload: Payload, now: datetime) -> WriteResult:
+        """Learn the status object's ETag, then a conditional PUT; again until it lands."""
         attempt = 0
         while True:
-            current = self.read(instance_id)
-            if current is None:
-                raise InstanceNotFound(instance_id)
-            if current.custom_status == payload:
-                return WriteResult(current.etag, written=False)
+            tag, stored = self._current_tag(instance_id)
+            if stored == payload:
+                return WriteResult(str(tag), written=False)
             try:
-                return self._put_status(
-                    instance_id, payload, _Etag.parse(instance_id, current.etag), now
-                )
+                return self._put_status(instance_id, payload, tag, now)
             except (ConcurrencyError, _OutcomeUnknown):
                 contention_pause(attempt)  # last write wins: ours may land after the other
                 attempt += 1
+
+    def _current_tag(self, instance_id: str) -> tuple[_Etag, Payload | None]:
+        """The current etag and custom status, from 1 GET of the status object.
+
+        Create seals the status object for its run, so the one found belongs to the current
+        run; only while a restart is between its two PUTs can it still be the replaced
+        run's (a write landing there then is dropped by the seal). No status object (a
+        create still sealing, or no instance at all): a full read tells.
+        """
+        status = self._load_status(instance_id, self._status_key(instance_id))
+        if status is not None:
+            return _Etag(status.run, status.ver, status.write, status.md5), status.payload
+        current = self.read(instance_id)
+        if current is None:
+            raise InstanceNotFound(instance_id)
+        return _Etag.parse(instance_id, current.etag), current.custom_status
 
     # -- runtime status ---------------------------------------------------------------------
 
