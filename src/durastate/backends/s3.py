@@ -2,30 +2,35 @@
 
 Layout (``P`` is the prefix, ``K`` the escaped instance id, see `instance_key`)::
 
-    P/records/K   JSON header line + input bytes + output bytes   (written by create and by
-                  runtime-status changes; never by a custom-status update)
+    P/records/K   JSON header line + first custom-status bytes + input bytes + output bytes
+                  (written by create and by runtime-status changes; never by a
+                  custom-status update)
     P/status/K    b"ds2 RUN VER WRITE ENCODING\\n" + custom-status bytes;
-                  metadata ``cs-updated`` and ``w`` (= WRITE)
+                  metadata ``cs-updated``, ``w`` (= WRITE) and ``p`` (the WRITE it replaced)
 
-The status object is the commit point of every write. Its S3 ETag is the MD5 of its body, and
-the body's small header names the run, a version token that every runtime-status change
-renews, and a token new to each write, so every write gives the object a new ETag. The etag
-handed to callers is ``RUN.VER.WRITE.MD5``:
+The status object is the commit point of every write after create. Its S3 ETag is the MD5
+of its body, and the body's small header names the run, a version token that every
+runtime-status change renews, and a token new to each write, so every write gives the
+object a new ETag. The etag handed to callers is ``RUN.VER.WRITE.MD5``:
 
 - a custom-status update is one ``PutObject`` with ``If-Match: MD5`` and no read before it;
   if the body stored at the caller's etag (its header rebuilt from RUN, VER and WRITE, plus
-  the new bytes) hashes to ``MD5``, the stored status is already identical and nothing is
-  sent at all;
+  the new bytes) hashes to ``MD5``, the bytes are unchanged and one HEAD with ``If-Match``
+  replaces the PUT (only S3 knows whether another process wrote since);
 - a runtime-status change (rare) reads both objects, renews VER with a conditional PUT of
   the status object (the commit), then rewrites the record with ``If-Match`` on its ETag;
-- create is ``If-None-Match: *`` on the record, then the status object.
+- create is ``If-None-Match: *`` (a restart: ``If-Match``) on the record, which carries the
+  run's first custom status, so the new run is visible whole at once; then a conditional
+  PUT seals the status object for the new run (`S3Backend._seal`) without undoing a write
+  of the new run that got there first.
 
-Every PUT carries its write token in metadata ``w``. When botocore retried a conditional PUT
-after an attempt that may have reached S3 (a lost answer, a timeout, a 5xx other than 503)
-and the retry got 412, the first attempt may have landed: a HEAD tells, by the token, whether
-the object holds our write (success) or another (a conflict if no attempt can have landed,
-otherwise ``BackendUnavailable``: the outcome is unknown). A create tells by the run id in
-the record it finds.
+Every PUT carries its write token in metadata ``w``, and a status write the token it
+replaced in ``p``. When botocore retried a conditional PUT after an attempt that may have
+reached S3 (a lost answer, a timeout, a 5xx other than 503) and the retry got 412, the first
+attempt may have landed: a HEAD tells, by the tokens, whether the object holds our write or
+the one write that replaced it (success), or something else (``BackendUnavailable``: the
+outcome is unknown; never a conflict that ``update()`` would re-apply). A create tells by
+the run id in the record it finds.
 
 Costs in S3 requests are listed in docs/s3.md and on each method.
 """
