@@ -768,26 +768,43 @@ class S3Backend(Backend):
                 current = self._load_status(record.instance_id, key)
                 if current is not None and current.run == record.run:
                     return _Etag(record.run, current.ver, current.write, current.md5)
-            ver, write = _token(), _token()
-            body = _status_body(record.run, ver, write, record.custom_status)
-            updated = record.custom_status_updated_at
             try:
-                md5 = self._put(
-                    key,
+                etag = self._put_status_object(
                     record.instance_id,
-                    body,
-                    write=write,
-                    metadata={"cs-updated": updated.isoformat()} if updated else {},
-                    if_match=current.md5 if current is not None else _NO_STATUS,
-                    replaces=current.write if current is not None else None,
+                    _Etag(record.run, _token(), "", ""),
+                    record.custom_status,
+                    record.custom_status_updated_at,
+                    replacing=current,
                 )
             except (_PreconditionFailed, _OutcomeUnknown):
                 contention_pause(attempt)
                 attempt += 1
                 continue  # the next look tells whether another writer (or ours) is there
-            etag = _Etag(record.run, ver, write, md5)
             self._known.set(record.instance_id, etag)
             return etag
+
+    def _put_status_object(
+        self,
+        instance_id: str,
+        at: _Etag,
+        payload: Payload | None,
+        updated: datetime | None,
+        *,
+        replacing: _Status | _Etag | None,
+    ) -> _Etag:
+        """PUT the status object of run ``at.run`` at version ``at.ver`` with a new write
+        token, conditioned on the object it replaces (``If-None-Match: *`` for none)."""
+        write = _token()
+        md5 = self._put(
+            self._status_key(instance_id),
+            instance_id,
+            _status_body(at.run, at.ver, write, payload),
+            write=write,
+            metadata={"cs-updated": updated.isoformat()} if updated else {},
+            if_match=replacing.md5 if replacing is not None else _NO_STATUS,
+            replaces=replacing.write if replacing is not None else None,
+        )
+        return _Etag(at.run, at.ver, write, md5)
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         """2 GETs: the record (only its first bytes unless ``fetch_payloads``) and the status
@@ -871,24 +888,12 @@ class S3Backend(Backend):
         if tag.md5 == _md5(_status_body(tag.run, tag.ver, tag.write, payload)):
             self._head_status(instance_id, tag)
             return WriteResult(str(tag), written=False)
-        write = _token()
-        body = _status_body(tag.run, tag.ver, write, payload)
-        meta = {"cs-updated": now.isoformat()}
         try:
-            md5 = self._put(
-                self._status_key(instance_id),
-                instance_id,
-                body,
-                write=write,
-                metadata=meta,
-                if_match=tag.md5,
-                replaces=tag.write,
-            )
+            new = self._put_status_object(instance_id, tag, payload, now, replacing=tag)
         except _PreconditionFailed:
             raise ConcurrencyError(instance_id, str(tag)) from None
         except _Missing:
             raise InstanceNotFound(instance_id) from None
-        new = _Etag(tag.run, tag.ver, write, md5)
         self._known.set(instance_id, new)
         return WriteResult(str(new))
 
@@ -983,19 +988,10 @@ class S3Backend(Backend):
         seen = _Etag.parse(instance_id, _compose(record, current, False).etag)
         if tag is not None and tag != seen:
             raise ConcurrencyError(instance_id, str(tag))
-        ver, write = _token(), _token()
         kept, kept_at = _current_status(record, current)
-        meta = {"cs-updated": kept_at.isoformat()} if kept_at else {}
-        body = _status_body(record.run, ver, write, kept)
         try:
-            md5 = self._put(
-                status_key,
-                instance_id,
-                body,
-                write=write,
-                metadata=meta,
-                if_match=seen.md5,
-                replaces=seen.write,
+            new = self._put_status_object(
+                instance_id, _Etag(record.run, _token(), "", ""), kept, kept_at, replacing=seen
             )
         except _Missing:
             raise _PreconditionFailed from None  # deleted in between: the next try says so
@@ -1006,7 +1002,7 @@ class S3Backend(Backend):
             output=output if set_output else record.output,
         )
         self._put(key, instance_id, _record_body(changed), write=_token(), if_match=record.s3_etag)
-        return _Etag(record.run, ver, write, md5)
+        return new
 
     # -- query ------------------------------------------------------------------------------
 
