@@ -639,13 +639,21 @@ class S3Backend(Backend):
         except _PreconditionFailed:
             if not (verify and self._attempts.maybe_applied):
                 raise
-            if not self._landed(key, instance_id, write):
+            landed = self._landed(key, instance_id, write, replaces)
+            if landed is None:
                 raise _OutcomeUnknown from None
+            if not landed:
+                raise
             return _md5(body)  # a single-part object's ETag is the MD5 of its body
         return _strip_etag(response["ETag"])
 
-    def _landed(self, key: str, instance_id: str, write: str) -> bool:
-        """1 HEAD: does the object hold the write ``write``, or the write that replaced it?"""
+    def _landed(self, key: str, instance_id: str, write: str, replaces: str | None) -> bool | None:
+        """1 HEAD: did the write ``write`` (conditioned on the write ``replaces``) land?
+
+        ``True`` when the object holds it, or the write that replaced it; ``False`` when the
+        write that followed ``replaces`` is another's (ours could only have landed there);
+        ``None`` when the history in the object cannot tell.
+        """
         try:
             response = self._call(
                 "head_object",
@@ -653,9 +661,13 @@ class S3Backend(Backend):
                 lambda: self.client.head_object(Bucket=self.bucket, Key=key),
             )
         except _Missing:
-            return False
+            return None
         metadata = response.get("Metadata", {})
-        return write in (metadata.get("w"), metadata.get("p"))
+        if write in (metadata.get("w"), metadata.get("p")):
+            return True
+        if replaces is not None and metadata.get("p") == replaces:
+            return False
+        return None
 
     def _delete_object(self, key: str, instance_id: str | None) -> None:
         self._call(
