@@ -63,6 +63,22 @@ def test_credentials_in_the_url_are_refused_without_echo(scheme: str) -> None:
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_secret_pasted_as_the_table_or_bucket_is_not_echoed(scheme: str) -> None:
+    pasted = SECRET.replace("-", "+")  # AWS secret keys hold + and /, never valid names
+    url = f"dynamodb://{pasted}" if scheme == "dynamodb" else f"s3://{pasted}/p"
+    with pytest.raises(ConfigurationError) as raised:
+        open_backend(
+            url,
+            region="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            endpoint_url="http://127.0.0.1:9",
+        )
+    assert pasted not in str(raised.value)
+    assert "characters" in str(raised.value)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_endpoint_userinfo_never_shows_in_repr(scheme: str, moto_server: RunningEmulator) -> None:
     endpoint = moto_server.endpoint.replace("://", f"://user:{SECRET}@")
     backend = open_backend(

@@ -261,6 +261,10 @@ def guard(operation: str, instance_id: str | None = None) -> Iterator[None]:
         raise
     except botocore.exceptions.NoCredentialsError:
         raise ConfigurationError(f"no AWS credentials found: {NO_CREDENTIALS_HINT}") from None
+    except botocore.exceptions.ParamValidationError:  # its text quotes the parameters
+        raise ConfigurationError(
+            f"{operation}: botocore refused the request's parameters"
+        ) from None
 
 
 def outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:

@@ -296,8 +296,11 @@ class DynamoDBBackend(Backend):
     )
 
     def __init__(self, options: DynamoDBOptions, aws: AwsOptions | None = None) -> None:
-        if not _TABLE_NAME.match(options.table):
-            raise ConfigurationError(f"invalid DynamoDB table name {options.table!r}")
+        if not _TABLE_NAME.match(options.table):  # not echoed: it may be a pasted secret
+            raise ConfigurationError(
+                "invalid DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ . - "
+                f"(got {len(options.table)} characters)"
+            )
         self.options = options
         self.aws = aws or AwsOptions()
         self.table = options.table

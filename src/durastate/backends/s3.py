@@ -41,6 +41,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets
 import threading
 import urllib.parse
@@ -96,6 +97,7 @@ _HEADER_RANGE = 8192  # first bytes fetched when only the record's header is wan
 _MAX_RETRIES = 16  # last-write-wins loops give up (ConcurrencyError) after this many tries
 _NO_STATUS = "0"  # the MD5 part of an etag when the run has no status object yet
 _KNOWN_CAPACITY = 4096
+_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")  # what botocore accepts (S3 is stricter)
 
 # ASCII kept as-is: letters, digits and the punctuation S3 documents as safe or harmless.
 # Everything else in ASCII ('/', '%', controls, and S3's "characters to avoid") is %XX.
@@ -185,6 +187,21 @@ class _Etag:
 
 def _token() -> str:
     return secrets.token_hex(6)
+
+
+def _landed(metadata: Mapping[str, str], write: str, replaces: str | None) -> bool | None:
+    """Did the write ``write`` (conditioned on the write ``replaces``) land, judging by the
+    metadata of the object a retry met?
+
+    ``True`` when the object holds it (``w``) or the write that replaced it (``p``);
+    ``False`` when the write that followed ``replaces`` is another's (a conditional write
+    could only have landed right there); ``None`` when the object's history cannot tell.
+    """
+    if write in (metadata.get("w"), metadata.get("p")):
+        return True
+    if replaces is not None and metadata.get("p") == replaces:
+        return False
+    return None
 
 
 def _md5(body: bytes) -> str:
@@ -480,8 +497,11 @@ class S3Backend(Backend):
         create_bucket: bool = True,
         client: S3Client | None = None,
     ) -> None:
-        if not bucket:
-            raise ConfigurationError("s3:// needs a bucket: s3://BUCKET/PREFIX")
+        if not _BUCKET_NAME.match(bucket):  # not echoed: it may be a pasted secret
+            raise ConfigurationError(
+                "s3:// needs a bucket name of 1 to 255 of a-z A-Z 0-9 . - _ "
+                f"(got {len(bucket)} characters): s3://BUCKET/PREFIX"
+            )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         base = f"{self.prefix}/" if self.prefix else ""
@@ -639,7 +659,7 @@ class S3Backend(Backend):
         except _PreconditionFailed:
             if not (verify and self._attempts.maybe_applied):
                 raise
-            landed = self._landed(key, instance_id, write, replaces)
+            landed = self._look_up_write(key, instance_id, write, replaces)
             if landed is None:
                 raise _OutcomeUnknown from None
             if not landed:
@@ -647,12 +667,12 @@ class S3Backend(Backend):
             return _md5(body)  # a single-part object's ETag is the MD5 of its body
         return _strip_etag(response["ETag"])
 
-    def _landed(self, key: str, instance_id: str, write: str, replaces: str | None) -> bool | None:
+    def _look_up_write(
+        self, key: str, instance_id: str, write: str, replaces: str | None
+    ) -> bool | None:
         """1 HEAD: did the write ``write`` (conditioned on the write ``replaces``) land?
 
-        ``True`` when the object holds it, or the write that replaced it; ``False`` when the
-        write that followed ``replaces`` is another's (ours could only have landed there);
-        ``None`` when the history in the object cannot tell.
+        ``None`` also when the object is gone. See `_landed` (module level) for the rule.
         """
         try:
             response = self._call(
@@ -662,12 +682,7 @@ class S3Backend(Backend):
             )
         except _Missing:
             return None
-        metadata = response.get("Metadata", {})
-        if write in (metadata.get("w"), metadata.get("p")):
-            return True
-        if replaces is not None and metadata.get("p") == replaces:
-            return False
-        return None
+        return _landed(response.get("Metadata", {}), write, replaces)
 
     def _delete_object(self, key: str, instance_id: str | None) -> None:
         self._call(
