@@ -384,6 +384,30 @@ def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
             RuntimeStatus.RUNNING, status(b'"new"'), None)
 
 
+def test_restart_survives_its_status_object_vanishing_before_the_seal(
+    backend: S3Backend,
+) -> None:
+    """The status object is deleted between the restart's GET and its seal: the seal looks
+    again and writes the new run's, instead of an internal 404 escaping create()."""
+    etag = backend.create(new("v", custom=b'"old"'))
+    backend.write_runtime_status(
+        "v", RuntimeStatus.FAILED, output=None, set_output=False, etag=etag, now=T0
+    )
+    deleted: list[bool] = []
+
+    def vanish(request: Any, **_: Any) -> None:
+        if request.method == "PUT" and "/status/" in request.url and not deleted:
+            deleted.append(True)
+            backend.client.delete_object(Bucket=BUCKET, Key=backend._status_key("v"))
+
+    backend.client.meta.events.register("before-send.s3.PutObject", vanish)
+    fresh = backend.create(new("v", custom=b'"new"'), restart_if_terminal=True)
+    got = backend.read("v")
+    assert got is not None
+    assert deleted
+    assert (got.etag, got.custom_status) == (fresh, status(b'"new"'))
+
+
 def test_writes_without_etag_never_conflict_under_contention(
     moto_server: RunningEmulator,
 ) -> None:

@@ -764,8 +764,8 @@ class S3Backend(Backend):
             if maybe_ours:  # ours may have landed and been replaced since: cannot tell
                 raise outcome_unknown("create", record.instance_id)
             raise InstanceExists(record.instance_id, existing.runtime_status.value)
-        # a 412 here: changed in between, or ours landed; the next try tells
-        with contextlib.suppress(_PreconditionFailed):
+        # a 412 or 404 here: changed or deleted in between, or ours landed; the next try tells
+        with contextlib.suppress(_PreconditionFailed, _Missing):
             self._put(
                 key,
                 record.instance_id,
@@ -803,7 +803,7 @@ class S3Backend(Backend):
                     record.custom_status_updated_at,
                     replacing=current,
                 )
-            except (_PreconditionFailed, _OutcomeUnknown):
+            except (_PreconditionFailed, _Missing, _OutcomeUnknown):
                 contention_pause(attempt)
                 attempt += 1
                 continue  # the next look tells whether another writer (or ours) is there
@@ -1028,7 +1028,12 @@ class S3Backend(Backend):
             last_updated_at=now,
             output=output if set_output else record.output,
         )
-        self._put(key, instance_id, _record_body(changed), write=_token(), if_match=record.s3_etag)
+        try:
+            self._put(
+                key, instance_id, _record_body(changed), write=_token(), if_match=record.s3_etag
+            )
+        except _Missing:
+            raise InstanceNotFound(instance_id) from None  # deleted after the status commit
         return new
 
     # -- query ------------------------------------------------------------------------------
