@@ -32,6 +32,7 @@ from durastate.errors import (
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
+    DurastateError,
     InstanceExists,
     InstanceNotFound,
     PayloadTooLarge,
@@ -523,6 +524,18 @@ def test_offload_to_s3_round_trips_and_cleans_up(moto_server: RunningEmulator) -
         assert page.items[0].output == Payload(big, "json")
         assert backend.delete("o")
         assert _objects(moto_server, bucket) == []
+
+
+def test_a_request_dynamodb_refuses_is_a_typed_error(backend: DynamoDBBackend) -> None:
+    """A 500 KB name (the store refuses it first; a backend used directly does not) makes an
+    item over 400 KB: DynamoDB's ValidationException comes back typed, naming the code."""
+    huge = NewInstance("big-name", "n" * 500_000, RuntimeStatus.RUNNING, T0, None, None)
+    with pytest.raises(DurastateError) as raised:
+        backend.create(huge)
+    assert "ValidationException" in str(raised.value)
+    assert "big-name" in str(raised.value)
+    assert "nnnn" not in str(raised.value)
+    assert backend.read("big-name") is None
 
 
 def test_deleted_offload_bucket_gives_typed_errors(moto_server: RunningEmulator) -> None:

@@ -24,7 +24,7 @@ import botocore.config
 import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from durastate.errors import BackendUnavailable, ConfigurationError
+from durastate.errors import BackendUnavailable, ConfigurationError, DurastateError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -40,6 +40,7 @@ __all__ = [
     "guard",
     "is_unavailable",
     "outcome_unknown",
+    "refused",
     "safe_endpoint",
     "unavailable",
 ]
@@ -265,6 +266,21 @@ def guard(operation: str, instance_id: str | None = None) -> Iterator[None]:
         raise ConfigurationError(
             f"{operation}: botocore refused the request's parameters"
         ) from None
+
+
+def refused(
+    service: str, operation: str, instance_id: str | None, exc: botocore.exceptions.ClientError
+) -> DurastateError:
+    """A request the service refused for a reason no backend maps to a sharper error.
+
+    Typed (never the SDK's ``ClientError``) and built from the code and HTTP status only,
+    never from the service's message, which may quote the request.
+    """
+    subject = f" of instance {instance_id!r}" if instance_id is not None else ""
+    return DurastateError(
+        f"{operation}{subject} was refused by {service}: "
+        f"{error_code(exc) or 'error'} (HTTP {_http_status(exc)})"
+    )
 
 
 def outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:

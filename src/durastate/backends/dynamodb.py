@@ -45,6 +45,7 @@ from durastate.backends._aws import (
     error_code,
     guard,
     outcome_unknown,
+    refused,
     safe_endpoint,
 )
 from durastate.core.backend import Backend
@@ -364,7 +365,8 @@ class DynamoDBBackend(Backend):
 
     @contextmanager
     def _errors(self, operation: str, instance_id: str | None) -> Iterator[None]:
-        """Service failures -> BackendUnavailable; setup mistakes -> ConfigurationError."""
+        """Service failures -> BackendUnavailable; setup mistakes -> ConfigurationError;
+        a failed condition stays a ClientError for the caller; anything else is refused."""
         with guard(operation, instance_id):
             try:
                 yield
@@ -378,7 +380,9 @@ class DynamoDBBackend(Backend):
                     raise ConfigurationError(
                         f"not allowed to {operation} on DynamoDB table {self.table!r}: {code}"
                     ) from None
-                raise
+                if code == _CCF:
+                    raise  # the caller explains a failed condition
+                raise refused("DynamoDB", operation, instance_id, exc) from None
 
     # -- table ------------------------------------------------------------------------------
 
@@ -428,12 +432,16 @@ class DynamoDBBackend(Backend):
         if self._ttl is None:
             return
         try:
-            with self._errors("enable TTL", None):
+            with guard("enable TTL", None):
                 self.client.update_time_to_live(
                     TableName=self.table,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": self._ttl},
                 )
         except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in _AUTH_CODES:
+                raise ConfigurationError(
+                    f"not allowed to enable TTL on DynamoDB table {self.table!r}"
+                ) from None
             # dynalite has no UpdateTimeToLive; expired items still read as absent here.
             log.warning("could not enable TTL on %r: %s", self.table, error_code(exc))
 

@@ -62,6 +62,7 @@ from durastate.backends._aws import (
     error_code,
     guard,
     outcome_unknown,
+    refused,
     safe_endpoint,
 )
 from durastate.core.backend import Backend
@@ -572,7 +573,7 @@ class S3Backend(Backend):
             raise ConfigurationError(
                 f"s3 {operation} on bucket {self.bucket!r} was refused: {code}"
             ) from None
-        raise exc
+        raise refused("S3", operation, None, exc) from None
 
     def _ready(self) -> None:
         """Create the bucket on first use (unless ``create_bucket=False``)."""
@@ -594,14 +595,11 @@ class S3Backend(Backend):
         if region and region != "us-east-1":
             config["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
-            self._call(
-                "create_bucket",
-                None,
-                lambda: self.client.create_bucket(Bucket=self.bucket, **config),
-            )
+            with guard("create_bucket"):
+                self.client.create_bucket(Bucket=self.bucket, **config)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                raise
+                self._raise_for(exc, "create_bucket")
 
     def _get(self, key: str, instance_id: str, *, head_only: bool = False) -> _Object | None:
         """GET an object (only its first bytes when ``head_only``); ``None`` if absent."""
