@@ -26,6 +26,13 @@ def moto_server() -> Iterator[emulators.RunningEmulator]:
 
 
 @pytest.fixture(scope="session")
+def moto_server_stock() -> Iterator[emulators.RunningEmulator]:
+    """Stock, multi-threaded ``moto_server`` as users run it (not atomic per request)."""
+    with emulators.running(emulators.start_moto(serialized=False)) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
 def dynalite() -> Iterator[emulators.RunningEmulator]:
     with emulators.running(emulators.start_dynalite()) as emulator:
         yield emulator

@@ -27,11 +27,13 @@ from durastate.core.records import (
     WriteResult,
 )
 from durastate.core.store import StateStore
-from durastate.core.tokens import InvalidContinuationToken
+from durastate.core.tokens import InvalidContinuationToken, encode_token
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
+    CorruptRecord,
+    DurastateError,
     InstanceExists,
     InstanceNotFound,
     PayloadTooLarge,
@@ -216,6 +218,40 @@ def test_unchanged_bytes_write_nothing(backend: DynamoDBBackend) -> None:
         backend.write_custom_status("u", Payload(b'"start"', "msgpack"), etag=etag, now=T0)
 
 
+def test_stale_etag_with_unchanged_bytes_fails_across_backends(server: RunningEmulator) -> None:
+    """A writes P (etag E1), B writes Q, A writes P again with E1: a conflict, Q stays.
+
+    A's own cache of "P is stored at E1" cannot know about B; the write must reach the
+    service, whose condition sees the stale etag.
+    """
+    table = _table()
+    with make_backend(server.endpoint, table=table) as a, make_backend(
+        server.endpoint, table=table, create_table=False
+    ) as b:
+        a.create(new("x", custom=None))
+        mine, theirs = Payload(b'"P"', "json"), Payload(b'"Q"', "json")
+        e1 = a.write_custom_status("x", mine, etag=None, now=T0).etag
+        b.write_custom_status("x", theirs, etag=None, now=T0)
+        counter = CallCounter(a.client)
+        with pytest.raises(ConcurrencyError):
+            a.write_custom_status("x", mine, etag=e1, now=T0)
+        assert counter.calls["UpdateItem"] == 1
+        record = b.read("x")
+        assert record is not None
+        assert record.custom_status == theirs
+
+
+def test_unchanged_bytes_at_the_current_etag_cost_one_failed_condition(
+    backend: DynamoDBBackend, server: RunningEmulator
+) -> None:
+    """Identical bytes at a current etag write nothing, but the service is asked."""
+    etag = backend.create(new("same"))
+    counter = CallCounter(backend.client)
+    result = backend.write_custom_status("same", Payload(b'"start"', "json"), etag=etag, now=T0)
+    assert result == WriteResult(etag, written=False)
+    assert counter.calls["UpdateItem"] == 1
+
+
 def test_one_custom_status_update_is_one_update_item(
     backend: DynamoDBBackend, server: RunningEmulator
 ) -> None:
@@ -360,6 +396,44 @@ def test_bad_continuation_token(backend: DynamoDBBackend) -> None:
         backend.query(InstanceQuery(continuation="not-a-token"))
 
 
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"v": 1, "s": 0, "k": {"instance_id": {"N": "1"}}},
+        {"v": 1, "s": 0, "k": {"instance_id": {"S": "a"}, "runtime_status": {"S": "running"},
+                               "created_at": {"S": "2024"}}},  # not the index of status 0
+        {"v": 1, "s": True, "k": None},
+        {"v": 1, "s": 9, "k": None},
+        {"after": "records/x"},  # an S3 token
+    ],
+)
+def test_forged_and_foreign_continuation_tokens_are_refused(
+    backend: DynamoDBBackend, state: dict[str, Any]
+) -> None:
+    backend.create(new("t"))
+    with pytest.raises(InvalidContinuationToken):
+        backend.query(InstanceQuery(continuation=encode_token(state)))
+
+
+def test_one_corrupt_item_does_not_break_listing_and_is_purged(
+    backend: DynamoDBBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("p-1", "p-2", "p-3"):
+        backend.create(new(name))
+    backend.client.update_item(
+        TableName=backend.table,
+        Key={"instance_id": {"S": "p-2"}},
+        UpdateExpression="SET last_updated_at = :bad",
+        ExpressionAttributeValues={":bad": {"S": "yesterday"}},
+    )
+    with pytest.raises(CorruptRecord):
+        backend.read("p-2")
+    assert sorted(_all(backend, InstanceQuery())) == ["p-1", "p-3"]
+    assert "'p-2'" in caplog.text
+    assert backend.purge_by(InstanceQuery(prefix="p-")) == 3
+    assert _all(backend, InstanceQuery()) == []
+
+
 def test_purge_by(backend: DynamoDBBackend) -> None:
     _seed(backend)
     gone = backend.purge_by(InstanceQuery(runtime_status=frozenset({RuntimeStatus.FAILED})))
@@ -451,6 +525,40 @@ def test_offload_to_s3_round_trips_and_cleans_up(moto_server: RunningEmulator) -
         assert page.items[0].output == Payload(big, "json")
         assert backend.delete("o")
         assert _objects(moto_server, bucket) == []
+
+
+def test_a_request_dynamodb_refuses_is_a_typed_error(backend: DynamoDBBackend) -> None:
+    """A 500 KB name (the store refuses it first; a backend used directly does not) makes an
+    item over 400 KB: DynamoDB's ValidationException comes back typed, naming the code."""
+    huge = NewInstance("big-name", "n" * 500_000, RuntimeStatus.RUNNING, T0, None, None)
+    with pytest.raises(DurastateError) as raised:
+        backend.create(huge)
+    assert "ValidationException" in str(raised.value)
+    assert "big-name" in str(raised.value)
+    assert "nnnn" not in str(raised.value)
+    assert backend.read("big-name") is None
+
+
+def test_deleted_offload_bucket_gives_typed_errors(moto_server: RunningEmulator) -> None:
+    """Someone deletes the offload bucket: old payloads are gone (CorruptRecord for that
+    instance), new large payloads go to the bucket created again, never a raw NoSuchBucket."""
+    bucket = f"ds-offload-{uuid.uuid4().hex[:12]}"
+    big = b"b" * 150_000
+    with make_backend(moto_server.endpoint, offload_bucket=bucket) as backend:
+        backend.create(new("lost", data=big))
+        s3 = aws_client("s3", AwsOptions(endpoint_url=moto_server.endpoint, **CREDS))
+        for key in _objects(moto_server, bucket):
+            s3.delete_object(Bucket=bucket, Key=key)
+        s3.delete_bucket(Bucket=bucket)
+        with pytest.raises(CorruptRecord) as raised:
+            backend.read("lost", fetch_payloads=True)
+        assert raised.value.instance_id == "lost"
+        assert bucket in raised.value.reason
+        etag = backend.create(new("after", data=big))
+        backend.write_custom_status("after", Payload(big, "json"), etag=etag, now=T0)
+        got = backend.read("after", fetch_payloads=True)
+        assert got is not None
+        assert (got.input, got.custom_status) == (Payload(big, "json"), Payload(big, "json"))
 
 
 def test_offload_needs_an_s3_endpoint(dynalite: RunningEmulator) -> None:

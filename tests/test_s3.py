@@ -29,7 +29,7 @@ from durastate.backends.s3 import (
 from durastate.core.backend import Backend
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
-from durastate.core.tokens import InvalidContinuationToken
+from durastate.core.tokens import InvalidContinuationToken, encode_token
 from durastate.errors import (
     BackendUnavailable,
     ConcurrencyError,
@@ -184,13 +184,31 @@ def test_custom_status_update_is_one_put_and_no_read(backend: S3Backend) -> None
     assert result.written
 
 
-def test_unchanged_status_with_current_etag_sends_nothing(backend: S3Backend) -> None:
+def test_unchanged_status_with_current_etag_costs_one_head(backend: S3Backend) -> None:
+    """Even at this backend's own latest etag: only S3 knows whether another process wrote."""
     backend.create(new("same"))
     etag = backend.write_custom_status("same", status(b"[1]"), etag=None, now=T0).etag
     requests = Requests(backend)
     again = backend.write_custom_status("same", status(b"[1]"), etag=etag, now=T0)
     assert (again.etag, again.written) == (etag, False)
-    assert requests.sent == []
+    assert requests.sent == [("HEAD", "status")]
+
+
+def test_stale_etag_with_unchanged_bytes_fails_across_backends(
+    moto_server: RunningEmulator,
+) -> None:
+    """A writes P (etag E1), B writes Q, A writes P again with E1: a conflict, Q stays."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        a.create(new("x", custom=None))
+        e1 = a.write_custom_status("x", status(b'"P"'), etag=None, now=T0).etag
+        b.write_custom_status("x", status(b'"Q"'), etag=None, now=T0)
+        with pytest.raises(ConcurrencyError):
+            a.write_custom_status("x", status(b'"P"'), etag=e1, now=T0)
+        got = b.read("x")
+        assert got is not None
+        assert got.custom_status == status(b'"Q"')
 
 
 def test_unchanged_status_without_etag_costs_one_head(backend: S3Backend) -> None:
@@ -214,7 +232,10 @@ def test_unchanged_skip_works_across_backends(moto_server: RunningEmulator) -> N
         assert (result.etag, result.written, requests.methods) == (etag, False, ["HEAD"])
 
 
-def test_update_without_any_known_etag_reads_first(moto_server: RunningEmulator) -> None:
+def test_update_without_any_known_etag_costs_one_get_and_one_put(
+    moto_server: RunningEmulator,
+) -> None:
+    """A cold last-write-wins update: the status object's ETag, then a conditional PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     with make_backend(moto_server.endpoint, prefix=prefix) as one, \
             make_backend(moto_server.endpoint, prefix=prefix) as two:
@@ -222,7 +243,10 @@ def test_update_without_any_known_etag_reads_first(moto_server: RunningEmulator)
         two._ready()
         requests = Requests(two)
         two.write_custom_status("cold", status(b"7"), etag=None, now=T0)
-        assert requests.methods == ["GET", "GET", "PUT"]
+        assert requests.sent == [("GET", "status"), ("PUT", "status")]
+        got = one.read("cold")
+        assert got is not None
+        assert got.custom_status == status(b"7")
 
 
 def test_status_update_leaves_the_record_object_alone(backend: S3Backend) -> None:
@@ -326,6 +350,108 @@ def test_runtime_and_custom_writers_racing_on_one_etag(backend: S3Backend) -> No
         else:
             assert (got.custom_status, got.runtime_status) == (
                 status(b'"start"'), RuntimeStatus.COMPLETED)
+
+
+def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) -> None:
+    """Between create's two PUTs, another store reads the new run whole (its first custom
+    status included) and its compare-and-swap there is not undone by create's second PUT."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        seen: list[Any] = []
+
+        def between(request: Any, **_: Any) -> None:
+            if request.method == "PUT" and "/status/" in request.url and not seen:
+                got = b.read("c")
+                assert got is not None
+                seen.append(got.custom_status)
+                seen.append(b.write_custom_status("c", status(b'"B"'), etag=got.etag, now=T0))
+
+        a._ready()
+        a.client.meta.events.register("before-send.s3.PutObject", between)
+        a.create(new("c", custom=b'"first"'))
+        assert seen[0] == status(b'"first"')  # the reader saw the new run whole
+        assert seen[1].written  # B's compare-and-swap succeeded ...
+        got = b.read("c")
+        assert got is not None
+        assert got.custom_status == status(b'"B"')  # ... and create did not undo it
+
+
+def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        etag = a.create(new("r", custom=b'"old"'))
+        a.write_runtime_status(
+            "r", RuntimeStatus.COMPLETED, output=status(b"1"), set_output=True, etag=etag, now=T0
+        )
+        seen: list[Any] = []
+
+        def between(request: Any, **_: Any) -> None:
+            if request.method == "PUT" and "/status/" in request.url and not seen:
+                seen.append(b.read("r", fetch_payloads=True))
+
+        a.client.meta.events.register("before-send.s3.PutObject", between)
+        a.create(new("r", custom=b'"new"'), restart_if_terminal=True)
+        mid = seen[0]
+        assert (mid.runtime_status, mid.custom_status, mid.output) == (
+            RuntimeStatus.RUNNING, status(b'"new"'), None)
+
+
+def test_restart_survives_its_status_object_vanishing_before_the_seal(
+    backend: S3Backend,
+) -> None:
+    """The status object is deleted between the restart's GET and its seal: the seal looks
+    again and writes the new run's, instead of an internal 404 escaping create()."""
+    etag = backend.create(new("v", custom=b'"old"'))
+    backend.write_runtime_status(
+        "v", RuntimeStatus.FAILED, output=None, set_output=False, etag=etag, now=T0
+    )
+    deleted: list[bool] = []
+
+    def vanish(request: Any, **_: Any) -> None:
+        if request.method == "PUT" and "/status/" in request.url and not deleted:
+            deleted.append(True)
+            backend.client.delete_object(Bucket=BUCKET, Key=backend._status_key("v"))
+
+    backend.client.meta.events.register("before-send.s3.PutObject", vanish)
+    fresh = backend.create(new("v", custom=b'"new"'), restart_if_terminal=True)
+    got = backend.read("v")
+    assert got is not None
+    assert deleted
+    assert (got.etag, got.custom_status) == (fresh, status(b'"new"'))
+
+
+def test_writes_without_etag_never_conflict_under_contention(
+    moto_server: RunningEmulator,
+) -> None:
+    """Last write wins: six store objects writing status and runtime without an etag."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    backends = [make_backend(moto_server.endpoint, prefix=prefix) for _ in range(6)]
+    backends[0].create(new("hot"))
+    errors: list[BaseException] = []
+
+    def work(number: int, backend: S3Backend) -> None:
+        for round_ in range(15):
+            try:
+                if number % 2:
+                    backend.write_runtime_status(
+                        "hot", RuntimeStatus.RUNNING, output=status(b"%d" % round_),
+                        set_output=True, etag=None, now=T0)
+                else:
+                    backend.write_custom_status(
+                        "hot", status(b"[%d, %d]" % (number, round_)), etag=None, now=T0)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in enumerate(backends)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for backend in backends:
+        backend.close()
+    assert errors == []
 
 
 def test_runtime_change_invalidates_the_custom_status_etag(backend: S3Backend) -> None:
@@ -460,6 +586,51 @@ def test_exact_last_page_has_no_continuation(backend: S3Backend) -> None:
 def test_foreign_continuation_token_is_refused(backend: S3Backend) -> None:
     with pytest.raises(InvalidContinuationToken):
         backend.query(InstanceQuery(continuation="bm90LWEtdG9rZW4"))
+
+
+def test_continuation_token_of_another_query_is_refused(backend: S3Backend) -> None:
+    for n in range(3):
+        backend.create(new(f"a-{n}"))
+        backend.create(new(f"b-{n}"))
+    page = backend.query(InstanceQuery(prefix="a-", page_size=1))
+    assert page.continuation is not None
+    with pytest.raises(InvalidContinuationToken):
+        backend.query(InstanceQuery(prefix="b-", page_size=1, continuation=page.continuation))
+    forged = encode_token({"after": 17})
+    with pytest.raises(InvalidContinuationToken):
+        backend.query(InstanceQuery(continuation=forged))
+
+
+# -- corrupt and misplaced records -----------------------------------------------------------
+
+
+def test_record_copied_under_another_ids_key_is_refused(backend: S3Backend) -> None:
+    """An object moved to another id's key must never read or list as that other id."""
+    backend.create(new("a", custom=b'"mine"'))
+    backend.create(new("b"))
+    source = f"{BUCKET}/{backend._key('a')}"
+    backend.client.copy_object(Bucket=BUCKET, Key=backend._key("b"), CopySource=source)
+    with pytest.raises(CorruptRecord) as raised:
+        backend.read("b")
+    assert raised.value.instance_id == "b"
+    listed = [r.instance_id for r in backend.query(InstanceQuery()).items]
+    assert listed == ["a"]
+
+
+def test_one_corrupt_record_does_not_break_listing_and_is_purged(
+    backend: S3Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("p-1", "p-2", "p-3"):
+        backend.create(new(name))
+    backend.client.put_object(Bucket=BUCKET, Key=backend._key("p-2"), Body=b"garbage")
+    listed = [r.instance_id for r in backend.query(InstanceQuery(page_size=1000)).items]
+    assert listed == ["p-1", "p-3"]
+    assert "'p-2'" in caplog.text  # the warning names the instance, not the object key
+    assert backend._key("p-2") not in caplog.text
+    assert backend.purge_by(InstanceQuery(prefix="p-")) == 3
+    assert backend.query(InstanceQuery()).items == []
+    with pytest.raises(botocore.exceptions.ClientError):
+        backend.client.head_object(Bucket=BUCKET, Key=backend._key("p-2"))
 
 
 # -- configuration and failures ----------------------------------------------------------------

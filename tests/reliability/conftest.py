@@ -4,6 +4,13 @@ Tests that stop, freeze or restart a server use the ``private_*`` fixtures, whic
 emulator of their own for that one test, so the session emulators other tests share are
 never touched. Everything else uses the session emulators from tests/conftest.py, each test
 in a fresh table, bucket or file.
+
+moto: the suite runs on stock ``moto_server``, as users run it. Stock moto serves requests
+on many threads and its models take no locks, so two conditional writes racing on one item
+can both pass their check (AWS evaluates a condition atomically). A test that races
+conditional writes on one item is marked ``atomic_moto`` and gets moto served one request
+at a time (`durastate.testing.moto_serial`) instead; its result would otherwise measure
+moto's threading, not the backend.
 """
 
 from __future__ import annotations
@@ -32,12 +39,24 @@ _EMULATOR_OF = {
 }
 
 
+def _atomic_moto(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("atomic_moto") is not None
+
+
+def _emulator_fixture(request: pytest.FixtureRequest, kind: str) -> str:
+    """The session fixture serving ``kind``: stock moto unless the test is ``atomic_moto``."""
+    name = _EMULATOR_OF[kind]
+    if name == "moto_server" and not _atomic_moto(request):
+        return "moto_server_stock"
+    return name
+
+
 def _shared_spec(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> BackendSpec:
     if kind == "memory":
         return memory_spec()
     if kind == "sqlite":
         return sqlite_spec(tmp_path / "store.db")
-    emulator: RunningEmulator = request.getfixturevalue(_EMULATOR_OF[kind])
+    emulator: RunningEmulator = request.getfixturevalue(_emulator_fixture(request, kind))
     return spec_for(kind, emulator)
 
 
@@ -61,25 +80,25 @@ def network_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def shared_emulator(request: pytest.FixtureRequest, network_kind: str) -> RunningEmulator:
     """The session emulator that serves ``network_kind`` (never stopped by these tests)."""
-    emulator: RunningEmulator = request.getfixturevalue(_EMULATOR_OF[network_kind])
+    emulator: RunningEmulator = request.getfixturevalue(_emulator_fixture(request, network_kind))
     return emulator
 
 
-def _start(kind: str) -> RunningEmulator:
+def _start(kind: str, *, atomic_moto: bool) -> RunningEmulator:
     name = _EMULATOR_OF[kind]
     if name == "azurite":
         return emulators.start_azurite()
     if name == "moto_server":
-        return emulators.start_moto()
+        return emulators.start_moto(serialized=atomic_moto)
     return emulators.start_dynalite()
 
 
 class PrivateEmulator:
     """An emulator owned by one test: it may stop, freeze, thaw and restart it."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, atomic_moto: bool = False) -> None:
         self.kind = kind
-        self.emulator = _start(kind)
+        self.emulator = _start(kind, atomic_moto=atomic_moto)
 
     def stop(self) -> None:
         self.emulator.stop()
@@ -110,9 +129,11 @@ class PrivateEmulator:
 
 
 @pytest.fixture
-def private_emulator(network_kind: str) -> Iterator[PrivateEmulator]:
+def private_emulator(
+    network_kind: str, request: pytest.FixtureRequest
+) -> Iterator[PrivateEmulator]:
     """A fresh emulator process for ``network_kind``, for this test alone."""
-    private = PrivateEmulator(network_kind)
+    private = PrivateEmulator(network_kind, atomic_moto=_atomic_moto(request))
     try:
         yield private
     finally:

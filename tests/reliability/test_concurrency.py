@@ -12,6 +12,8 @@ import queue
 import threading
 from typing import Any
 
+import pytest
+
 from durastate.errors import InstanceExists
 from tests.reliability.backends import (
     BackendSpec,
@@ -22,6 +24,9 @@ from tests.reliability.backends import (
 )
 
 PROCESSES, THREADS, INCREMENTS = 4, 8, 3
+
+#: Every test here races conditional writes on one item (see conftest.py).
+pytestmark = pytest.mark.atomic_moto
 
 
 def test_processes_and_threads_lose_no_increment(durable_spec: BackendSpec) -> None:

@@ -31,10 +31,19 @@ from tests.reliability.test_transient import _through
 
 #: How each kind's write travels: the HTTP method of its writes, and how many requests of
 #: that method ``update()`` sends before its write (a custom-status write is a MERGE, sent
-#: as PATCH, after a GET).
+#: as PATCH, after a GET; DynamoDB reads with a POST too; S3 writes with a PUT after GETs).
 _WRITE: dict[str, tuple[Flavor, str, int]] = {
     "azure-tables": ("azure", "PATCH", 0),
+    "dynamodb-moto": ("dynamodb", "POST", 1),
+    "dynamodb-dynalite": ("dynamodb", "POST", 1),
+    "s3": ("s3", "PUT", 0),
 }
+
+
+#: Kinds whose records name the write each update replaced (DynamoDB ``previous_etag``, S3
+#: metadata ``p``): after a lost answer and one other writer, they know for sure whether
+#: their write landed.
+_KEEPS_THE_REPLACED_WRITE = frozenset({"dynamodb-moto", "dynamodb-dynalite", "s3"})
 
 
 class LostAnswerProxy(FaultProxy):
@@ -45,10 +54,15 @@ class LostAnswerProxy(FaultProxy):
     before the retry reaches the server.
     """
 
-    def arm(self, method: str, skip: int, between: Callable[[], None]) -> None:
+    def arm(
+        self, method: str, skip: int, between: Callable[[], None], fault: Fault = "drop_after"
+    ) -> None:
+        """``fault``: ``"drop_after"`` (the write lands, its answer is lost) or ``"drop"``
+        (the connection closes before the write reaches the server)."""
         self._write_method = method
         self._skip = skip
         self._between: Callable[[], None] | None = between
+        self._fault = fault
         self._dropped = False
 
     def _choose(self, method: str) -> Fault | None:
@@ -66,8 +80,8 @@ class LostAnswerProxy(FaultProxy):
             self._skip -= 1
             return None
         self._dropped = True
-        self._count("drop_after")
-        return "drop_after"
+        self._count(self._fault)
+        return self._fault
 
 
 @pytest.fixture
@@ -100,9 +114,10 @@ def test_lost_answer_with_second_writer_is_never_applied_twice(
     with opened(direct) as b:
         b.create_instance("counter", name="wf", input={"keep": "me"}, custom_status={"n": 0})
         _, method, skip = _WRITE[network_kind]
-        proxy.arm(method, skip, lambda: b.update("counter", _add_one))
         unavailable: list[BackendUnavailable] = []
         with opened(_through(direct, proxy)) as a:
+            # armed once A is open: opening may send requests of its own (CreateTable)
+            proxy.arm(method, skip, lambda: b.update("counter", _add_one))
             try:
                 a.update("counter", _add_one)
             except BackendUnavailable as exc:
@@ -114,3 +129,43 @@ def test_lost_answer_with_second_writer_is_never_applied_twice(
         got = b.get_instance("counter", fetch_payloads=True)
         assert got is not None
         assert got.input == {"keep": "me"}
+
+
+@pytest.mark.parametrize("network_kind", sorted(_WRITE))
+@pytest.mark.parametrize(
+    ("fault", "writers"),
+    [("drop_after", 2), ("drop", 1)],
+    ids=["landed-then-two-writers", "never-landed-then-one-writer"],
+)
+def test_outcome_of_a_lost_answer_is_known_or_reported_unknown(
+    network_kind: str, direct: BackendSpec, proxy: LostAnswerProxy, fault: Fault, writers: int
+) -> None:
+    """More than one writer between A's landed write and its retry, or A's write that never
+    reached the server with one writer between: A's ``update()`` either returns, having been
+    applied exactly once, or raises ``BackendUnavailable`` saying the outcome is unknown.
+
+    The counter then tells which: B's increments, plus A's if its first write landed or if
+    ``update()`` returned (a write that never landed may be retried as a plain conflict).
+    """
+    with opened(direct) as b:
+        b.create_instance("counter", name="wf", custom_status={"n": 0})
+        _, method, skip = _WRITE[network_kind]
+        outcome = "returned"
+        with opened(_through(direct, proxy)) as a:
+
+            def others() -> None:
+                for _ in range(writers):
+                    b.update("counter", _add_one)
+
+            proxy.arm(method, skip, others, fault)
+            try:
+                a.update("counter", _add_one)
+            except BackendUnavailable as exc:
+                outcome = "unknown" if "unknown" in str(exc) else str(exc)
+        assert outcome in ("returned", "unknown"), outcome
+        assert proxy.counters[fault] == 1
+        assert proxy.counters["between"] == 1
+        if fault == "drop" and network_kind in _KEEPS_THE_REPLACED_WRITE:
+            assert outcome == "returned"  # the next write names the one it replaced: not ours
+        applied = fault == "drop_after" or outcome == "returned"
+        assert b.get_custom_status("counter") == {"n": writers + applied}, (outcome, fault)

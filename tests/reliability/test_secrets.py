@@ -165,7 +165,7 @@ def test_azure_secrets_typed_in_the_wrong_place(
 
 @pytest.mark.parametrize("scheme", ["dynamodb", "s3"])
 def test_aws_secret_key(
-    moto_server: RunningEmulator, debug_logs: pytest.LogCaptureFixture, scheme: str
+    moto_server_stock: RunningEmulator, debug_logs: pytest.LogCaptureFixture, scheme: str
 ) -> None:
     url = f"{scheme}://{unique('ds-sec-')}"
     options: dict[str, Any] = {
@@ -174,7 +174,7 @@ def test_aws_secret_key(
         "region": "us-east-1",
         **AWS_FAST,
     }
-    with open_store(url, endpoint_url=moto_server.endpoint, **options) as store:
+    with open_store(url, endpoint_url=moto_server_stock.endpoint, **options) as store:
         _assert_clean(*_exercise(store))
     assert any(record.name.startswith("botocore") for record in debug_logs.records)
     dead = f"http://127.0.0.1:{free_port()}"
@@ -212,7 +212,7 @@ def test_pickle_hmac_key(tmp_path: Any, debug_logs: pytest.LogCaptureFixture) ->
 
 def test_cli_output_with_secrets_in_the_environment(
     azurite: RunningEmulator,
-    moto_server: RunningEmulator,
+    moto_server_stock: RunningEmulator,
     monkeypatch: pytest.MonkeyPatch,
     debug_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -235,7 +235,7 @@ def test_cli_output_with_secrets_in_the_environment(
             ),
         },
         {  # AWS secret from the environment, working endpoint, pickle-safe writes
-            "DURASTATE_URL": f"dynamodb://{unique('ds-cli-')}?endpoint_url={moto_server.endpoint}"
+            "DURASTATE_URL": f"dynamodb://{unique('ds-cli-')}?endpoint_url={moto_server_stock.endpoint}"
             "&region=us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": AWS_SECRET,

@@ -122,6 +122,7 @@ def _faulty_run(
     return done, errors, _final_count(direct)
 
 
+@pytest.mark.atomic_moto  # 3 threads race conditional writes on one item
 def test_503_and_429_are_retried_and_count_is_exact(direct: BackendSpec, proxy: FaultProxy) -> None:
     threads, increments = 3, 8
     done, errors, final = _faulty_run(

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
@@ -21,7 +24,7 @@ import botocore.config
 import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from durastate.errors import BackendUnavailable, ConfigurationError
+from durastate.errors import BackendUnavailable, ConfigurationError, DurastateError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -29,11 +32,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AWS_OPTION_NAMES",
+    "AttemptTracker",
     "AwsOptions",
     "aws_client",
+    "contention_pause",
     "error_code",
     "guard",
     "is_unavailable",
+    "outcome_unknown",
+    "refused",
+    "safe_endpoint",
     "unavailable",
 ]
 
@@ -77,7 +85,8 @@ class AwsOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     region: str | None = None
-    endpoint_url: str | None = None
+    #: Out of the repr: a URL may carry userinfo (``https://user:secret@host``).
+    endpoint_url: str | None = Field(default=None, repr=False)
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
@@ -161,8 +170,27 @@ def aws_client(service: Literal["dynamodb", "s3"], options: AwsOptions) -> Any:
         ) from None
     except botocore.exceptions.ProfileNotFound:
         raise ConfigurationError(f"AWS profile {options.profile_name!r} not found") from None
-    except ValueError as exc:  # e.g. a malformed endpoint_url
-        raise ConfigurationError(f"invalid AWS client settings for {service}: {exc}") from None
+    except ValueError:  # e.g. a malformed endpoint_url; botocore's text quotes the URL
+        raise ConfigurationError(
+            f"invalid AWS client settings for {service} "
+            f"(endpoint_url {safe_endpoint(options.endpoint_url)!r})"
+        ) from None
+
+
+def safe_endpoint(url: str | None) -> str:
+    """An endpoint URL as it may be shown: scheme, host and port only, never userinfo, path,
+    query or fragment (``"aws"`` when none is set: the SDK's default endpoint)."""
+    if not url:
+        return "aws"
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<malformed URL>"
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}" if parts.scheme and host else "<malformed URL>"
 
 
 def error_code(exc: BaseException) -> str:
@@ -211,12 +239,107 @@ def unavailable(operation: str, instance_id: str | None, exc: BaseException) -> 
     )
 
 
+#: What to do when no credentials were found: the chain botocore searches, in order.
+NO_CREDENTIALS_HINT = (
+    "pass aws_access_key_id= and aws_secret_access_key= (or profile_name=) as options, "
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment, "
+    "or configure ~/.aws/credentials"
+)
+
+
 @contextlib.contextmanager
 def guard(operation: str, instance_id: str | None = None) -> Iterator[None]:
-    """Turn a service-side failure into ``BackendUnavailable``; let request errors through."""
+    """Turn a service-side failure into ``BackendUnavailable``; let request errors through.
+
+    Missing credentials surface only when the first request is signed; they become a
+    ``ConfigurationError`` saying how to give them, not botocore's traceback.
+    """
     try:
         yield
     except _GUARDED as exc:
         if is_unavailable(exc):
             raise unavailable(operation, instance_id, exc) from None
         raise
+    except botocore.exceptions.NoCredentialsError:
+        raise ConfigurationError(f"no AWS credentials found: {NO_CREDENTIALS_HINT}") from None
+    except botocore.exceptions.ParamValidationError:  # its text quotes the parameters
+        raise ConfigurationError(
+            f"{operation}: botocore refused the request's parameters"
+        ) from None
+
+
+def refused(
+    service: str, operation: str, instance_id: str | None, exc: botocore.exceptions.ClientError
+) -> DurastateError:
+    """A request the service refused for a reason no backend maps to a sharper error.
+
+    Typed (never the SDK's ``ClientError``) and built from the code and HTTP status only,
+    never from the service's message, which may quote the request.
+    """
+    subject = f" of instance {instance_id!r}" if instance_id is not None else ""
+    return DurastateError(
+        f"{operation}{subject} was refused by {service}: "
+        f"{error_code(exc) or 'error'} (HTTP {_http_status(exc)})"
+    )
+
+
+def outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:
+    """The error for a write whose answer was lost and whose effect cannot be told.
+
+    Never a ``ConcurrencyError``: ``update()`` would re-apply its function to a value that
+    may already contain it.
+    """
+    return BackendUnavailable(
+        f"{operation} of instance {instance_id!r}: an answer was lost and the retry found "
+        "another write in place; whether this one was applied is unknown"
+    )
+
+
+#: Failures that happen before a request is sent: an attempt ending in one cannot have landed.
+_NOT_SENT: tuple[type[BaseException], ...] = (botocore.exceptions.ConnectionError,)
+
+
+class AttemptTracker:
+    """Whether an attempt of this thread's last write may have reached the service and landed.
+
+    botocore retries a request whose answer was lost; if the first attempt had landed, a
+    conditional retry then fails on our own write. Registered as a ``needs-retry`` hook
+    (called after every attempt, in the calling thread), it notes attempts that may have
+    been applied: no answer after the request was sent (closed connection, read timeout) or
+    a 5xx other than 503. 4xx answers (throttling included) and 503 were not applied.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def watch(self, client: Any, event: str) -> None:
+        """Follow the attempts of ``event`` (e.g. ``needs-retry.s3.PutObject``)."""
+        client.meta.events.register(event, self.note)
+
+    def reset(self) -> None:
+        self._local.maybe_applied = False
+
+    @property
+    def maybe_applied(self) -> bool:
+        return bool(getattr(self._local, "maybe_applied", False))
+
+    def note(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+        if caught_exception is not None:
+            applied = not isinstance(caught_exception, _NOT_SENT)
+        elif response is not None:
+            status = int(getattr(response[0], "status_code", 0) or 0)
+            applied = status >= 500 and status != 503
+        else:
+            applied = False
+        if applied:
+            self._local.maybe_applied = True
+
+
+def contention_pause(attempt: int) -> None:
+    """A short, growing, jittered pause between last-write-wins retries under contention.
+
+    A last-write-wins write never reports a conflict; it retries until it lands. The pause
+    spreads writers that keep colliding (up to ~50 ms after a few rounds).
+    """
+    if attempt >= 2:
+        time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))

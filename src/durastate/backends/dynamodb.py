@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -37,8 +37,18 @@ import boto3  # noqa: F401 - the "aws" extra; the registry's install hint keys o
 import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from durastate.backends._aws import AwsOptions, aws_client, error_code, guard
-from durastate.core.backend import Backend, RecentPayloads
+from durastate.backends._aws import (
+    AttemptTracker,
+    AwsOptions,
+    aws_client,
+    contention_pause,
+    error_code,
+    guard,
+    outcome_unknown,
+    refused,
+    safe_endpoint,
+)
+from durastate.core.backend import Backend
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -92,8 +102,19 @@ _MAX_QUERY_CALLS: Final = 8  # GSI queries per page before a short page is retur
 
 ID, NAME, STATUS, CREATED = "instance_id", "name", "runtime_status", "created_at"
 UPDATED, CS_UPDATED, ETAG = "last_updated_at", "custom_status_updated_at", "etag"
+PREVIOUS = "previous_etag"  # the etag each update replaced: recognises a lost answer
 CS, INPUT, OUTPUT = "custom_status", "input", "output"
-_NAMES: Final = {"#id": ID, "#st": STATUS, "#et": ETAG, "#lu": UPDATED, "#cu": CS_UPDATED}
+_NAMES: Final = {
+    "#id": ID,
+    "#st": STATUS,
+    "#et": ETAG,
+    "#pv": PREVIOUS,
+    "#lu": UPDATED,
+    "#cu": CS_UPDATED,
+}
+#: The SET part every update carries: a new etag, and the one it replaces kept beside it
+#: (DynamoDB evaluates every operand against the item as it was before the update).
+_NEW_ETAG: Final = "#et = :et, #pv = #et"
 
 
 class DynamoDBOptions(BaseModel):
@@ -105,7 +126,7 @@ class DynamoDBOptions(BaseModel):
     create_table: bool = True
     index_name: str = "by_status_created"
     offload_bucket: str | None = None
-    offload_endpoint_url: str | None = None  # default: the DynamoDB endpoint
+    offload_endpoint_url: str | None = Field(default=None, repr=False)  # default: DynamoDB's
     offload_prefix: str = "durastate/"
     offload_threshold: int = Field(default=100_000, ge=1, le=INLINE_LIMIT)
     ttl_attribute: str | None = None
@@ -134,14 +155,35 @@ def _new_etag() -> str:
     return os.urandom(12).hex()
 
 
-def _ours(old: Item | None, new_etag: str) -> bool:
-    """Whether the item that failed a condition carries the etag this very call generated.
+def _landed(old: Item | None, made: str, expected: str | None, maybe_applied: bool) -> bool | None:
+    """Did this call's write land, judging by the item that failed its condition?
 
     botocore retries a request whose answer was lost (connection dropped, timeout, 5xx).
     When the first attempt had landed, the retry meets the item that attempt wrote and its
-    condition fails; the etag is random per call, so a match proves the write is ours.
+    condition fails. The etag ``made`` is random per call, so finding it as the item's etag,
+    or as the etag a later write replaced (another writer got in before the retry), proves
+    the write is ours: ``True``. ``False`` when it cannot have landed: no attempt may have
+    been applied, or the write that followed ``expected`` (the etag it was conditioned on) is
+    another's. ``None``: unknown (the history is gone), and the caller must not guess.
     """
-    return old is not None and _s(old, ETAG) == new_etag
+    if old is not None and made in (_s(old, ETAG), _s(old, PREVIOUS)):
+        return True
+    if not maybe_applied:
+        return False
+    if old is not None and expected is not None and _s(old, PREVIOUS) == expected:
+        return False
+    return None
+
+
+def _is_index_key(key: Any, status: RuntimeStatus) -> bool:
+    """Whether ``key`` has the shape of a ``LastEvaluatedKey`` of the index for ``status``."""
+    if not isinstance(key, dict) or set(key) != {ID, STATUS, CREATED}:
+        return False
+    if not all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+    ):
+        return False
+    return bool(key[STATUS]["S"] == status.value and key[ID]["S"] and key[CREATED]["S"])
 
 
 def _s(item: Item, name: str) -> str | None:
@@ -184,22 +226,42 @@ class _Offloader:
         self._bucket_ready = True
 
     def put(self, instance_id: str, field: str, data: bytes) -> str:
-        self._ensure_bucket()
+        """Upload under a new key; a bucket deleted since first use is created again."""
         digest = hashlib.sha256(instance_id.encode("utf-8")).hexdigest()[:32]
         key = f"{self._prefix}{digest}/{field}/{_new_etag()}"
-        with guard(f"offload {field}", instance_id):
-            self.client.put_object(Bucket=self._bucket, Key=key, Body=data)
-        return key
+        for attempt in range(2):
+            self._ensure_bucket()
+            try:
+                with guard(f"offload {field}", instance_id):
+                    self.client.put_object(Bucket=self._bucket, Key=key, Body=data)
+                return key
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "NoSuchBucket" or attempt:
+                    raise self._refused(f"offload {field}", exc) from None
+                self._bucket_ready = False
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, instance_id: str, field: str, key: str) -> bytes:
         with guard(f"read offloaded {field}", instance_id):
             try:
                 return self.client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) in {"NoSuchKey", "404", "NoSuchBucket"}:
+                code = error_code(exc)
+                if code == "NoSuchBucket":
+                    reason = f"offload bucket {self._bucket!r} (with its {field}) is gone"
+                    raise CorruptRecord(instance_id, reason) from None
+                if code in {"NoSuchKey", "404"}:
                     reason = f"offloaded {field} object is missing"
                     raise CorruptRecord(instance_id, reason) from None
-                raise
+                raise self._refused(f"read offloaded {field}", exc) from None
+
+    def _refused(self, operation: str, exc: botocore.exceptions.ClientError) -> ConfigurationError:
+        """S3 refused a request (access, bucket, ...): name it by code, never by its text."""
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return ConfigurationError(
+            f"{operation}: S3 refused it for offload bucket {self._bucket!r}: "
+            f"{error_code(exc) or 'error'} (HTTP {status})"
+        )
 
     def delete(self, instance_id: str, keys: Sequence[str]) -> None:
         """Best effort: a failed cleanup leaves an orphan, never fails the caller's write."""
@@ -235,13 +297,18 @@ class DynamoDBBackend(Backend):
     )
 
     def __init__(self, options: DynamoDBOptions, aws: AwsOptions | None = None) -> None:
-        if not _TABLE_NAME.match(options.table):
-            raise ConfigurationError(f"invalid DynamoDB table name {options.table!r}")
+        if not _TABLE_NAME.match(options.table):  # not echoed: it may be a pasted secret
+            raise ConfigurationError(
+                "invalid DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ . - "
+                f"(got {len(options.table)} characters)"
+            )
         self.options = options
         self.aws = aws or AwsOptions()
         self.table = options.table
         self.client: DynamoDBClient = aws_client("dynamodb", self.aws)
-        self._recent = RecentPayloads()  # the status bytes at this backend's latest etags
+        self._attempts = AttemptTracker()
+        for operation in ("PutItem", "UpdateItem"):
+            self._attempts.watch(self.client, f"needs-retry.dynamodb.{operation}")
         self._offload = self._offloader(options)
         self._ttl = options.ttl_attribute
         self._old_on_failure: bool | None = None  # does the server honour ALL_OLD on failure?
@@ -271,6 +338,11 @@ class DynamoDBBackend(Backend):
         parts = urlsplit(url)
         if parts.scheme != cls.scheme or not parts.netloc:
             raise ConfigurationError("expected a URL of the form dynamodb://TABLE")
+        if "@" in parts.netloc:  # never echo it: it is likely KEY:SECRET
+            raise ConfigurationError(
+                "dynamodb:// URLs take no credentials: pass aws_access_key_id= and "
+                "aws_secret_access_key= as options, or use the AWS environment"
+            )
         merged: dict[str, Any] = {"table": parts.netloc, **dict(parse_qsl(parts.query))}
         merged.update(options)
         aws, rest = AwsOptions.pick(merged)
@@ -281,7 +353,8 @@ class DynamoDBBackend(Backend):
             raise ConfigurationError(f"invalid DynamoDB option(s): {fields}") from None
 
     def __repr__(self) -> str:
-        return f"DynamoDBBackend(table={self.table!r}, endpoint={self.aws.endpoint_url!r})"
+        endpoint = safe_endpoint(self.aws.endpoint_url)
+        return f"DynamoDBBackend(table={self.table!r}, endpoint={endpoint!r})"
 
     def close(self) -> None:
         self.client.close()
@@ -292,7 +365,8 @@ class DynamoDBBackend(Backend):
 
     @contextmanager
     def _errors(self, operation: str, instance_id: str | None) -> Iterator[None]:
-        """Service failures -> BackendUnavailable; setup mistakes -> ConfigurationError."""
+        """Service failures -> BackendUnavailable; setup mistakes -> ConfigurationError;
+        a failed condition stays a ClientError for the caller; anything else is refused."""
         with guard(operation, instance_id):
             try:
                 yield
@@ -306,7 +380,9 @@ class DynamoDBBackend(Backend):
                     raise ConfigurationError(
                         f"not allowed to {operation} on DynamoDB table {self.table!r}: {code}"
                     ) from None
-                raise
+                if code == _CCF:
+                    raise  # the caller explains a failed condition
+                raise refused("DynamoDB", operation, instance_id, exc) from None
 
     # -- table ------------------------------------------------------------------------------
 
@@ -356,12 +432,16 @@ class DynamoDBBackend(Backend):
         if self._ttl is None:
             return
         try:
-            with self._errors("enable TTL", None):
+            with guard("enable TTL", None):
                 self.client.update_time_to_live(
                     TableName=self.table,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": self._ttl},
                 )
         except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in _AUTH_CODES:
+                raise ConfigurationError(
+                    f"not allowed to enable TTL on DynamoDB table {self.table!r}"
+                ) from None
             # dynalite has no UpdateTimeToLive; expired items still read as absent here.
             log.warning("could not enable TTL on %r: %s", self.table, error_code(exc))
 
@@ -456,6 +536,7 @@ class DynamoDBBackend(Backend):
             UPDATED,
             CS_UPDATED,
             ETAG,
+            PREVIOUS,
             CS,
             f"{CS}_encoding",
             f"{CS}_ref",
@@ -472,15 +553,18 @@ class DynamoDBBackend(Backend):
         etag_made: str,
         uploaded: list[str],
         send: Callable[[], Any],
+        expected: str | None = None,
     ) -> _Written:
         """Send one conditional write and sort out its offloaded uploads.
 
-        A failed condition is explained from the old item: when it carries ``etag_made``,
-        botocore retried a write whose answer was lost and the first attempt landed (the
-        uploads are in use). Otherwise the uploads are deleted — except when the outcome is
-        unknown (``BackendUnavailable``): the item may point at them, and an orphaned
-        object is better than a reference to a deleted one.
+        A failed condition is explained from the old item (see `_landed`): our own write
+        found there means botocore retried a write whose answer was lost and the first
+        attempt landed (the uploads are in use); an unknown outcome raises
+        ``BackendUnavailable`` rather than a conflict that ``update()`` would retry. Otherwise
+        the uploads are deleted — except when the outcome is unknown: the item may point at
+        them, and an orphaned object is better than a reference to a deleted one.
         """
+        self._attempts.reset()
         try:
             with self._errors(operation, instance_id):
                 return _Written(response=send())
@@ -489,7 +573,10 @@ class DynamoDBBackend(Backend):
                 self._cleanup(instance_id, uploaded)
                 raise
             old = self._old_item(instance_id, exc)
-            if _ours(old, etag_made):
+            landed = _landed(old, etag_made, expected, self._attempts.maybe_applied)
+            if landed is None:
+                raise outcome_unknown(operation, instance_id) from None
+            if landed:
                 return _Written(old=old, ours=True)
             self._cleanup(instance_id, uploaded)
             return _Written(old=old)
@@ -528,7 +615,6 @@ class DynamoDBBackend(Backend):
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
         """One conditional PutItem; a restart replaces the whole item (old output/status go)."""
-        self._recent.forget(new.instance_id)
         etag = _new_etag()
         uploaded: list[str] = []
         item = self._new_item(new, etag, uploaded)
@@ -588,11 +674,8 @@ class DynamoDBBackend(Backend):
         """One consistent GetItem (plus S3 gets for offloaded payloads)."""
         item = self._get(instance_id, fetch_payloads)
         if item is None:
-            self._recent.forget(instance_id)
             return None
-        record = self._record(item, fetch_payloads)
-        self._recent.remember(instance_id, record.etag, record.custom_status)
-        return record
+        return self._record(item, fetch_payloads)
 
     def _old_item(self, instance_id: str, exc: botocore.exceptions.ClientError) -> Item | None:
         """The item that failed a condition: from the error (ALL_OLD), else one GetItem."""
@@ -612,16 +695,18 @@ class DynamoDBBackend(Backend):
     ) -> WriteResult:
         """One UpdateItem with no read; identical bytes fail the condition and write nothing.
 
-        With the etag of this backend's last write or read and the same bytes, not even that.
+        Even identical bytes at the etag of this backend's own last write are sent: only the
+        service can tell whether another process wrote since (a stale etag must fail).
+        Without an etag a failed condition whose item changed before it could be explained
+        (dynalite has no ALL_OLD on failure) is retried: last write wins, never a conflict.
         """
-        if self._recent.unchanged(instance_id, etag, payload):
-            return WriteResult(str(etag), written=False)
-        for _ in range(3):
+        attempt = 0
+        while True:
             result = self._try_custom_status(instance_id, payload, etag, now)
             if result is not None:
-                self._recent.remember(instance_id, result.etag, payload)
                 return result
-        raise ConcurrencyError(instance_id, etag)  # the item kept changing under us
+            contention_pause(attempt)
+            attempt += 1
 
     def _update_request(
         self,
@@ -674,7 +759,7 @@ class DynamoDBBackend(Backend):
             names["#csr"] = f"{CS}_ref"
             update = "SET #csr = :ref, #cse = :enc"
             condition = "attribute_exists(#id)"
-        update += ", #cu = :now, #lu = :now, #et = :et" + self._ttl_set(now, names, values)
+        update += f", #cu = :now, #lu = :now, {_NEW_ETAG}" + self._ttl_set(now, names, values)
         if self._offload is not None:
             update += " REMOVE #csr" if kind == "B" else " REMOVE #cs"
             names["#csr"] = f"{CS}_ref"
@@ -700,6 +785,7 @@ class DynamoDBBackend(Backend):
             lambda: self.client.update_item(
                 **self._custom_status_request(instance_id, payload, etag, now, new_etag, uploaded)
             ),
+            expected=etag,
         )
         if written.ours:
             return WriteResult(new_etag, written=True)
@@ -742,7 +828,6 @@ class DynamoDBBackend(Backend):
         now: datetime,
     ) -> str:
         """One conditional UpdateItem: status, timestamps, etag, and the output if asked."""
-        self._recent.forget(instance_id)  # every etag seen so far is about to go stale
         new_etag = _new_etag()
         uploaded: list[str] = []
         written = self._write_conditionally(
@@ -755,6 +840,7 @@ class DynamoDBBackend(Backend):
                     instance_id, status, output, set_output, etag, now, new_etag, uploaded
                 )
             ),
+            expected=etag,
         )
         if written.ours:
             return new_etag
@@ -780,7 +866,7 @@ class DynamoDBBackend(Backend):
     ) -> dict[str, Any]:
         names = dict(_NAMES)
         values: Item = {":st": {"S": status.value}, ":now": {"S": _ts(now)}, ":et": {"S": new_etag}}
-        sets = ["#st = :st", "#lu = :now", "#et = :et"]
+        sets = ["#st = :st", "#lu = :now", _NEW_ETAG]
         removes: list[str] = []
         if set_output:
             names.update({"#out": OUTPUT, "#oute": f"{OUTPUT}_encoding", "#outr": f"{OUTPUT}_ref"})
@@ -815,7 +901,6 @@ class DynamoDBBackend(Backend):
 
     def delete(self, instance_id: str) -> bool:
         """One DeleteItem (ALL_OLD tells whether it existed), then its offloaded objects."""
-        self._recent.forget(instance_id)
         with self._errors("delete", instance_id):
             response = self.client.delete_item(
                 TableName=self.table, Key={ID: {"S": instance_id}}, ReturnValues="ALL_OLD"
@@ -829,17 +914,34 @@ class DynamoDBBackend(Backend):
     # -- queries ----------------------------------------------------------------------------
 
     def query(self, query: InstanceQuery) -> RecordPage:
+        return self._page(query, None)
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """Delete every match, unreadable items among them (found by the index, so their
+        status and creation time match; a corrupt item is listed by no page)."""
+        doomed: list[str] = []
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = self._page(page_query, doomed)
+            doomed.extend(record.instance_id for record in page.items)
+            if page.continuation is None:
+                break
+            page_query = replace(page_query, continuation=page.continuation)
+        return sum(1 for instance_id in doomed if self.delete(instance_id))
+
+    def _page(self, query: InstanceQuery, corrupt: list[str] | None) -> RecordPage:
         """Query the GSI once per wanted status (all six without a filter), never a Scan.
 
         ``page_size`` bounds the keys evaluated per page (the prefix filter runs after
         DynamoDB's ``Limit``), so a page may be short or empty and still have a continuation.
         Records are then fetched by key with a consistent BatchGetItem and re-checked, as
-        the index is eventually consistent.
+        the index is eventually consistent. An unreadable item is skipped with a warning
+        naming the instance (and its id collected in ``corrupt`` when given).
         """
         statuses = [
             s for s in _STATUS_ORDER if query.runtime_status is None or s in query.runtime_status
         ]
-        position, start_key = self._decode(query.continuation, len(statuses))
+        position, start_key = self._decode(query.continuation, statuses)
         key_range = self._key_range(query)
         if key_range is None:
             return RecordPage(items=[], continuation=None)
@@ -857,19 +959,28 @@ class DynamoDBBackend(Backend):
         continuation = None
         if position < len(statuses):
             continuation = encode_token({"v": 1, "s": position, "k": start_key})
-        records = self._fetch(keys, query)
+        records = self._fetch(keys, query, corrupt)
         return RecordPage(items=records, continuation=continuation)
 
     @staticmethod
-    def _decode(token: str | None, count: int) -> tuple[int, Item | None]:
+    def _decode(token: str | None, statuses: Sequence[RuntimeStatus]) -> tuple[int, Item | None]:
+        """The position in ``statuses`` and the index key to start after.
+
+        The key must be exactly what DynamoDB returned as ``LastEvaluatedKey`` for that
+        status (three string attributes), so a forged or foreign token is refused here
+        instead of reaching DynamoDB as a malformed ``ExclusiveStartKey``.
+        """
         if token is None:
             return 0, None
         state = decode_token(token)
         position, key = state.get("s"), state.get("k")
-        if state.get("v") != 1 or not isinstance(position, int) or not 0 <= position < count:
-            raise InvalidContinuationToken("continuation token is not valid")
-        if key is not None and not isinstance(key, dict):
-            raise InvalidContinuationToken("continuation token is not valid")
+        if (
+            state.get("v") != 1
+            or type(position) is not int
+            or not 0 <= position < len(statuses)
+            or not (key is None or _is_index_key(key, statuses[position]))
+        ):
+            raise InvalidContinuationToken("continuation token is not valid for this query")
         return position, key
 
     @staticmethod
@@ -922,8 +1033,11 @@ class DynamoDBBackend(Backend):
                 **extra,
             )
 
-    def _fetch(self, keys: Sequence[Item], query: InstanceQuery) -> list[InstanceRecord]:
-        """The records for index keys, in index order; gone, expired or changed ones dropped."""
+    def _fetch(
+        self, keys: Sequence[Item], query: InstanceQuery, corrupt: list[str] | None
+    ) -> list[InstanceRecord]:
+        """The records for index keys, in index order; gone, expired or changed ones dropped,
+        unreadable ones skipped with a warning."""
         wanted = [str(key[ID]["S"]) for key in keys]
         items: dict[str, Item] = {}
         for start in range(0, len(wanted), 100):
@@ -934,7 +1048,13 @@ class DynamoDBBackend(Backend):
             item = items.get(instance_id)
             if item is None or self._expired(item, now):
                 continue
-            record = self._record(item, query.fetch_payloads)
+            try:
+                record = self._record(item, query.fetch_payloads)
+            except CorruptRecord as exc:
+                log.warning("skipping unreadable instance %r: %s", exc.instance_id, exc.reason)
+                if corrupt is not None:
+                    corrupt.append(instance_id)
+                continue
             if query.matches(record):
                 records.append(record)
         return records

@@ -2,38 +2,46 @@
 
 Layout (``P`` is the prefix, ``K`` the escaped instance id, see `instance_key`)::
 
-    P/records/K   JSON header line + input bytes + output bytes   (written by create and by
-                  runtime-status changes; never by a custom-status update)
+    P/records/K   JSON header line + first custom-status bytes + input bytes + output bytes
+                  (written by create and by runtime-status changes; never by a
+                  custom-status update)
     P/status/K    b"ds2 RUN VER WRITE ENCODING\\n" + custom-status bytes;
-                  metadata ``cs-updated`` and ``w`` (= WRITE)
+                  metadata ``cs-updated``, ``w`` (= WRITE) and ``p`` (the WRITE it replaced)
 
-The status object is the commit point of every write. Its S3 ETag is the MD5 of its body, and
-the body's small header names the run, a version token that every runtime-status change
-renews, and a token new to each write, so every write gives the object a new ETag. The etag
-handed to callers is ``RUN.VER.WRITE.MD5``:
+The status object is the commit point of every write after create. Its S3 ETag is the MD5
+of its body, and the body's small header names the run, a version token that every
+runtime-status change renews, and a token new to each write, so every write gives the
+object a new ETag. The etag handed to callers is ``RUN.VER.WRITE.MD5``:
 
 - a custom-status update is one ``PutObject`` with ``If-Match: MD5`` and no read before it;
   if the body stored at the caller's etag (its header rebuilt from RUN, VER and WRITE, plus
-  the new bytes) hashes to ``MD5``, the stored status is already identical and nothing is
-  sent at all;
+  the new bytes) hashes to ``MD5``, the bytes are unchanged and one HEAD with ``If-Match``
+  replaces the PUT (only S3 knows whether another process wrote since);
 - a runtime-status change (rare) reads both objects, renews VER with a conditional PUT of
   the status object (the commit), then rewrites the record with ``If-Match`` on its ETag;
-- create is ``If-None-Match: *`` on the record, then the status object.
+- create is ``If-None-Match: *`` (a restart: ``If-Match``) on the record, which carries the
+  run's first custom status, so the new run is visible whole at once; then a conditional
+  PUT seals the status object for the new run (`S3Backend._seal`) without undoing a write
+  of the new run that got there first.
 
-Every PUT carries its write token in metadata ``w``. When botocore retried a conditional PUT
-after an attempt that may have reached S3 (a lost answer, a timeout, a 5xx other than 503)
-and the retry got 412, the first attempt may have landed: a HEAD tells, by the token, whether
-the object holds our write (success) or another (a conflict if no attempt can have landed,
-otherwise ``BackendUnavailable``: the outcome is unknown). A create tells by the run id in
-the record it finds.
+Every PUT carries its write token in metadata ``w``, and a status write the token it
+replaced in ``p``. When botocore retried a conditional PUT after an attempt that may have
+reached S3 (a lost answer, a timeout, a 5xx other than 503) and the retry got 412, the first
+attempt may have landed: a HEAD tells, by the tokens, whether the object holds our write or
+the one write that replaced it (success), or something else (``BackendUnavailable``: the
+outcome is unknown; never a conflict that ``update()`` would re-apply). A create tells by
+the run id in the record it finds.
 
 Costs in S3 requests are listed in docs/s3.md and on each method.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import re
 import secrets
 import threading
 import urllib.parse
@@ -41,12 +49,22 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self, TypeVar
 
 import boto3  # noqa: F401 - imported eagerly so a missing SDK names the 'aws' extra
 import botocore.exceptions
 
-from durastate.backends._aws import AwsOptions, aws_client, error_code, guard
+from durastate.backends._aws import (
+    AttemptTracker,
+    AwsOptions,
+    aws_client,
+    contention_pause,
+    error_code,
+    guard,
+    outcome_unknown,
+    refused,
+    safe_endpoint,
+)
 from durastate.core.backend import Backend
 from durastate.core.records import (
     Capabilities,
@@ -60,7 +78,6 @@ from durastate.core.records import (
 )
 from durastate.core.tokens import InvalidContinuationToken, decode_token, encode_token
 from durastate.errors import (
-    BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
@@ -73,12 +90,15 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Backend", "escape_id", "instance_key"]
 
+log = logging.getLogger(__name__)
+
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 _HASH_SUFFIX_BYTES = 2 + 64  # "%~" + sha256 hex, for ids whose escaped form is too long
 _HEADER_RANGE = 8192  # first bytes fetched when only the record's header is wanted
 _MAX_RETRIES = 16  # last-write-wins loops give up (ConcurrencyError) after this many tries
 _NO_STATUS = "0"  # the MD5 part of an etag when the run has no status object yet
 _KNOWN_CAPACITY = 4096
+_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")  # what botocore accepts (S3 is stricter)
 
 # ASCII kept as-is: letters, digits and the punctuation S3 documents as safe or harmless.
 # Everything else in ASCII ('/', '%', controls, and S3's "characters to avoid") is %XX.
@@ -170,11 +190,19 @@ def _token() -> str:
     return secrets.token_hex(6)
 
 
-def _outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:
-    return BackendUnavailable(
-        f"{operation} of instance {instance_id!r}: an answer was lost and the retry found "
-        "another write in place; whether this one was applied is unknown"
-    )
+def _landed(metadata: Mapping[str, str], write: str, replaces: str | None) -> bool | None:
+    """Did the write ``write`` (conditioned on the write ``replaces``) land, judging by the
+    metadata of the object a retry met?
+
+    ``True`` when the object holds it (``w``) or the write that replaced it (``p``);
+    ``False`` when the write that followed ``replaces`` is another's (a conditional write
+    could only have landed right there); ``None`` when the object's history cannot tell.
+    """
+    if write in (metadata.get("w"), metadata.get("p")):
+        return True
+    if replaces is not None and metadata.get("p") == replaces:
+        return False
+    return None
 
 
 def _md5(body: bytes) -> str:
@@ -223,7 +251,12 @@ def _parse_status(instance_id: str, body: bytes, md5: str, meta: Mapping[str, st
 
 @dataclass(frozen=True, slots=True)
 class _Record:
-    """A parsed record object; ``input``/``output`` are ``None`` when not fetched."""
+    """A parsed record object; ``input``/``output`` are ``None`` when not fetched.
+
+    ``custom_status`` is the run's first custom status, written with the record by create
+    (one PUT, so a new run is visible whole or not at all); it counts until the run has a
+    status object of its own. ``has_custom_status`` says whether its bytes were fetched.
+    """
 
     instance_id: str
     run: str
@@ -235,6 +268,9 @@ class _Record:
     output: Payload | None
     s3_etag: str
     has_payloads: bool
+    custom_status: Payload | None = None
+    custom_status_updated_at: datetime | None = None
+    has_custom_status: bool = True
 
 
 def _payload_head(payload: Payload | None) -> list[Any] | None:
@@ -250,13 +286,20 @@ def _record_body(record: _Record) -> bytes:
         "rs": record.runtime_status.value,
         "created": record.created_at.isoformat(),
         "updated": record.last_updated_at.isoformat(),
+        "cs": _payload_head(record.custom_status),
+        "csu": _iso(record.custom_status_updated_at),
         "in": _payload_head(record.input),
         "out": _payload_head(record.output),
     }
     line = json.dumps(header, separators=(",", ":")).encode("ascii")  # ensure_ascii: no \n
     parts = [line, b"\n"]
-    parts.extend(p.data for p in (record.input, record.output) if p is not None)
+    payloads = (record.custom_status, record.input, record.output)
+    parts.extend(p.data for p in payloads if p is not None)
     return b"".join(parts)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _parse_time(instance_id: str, text: str) -> datetime:
@@ -266,57 +309,87 @@ def _parse_time(instance_id: str, text: str) -> datetime:
         raise CorruptRecord(instance_id, f"bad timestamp {text[:40]!r}") from None
 
 
-def _split_payloads(header: dict[str, Any], rest: bytes) -> tuple[Payload | None, Payload | None]:
+_BODY_FIELDS = ("cs", "in", "out")  # the payloads after the header line, in this order
+
+
+def _split_payloads(header: dict[str, Any], rest: bytes, complete: bool) -> list[Payload | None]:
+    """The payloads of ``_BODY_FIELDS``; with ``complete=False`` only those fully in ``rest``
+    (the others come back as ``None``; the caller knows which it needs)."""
     payloads: list[Payload | None] = []
     offset = 0
-    for field in ("in", "out"):
+    for field in _BODY_FIELDS:
         head = header.get(field)
         if head is None:
             payloads.append(None)
             continue
         encoding, size = head
-        payloads.append(Payload.from_encoding(rest[offset : offset + size], encoding))
-        offset += size
-    if offset != len(rest):
+        if not isinstance(encoding, str) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"bad payload head for {field!r}")
+        end = offset + size
+        payloads.append(
+            Payload.from_encoding(rest[offset:end], encoding) if end <= len(rest) else None
+        )
+        offset = end
+    if complete and offset != len(rest):
         raise ValueError("payload lengths do not match the object size")
-    return payloads[0], payloads[1]
+    return payloads
 
 
-def _parse_record(key_hint: str, body: bytes, s3_etag: str, complete: bool) -> _Record:
-    """Parse a record body; with ``complete=False`` only the header is present."""
+def _parse_record(instance_id: str, body: bytes, s3_etag: str, complete: bool) -> _Record:
+    """Parse the record object of ``instance_id``; ``complete=False``: only its first bytes.
+
+    A record whose header names another instance (an object copied or moved to this key)
+    is corrupt for this instance: it must never read as the other one.
+    """
     line, _, rest = body.partition(b"\n")
     try:
         header = json.loads(line)
-        instance_id = header["id"]
+        stored_id = header["id"]
     except (ValueError, KeyError, TypeError):
-        raise CorruptRecord(key_hint, "record object has no valid header") from None
+        raise CorruptRecord(instance_id, "record object has no valid header") from None
+    if stored_id != instance_id:
+        raise CorruptRecord(instance_id, "record object belongs to another instance")
     try:
-        inp, out = _split_payloads(header, rest) if complete else (None, None)
+        custom, inp, out = _split_payloads(header, rest, complete)
+        custom_at = header.get("csu")
         return _Record(
             instance_id=instance_id,
-            run=header["run"],
-            name=header["name"],
+            run=str(header["run"]),
+            name=str(header["name"]),
             runtime_status=RuntimeStatus(header["rs"]),
             created_at=_parse_time(instance_id, header["created"]),
             last_updated_at=_parse_time(instance_id, header["updated"]),
-            input=inp,
-            output=out,
+            input=inp if complete else None,
+            output=out if complete else None,
             s3_etag=s3_etag,
             has_payloads=complete,
+            custom_status=custom,
+            custom_status_updated_at=_parse_time(instance_id, custom_at) if custom_at else None,
+            has_custom_status=header.get("cs") is None or custom is not None,
         )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptRecord(instance_id, f"record object is malformed: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = f"record object is malformed ({type(exc).__name__})"
+        raise CorruptRecord(instance_id, reason) from None
+
+
+def _current_status(
+    record: _Record, status: _Status | None
+) -> tuple[Payload | None, datetime | None]:
+    """The run's custom status and when it was set: its status object's, or, until it has
+    one (a status object of another run is an older run's), the one created with it."""
+    if status is not None and status.run == record.run:
+        return status.payload, status.updated_at
+    return record.custom_status, record.custom_status_updated_at
 
 
 def _compose(record: _Record, status: _Status | None, fetch_payloads: bool) -> InstanceRecord:
-    """The caller's view: a status object of another run counts as no custom status."""
-    current = status if status is not None and status.run == record.run else None
+    """The caller's view of a record and the status object found beside it."""
+    custom, updated = _current_status(record, status)
     etag = (
         _Etag(record.run, status.ver, status.write, status.md5)
         if status
         else _Etag(record.run, _NO_STATUS, _NO_STATUS, _NO_STATUS)
     )
-    updated = current.updated_at if current else None
     last = max(record.last_updated_at, updated) if updated else record.last_updated_at
     return InstanceRecord(
         instance_id=record.instance_id,
@@ -326,7 +399,7 @@ def _compose(record: _Record, status: _Status | None, fetch_payloads: bool) -> I
         last_updated_at=last,
         custom_status_updated_at=updated,
         etag=str(etag),
-        custom_status=current.payload if current else None,
+        custom_status=custom,
         input=record.input if fetch_payloads else None,
         output=record.output if fetch_payloads else None,
     )
@@ -346,45 +419,9 @@ class _Missing(Exception):
 class _OutcomeUnknown(Exception):
     """A retried conditional PUT got 412, and the object holds a write that is not ours.
 
-    An earlier attempt may have landed and since been overwritten, or never have landed:
-    the caller cannot tell a conflict from a success.
+    An earlier attempt may have landed and since been overwritten by more than one write,
+    or never have landed: the caller cannot tell a conflict from a success.
     """
-
-
-#: Failures that happen before a request is sent: an attempt ending in one cannot have landed.
-_NOT_SENT: tuple[type[BaseException], ...] = (botocore.exceptions.ConnectionError,)
-
-
-class _Attempts:
-    """Whether an attempt of this thread's last PutObject may have reached S3 and landed.
-
-    botocore retries a PUT whose answer was lost; if the first attempt had landed, a
-    conditional retry then gets 412 from our own write. This ``needs-retry`` hook (called after
-    every attempt, in the calling thread) notes attempts that may have been applied: no answer
-    after the request was sent (closed connection, read timeout) or a 5xx other than 503
-    (S3's SlowDown, a refusal). 4xx answers (429 throttling included) were not applied.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def reset(self) -> None:
-        self._local.maybe_applied = False
-
-    @property
-    def maybe_applied(self) -> bool:
-        return bool(getattr(self._local, "maybe_applied", False))
-
-    def note(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
-        if caught_exception is not None:
-            applied = not isinstance(caught_exception, _NOT_SENT)
-        elif response is not None:
-            status = int(getattr(response[0], "status_code", 0) or 0)
-            applied = status >= 500 and status != 503
-        else:
-            applied = False
-        if applied:
-            self._local.maybe_applied = True
 
 
 _T = TypeVar("_T")
@@ -461,8 +498,11 @@ class S3Backend(Backend):
         create_bucket: bool = True,
         client: S3Client | None = None,
     ) -> None:
-        if not bucket:
-            raise ConfigurationError("s3:// needs a bucket: s3://BUCKET/PREFIX")
+        if not _BUCKET_NAME.match(bucket):  # not echoed: it may be a pasted secret
+            raise ConfigurationError(
+                "s3:// needs a bucket name of 1 to 255 of a-z A-Z 0-9 . - _ "
+                f"(got {len(bucket)} characters): s3://BUCKET/PREFIX"
+            )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         base = f"{self.prefix}/" if self.prefix else ""
@@ -477,8 +517,8 @@ class S3Backend(Backend):
         self._bucket_ready = False
         self._bucket_lock = threading.Lock()
         self._known = _Known()
-        self._attempts = _Attempts()
-        self.client.meta.events.register("needs-retry.s3.PutObject", self._attempts.note)
+        self._attempts = AttemptTracker()
+        self._attempts.watch(self.client, "needs-retry.s3.PutObject")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -501,7 +541,7 @@ class S3Backend(Backend):
         return cls(parts.netloc, prefix, aws=aws, create_bucket=create_bucket)
 
     def __repr__(self) -> str:
-        endpoint = self._options.endpoint_url or "aws"
+        endpoint = safe_endpoint(self._options.endpoint_url)
         return f"S3Backend(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={endpoint!r})"
 
     def close(self) -> None:
@@ -533,7 +573,7 @@ class S3Backend(Backend):
             raise ConfigurationError(
                 f"s3 {operation} on bucket {self.bucket!r} was refused: {code}"
             ) from None
-        raise exc
+        raise refused("S3", operation, None, exc) from None
 
     def _ready(self) -> None:
         """Create the bucket on first use (unless ``create_bucket=False``)."""
@@ -555,14 +595,11 @@ class S3Backend(Backend):
         if region and region != "us-east-1":
             config["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
-            self._call(
-                "create_bucket",
-                None,
-                lambda: self.client.create_bucket(Bucket=self.bucket, **config),
-            )
+            with guard("create_bucket"):
+                self.client.create_bucket(Bucket=self.bucket, **config)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                raise
+                self._raise_for(exc, "create_bucket")
 
     def _get(self, key: str, instance_id: str, *, head_only: bool = False) -> _Object | None:
         """GET an object (only its first bytes when ``head_only``); ``None`` if absent."""
@@ -591,15 +628,21 @@ class S3Backend(Backend):
         write: str,
         metadata: Mapping[str, str] | None = None,
         if_match: str | None = None,
+        replaces: str | None = None,
         verify: bool = True,
     ) -> str:
         """PUT with ``If-Match`` (or ``If-None-Match: *`` for `_NO_STATUS`); the new ETag.
 
-        ``write`` is this write's token, stored as metadata ``w``. A 412 after an attempt that
-        may have landed (see `_Attempts`) is checked with a HEAD when ``verify``: our token
-        there means our write landed (its ETag is returned); another means `_OutcomeUnknown`.
+        ``write`` is this write's token, stored as metadata ``w``; ``replaces``, the token of
+        the write it is conditioned on, as ``p``. A 412 after an attempt that may have landed
+        (see `AttemptTracker`) is checked with a HEAD when ``verify``: our token there (as
+        ``w``, or as ``p`` of a write that followed ours) means our write landed; another
+        means `_OutcomeUnknown`.
         """
-        kwargs: dict[str, Any] = {"Metadata": {**(metadata or {}), "w": write}}
+        meta = {**(metadata or {}), "w": write}
+        if replaces is not None:
+            meta["p"] = replaces
+        kwargs: dict[str, Any] = {"Metadata": meta}
         if if_match == _NO_STATUS:
             kwargs["IfNoneMatch"] = "*"
         elif if_match is not None:
@@ -614,14 +657,21 @@ class S3Backend(Backend):
         except _PreconditionFailed:
             if not (verify and self._attempts.maybe_applied):
                 raise
-            landed = self._landed(key, instance_id, write)
+            landed = self._look_up_write(key, instance_id, write, replaces)
             if landed is None:
                 raise _OutcomeUnknown from None
-            return landed
+            if not landed:
+                raise
+            return _md5(body)  # a single-part object's ETag is the MD5 of its body
         return _strip_etag(response["ETag"])
 
-    def _landed(self, key: str, instance_id: str, write: str) -> str | None:
-        """1 HEAD: the object's ETag if it holds the write ``write``, else ``None``."""
+    def _look_up_write(
+        self, key: str, instance_id: str, write: str, replaces: str | None
+    ) -> bool | None:
+        """1 HEAD: did the write ``write`` (conditioned on the write ``replaces``) land?
+
+        ``None`` also when the object is gone. See `_landed` (module level) for the rule.
+        """
         try:
             response = self._call(
                 "head_object",
@@ -630,11 +680,9 @@ class S3Backend(Backend):
             )
         except _Missing:
             return None
-        if response.get("Metadata", {}).get("w") != write:
-            return None
-        return _strip_etag(response["ETag"])
+        return _landed(response.get("Metadata", {}), write, replaces)
 
-    def _delete_object(self, key: str, instance_id: str) -> None:
+    def _delete_object(self, key: str, instance_id: str | None) -> None:
         self._call(
             "delete_object",
             instance_id,
@@ -656,7 +704,13 @@ class S3Backend(Backend):
     # -- create / read / delete -------------------------------------------------------------
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        """1 conditional PUT of the record + 1 PUT of the status (restart: +1 GET)."""
+        """1 conditional PUT of the record, which carries the first custom status, then 1
+        conditional PUT sealing the status object for the new run (`_seal`).
+
+        The record PUT is the commit: readers see the new run whole or not at all. The seal
+        is conditional, so it never undoes a compare-and-swap that got in before it. A
+        restart over a terminal run costs +2 GETs (the old record, the status object).
+        """
         self._ready()
         record = _Record(
             instance_id=new.instance_id,
@@ -669,17 +723,26 @@ class S3Backend(Backend):
             output=None,
             s3_etag="",
             has_payloads=True,
+            custom_status=new.custom_status,
+            custom_status_updated_at=new.created_at if new.custom_status else None,
         )
         key = self._key(new.instance_id)
+        replacing = False
         for _ in range(_MAX_RETRIES):
-            if self._insert_record(record, key, restart_if_terminal):
-                return str(self._write_first_status(record, new))
+            outcome = self._insert_record(record, key, restart_if_terminal)
+            replacing = replacing or outcome == "replacing"
+            if outcome == "ours":
+                return str(self._seal(record, assume_absent=not replacing))
         raise ConcurrencyError(new.instance_id)
 
-    def _insert_record(self, record: _Record, key: str, restart: bool) -> bool:
-        """Put the record if absent, or over a terminal run; ``False`` means try again.
+    def _insert_record(
+        self, record: _Record, key: str, restart: bool
+    ) -> Literal["ours", "replacing", "again"]:
+        """Put the record if absent, or over a terminal run.
 
-        The record names its run (random per create), so a 412 caused by our own insert (it
+        ``"ours"``: the record in place is ours; ``"replacing"``: a replace of a terminal run
+        was sent and its outcome is not known yet; ``"again"``: the key changed, try again.
+        The record names its run (random per create), so a 412 caused by our own write (it
         landed, its answer was lost, botocore retried) is recognised in the record found.
         """
         body = _record_body(record)
@@ -687,19 +750,20 @@ class S3Backend(Backend):
             self._put(
                 key, record.instance_id, body, write=_token(), if_match=_NO_STATUS, verify=False
             )
-            return True
+            return "ours"
         except _PreconditionFailed:
             maybe_ours = self._attempts.maybe_applied
         existing = self._load_record(record.instance_id, key, payloads=False)
         if existing is None:
-            return False  # deleted in between
+            return "again"  # deleted in between
         if existing.run == record.run:
-            return True  # our own insert, answered 412 on botocore's retry
+            return "ours"  # our own write, answered 412 on botocore's retry
         if not (restart and existing.runtime_status.is_terminal):
             if maybe_ours:  # ours may have landed and been replaced since: cannot tell
-                raise _outcome_unknown("create", record.instance_id)
+                raise outcome_unknown("create", record.instance_id)
             raise InstanceExists(record.instance_id, existing.runtime_status.value)
-        try:
+        # a 412 or 404 here: changed or deleted in between, or ours landed; the next try tells
+        with contextlib.suppress(_PreconditionFailed, _Missing):
             self._put(
                 key,
                 record.instance_id,
@@ -708,32 +772,84 @@ class S3Backend(Backend):
                 if_match=existing.s3_etag,
                 verify=False,
             )
-            return True
-        except _PreconditionFailed:
-            return False  # changed in between, or ours landed: the next try tells
+        return "replacing"
 
-    def _write_first_status(self, record: _Record, new: NewInstance) -> _Etag:
-        """The new run's status object, replacing any older run's (its status is gone)."""
-        ver, write = _token(), _token()
-        meta = {"cs-updated": new.created_at.isoformat()} if new.custom_status else {}
-        body = _status_body(record.run, ver, write, new.custom_status)
+    def _seal(self, record: _Record, *, assume_absent: bool) -> _Etag:
+        """Give the new run its status object, so etags of any earlier run fail from now on.
+
+        Readers already see the new run whole (its record carries its first custom status,
+        and a status object of another run does not count). The status object is written
+        only if absent or of another run (an earlier run's, or an orphan left by a write
+        that raced a delete): a writer of the new run that got there first keeps its write.
+        ``assume_absent`` (a new id) tries ``If-None-Match: *`` before looking. Until the
+        seal lands, a compare-and-swap with an etag of a replaced (terminal) run can still
+        land on that run's status object, where nobody sees it.
+        """
+        key = self._status_key(record.instance_id)
+        current: _Status | None = None
+        attempt = 0
+        while True:
+            if attempt or not assume_absent:
+                current = self._load_status(record.instance_id, key)
+                if current is not None and current.run == record.run:
+                    return _Etag(record.run, current.ver, current.write, current.md5)
+            try:
+                etag = self._put_status_object(
+                    record.instance_id,
+                    _Etag(record.run, _token(), "", ""),
+                    record.custom_status,
+                    record.custom_status_updated_at,
+                    replacing=current,
+                )
+            except (_PreconditionFailed, _Missing, _OutcomeUnknown):
+                contention_pause(attempt)
+                attempt += 1
+                continue  # the next look tells whether another writer (or ours) is there
+            self._known.set(record.instance_id, etag)
+            return etag
+
+    def _put_status_object(
+        self,
+        instance_id: str,
+        at: _Etag,
+        payload: Payload | None,
+        updated: datetime | None,
+        *,
+        replacing: _Status | _Etag | None,
+    ) -> _Etag:
+        """PUT the status object of run ``at.run`` at version ``at.ver`` with a new write
+        token, conditioned on the object it replaces (``If-None-Match: *`` for none)."""
+        write = _token()
         md5 = self._put(
-            self._status_key(new.instance_id), new.instance_id, body, write=write, metadata=meta
+            self._status_key(instance_id),
+            instance_id,
+            _status_body(at.run, at.ver, write, payload),
+            write=write,
+            metadata={"cs-updated": updated.isoformat()} if updated else {},
+            if_match=replacing.md5 if replacing is not None else _NO_STATUS,
+            replaces=replacing.write if replacing is not None else None,
         )
-        etag = _Etag(record.run, ver, write, md5)
-        self._known.set(new.instance_id, etag)
-        return etag
+        return _Etag(at.run, at.ver, write, md5)
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        """2 GETs: the record (only its header unless ``fetch_payloads``) and the status."""
+        """2 GETs: the record (only its first bytes unless ``fetch_payloads``) and the status
+        (+1 GET of the whole record when a first custom status counts and is longer)."""
         self._ready()
-        record = self._load_record(instance_id, self._key(instance_id), payloads=fetch_payloads)
+        key = self._key(instance_id)
+        record = self._load_record(instance_id, key, payloads=fetch_payloads)
         if record is None:
             return None
         status = self._load_status(instance_id, self._status_key(instance_id))
-        result = _compose(record, status, fetch_payloads)
+        result = _compose(self._with_first_status(record, status, key), status, fetch_payloads)
         self._known.set(instance_id, _Etag.parse(instance_id, result.etag))
         return result
+
+    def _with_first_status(self, record: _Record, status: _Status | None, key: str) -> _Record:
+        """``record`` with its first custom status fetched, if that is the one that counts."""
+        if record.has_custom_status or (status is not None and status.run == record.run):
+            return record
+        whole = self._load_record(record.instance_id, key, payloads=True)
+        return whole if whole is not None and whole.run == record.run else record
 
     def delete(self, instance_id: str) -> bool:
         """1 HEAD + 2 DELETEs (status first, so a crash leaves no status without a record)."""
@@ -759,26 +875,24 @@ class S3Backend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
-        """1 conditional PUT of the status object; 0 if its bytes are unchanged at ``etag``
-        and ``etag`` is the latest this backend saw (1 HEAD to confirm an older one).
+        """1 conditional PUT of the status object; 1 HEAD instead if its bytes are unchanged
+        at ``etag`` (only S3 can tell whether another process wrote since: a stale etag fails).
 
         Without an etag: the last etag this backend saw for the instance stands in for it
         (still 1 PUT, or 1 HEAD if unchanged); otherwise, or if another writer got there
-        first, read (2 GETs) and retry — last write wins.
+        first, read (2 GETs) and retry until it lands — last write wins, never a conflict.
         """
         self._ready()
         if etag is not None:
             tag = _Etag.parse(instance_id, etag)
-            # free skip only at the latest etag this backend saw; an older one may be stale
-            confirm = self._known.get(instance_id) != tag
             try:
-                return self._put_status(instance_id, payload, tag, now, confirm_skip=confirm)
+                return self._put_status(instance_id, payload, tag, now)
             except _OutcomeUnknown:
-                raise _outcome_unknown("custom-status update", instance_id) from None
+                raise outcome_unknown("custom-status update", instance_id) from None
         known = self._known.get(instance_id)
         if known is not None:
             try:
-                return self._put_status(instance_id, payload, known, now, confirm_skip=True)
+                return self._put_status(instance_id, payload, known, now)
             except (ConcurrencyError, InstanceNotFound, _OutcomeUnknown):
                 self._known.forget(instance_id)
         return self._put_status_lww(instance_id, payload, now)
@@ -789,35 +903,22 @@ class S3Backend(Backend):
         payload: Payload,
         tag: _Etag,
         now: datetime,
-        *,
-        confirm_skip: bool = False,
     ) -> WriteResult:
-        """Compare-and-swap on the status object's ETag; ``confirm_skip`` with a HEAD.
+        """Compare-and-swap on the status object's ETag.
 
         The object stored at ``tag`` is ``_status_body(RUN, VER, WRITE, its payload)``; if
-        that body with ``payload`` hashes to the tag's MD5, the bytes are unchanged.
+        that body with ``payload`` hashes to the tag's MD5, the bytes are unchanged, and a
+        HEAD with ``If-Match`` checks that the object is still at ``tag`` instead of a PUT.
         """
         if tag.md5 == _md5(_status_body(tag.run, tag.ver, tag.write, payload)):
-            if confirm_skip:
-                self._head_status(instance_id, tag)
+            self._head_status(instance_id, tag)
             return WriteResult(str(tag), written=False)
-        write = _token()
-        body = _status_body(tag.run, tag.ver, write, payload)
-        meta = {"cs-updated": now.isoformat()}
         try:
-            md5 = self._put(
-                self._status_key(instance_id),
-                instance_id,
-                body,
-                write=write,
-                metadata=meta,
-                if_match=tag.md5,
-            )
+            new = self._put_status_object(instance_id, tag, payload, now, replacing=tag)
         except _PreconditionFailed:
             raise ConcurrencyError(instance_id, str(tag)) from None
         except _Missing:
             raise InstanceNotFound(instance_id) from None
-        new = _Etag(tag.run, tag.ver, write, md5)
         self._known.set(instance_id, new)
         return WriteResult(str(new))
 
@@ -836,19 +937,33 @@ class S3Backend(Backend):
             raise ConcurrencyError(instance_id, str(tag)) from None
 
     def _put_status_lww(self, instance_id: str, payload: Payload, now: datetime) -> WriteResult:
-        for _ in range(_MAX_RETRIES):
-            current = self.read(instance_id)
-            if current is None:
-                raise InstanceNotFound(instance_id)
-            if current.custom_status == payload:
-                return WriteResult(current.etag, written=False)
+        """Learn the status object's ETag, then a conditional PUT; again until it lands."""
+        attempt = 0
+        while True:
+            tag, stored = self._current_tag(instance_id)
+            if stored == payload:
+                return WriteResult(str(tag), written=False)
             try:
-                return self._put_status(
-                    instance_id, payload, _Etag.parse(instance_id, current.etag), now
-                )
+                return self._put_status(instance_id, payload, tag, now)
             except (ConcurrencyError, _OutcomeUnknown):
-                continue  # last write wins: ours may as well land after the other one
-        raise ConcurrencyError(instance_id)
+                contention_pause(attempt)  # last write wins: ours may land after the other
+                attempt += 1
+
+    def _current_tag(self, instance_id: str) -> tuple[_Etag, Payload | None]:
+        """The current etag and custom status, from 1 GET of the status object.
+
+        Create seals the status object for its run, so the one found belongs to the current
+        run; only while a restart is between its two PUTs can it still be the replaced
+        run's (a write landing there then is dropped by the seal). No status object (a
+        create still sealing, or no instance at all): a full read tells.
+        """
+        status = self._load_status(instance_id, self._status_key(instance_id))
+        if status is not None:
+            return _Etag(status.run, status.ver, status.write, status.md5), status.payload
+        current = self.read(instance_id)
+        if current is None:
+            raise InstanceNotFound(instance_id)
+        return _Etag.parse(instance_id, current.etag), current.custom_status
 
     # -- runtime status ---------------------------------------------------------------------
 
@@ -865,20 +980,21 @@ class S3Backend(Backend):
         """2 GETs + 2 conditional PUTs: renew the status object's version, then the record."""
         self._ready()
         tag = _Etag.parse(instance_id, etag) if etag is not None else None
-        for _ in range(_MAX_RETRIES):
+        attempt = 0
+        while True:  # without an etag: until it lands (last write wins, never a conflict)
             try:
                 new = self._runtime_once(instance_id, status, output, set_output, tag, now)
             except _PreconditionFailed:
                 if tag is not None:
                     raise ConcurrencyError(instance_id, etag) from None
-                continue
             except _OutcomeUnknown:
                 if tag is not None:
-                    raise _outcome_unknown("runtime-status update", instance_id) from None
-                continue
-            self._known.set(instance_id, new)
-            return str(new)
-        raise ConcurrencyError(instance_id)
+                    raise outcome_unknown("runtime-status update", instance_id) from None
+            else:
+                self._known.set(instance_id, new)
+                return str(new)
+            contention_pause(attempt)
+            attempt += 1
 
     def _runtime_once(
         self,
@@ -897,14 +1013,10 @@ class S3Backend(Backend):
         seen = _Etag.parse(instance_id, _compose(record, current, False).etag)
         if tag is not None and tag != seen:
             raise ConcurrencyError(instance_id, str(tag))
-        ver, write = _token(), _token()
-        same_run = current is not None and current.run == record.run
-        kept = current if same_run else None
-        meta = {"cs-updated": kept.updated_at.isoformat()} if kept and kept.updated_at else {}
-        body = _status_body(record.run, ver, write, kept.payload if kept else None)
+        kept, kept_at = _current_status(record, current)
         try:
-            md5 = self._put(
-                status_key, instance_id, body, write=write, metadata=meta, if_match=seen.md5
+            new = self._put_status_object(
+                instance_id, _Etag(record.run, _token(), "", ""), kept, kept_at, replacing=seen
             )
         except _Missing:
             raise _PreconditionFailed from None  # deleted in between: the next try says so
@@ -914,8 +1026,13 @@ class S3Backend(Backend):
             last_updated_at=now,
             output=output if set_output else record.output,
         )
-        self._put(key, instance_id, _record_body(changed), write=_token(), if_match=record.s3_etag)
-        return _Etag(record.run, ver, write, md5)
+        try:
+            self._put(
+                key, instance_id, _record_body(changed), write=_token(), if_match=record.s3_etag
+            )
+        except _Missing:
+            raise InstanceNotFound(instance_id) from None  # deleted after the status commit
+        return new
 
     # -- query ------------------------------------------------------------------------------
 
@@ -926,25 +1043,60 @@ class S3Backend(Backend):
         record's header, and 1 GET of the status object (plus the full record when
         ``fetch_payloads``) per match. Pages follow key order; the token holds the last key.
         """
+        return self._page(query, None)
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """Delete every match, and every unreadable record under the id prefix.
+
+        A record whose header cannot be read cannot be matched against the filter; it is
+        deleted with the matches (it is unreadable for everyone, and deleting it is the only
+        way to get rid of it through the API).
+        """
+        doomed: list[str] = []
+        corrupt: list[str] = []
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = self._page(page_query, corrupt)
+            doomed.extend(record.instance_id for record in page.items)
+            if page.continuation is None:
+                break
+            page_query = replace(page_query, continuation=page.continuation)
+        deleted = sum(1 for instance_id in doomed if self.delete(instance_id))
+        for key in corrupt:
+            self._delete_object(self._statuses + key[len(self._records) :], None)
+            self._delete_object(key, None)
+        return deleted + len(corrupt)
+
+    def _page(self, query: InstanceQuery, corrupt: list[str] | None) -> RecordPage:
+        """One page of matches; unreadable records are skipped with a warning (and their keys
+        collected in ``corrupt`` when given)."""
         self._ready()
-        after = self._decode_after(query.continuation)
         prefix = self._records + _listing_prefix(query.prefix or "", self._budget)
+        after = self._decode_after(query.continuation, prefix)
         items: list[InstanceRecord] = []
         keys = self._list(prefix, after)
         for key, more in keys:
-            found = self._match(key, query)
+            try:
+                found = self._match(key, query)
+            except CorruptRecord as exc:
+                log.warning("skipping unreadable instance %r: %s", exc.instance_id, exc.reason)
+                found = None
+                if corrupt is not None:
+                    corrupt.append(key)
             if found is not None:
                 items.append(found)
             if len(items) >= query.page_size:
                 return RecordPage(items, encode_token({"after": key}) if more else None)
         return RecordPage(items, None)
 
-    def _decode_after(self, continuation: str | None) -> str | None:
+    @staticmethod
+    def _decode_after(continuation: str | None, prefix: str) -> str | None:
+        """The last key of the previous page; it must lie under this query's listing prefix."""
         if continuation is None:
             return None
         after = decode_token(continuation).get("after")
-        if not isinstance(after, str) or not after.startswith(self._records):
-            raise InvalidContinuationToken("continuation token is not valid")
+        if not isinstance(after, str) or not after.startswith(prefix):
+            raise InvalidContinuationToken("continuation token is not valid for this query")
         return after
 
     def _list(self, prefix: str, after: str | None) -> Iterator[tuple[str, bool]]:
@@ -971,13 +1123,30 @@ class S3Backend(Backend):
 
     def _match(self, key: str, query: InstanceQuery) -> InstanceRecord | None:
         """The record at ``key`` if it matches; its status is fetched only for matches."""
-        record = self._load_record(key, key, payloads=False)
-        if record is None or not query.matches(_compose(record, None, False)):
+        suffix = key[len(self._records) :]
+        hint = unescape_id(suffix) if "%~" not in suffix else suffix  # hashed: no way back
+        obj = self._get(key, hint, head_only=True)
+        if obj is None:
+            return None
+        record = _parse_record(self._listed_id(key, hint, obj.body), obj.body, obj.etag, False)
+        if not query.matches(_compose(record, None, False)):
             return None
         if query.fetch_payloads:
-            record = self._load_record(record.instance_id, key, payloads=True)
-            if record is None:
+            whole = self._load_record(record.instance_id, key, payloads=True)
+            if whole is None:
                 return None
-        status_key = self._statuses + key[len(self._records) :]
-        status = self._load_status(record.instance_id, status_key)
+            record = whole
+        status = self._load_status(record.instance_id, self._statuses + suffix)
+        record = self._with_first_status(record, status, key)
         return _compose(record, status, query.fetch_payloads)
+
+    def _listed_id(self, key: str, hint: str, body: bytes) -> str:
+        """The instance a listed record object belongs to: its header's id, if that id's key
+        is ``key`` (so an object copied under another id's key never lists as that id)."""
+        try:
+            stored = json.loads(body.partition(b"\n")[0])["id"]
+        except (ValueError, KeyError, TypeError):
+            raise CorruptRecord(hint, "record object has no valid header") from None
+        if not isinstance(stored, str) or self._key(stored) != key:
+            raise CorruptRecord(hint, "record object belongs to another instance")
+        return stored
