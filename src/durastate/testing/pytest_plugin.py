@@ -1,0 +1,101 @@
+"""durastate's pytest plugin: real servers for the test session, a fresh store for each test.
+
+Installed with ``pip install 'durastate[testing]'`` and loaded by pytest through the
+``pytest11`` entry point (disable with ``-p no:durastate``). Nothing starts unless a test
+asks for a fixture.
+
+Session fixtures, each a local process on a free loopback port, stopped by PID at the end:
+
+- ``azurite`` -> `AzuriteEmulator` (``table_endpoint``, ``blob_endpoint``,
+  ``connection_string``)
+- ``moto_server`` -> `MotoEmulator` (``endpoint``; DynamoDB and S3, one request at a time so
+  conditional writes are atomic as on AWS)
+- ``dynalite`` -> `DynaliteEmulator` (``endpoint``; DynamoDB)
+
+Each has ``store_url(name)``, ``store_options`` and ``target(name=None)``. Function fixtures
+give every test a `StoreTarget` on a table or bucket no other test uses: ``azure_target``,
+``dynamodb_target`` (moto), ``dynalite_target`` and ``s3_target`` (moto); open one with
+``target.open()``.
+
+A server that cannot start fails the tests that need it, with the reason (Node/npm or the
+emulator missing, moto not installed); it never skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from durastate.errors import MissingDependency
+
+try:
+    import pytest
+except ModuleNotFoundError:  # pragma: no cover - exercised in a subprocess test
+    raise MissingDependency("durastate's pytest plugin", "testing", "pytest") from None
+
+from durastate.testing.emulators import (
+    AzuriteEmulator,
+    DynaliteEmulator,
+    MotoEmulator,
+    RunningEmulator,
+    running,
+    start_azurite,
+    start_dynalite,
+    start_moto,
+)
+from durastate.testing.node_tools import EmulatorError
+from durastate.testing.targets import StoreTarget, fresh_name
+
+_Server = TypeVar("_Server", bound=RunningEmulator)
+
+
+def serve(start: Callable[[], _Server]) -> Iterator[_Server]:
+    """Start a server for a fixture and stop it afterwards; a failed start fails the test."""
+    try:
+        server = start()
+    except EmulatorError as exc:
+        pytest.fail(f"durastate: {exc}", pytrace=False)
+    with running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteEmulator]:
+    """Azurite (Azure Table + Blob storage) in memory."""
+    yield from serve(start_azurite)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoEmulator]:
+    """moto's server (DynamoDB, S3), atomic per request."""
+    yield from serve(start_moto)
+
+
+@pytest.fixture(scope="session")
+def dynalite() -> Iterator[DynaliteEmulator]:
+    """dynalite, a DynamoDB implementation independent of moto."""
+    yield from serve(start_dynalite)
+
+
+@pytest.fixture
+def azure_target(azurite: AzuriteEmulator) -> StoreTarget:
+    """A fresh ``azure-tables://`` table on the session's Azurite."""
+    return azurite.target()
+
+
+@pytest.fixture
+def dynamodb_target(moto_server: MotoEmulator) -> StoreTarget:
+    """A fresh ``dynamodb://`` table on the session's moto_server."""
+    return moto_server.target()
+
+
+@pytest.fixture
+def dynalite_target(dynalite: DynaliteEmulator) -> StoreTarget:
+    """A fresh ``dynamodb://`` table on the session's dynalite."""
+    return dynalite.target()
+
+
+@pytest.fixture
+def s3_target(moto_server: MotoEmulator) -> StoreTarget:
+    """A fresh ``s3://`` bucket (prefix ``p``) on the session's moto_server."""
+    return moto_server.target(f"{fresh_name()}/p", scheme="s3")
