@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from durastate.testing import node_tools
 
@@ -19,8 +18,6 @@ emulators_app = typer.Typer(
     help="The Node emulators (Azurite, dynalite) used by durastate's pytest fixtures.",
     no_args_is_help=True,
 )
-_console = Console()
-_errors = Console(stderr=True)
 
 
 @emulators_app.command("install")
@@ -32,18 +29,15 @@ def install(
 ) -> None:
     """npm-install the pinned Azurite and dynalite (needs Node.js 20 and npm)."""
     pins = ", ".join(f"{name}@{version}" for name, version in node_tools.NODE_PACKAGES.items())
-    _console.print(f"installing {pins} into {directory or node_tools.user_cache_dir()} ...")
+    typer.echo(f"installing {pins} into {directory or node_tools.user_cache_dir()} ...")
     try:
         target = node_tools.install(directory)
     except node_tools.EmulatorError as exc:
-        _errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    _console.print(f"installed into {target}", highlight=False)
+    typer.echo(f"installed into {target}")
     if directory is not None:
-        _console.print(
-            f"point the launchers at it: export {node_tools.NODE_TOOLS_ENV}={target}",
-            highlight=False,
-        )
+        typer.echo(f"point the launchers at it: export {node_tools.NODE_TOOLS_ENV}={target}")
 
 
 @emulators_app.command("where")
@@ -52,9 +46,9 @@ def where() -> None:
     failed = False
     for name in node_tools.NODE_PACKAGES:
         try:
-            _console.print(f"{name}: {node_tools.find_node_tool(name)}", highlight=False)
+            typer.echo(f"{name}: {node_tools.find_node_tool(name)}")
         except node_tools.EmulatorError as exc:
-            _console.print(f"{name}: missing ({exc})", highlight=False)
+            typer.echo(f"{name}: missing ({exc})")
             failed = True
     if failed:
         raise typer.Exit(code=1)

@@ -177,7 +177,7 @@ def _http_ready(url: str) -> bool:
 _Emulator = TypeVar("_Emulator", bound=RunningEmulator)
 
 
-def _spawn(
+def spawn(
     kind: type[_Emulator],
     name: str,
     argv: Sequence[str],
@@ -187,6 +187,7 @@ def _spawn(
     timeout: float = 30.0,
     workdir: Path | None = None,
 ) -> _Emulator:
+    """Run ``argv`` in its own process group; a ``kind`` handle once ``probe_url`` answers."""
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
         prefix=f"durastate-{name}-", suffix=".log", delete=False
     )
@@ -245,7 +246,7 @@ def start_azurite(
         "blob": f"http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT}",
     }
     table_probe = f"http://127.0.0.1:{table_port}/"
-    emulator = _spawn(AzuriteEmulator, "azurite", argv, endpoints, table_probe, workdir=workdir)
+    emulator = spawn(AzuriteEmulator, "azurite", argv, endpoints, table_probe, workdir=workdir)
     _wait_http(f"http://127.0.0.1:{blob_port}/", "azurite blob", emulator)
     return emulator
 
@@ -281,7 +282,7 @@ def start_moto(*, port: int | None = None, serialized: bool = True) -> MotoEmula
         if not Path(moto).exists():
             raise EmulatorError("moto_server is not installed: pip install 'moto[server]'")
         argv = [moto, "-H", "127.0.0.1", "-p", str(port)]
-    return _spawn(MotoEmulator, "moto_server", argv, {"aws": endpoint}, f"{endpoint}/moto-api/")
+    return spawn(MotoEmulator, "moto_server", argv, {"aws": endpoint}, f"{endpoint}/moto-api/")
 
 
 def start_dynalite(*, port: int | None = None) -> DynaliteEmulator:
@@ -301,7 +302,7 @@ def start_dynalite(*, port: int | None = None) -> DynaliteEmulator:
         "--updateTableMs",
         "0",
     ]
-    return _spawn(DynaliteEmulator, "dynalite", argv, {"dynamodb": endpoint}, endpoint)
+    return spawn(DynaliteEmulator, "dynalite", argv, {"dynamodb": endpoint}, endpoint)
 
 
 def restart(emulator: RunningEmulator) -> RunningEmulator:

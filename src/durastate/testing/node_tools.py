@@ -96,7 +96,7 @@ def install(directory: Path | None = None, *, timeout: float = 600.0) -> Path:
     (target / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
     try:
         result = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline"],
             cwd=target,
             capture_output=True,
             text=True,

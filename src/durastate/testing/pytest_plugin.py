@@ -19,6 +19,10 @@ give every test a `StoreTarget` on a table or bucket no other test uses: ``azure
 
 A server that cannot start fails the tests that need it, with the reason (Node/npm or the
 emulator missing, moto not installed); it never skips them.
+
+``--durastate-containers`` runs Azurite and moto as Docker containers instead
+(`durastate.testing.containers`); without a reachable Docker engine the run stops at once
+with the reason. The local processes are the default and the tested path.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - exercised in a subprocess test
     raise MissingDependency("durastate's pytest plugin", "testing", "pytest") from None
 
+from durastate.testing import containers
 from durastate.testing.emulators import (
     AzuriteEmulator,
     DynaliteEmulator,
@@ -47,34 +52,71 @@ from durastate.testing.node_tools import EmulatorError
 from durastate.testing.targets import StoreTarget, fresh_name
 
 _Server = TypeVar("_Server", bound=RunningEmulator)
+_CONTAINERS_OPTION = "--durastate-containers"
 
 
-def serve(start: Callable[[], _Server]) -> Iterator[_Server]:
-    """Start a server for a fixture and stop it afterwards; a failed start fails the test."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("durastate").addoption(
+        _CONTAINERS_OPTION,
+        action="store_true",
+        default=False,
+        help="start Azurite and moto_server as Docker containers (needs a Docker engine); "
+        "the default, local processes, is the tested path",
+    )
+
+
+def _containers_wanted(config: pytest.Config) -> bool:
+    return bool(config.getoption("durastate_containers", default=False))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _containers_wanted(config):
+        problem = containers.docker_engine_problem()
+        if problem is not None:
+            raise pytest.UsageError(
+                f"{_CONTAINERS_OPTION}: {problem}; without the option the fixtures start "
+                "the emulators as local processes"
+            )
+
+
+def serve(
+    request: pytest.FixtureRequest,
+    start: Callable[[], _Server],
+    start_container: Callable[[], _Server] | None = None,
+) -> Iterator[_Server]:
+    """Start a server for a fixture and stop it afterwards; a failed start fails the test.
+
+    ``start_container`` replaces ``start`` when the run asked for containers.
+    """
+    if start_container is not None and _containers_wanted(request.config):
+        start = start_container
     try:
         server = start()
     except EmulatorError as exc:
-        pytest.fail(f"durastate: {exc}", pytrace=False)
-    with running(server):
-        yield server
+        reason = str(exc)
+    else:
+        with running(server):
+            yield server
+        return
+    pytest.fail(f"durastate: {reason}", pytrace=False)  # outside `except`: no chained trace
 
 
 @pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteEmulator]:
+def azurite(request: pytest.FixtureRequest) -> Iterator[AzuriteEmulator]:
     """Azurite (Azure Table + Blob storage) in memory."""
-    yield from serve(start_azurite)
+    yield from serve(request, start_azurite, containers.start_azurite_container)
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoEmulator]:
+def moto_server(request: pytest.FixtureRequest) -> Iterator[MotoEmulator]:
     """moto's server (DynamoDB, S3), atomic per request."""
-    yield from serve(start_moto)
+    yield from serve(request, start_moto, containers.start_moto_container)
 
 
 @pytest.fixture(scope="session")
-def dynalite() -> Iterator[DynaliteEmulator]:
-    """dynalite, a DynamoDB implementation independent of moto."""
-    yield from serve(start_dynalite)
+def dynalite(request: pytest.FixtureRequest) -> Iterator[DynaliteEmulator]:
+    """dynalite, a DynamoDB implementation independent of moto (no image: always a process)."""
+    yield from serve(request, start_dynalite)
 
 
 @pytest.fixture
