@@ -71,7 +71,9 @@ def find_node_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    raise EmulatorError(f"{name} is not installed: {_INSTALL_HINT}")
+    raise EmulatorError(
+        f"{name} is not installed: {_INSTALL_HINT}; in a durastate checkout, scripts/setup"
+    )
 
 
 def install(directory: Path | None = None, *, timeout: float = 600.0) -> Path:
