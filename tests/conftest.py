@@ -1,38 +1,19 @@
-"""Shared fixtures: real emulator processes, started once per test session.
+"""The session's servers come from durastate's own pytest plugin, the one users get.
 
-A backend test never skips because its server is missing: if the emulator cannot start, the
-fixture raises and the tests fail, naming the fix (scripts/install-emulators).
+`durastate.testing.pytest_plugin` (entry point ``pytest11``) provides ``azurite``,
+``moto_server``, ``dynalite`` and a fresh store target per test. A backend test never skips
+because its server is missing: if the emulator cannot start, its tests fail with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
 
 import pytest
 
-from durastate.testing import emulators
 
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[emulators.RunningEmulator]:
-    with emulators.running(emulators.start_azurite()) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[emulators.RunningEmulator]:
-    with emulators.running(emulators.start_moto()) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def moto_server_stock() -> Iterator[emulators.RunningEmulator]:
-    """Stock, multi-threaded ``moto_server`` as users run it (not atomic per request)."""
-    with emulators.running(emulators.start_moto(serialized=False)) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def dynalite() -> Iterator[emulators.RunningEmulator]:
-    with emulators.running(emulators.start_dynalite()) as emulator:
-        yield emulator
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the plugin in a .venv installed before its entry point existed (scripts/setup)."""
+    if not config.pluginmanager.has_plugin("durastate"):
+        plugin = importlib.import_module("durastate.testing.pytest_plugin")
+        config.pluginmanager.register(plugin, "durastate")

@@ -273,18 +273,19 @@ def _json_line(item: InstanceMetadata) -> str:
     return orjson.dumps(data).decode()
 
 
-def _register_bench() -> None:
-    """Add `durastate bench` from the bench package (kept separate: it is a large feature)."""
-    try:
-        command = importlib.import_module("durastate.bench.command")
-    except ModuleNotFoundError as exc:
-        if exc.name not in {"durastate.bench", "durastate.bench.command"}:
-            raise
-        return
-    command.register(app)
+def _register_commands() -> None:
+    """Add the commands that live beside their feature: `bench` and `emulators`."""
+    for module_name in ("durastate.bench.command", "durastate.testing.command"):
+        try:
+            command = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in {module_name, module_name.rpartition(".")[0]}:
+                raise
+            continue
+        command.register(app)
 
 
-_register_bench()
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,13 +18,8 @@ from typing import Any
 from durastate import open_store
 from durastate.core.store import StateStore
 from durastate.errors import DurastateError, InstanceExists
-from durastate.testing.emulators import RunningEmulator, azurite_connection_string
-
-AWS_CREDS: dict[str, Any] = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "region": "us-east-1",
-}
+from durastate.testing.emulators import RunningEmulator
+from durastate.testing.targets import StoreTarget
 
 #: Client settings that make a dead or frozen endpoint fail fast (each test states its bound).
 AZURE_FAST: dict[str, Any] = {
@@ -98,32 +93,22 @@ class BackendSpec:
         return 0.0
 
 
+def _network_spec(kind: str, target: StoreTarget, **options: Any) -> BackendSpec:
+    return BackendSpec(kind, target.url, {**target.options, **options})
+
+
 def azure_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
-    return BackendSpec(
-        "azure-tables",
-        f"azure-tables://{unique('T')}",
-        {
-            "connection_string": azurite_connection_string(emulator),
-            "container": unique("c-"),
-            **options,
-        },
+    return _network_spec(
+        "azure-tables", emulator.target(unique("T")), container=unique("c-"), **options
     )
 
 
 def dynamodb_spec(emulator: RunningEmulator, kind: str, **options: Any) -> BackendSpec:
-    return BackendSpec(
-        kind,
-        f"dynamodb://{unique('ds-rel-')}",
-        {"endpoint_url": emulator.endpoint, **AWS_CREDS, **options},
-    )
+    return _network_spec(kind, emulator.target(unique("ds-rel-")), **options)
 
 
 def s3_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
-    return BackendSpec(
-        "s3",
-        f"s3://{unique('ds-rel-')}/p",
-        {"endpoint_url": emulator.endpoint, **AWS_CREDS, **options},
-    )
+    return _network_spec("s3", emulator.target(f"{unique('ds-rel-')}/p", scheme="s3"), **options)
 
 
 def sqlite_spec(path: os.PathLike[str] | str, **options: Any) -> BackendSpec:

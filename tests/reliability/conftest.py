@@ -2,8 +2,8 @@
 
 Tests that stop, freeze or restart a server use the ``private_*`` fixtures, which start an
 emulator of their own for that one test, so the session emulators other tests share are
-never touched. Everything else uses the session emulators from tests/conftest.py, each test
-in a fresh table, bucket or file.
+never touched. Everything else uses the session emulators of durastate's pytest plugin
+(`durastate.testing.pytest_plugin`), each test in a fresh table, bucket or file.
 
 moto: the suite runs on stock ``moto_server``, as users run it. Stock moto serves requests
 on many threads and its models take no locks, so two conditional writes racing on one item

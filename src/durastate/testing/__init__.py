@@ -1,7 +1,9 @@
 """Tools for testing backends: the conformance suite, a call counter, emulator launchers.
 
-The conformance suite needs pytest; it is imported only when asked for, so tools that just
-count calls (the benchmark) work without the test dependencies.
+The conformance suite needs pytest (``pip install 'durastate[testing]'``); it is imported only
+when asked for, so tools that just count calls (the benchmark) or start emulators work
+without the test dependencies. The pytest fixtures live in
+`durastate.testing.pytest_plugin`, which pytest loads by itself.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from durastate.errors import MissingDependency
 from durastate.testing.counting import CountingBackend
+from durastate.testing.targets import StoreTarget
 
 if TYPE_CHECKING:
     from durastate.testing.conformance import (
@@ -31,11 +34,9 @@ def __getattr__(name: str) -> Any:
             pytest.register_assert_rewrite("durastate.testing.conformance")
             from durastate.testing import conformance
         except ModuleNotFoundError as exc:
-            if exc.name != "pytest":
+            if exc.name not in {"pytest", "_pytest"}:
                 raise
-            raise MissingDependency(
-                "durastate.testing (the conformance suite)", "testing", "pytest"
-            ) from None
+            raise MissingDependency(f"durastate.testing.{name}", "testing", "pytest") from None
         return getattr(conformance, name)
     raise AttributeError(f"module 'durastate.testing' has no attribute {name!r}")
 
@@ -45,5 +46,6 @@ __all__ = [
     "CountingBackend",
     "FakeClock",
     "ProgressModel",
+    "StoreTarget",
     "closing_opener",
 ]

@@ -5,14 +5,16 @@ readiness probe over HTTP, and cleanup of the whole process group by PID. The te
 fixtures and the benchmark scripts both use these, so a user can benchmark a network
 backend with the same one command the tests use.
 
-Node tools (Azurite, dynalite) are looked up in ``$DURASTATE_NODE_TOOLS/node_modules/.bin``,
-then in ``tools/node_modules/.bin`` of this checkout (or of the current directory and its
-parents), then on ``PATH``; ``scripts/setup`` installs them there from ``tools/package.json``.
+Each launcher returns a typed handle (`AzuriteEmulator`, `MotoEmulator`, `DynaliteEmulator`)
+that also says how to open a store on it: ``store_url(name)``, ``store_options`` and
+``target()`` for a fresh table or bucket. The Node tools are found as
+`durastate.testing.node_tools` describes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -26,16 +28,21 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlencode
+
+from durastate.testing.node_tools import EmulatorError as EmulatorError
+from durastate.testing.node_tools import find_node_tool
+from durastate.testing.targets import StoreTarget, fresh_name
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published, well-known development key (not a secret; documented by Microsoft).
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-
-
-class EmulatorError(RuntimeError):
-    """An emulator could not be found or did not become ready."""
+#: moto and dynalite accept any credentials; these keep botocore from looking further.
+AWS_TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+AWS_TEST_REGION = "us-east-1"
 
 
 @dataclass
@@ -74,31 +81,87 @@ class RunningEmulator:
         except OSError:
             return ""
 
+    def store_url(self, name: str, scheme: str | None = None) -> str:
+        """The URL of a store called ``name`` on this server (subclasses know their schemes)."""
+        raise EmulatorError(f"{self.name} serves no durastate backend")
+
+    @property
+    def store_options(self) -> dict[str, Any]:
+        """Options a store on this server needs besides its URL (credentials)."""
+        return {}
+
+    def target(self, name: str | None = None, *, scheme: str | None = None) -> StoreTarget:
+        """A store on this server under ``name``, or under a fresh name no test used yet."""
+        return StoreTarget(self.store_url(name or fresh_name(), scheme), self.store_options)
+
+
+@dataclass
+class AzuriteEmulator(RunningEmulator):
+    """Azurite: Table and Blob endpoints of the well-known development account."""
+
+    @property
+    def table_endpoint(self) -> str:
+        return self.endpoints["table"]
+
+    @property
+    def blob_endpoint(self) -> str:
+        return self.endpoints["blob"]
+
+    @property
+    def connection_string(self) -> str:
+        return azurite_connection_string(self)
+
+    def store_url(self, name: str, scheme: str | None = None) -> str:
+        _check_scheme(self, scheme, ("azure-tables",))
+        return f"azure-tables://{name}"
+
+    @property
+    def store_options(self) -> dict[str, Any]:
+        return {"connection_string": self.connection_string}
+
+
+@dataclass
+class AwsEmulator(RunningEmulator):
+    """An AWS-compatible endpoint; store URLs carry the endpoint and region, not credentials."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("dynamodb",)
+
+    def store_url(self, name: str, scheme: str | None = None) -> str:
+        """``dynamodb://TABLE?...`` by default; ``scheme="s3"`` takes ``BUCKET[/PREFIX]``."""
+        chosen = _check_scheme(self, scheme, self.schemes)
+        query = urlencode({"endpoint_url": self.endpoint, "region": AWS_TEST_REGION})
+        return f"{chosen}://{name}?{query}"
+
+    @property
+    def store_options(self) -> dict[str, Any]:
+        return dict(AWS_TEST_CREDENTIALS)
+
+
+@dataclass
+class MotoEmulator(AwsEmulator):
+    """moto_server: DynamoDB and S3 (and the rest of moto) on one endpoint."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("dynamodb", "s3")
+
+
+@dataclass
+class DynaliteEmulator(AwsEmulator):
+    """dynalite: DynamoDB only, an implementation independent of moto."""
+
+
+def _check_scheme(emulator: RunningEmulator, scheme: str | None, served: Sequence[str]) -> str:
+    if scheme is None:
+        return served[0]
+    if scheme not in served:
+        raise EmulatorError(f"{emulator.name} serves {', '.join(served)}, not {scheme}://")
+    return scheme
+
 
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def find_node_tool(name: str) -> str:
-    """The path of an npm-installed executable, or an `EmulatorError` naming the fix."""
-    candidates: list[Path] = []
-    env_dir = os.environ.get("DURASTATE_NODE_TOOLS")
-    if env_dir:
-        candidates.append(Path(env_dir) / "node_modules" / ".bin" / name)
-    here = Path.cwd().resolve()
-    checkout = Path(__file__).resolve().parents[3]
-    for directory in (checkout, here, *here.parents):
-        candidates.append(directory / "tools" / "node_modules" / ".bin" / name)
-    for candidate in candidates:
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise EmulatorError(f"{name} is not installed: run scripts/setup (npm ci in tools/, Node 20)")
 
 
 def _http_ready(url: str) -> bool:
@@ -111,7 +174,11 @@ def _http_ready(url: str) -> bool:
         return False
 
 
-def _spawn(
+_Emulator = TypeVar("_Emulator", bound=RunningEmulator)
+
+
+def spawn(
+    kind: type[_Emulator],
     name: str,
     argv: Sequence[str],
     endpoints: dict[str, str],
@@ -119,7 +186,8 @@ def _spawn(
     *,
     timeout: float = 30.0,
     workdir: Path | None = None,
-) -> RunningEmulator:
+) -> _Emulator:
+    """Run ``argv`` in its own process group; a ``kind`` handle once ``probe_url`` answers."""
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
         prefix=f"durastate-{name}-", suffix=".log", delete=False
     )
@@ -132,7 +200,7 @@ def _spawn(
         cwd=workdir,
     )
     log_file.close()
-    emulator = RunningEmulator(name, process, endpoints, Path(log_file.name), workdir)
+    emulator = kind(name, process, endpoints, Path(log_file.name), workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -148,7 +216,7 @@ def _spawn(
 
 def start_azurite(
     *, table_port: int | None = None, blob_port: int | None = None
-) -> RunningEmulator:
+) -> AzuriteEmulator:
     """Azurite (Table + Blob) in memory, on free loopback ports."""
     table_port = table_port or free_port()
     blob_port = blob_port or free_port()
@@ -177,9 +245,8 @@ def start_azurite(
         "table": f"http://127.0.0.1:{table_port}/{AZURITE_ACCOUNT}",
         "blob": f"http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT}",
     }
-    emulator = _spawn(
-        "azurite", argv, endpoints, f"http://127.0.0.1:{table_port}/", workdir=workdir
-    )
+    table_probe = f"http://127.0.0.1:{table_port}/"
+    emulator = spawn(AzuriteEmulator, "azurite", argv, endpoints, table_probe, workdir=workdir)
     _wait_http(f"http://127.0.0.1:{blob_port}/", "azurite blob", emulator)
     return emulator
 
@@ -194,13 +261,18 @@ def azurite_connection_string(emulator: RunningEmulator) -> str:
     )
 
 
-def start_moto(*, port: int | None = None, serialized: bool = True) -> RunningEmulator:
+def start_moto(*, port: int | None = None, serialized: bool = True) -> MotoEmulator:
     """moto's server (DynamoDB, S3, ...) over real HTTP.
 
     ``serialized`` (the default, for tests) serves one request at a time so conditional
     writes are atomic as on AWS (see `durastate.testing.moto_serial`); ``False`` runs the
     stock multi-threaded ``moto_server`` (benchmarks, single writer).
     """
+    missing = [module for module in ("moto", "flask") if importlib.util.find_spec(module) is None]
+    if missing:
+        raise EmulatorError(
+            f"moto_server needs {' and '.join(missing)}: pip install 'durastate[testing]'"
+        )
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     if serialized:
@@ -210,10 +282,10 @@ def start_moto(*, port: int | None = None, serialized: bool = True) -> RunningEm
         if not Path(moto).exists():
             raise EmulatorError("moto_server is not installed: pip install 'moto[server]'")
         argv = [moto, "-H", "127.0.0.1", "-p", str(port)]
-    return _spawn("moto_server", argv, {"aws": endpoint}, f"{endpoint}/moto-api/")
+    return spawn(MotoEmulator, "moto_server", argv, {"aws": endpoint}, f"{endpoint}/moto-api/")
 
 
-def start_dynalite(*, port: int | None = None) -> RunningEmulator:
+def start_dynalite(*, port: int | None = None) -> DynaliteEmulator:
     """dynalite, an independent DynamoDB implementation, in memory with instant tables."""
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -230,7 +302,7 @@ def start_dynalite(*, port: int | None = None) -> RunningEmulator:
         "--updateTableMs",
         "0",
     ]
-    return _spawn("dynalite", argv, {"dynamodb": endpoint}, endpoint)
+    return spawn(DynaliteEmulator, "dynalite", argv, {"dynamodb": endpoint}, endpoint)
 
 
 def restart(emulator: RunningEmulator) -> RunningEmulator:
@@ -258,7 +330,7 @@ def _wait_http(url: str, name: str, emulator: RunningEmulator, timeout: float = 
 
 
 @contextlib.contextmanager
-def running(emulator: RunningEmulator) -> Iterator[RunningEmulator]:
+def running(emulator: _Emulator) -> Iterator[_Emulator]:
     """Stop the emulator when the block ends, whatever happens inside."""
     try:
         yield emulator
