@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
-from durastate.backends.redis.failures import LOST_CONNECTION, failure
+from durastate.backends.redis.failures import after_retry, failure, retry_or_raise
 from durastate.backends.redis.options import RedisTarget
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -87,27 +87,13 @@ class RedisBackend(Backend):
         """Run a script; after a dropped connection, once more with the retry flag."""
         try:
             return self._evalsha(call)
-        except LOST_CONNECTION as exc:
-            if isinstance(exc, exceptions.AuthenticationError):
-                raise failure(exc, operation, call.instance_id, self.target) from None
-            first = exc
-        except exceptions.TimeoutError as exc:
-            raise failure(
-                exc,
-                operation,
-                call.instance_id,
-                self.target,
-                outcome_unknown=call.retry_at is not None,
-            ) from None
         except exceptions.RedisError as exc:
-            raise failure(exc, operation, call.instance_id, self.target) from None
+            retry_or_raise(exc, call, operation, self.target)
+            first = exc
         try:
             return self._evalsha(call.as_retry())
         except exceptions.RedisError as exc:
-            unknown = call.retry_at is not None and not _refused(first)
-            raise failure(
-                exc, operation, call.instance_id, self.target, outcome_unknown=unknown
-            ) from None
+            raise after_retry(exc, first, call, operation, self.target) from None
 
     # -- contract -------------------------------------------------------------------------
 
@@ -160,8 +146,3 @@ class RedisBackend(Backend):
             count, next_query = self.core.purged(query, reply)
             total += count
         return total
-
-
-def _refused(exc: BaseException) -> bool:
-    """A connection that was never made (refused, no such socket): nothing was sent."""
-    return "connecting to" in str(exc) or "Connection refused" in str(exc)

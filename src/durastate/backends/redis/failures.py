@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from redis import exceptions
 
+from durastate.backends.redis.core import ScriptCall
 from durastate.backends.redis.options import RedisTarget
 from durastate.errors import (
     BackendUnavailable,
@@ -15,9 +16,6 @@ from durastate.errors import (
     CorruptRecord,
     DurastateError,
 )
-
-#: Errors after which the client cannot know whether the server ran a command it sent.
-LOST_CONNECTION = (exceptions.ConnectionError,)
 
 
 def _scrubbed(exc: BaseException, target: RedisTarget) -> str:
@@ -63,3 +61,34 @@ def failure(
     if isinstance(exc, exceptions.TimeoutError):
         return BackendUnavailable(f"{subject} timed out after {target.options.timeout} s{where}")
     return BackendUnavailable(f"{subject} failed: {_scrubbed(exc, target)}{where}")
+
+
+def _nothing_sent(exc: BaseException) -> bool:
+    """A connection that was never made (refused, no such socket): nothing was sent."""
+    return "connecting to" in str(exc) or "Connection refused" in str(exc)
+
+
+def retry_or_raise(
+    exc: exceptions.RedisError, call: ScriptCall, operation: str, target: RedisTarget
+) -> None:
+    """After a first attempt failed: return when the call may go again with its retry flag
+    (the connection dropped: the script will recognise a write that landed), else raise."""
+    if isinstance(exc, exceptions.ConnectionError) and not isinstance(
+        exc, exceptions.AuthenticationError
+    ):
+        return
+    unknown = isinstance(exc, exceptions.TimeoutError) and call.retry_at is not None
+    raise failure(exc, operation, call.instance_id, target, outcome_unknown=unknown) from None
+
+
+def after_retry(
+    exc: exceptions.RedisError,
+    first: BaseException,
+    call: ScriptCall,
+    operation: str,
+    target: RedisTarget,
+) -> DurastateError:
+    """The error when the retry failed too: the outcome of a write is unknown unless the
+    first attempt never got a connection."""
+    unknown = call.retry_at is not None and not _nothing_sent(first)
+    return failure(exc, operation, call.instance_id, target, outcome_unknown=unknown)
