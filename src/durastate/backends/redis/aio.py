@@ -7,6 +7,7 @@ driver's helper: this module only awaits.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Self
@@ -16,7 +17,7 @@ from redis import exceptions
 
 from durastate.backends.redis.backend import capabilities_for, no_retries
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
-from durastate.backends.redis.failures import after_retry, failure, retry_or_raise
+from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
 from durastate.core.records import (
     InstanceQuery,
@@ -74,15 +75,15 @@ class AsyncRedisBackend:
 
     async def _send(self, call: ScriptCall, operation: str) -> Reply:
         """As the sync driver: once more with the retry flag after a dropped connection."""
-        try:
-            return await self._evalsha(call)
-        except exceptions.RedisError as exc:
-            retry_or_raise(exc, call, operation, self.target)
-            first = exc
-        try:
-            return await self._evalsha(call.as_retry())
-        except exceptions.RedisError as exc:
-            raise after_retry(exc, first, call, operation, self.target) from None
+        attempts: Attempts | None = None  # made on the first failure: none on the hot path
+        while True:
+            try:
+                return await self._evalsha(call)
+            except exceptions.RedisError as exc:
+                attempts = attempts or Attempts(call, operation, self.target)
+                call, pause = attempts.after(exc)
+            if pause:
+                await asyncio.sleep(pause)
 
     # -- the backend contract, as coroutines ----------------------------------------------
 
@@ -93,12 +94,8 @@ class AsyncRedisBackend:
     async def read(
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceRecord | None:
-        fields = self.core.read_fields(fetch_payloads)
-        key = self.core.instance_key(instance_id)
-        try:
-            values = await self._execute("HMGET", key, *fields)
-        except exceptions.RedisError as exc:
-            raise failure(exc, "read", instance_id, self.target) from None
+        call = self.core.read(instance_id, fetch_payloads)
+        values = await self._send(call, "read")
         return self.core.record(values, fetch_payloads, instance_id)
 
     async def write_custom_status(

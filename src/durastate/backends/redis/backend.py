@@ -7,6 +7,7 @@ flag, and the script recognises the first attempt by its write id (see ``scripts
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Self
@@ -17,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
-from durastate.backends.redis.failures import after_retry, failure, retry_or_raise
+from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -84,16 +85,16 @@ class RedisBackend(Backend):
             return self._execute("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
 
     def _send(self, call: ScriptCall, operation: str) -> Reply:
-        """Run a script; after a dropped connection, once more with the retry flag."""
-        try:
-            return self._evalsha(call)
-        except exceptions.RedisError as exc:
-            retry_or_raise(exc, call, operation, self.target)
-            first = exc
-        try:
-            return self._evalsha(call.as_retry())
-        except exceptions.RedisError as exc:
-            raise after_retry(exc, first, call, operation, self.target) from None
+        """Run a script; ``Attempts`` decides what follows a failure (see there)."""
+        attempts: Attempts | None = None  # made on the first failure: none on the hot path
+        while True:
+            try:
+                return self._evalsha(call)
+            except exceptions.RedisError as exc:
+                attempts = attempts or Attempts(call, operation, self.target)
+                call, pause = attempts.after(exc)
+            if pause:
+                time.sleep(pause)
 
     # -- contract -------------------------------------------------------------------------
 
@@ -102,12 +103,8 @@ class RedisBackend(Backend):
         return self.core.created(call, self._send(call, "create"))
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        fields = self.core.read_fields(fetch_payloads)
-        key = self.core.instance_key(instance_id)
-        try:
-            values = self._execute("HMGET", key, *fields)
-        except exceptions.RedisError as exc:
-            raise failure(exc, "read", instance_id, self.target) from None
+        call = self.core.read(instance_id, fetch_payloads)
+        values = self._send(call, "read")
         return self.core.record(values, fetch_payloads, instance_id)
 
     def write_custom_status(

@@ -73,9 +73,10 @@ class Script:
 CREATE = Script.of("create", scripts.CREATE)
 CUSTOM_STATUS = Script.of("custom status", scripts.CUSTOM_STATUS)
 RUNTIME_STATUS = Script.of("runtime status", scripts.RUNTIME_STATUS)
+READ = Script.of("read", scripts.READ)
 DELETE = Script.of("delete", scripts.DELETE)
 QUERY = Script.of("query", scripts.QUERY)
-SCRIPTS: Final = (CREATE, CUSTOM_STATUS, RUNTIME_STATUS, DELETE, QUERY)
+SCRIPTS: Final = (CREATE, CUSTOM_STATUS, RUNTIME_STATUS, READ, DELETE, QUERY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +258,10 @@ class RedisCore:
     @staticmethod
     def read_fields(fetch_payloads: bool) -> tuple[str, ...]:
         return ALL_FIELDS if fetch_payloads else METADATA_FIELDS
+
+    def read(self, instance_id: str, fetch_payloads: bool) -> ScriptCall:
+        fields = ALL_FIELDS if fetch_payloads else METADATA_FIELDS
+        return ScriptCall(READ, (self.instance_key(instance_id),), fields, instance_id)
 
     @staticmethod
     def record(

@@ -6,6 +6,8 @@ of a redis-py error is passed on only with the password cut out.
 
 from __future__ import annotations
 
+import time
+
 from redis import exceptions
 
 from durastate.backends.redis.core import ScriptCall
@@ -68,27 +70,59 @@ def _nothing_sent(exc: BaseException) -> bool:
     return "connecting to" in str(exc) or "Connection refused" in str(exc)
 
 
-def retry_or_raise(
-    exc: exceptions.RedisError, call: ScriptCall, operation: str, target: RedisTarget
-) -> None:
-    """After a first attempt failed: return when the call may go again with its retry flag
-    (the connection dropped: the script will recognise a write that landed), else raise."""
-    if isinstance(exc, exceptions.ConnectionError) and not isinstance(
-        exc, exceptions.AuthenticationError
-    ):
-        return
-    unknown = isinstance(exc, exceptions.TimeoutError) and call.retry_at is not None
-    raise failure(exc, operation, call.instance_id, target, outcome_unknown=unknown) from None
+#: Answers that mean the server did not run the command (loading, busy, failing over):
+#: safe to send again, within the configured timeout.
+LOST_CONNECTION_RETRIES = 5
+REFUSED_WITHOUT_RUNNING = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"})
 
 
-def after_retry(
-    exc: exceptions.RedisError,
-    first: BaseException,
-    call: ScriptCall,
-    operation: str,
-    target: RedisTarget,
-) -> DurastateError:
-    """The error when the retry failed too: the outcome of a write is unknown unless the
-    first attempt never got a connection."""
-    unknown = call.retry_at is not None and not _nothing_sent(first)
-    return failure(exc, operation, call.instance_id, target, outcome_unknown=unknown)
+class Attempts:
+    """Decides, after each failed attempt of one script call, what to send next.
+
+    A dropped connection: the call goes again with its retry flag (the script recognises a
+    write that landed), up to ``LOST_CONNECTION_RETRIES`` times within the timeout. An
+    answer saying the server did not run it: the same call again, after a short pause,
+    until the timeout. Anything else: the typed error.
+    """
+
+    def __init__(self, call: ScriptCall, operation: str, target: RedisTarget) -> None:
+        self.call = call
+        self.operation = operation
+        self.target = target
+        self.deadline = time.monotonic() + target.options.timeout
+        self.losses = 0
+        self.maybe_sent = False  # a lost connection that may have carried the call
+        self.pauses = 0
+
+    def after(self, exc: exceptions.RedisError) -> tuple[ScriptCall, float]:
+        """The call to send next and the pause before it; raises when there is none."""
+        call, target = self.call, self.target
+        if isinstance(exc, exceptions.ConnectionError) and not isinstance(
+            exc, exceptions.AuthenticationError
+        ):
+            self.losses += 1
+            self.maybe_sent = self.maybe_sent or not _nothing_sent(exc)
+            if self.losses <= LOST_CONNECTION_RETRIES and time.monotonic() < self.deadline:
+                self.call = call.as_retry()
+                return self.call, 0.0 if self.losses == 1 else 0.01 * self.losses
+            raise self._final(exc) from None
+        if isinstance(exc, exceptions.ResponseError) and not isinstance(
+            exc, exceptions.NoPermissionError
+        ):
+            code = str(exc).split(" ", 1)[0]
+            pause = min(0.01 * 2**self.pauses, 0.2)
+            if code in REFUSED_WITHOUT_RUNNING and time.monotonic() + pause < self.deadline:
+                self.pauses += 1
+                return call, pause
+        if self.losses:
+            raise self._final(exc) from None
+        unknown = isinstance(exc, exceptions.TimeoutError) and call.retry_at is not None
+        raise failure(exc, self.operation, call.instance_id, target, outcome_unknown=unknown)
+
+    def _final(self, exc: exceptions.RedisError) -> DurastateError:
+        """The retries after a lost connection failed too: a write's outcome is unknown
+        unless no attempt ever got a connection."""
+        unknown = self.call.retry_at is not None and self.maybe_sent
+        return failure(
+            exc, self.operation, self.call.instance_id, self.target, outcome_unknown=unknown
+        )

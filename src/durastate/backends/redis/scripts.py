@@ -144,6 +144,12 @@ return {'ok', ARGV[4]}
 """
 )
 
+# KEYS: hash. ARGV: field names. Reply: their values (nil where absent). A script, not a
+# plain HMGET, so that reads share the drivers' one path (script cache, retries, errors).
+READ: Final = """
+return redis.call('HMGET', KEYS[1], unpack(ARGV))
+"""
+
 # KEYS: hash, all ids, created, one set per status. ARGV: id, channel. Reply: 1 | 0.
 DELETE: Final = """
 local existed = redis.call('DEL', KEYS[1])
