@@ -73,7 +73,16 @@ def _nothing_sent(exc: BaseException) -> bool:
 #: Answers that mean the server did not run the command (loading, busy, failing over):
 #: safe to send again, within the configured timeout.
 LOST_CONNECTION_RETRIES = 5
-REFUSED_WITHOUT_RUNNING = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"})
+
+
+def _not_run(exc: exceptions.RedisError) -> bool:
+    """The server answered that it did not run the command (loading its data, busy with a
+    script, failing over): safe to send again."""
+    if isinstance(
+        exc, exceptions.BusyLoadingError | exceptions.TryAgainError | exceptions.ClusterDownError
+    ):
+        return True
+    return isinstance(exc, exceptions.ResponseError) and str(exc).startswith("BUSY ")
 
 
 class Attempts:
@@ -97,7 +106,12 @@ class Attempts:
     def after(self, exc: exceptions.RedisError) -> tuple[ScriptCall, float]:
         """The call to send next and the pause before it; raises when there is none."""
         call, target = self.call, self.target
-        if isinstance(exc, exceptions.ConnectionError) and not isinstance(
+        if _not_run(exc):
+            pause = min(0.01 * 2**self.pauses, 0.2)
+            if time.monotonic() + pause < self.deadline:
+                self.pauses += 1
+                return call, pause
+        elif isinstance(exc, exceptions.ConnectionError) and not isinstance(
             exc, exceptions.AuthenticationError
         ):
             self.losses += 1
@@ -106,18 +120,12 @@ class Attempts:
                 self.call = call.as_retry()
                 return self.call, 0.0 if self.losses == 1 else 0.01 * self.losses
             raise self._final(exc) from None
-        if isinstance(exc, exceptions.ResponseError) and not isinstance(
-            exc, exceptions.NoPermissionError
-        ):
-            code = str(exc).split(" ", 1)[0]
-            pause = min(0.01 * 2**self.pauses, 0.2)
-            if code in REFUSED_WITHOUT_RUNNING and time.monotonic() + pause < self.deadline:
-                self.pauses += 1
-                return call, pause
         if self.losses:
             raise self._final(exc) from None
         unknown = isinstance(exc, exceptions.TimeoutError) and call.retry_at is not None
-        raise failure(exc, self.operation, call.instance_id, target, outcome_unknown=unknown)
+        raise failure(
+            exc, self.operation, call.instance_id, target, outcome_unknown=unknown
+        ) from None
 
     def _final(self, exc: exceptions.RedisError) -> DurastateError:
         """The retries after a lost connection failed too: a write's outcome is unknown

@@ -78,6 +78,9 @@ class RedisTarget:
             "socket_timeout": options.timeout,
             "socket_connect_timeout": options.timeout,
             "max_connections": options.max_connections,
+            # RESP2 on every redis-py version (8.x would default to RESP3): the replies the
+            # core reads are the same lists and bytes everywhere
+            "protocol": 2,
         }
         if options.username is not None:
             kwargs["username"] = options.username
