@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import redis
 
-from durastate.backends.redis import RedisBackend
+from durastate import open_store
+from durastate.backends.redis import RedisBackend, scripts
+from durastate.backends.redis.core import CREATE, CUSTOM_STATUS
+from durastate.core.records import NewInstance, Payload, RuntimeStatus
+from durastate.core.store import StateStore
+from durastate.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    DurastateError,
+    InstanceNotFound,
+    InvalidContinuationToken,
+)
 from durastate.testing import BackendConformance
-from durastate.testing.emulators import RunningEmulator
+from durastate.testing.emulators import RunningEmulator, free_port
+from tests.reliability.faultproxy import RespFaultProxy
 
 pytestmark = pytest.mark.emulator
 
@@ -26,3 +41,248 @@ class TestRedisConformance(BackendConformance):
     def backend(self, redis_server: RunningEmulator) -> Iterator[RedisBackend]:
         with make_backend(redis_server) as created:
             yield created
+
+
+# -- Redis specifics ---------------------------------------------------------------------------
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _new(instance_id: str, status: bytes = b'{"n":0}') -> NewInstance:
+    return NewInstance(instance_id, "wf", RuntimeStatus.RUNNING, NOW, None, Payload(status, "json"))
+
+
+def _command_calls(server: RunningEmulator) -> dict[str, int]:
+    client = redis.Redis.from_url(server.endpoints["redis"])
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def test_a_status_update_is_one_evalsha_and_nothing_else(redis_server: RunningEmulator) -> None:
+    with make_backend(redis_server) as backend:
+        backend.create(_new("job"))
+        etag = backend.write_custom_status("job", Payload(b"1", "json"), etag=None, now=NOW).etag
+        before = _command_calls(redis_server)
+        for number in range(10):
+            etag = backend.write_custom_status(
+                "job", Payload(str(number + 2).encode(), "json"), etag=etag, now=NOW
+            ).etag
+        after = _command_calls(redis_server)
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    delta = {name: count for name, count in delta.items() if count}
+    # the only other command is the INFO that measured it; the script ran HMGET + HSET inside
+    assert delta.pop("evalsha") == 10
+    assert delta.pop("info") == 1
+    delta.pop("hello", None)  # the measuring client's own handshake
+    delta.pop("client|setinfo", None)
+    assert set(delta) <= {"hmget", "hset", "publish"}, delta
+
+
+def test_scripts_are_reloaded_after_a_script_flush(redis_server: RunningEmulator) -> None:
+    with make_backend(redis_server) as backend:
+        backend.create(_new("job"))
+        flusher = redis.Redis.from_url(redis_server.endpoints["redis"])
+        flusher.script_flush()
+        flusher.close()
+        assert backend.write_custom_status("job", Payload(b"2", "json"), etag=None, now=NOW).written
+        record = backend.read("job")
+        assert record is not None
+        assert record.custom_status == Payload(b"2", "json")
+
+
+def test_every_write_publishes_its_etag_on_the_instance_channel(
+    redis_server: RunningEmulator,
+) -> None:
+    with make_backend(redis_server) as backend:
+        assert backend.capabilities.push
+        listener = redis.Redis.from_url(redis_server.endpoints["redis"])
+        pubsub = listener.pubsub()  # type: ignore[no-untyped-call]
+        pubsub.subscribe(backend.core.channel("a{b}"))
+        subscribed = pubsub.get_message(timeout=2)
+        assert subscribed is not None
+        assert subscribed["type"] == "subscribe"
+        etags = [backend.create(_new("a{b}"))]
+        etags.append(
+            backend.write_custom_status("a{b}", Payload(b"1", "json"), etag=None, now=NOW).etag
+        )
+        same = backend.write_custom_status("a{b}", Payload(b"1", "json"), etag=None, now=NOW)
+        assert not same.written  # an unchanged write publishes nothing
+        etags.append(
+            backend.write_runtime_status(
+                "a{b}",
+                RuntimeStatus.COMPLETED,
+                output=None,
+                set_output=False,
+                etag=None,
+                now=NOW,
+            )
+        )
+        backend.delete("a{b}")
+        messages = []
+        while (message := pubsub.get_message(timeout=1)) is not None:
+            messages.append(message["data"].decode())
+        pubsub.close()
+        listener.close()
+    assert messages == [*etags, ""]  # every etag in order, then the deletion
+
+
+def test_instances_expire_and_leave_no_index_entries(redis_server: RunningEmulator) -> None:
+    with make_backend(redis_server, ttl_seconds=1) as backend:
+        assert backend.capabilities.ttl
+        store = StateStore(backend)
+        store.create_instance("short", name="wf", custom_status=1)
+        store.set_runtime_status("short", RuntimeStatus.RUNNING)
+        client = redis.Redis.from_url(redis_server.endpoints["redis"])
+        ttl_ms = client.pttl(backend.core.instance_key("short"))
+        assert 0 < ttl_ms <= 1000
+        time.sleep(1.2)
+        assert store.get_instance("short") is None
+        assert list(store.iter_instances()) == []
+        assert list(store.iter_instances(runtime_status="running")) == []
+        # the query removed the stale index entries on its way
+        assert client.zcard(backend.core.all_key) == 0
+        assert client.zcard(backend.core.created_key) == 0
+        assert all(client.zcard(key) == 0 for key in backend.core.status_keys)
+        client.close()
+    with make_backend(redis_server) as lasting:
+        lasting.create(_new("kept"))
+        client = redis.Redis.from_url(redis_server.endpoints["redis"])
+        assert client.pttl(lasting.core.instance_key("kept")) == -1  # no expiry unless asked
+        client.close()
+
+
+def test_queries_walk_indexes_not_the_keyspace(redis_server: RunningEmulator) -> None:
+    with make_backend(redis_server) as backend:
+        store = StateStore(backend)
+        for number in range(30):
+            store.create_instance(f"q{number:02d}", name="wf")
+        before = _command_calls(redis_server)
+        assert len(store.query(prefix="q1", page_size=100).items) == 10
+        after = _command_calls(redis_server)
+    assert after.get("scan", 0) == before.get("scan", 0)
+    assert after.get("keys", 0) == before.get("keys", 0)
+
+
+def test_forged_continuation_tokens_are_refused(redis_server: RunningEmulator) -> None:
+    with make_backend(redis_server) as backend:
+        store = StateStore(backend)
+        for number in range(5):
+            store.create_instance(f"t{number}", name="wf")
+        page = store.query(page_size=2)
+        assert page.continuation is not None
+        for forged in ("", "garbage!", page.continuation[:-3], page.continuation + "x"):
+            with pytest.raises(InvalidContinuationToken):
+                store.query(page_size=2, continuation=forged)
+        with pytest.raises(InvalidContinuationToken):
+            store.query(page_size=2, prefix="t", continuation=page.continuation)
+
+
+def test_url_forms_and_no_password_in_repr_or_errors(redis_server: RunningEmulator) -> None:
+    unix = open_store(redis_server.endpoints["unix"], prefix=f"u{uuid.uuid4().hex[:8]}:")
+    unix.create_instance("over-a-socket", name="wf", custom_status=1)
+    assert unix.get_custom_status("over-a-socket") == 1
+    unix.close()
+    secret = "s3cr3t-Pa55"
+    port = redis_server.endpoints["redis"].split(":")[2].split("/")[0]
+    backend = RedisBackend.from_url(f"redis://user:{secret}@127.0.0.1:{port}/0", timeout=1)
+    assert secret not in repr(backend)
+    assert "user:***@" in repr(backend)
+    with pytest.raises(DurastateError) as raised:
+        backend.read("job")  # the server has no such user
+    assert secret not in str(raised.value)
+    assert isinstance(raised.value, ConfigurationError)
+    backend.close()
+    with pytest.raises(ConfigurationError, match="colour"):
+        RedisBackend.from_url(redis_server.endpoints["redis"], colour="blue")
+    with pytest.raises(ConfigurationError):
+        RedisBackend.from_url("redis://")
+    with pytest.raises(ConfigurationError, match="ttl_seconds"):
+        RedisBackend.from_url(redis_server.endpoints["redis"] + "?ttl_seconds=-1")
+
+
+def test_a_dead_server_is_unavailable_within_the_timeout() -> None:
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    for operation in (
+        lambda: backend.read("job"),
+        lambda: backend.write_custom_status("job", Payload(b"1", "json"), etag=None, now=NOW),
+        lambda: backend.create(_new("job")),
+    ):
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="job"):
+            operation()
+        assert time.monotonic() - started < 1.5
+    backend.close()
+
+
+# -- lost answers, with a second writer acting before the retry ---------------------------------
+
+
+@pytest.fixture
+def proxy(redis_server: RunningEmulator) -> Iterator[RespFaultProxy]:
+    writes = frozenset(f"EVALSHA {script.sha}" for script in (CREATE, CUSTOM_STATUS))
+    with RespFaultProxy(
+        redis_server.endpoints["redis"], "redis", seed=7, methods=writes
+    ) as running:
+        yield running
+
+
+def _lose_next_answer(proxy: RespFaultProxy, between: Callable[[], object]) -> None:
+    """The next create or status write is applied, its answer withheld while ``between``
+    runs, then lost (reads pass untouched)."""
+
+    def once() -> None:
+        proxy.configure(rate=0.0)
+        between()
+
+    proxy.between = once
+    proxy.configure(rate=1.0, faults={"drop_after": 1.0})
+
+
+def test_a_lost_answer_is_recognised_after_another_writer_wrote(
+    redis_server: RunningEmulator, proxy: RespFaultProxy
+) -> None:
+    prefix = f"l{uuid.uuid4().hex[:8]}:"
+    direct = StateStore(RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix))
+    through = StateStore(RedisBackend.from_url(proxy.url, prefix=prefix))
+    direct.create_instance("counter", name="wf", custom_status={"n": -1})
+    direct.set_custom_status("counter", {"n": 0})  # the scripts are loaded: EVALSHA runs
+    _lose_next_answer(proxy, lambda: direct.set_custom_status("counter", {"n": 100}))
+    through.update("counter", lambda value: {"n": value["n"] + 1})
+    assert proxy.counters["drop_after"] == 1, dict(proxy.counters)
+    # our increment landed once (0 -> 1), the other writer's 100 came after it; a blind
+    # retry would have met a stale etag and applied the increment again (101)
+    assert direct.get_custom_status("counter") == {"n": 100}
+
+    _lose_next_answer(proxy, lambda: None)
+    with pytest.raises(InstanceNotFound):  # a lost "missing" answer stays InstanceNotFound
+        through.set_custom_status("fresh", "y")
+
+    _lose_next_answer(proxy, lambda: direct.set_custom_status("made", "by the other writer"))
+    through.create_instance("made", name="wf", custom_status="ours")  # not InstanceExists
+    assert direct.get_custom_status("made") == "by the other writer"
+    direct.close()
+    through.close()
+
+
+def test_an_undecidable_lost_answer_raises_outcome_unknown(
+    redis_server: RunningEmulator, proxy: RespFaultProxy
+) -> None:
+    prefix = f"l{uuid.uuid4().hex[:8]}:"
+    direct = StateStore(RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix))
+    through = StateStore(RedisBackend.from_url(proxy.url, prefix=prefix))
+    direct.create_instance("counter", name="wf", custom_status={"n": -1})
+    direct.set_custom_status("counter", {"n": 0})  # the scripts are loaded: EVALSHA runs
+
+    def many_writes() -> None:  # more than the hash remembers: our write id is pushed out
+        for number in range(scripts.RECENT_WRITES + 1):
+            direct.set_custom_status("counter", {"n": 1000 + number})
+
+    _lose_next_answer(proxy, many_writes)
+    with pytest.raises(BackendUnavailable, match="outcome is unknown"):
+        through.update("counter", lambda value: {"n": value["n"] + 1})
+    assert direct.get_custom_status("counter") == {"n": 1000 + scripts.RECENT_WRITES}
+    direct.close()
+    through.close()

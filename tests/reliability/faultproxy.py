@@ -26,7 +26,7 @@ import random
 import socket
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Self
 from urllib.parse import urlsplit
@@ -375,14 +375,26 @@ def _read_resp(reader: _Reader) -> bytes:
 
 
 def _command_name(command: bytes) -> str:
-    """The first word of a RESP command array: ``*3\r\n$7\r\nEVALSHA...`` -> EVALSHA."""
+    """The first word of a RESP command array (``EVALSHA``), with the script's SHA for
+    EVALSHA (``EVALSHA 1f0c...``), so ``methods`` can single out one script."""
     parts = command.split(b"\r\n")
-    name = parts[2] if command.startswith(b"*") and len(parts) > 2 else parts[0]
-    return name.decode("latin-1").upper()
+    if not command.startswith(b"*") or len(parts) < 3:
+        return parts[0].decode("latin-1").upper()
+    name = parts[2].decode("latin-1").upper()
+    if name == "EVALSHA" and len(parts) > 4:
+        return f"{name} {parts[4].decode('latin-1')}"
+    return name
 
 
 class RespFaultProxy(FaultProxy):
-    """The fault proxy for Redis: RESP framing instead of HTTP, same faults and counters."""
+    """The fault proxy for Redis: RESP framing instead of HTTP, same faults and counters.
+
+    ``between``, when set, runs after a ``drop_after`` answer was withheld and before the
+    client's connection is closed: a second writer acting between a lost answer and the
+    client's retry (the client waits for the answer until the connection closes).
+    """
+
+    between: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -419,6 +431,8 @@ class RespFaultProxy(FaultProxy):
                 except (_Closed, OSError, ValueError):
                     return
                 if fault == "drop_after":
+                    if self.between is not None:
+                        self.between()
                     return
                 client.sendall(reply)
         except OSError:

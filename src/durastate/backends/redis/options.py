@@ -66,10 +66,14 @@ class RedisTarget:
             netloc = f"[{host}]" if port is None else f"[{host}]:{port}"
         self.scheme = parts.scheme
         self.address = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        if parts.scheme == "unix":  # urlunsplit drops the // of an empty host
+            self.address = f"unix://{parts.path}"
         user = f"{self.options.username}:***@" if self.options.password else ""
         if self.options.username and not self.options.password:
             user = f"{self.options.username}@"
         self.redacted = urlunsplit((parts.scheme, user + netloc, parts.path, "", ""))
+        if parts.scheme == "unix":
+            self.redacted = f"unix://{user}{parts.path}"
 
     def pool_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``ConnectionPool.from_url(address, ...)`` (sync or async)."""
