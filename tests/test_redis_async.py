@@ -1,0 +1,188 @@
+"""The async driver (redis.asyncio) against the real server: same core, same semantics.
+
+The async store and ``watch`` (issue 12) will run the conformance suite on it; until then
+these tests drive ``AsyncRedisBackend`` directly, beside the sync driver on the same keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from durastate.backends.redis import RedisBackend
+from durastate.backends.redis.aio import AsyncRedisBackend
+from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
+from durastate.errors import (
+    BackendUnavailable,
+    ConcurrencyError,
+    InstanceExists,
+    InstanceNotFound,
+    InvalidContinuationToken,
+)
+from durastate.testing.emulators import RunningEmulator, free_port
+
+pytestmark = pytest.mark.emulator
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _new(
+    instance_id: str, *, status: RuntimeStatus = RuntimeStatus.RUNNING, minute: int = 0
+) -> NewInstance:
+    return NewInstance(
+        instance_id,
+        "wf",
+        status,
+        NOW + timedelta(minutes=minute),
+        Payload(b'{"in":1}', "json"),
+        Payload(b'{"n":0}', "json"),
+    )
+
+
+def _prefix() -> str:
+    return f"a{uuid.uuid4().hex[:12]}:"
+
+
+def test_async_driver_writes_reads_and_checks_etags(redis_server: RunningEmulator) -> None:
+    prefix = _prefix()
+
+    async def scenario() -> None:
+        async with AsyncRedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix) as db:
+            etag = await db.create(_new("job"))
+            with pytest.raises(InstanceExists):
+                await db.create(_new("job"))
+            written = await db.write_custom_status(
+                "job", Payload(b'{"n":1}', "json"), etag=etag, now=NOW
+            )
+            assert written.written
+            same = await db.write_custom_status(
+                "job", Payload(b'{"n":1}', "json"), etag=written.etag, now=NOW
+            )
+            assert (same.etag, same.written) == (written.etag, False)
+            with pytest.raises(ConcurrencyError):
+                await db.write_custom_status("job", Payload(b"2", "json"), etag=etag, now=NOW)
+            with pytest.raises(InstanceNotFound):
+                await db.write_custom_status("nope", Payload(b"2", "json"), etag=None, now=NOW)
+            done = await db.write_runtime_status(
+                "job",
+                RuntimeStatus.COMPLETED,
+                output=Payload(b'"out"', "json"),
+                set_output=True,
+                etag=written.etag,
+                now=NOW,
+            )
+            record = await db.read("job", fetch_payloads=True)
+            assert record is not None
+            assert record.etag == done
+            assert record.runtime_status is RuntimeStatus.COMPLETED
+            assert record.custom_status == Payload(b'{"n":1}', "json")
+            assert record.input == Payload(b'{"in":1}', "json")
+            assert record.output == Payload(b'"out"', "json")
+            assert await db.delete("job") is True
+            assert await db.read("job") is None
+
+    asyncio.run(scenario())
+
+
+def test_sync_and_async_drivers_share_one_layout(redis_server: RunningEmulator) -> None:
+    prefix = _prefix()
+    sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
+    etag = sync.create(_new("shared"))
+
+    async def scenario() -> str:
+        async with AsyncRedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix) as db:
+            record = await db.read("shared")
+            assert record is not None
+            assert record.etag == etag
+            result = await db.write_custom_status(
+                "shared", Payload(b'"from async"', "json"), etag=etag, now=NOW
+            )
+            return result.etag
+
+    new_etag = asyncio.run(scenario())
+    record = sync.read("shared")
+    assert record is not None
+    assert record.etag == new_etag
+    assert record.custom_status == Payload(b'"from async"', "json")
+    sync.close()
+
+
+def test_concurrent_async_writers_lose_no_increment(redis_server: RunningEmulator) -> None:
+    """Two driver objects (two pools), 20 tasks each, compare-and-swap increments."""
+    prefix = _prefix()
+    url = redis_server.endpoints["redis"]
+
+    async def increment(db: AsyncRedisBackend) -> None:
+        while True:
+            record = await db.read("counter")
+            assert record is not None
+            assert record.custom_status is not None
+            value = int(record.custom_status.data.split(b":")[1].rstrip(b"}"))
+            payload = Payload(b'{"n":%d}' % (value + 1), "json")
+            try:
+                await db.write_custom_status("counter", payload, etag=record.etag, now=NOW)
+                return
+            except ConcurrencyError:
+                await asyncio.sleep(0)
+
+    async def scenario() -> bytes:
+        first = AsyncRedisBackend.from_url(url, prefix=prefix)
+        second = AsyncRedisBackend.from_url(url, prefix=prefix)
+        await first.create(_new("counter"))
+        await asyncio.gather(*(increment(db) for db in (first, second) for _ in range(20)))
+        record = await first.read("counter")
+        await first.close()
+        await second.close()
+        assert record is not None
+        assert record.custom_status is not None
+        return record.custom_status.data
+
+    assert asyncio.run(scenario()) == b'{"n":40}'
+
+
+def test_async_queries_page_and_purge(redis_server: RunningEmulator) -> None:
+    prefix = _prefix()
+
+    async def scenario() -> None:
+        async with AsyncRedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix) as db:
+            for number in range(12):
+                status = RuntimeStatus.COMPLETED if number % 2 else RuntimeStatus.RUNNING
+                await db.create(_new(f"job-{number:02d}", status=status, minute=number))
+            seen: list[str] = []
+            query = InstanceQuery(
+                runtime_status=frozenset({RuntimeStatus.COMPLETED}),
+                created_from=NOW + timedelta(minutes=3),
+                page_size=2,
+            )
+            while True:
+                page = await db.query(query)
+                seen.extend(record.instance_id for record in page.items)
+                if page.continuation is None:
+                    break
+                query = replace(query, continuation=page.continuation)
+            assert seen == ["job-03", "job-05", "job-07", "job-09", "job-11"]
+            with pytest.raises(InvalidContinuationToken):
+                await db.query(replace(query, continuation="forged"))
+            purged = await db.purge_by(InstanceQuery(created_to=NOW + timedelta(minutes=4)))
+            assert purged == 4
+            rest = await db.query(InstanceQuery(page_size=100))
+            assert len(rest.items) == 8
+
+    asyncio.run(scenario())
+
+
+def test_async_dead_server_is_unavailable_in_time() -> None:
+    async def scenario() -> None:
+        db = AsyncRedisBackend.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(BackendUnavailable, match="job"):
+            await db.write_custom_status("job", Payload(b"1", "json"), etag=None, now=NOW)
+        assert loop.time() - started < 1.5
+        await db.close()
+
+    asyncio.run(scenario())
