@@ -28,7 +28,7 @@ NOW_MICROS = 1893553445678000
 def test_keys_are_escaped_reversibly_and_carry_a_hash_tag() -> None:
     rc = RedisCore("app:")
     assert rc.instance_key("job-1") == "app:i:{job-1}"
-    assert rc.channel("job-1") == "app:ch:{job-1}"
+    assert rc.channel("job-1") == "app:i:{job-1}"  # channels are not keys: same name
     assert rc.instance_key("a{b}c%") == "app:i:{a%7Bb%7Dc%25}"
     look_alikes = ["a{b}", "a%7Bb%7D", "a%257Bb", "a%", "a%25", "{", "}", "%7B", ""]
     keys = {rc.instance_key(instance_id) for instance_id in look_alikes}
@@ -58,27 +58,20 @@ def test_custom_status_call_is_one_script_with_exact_arguments() -> None:
     call = rc.custom_status("job", Payload(b'{"n":1}', "json", "zlib"), "etag-1", NOW)
     assert call.script is core.CUSTOM_STATUS
     assert call.keys == ("p:i:{job}",)
-    write_id = call.args[4]
-    assert isinstance(write_id, str)
-    assert len(write_id) == scripts.WRITE_ID_LENGTH
-    assert call.args == (
-        "etag-1",
-        b'{"n":1}',
-        "json+zlib",
-        NOW_MICROS,
-        write_id,
-        "0",
-        NOW_MICROS // 1000 + 60_000,
-        "p:ch:{job}",
-    )
+    header, data = call.args
+    assert isinstance(header, str)
+    write_id = header[1 : 1 + scripts.WRITE_ID_LENGTH]
+    assert int(write_id, 16) >= 0  # 24 hex digits
+    expires = NOW_MICROS // 1000 + 60_000
+    assert header == f"0{write_id}{NOW_MICROS},{expires},9,json+zlibetag-1"
+    assert data == b'{"n":1}'
     retry = call.as_retry()
-    assert retry.args[5] == "1"
-    assert retry.args[:5] == call.args[:5]
-    assert retry.args[6:] == call.args[6:]
+    assert retry.args == ("1" + header[1:], data)
     unconditional = RedisCore("p:").custom_status("job", Payload(b"1", "json"), None, NOW)
-    assert unconditional.args[0] == ""
-    assert unconditional.args[6] == ""  # no expiry asked: no PEXPIREAT
-    assert unconditional.args[4] != write_id  # a fresh write id per write
+    other = unconditional.args[0]
+    assert isinstance(other, str)
+    assert other.endswith(f"{NOW_MICROS},,4,json")  # no etag, no expiry asked
+    assert other[1:25] != write_id  # a fresh write id per write
 
 
 def test_create_call() -> None:
@@ -100,7 +93,6 @@ def test_create_call() -> None:
         b"[1]",
         "json",
         "",
-        "p:ch:{job}",
     )
     assert call.as_retry().args[6] == "1"
 
@@ -121,7 +113,6 @@ def test_runtime_status_call() -> None:
         b"",
         "",
         "",
-        "p:ch:{job}",
         "job",
     )
     assert call.as_retry().args[4] == "1"
@@ -130,15 +121,15 @@ def test_runtime_status_call() -> None:
 def test_replies_become_results_and_typed_errors() -> None:
     rc = RedisCore("p:")
     call = rc.custom_status("job", Payload(b"1", "json"), "old", NOW)
-    assert rc.status_written(call, [b"ok", b"new"]).etag == "new"
-    same = rc.status_written(call, [b"same", b"cur"])
+    assert rc.status_written(call, b"onew").etag == "new"
+    same = rc.status_written(call, b"scur")
     assert (same.etag, same.written) == ("cur", False)
-    with pytest.raises(ConcurrencyError, match="job"):
-        rc.status_written(call, [b"stale", b"cur"])
+    with pytest.raises(ConcurrencyError, match="'old' is stale"):
+        rc.status_written(call, b"xcur")
     with pytest.raises(InstanceNotFound):
-        rc.status_written(call, [b"missing"])
+        rc.status_written(call, b"m")
     with pytest.raises(BackendUnavailable, match="outcome is unknown"):
-        rc.status_written(call, [b"unknown"])
+        rc.status_written(call, b"u")
     new = NewInstance("job", "wf", RuntimeStatus.PENDING, NOW, None, None)
     create = rc.create(new, restart=False)
     with pytest.raises(InstanceExists, match="running"):

@@ -7,8 +7,8 @@ calls, so both share one logic, and every decision here is unit-testable byte fo
 
 Key layout under ``prefix`` (default ``durastate:``)::
 
-    {prefix}i:{<escaped id>}     one hash per instance
-    {prefix}ch:{<escaped id>}    its pub/sub channel (each write publishes the new etag)
+    {prefix}i:{<escaped id>}     one hash per instance, and its pub/sub channel (each write
+                                 publishes the new etag; "" on delete)
     {prefix}ix:all               sorted set of all ids (score 0: byte order, prefix ranges)
     {prefix}ix:created           sorted set of ids by created time (microseconds)
     {prefix}ix:s:<status>        one sorted set of ids per runtime status (byte order)
@@ -82,19 +82,23 @@ SCRIPTS: Final = (CREATE, CUSTOM_STATUS, RUNTIME_STATUS, READ, DELETE, QUERY)
 @dataclass(frozen=True, slots=True)
 class ScriptCall:
     """One EVALSHA: the script, its keys and arguments; ``retry_at`` is the index of the
-    retry flag among the arguments (a write sent again after a lost answer sets it)."""
+    argument that starts with the retry flag (a write sent again after a lost answer sets
+    it); ``etag`` the one the write is conditional on (for the error message)."""
 
     script: Script
     keys: tuple[str, ...]
     args: tuple[str | bytes | int, ...]
     instance_id: str | None = None
     retry_at: int | None = None
+    etag: str | None = None
 
     def as_retry(self) -> ScriptCall:
         if self.retry_at is None:
             return self
         args = list(self.args)
-        args[self.retry_at] = "1"
+        flagged = args[self.retry_at]
+        assert isinstance(flagged, str)
+        args[self.retry_at] = "1" + flagged[1:]
         return replace(self, args=tuple(args))
 
 
@@ -145,8 +149,9 @@ class RedisCore:
         return f"{self.prefix}i:{{{escape_id(instance_id)}}}"
 
     def channel(self, instance_id: str) -> str:
-        """The pub/sub channel each write of this instance publishes its new etag on."""
-        return f"{self.prefix}ch:{{{escape_id(instance_id)}}}"
+        """The pub/sub channel each write of this instance publishes its new etag on: named
+        like its hash (channels are not keys), so a script needs no extra argument."""
+        return self.instance_key(instance_id)
 
     def _expires(self, moment: datetime) -> str | int:
         return "" if self.ttl_ms is None else to_micros(moment) // 1000 + self.ttl_ms
@@ -169,7 +174,6 @@ class RedisCore:
             given.data if given else b"",
             given.encoding if given else "",
             self._expires(new.created_at),
-            self.channel(new.instance_id),
         )
         keys = (self.instance_key(new.instance_id), *self._index_keys)
         return ScriptCall(CREATE, keys, args, new.instance_id, retry_at=6)
@@ -178,17 +182,17 @@ class RedisCore:
         self, instance_id: str, payload: Payload, etag: str | None, now: datetime
     ) -> ScriptCall:
         micros = to_micros(now)
-        args = (
-            etag or "",
-            payload.data,
-            payload.encoding,
-            micros,
-            new_write_id(),
-            "0",
-            "" if self.ttl_ms is None else micros // 1000 + self.ttl_ms,
-            self.channel(instance_id),
+        expires = "" if self.ttl_ms is None else micros // 1000 + self.ttl_ms
+        encoding = payload.encoding
+        header = f"0{new_write_id()}{micros},{expires},{len(encoding)},{encoding}{etag or ''}"
+        return ScriptCall(
+            CUSTOM_STATUS,
+            (self.instance_key(instance_id),),
+            (header, payload.data),
+            instance_id,
+            0,
+            etag,
         )
-        return ScriptCall(CUSTOM_STATUS, (self.instance_key(instance_id),), args, instance_id, 5)
 
     def runtime_status(
         self,
@@ -210,15 +214,14 @@ class RedisCore:
             output.data if output else b"",
             output.encoding if output else "",
             self._expires(now),
-            self.channel(instance_id),
             instance_id,
         )
         keys = (self.instance_key(instance_id), *self.status_keys)
-        return ScriptCall(RUNTIME_STATUS, keys, args, instance_id, retry_at=4)
+        return ScriptCall(RUNTIME_STATUS, keys, args, instance_id, retry_at=4, etag=etag)
 
     def delete(self, instance_id: str) -> ScriptCall:
         keys = (self.instance_key(instance_id), *self._index_keys)
-        return ScriptCall(DELETE, keys, (instance_id, self.channel(instance_id)), instance_id)
+        return ScriptCall(DELETE, keys, (instance_id,), instance_id)
 
     # -- write replies --------------------------------------------------------------------
 
@@ -234,13 +237,13 @@ class RedisCore:
         raise _unknown_outcome("create", call.instance_id)
 
     @staticmethod
-    def status_written(call: ScriptCall, reply: Reply) -> WriteResult:
-        outcome = reply[0]
-        if outcome == b"ok":
-            return WriteResult(reply[1].decode("ascii"))
-        if outcome == b"same":
-            return WriteResult(reply[1].decode("ascii"), written=False)
-        _refused(call, outcome, "custom-status update")
+    def status_written(call: ScriptCall, reply: bytes) -> WriteResult:
+        outcome = reply[:1]
+        if outcome == b"o":
+            return WriteResult(reply[1:].decode("ascii"))
+        if outcome == b"s":
+            return WriteResult(reply[1:].decode("ascii"), written=False)
+        _refused(call, _STATUS_OUTCOMES.get(outcome, b"unknown"), "custom-status update")
 
     @staticmethod
     def runtime_written(call: ScriptCall, reply: Reply) -> str:
@@ -396,13 +399,15 @@ def _valid_cursor(plan: str, cursor_a: str, statuses: int) -> bool:
     return cursor_a == ""
 
 
+_STATUS_OUTCOMES: Final = {b"x": b"stale", b"m": b"missing", b"u": b"unknown"}
+
+
 def _refused(call: ScriptCall, outcome: bytes, operation: str) -> NoReturn:
     instance_id = call.instance_id or ""
     if outcome == b"missing":
         raise InstanceNotFound(instance_id)
     if outcome == b"stale":
-        etag = call.args[0]
-        raise ConcurrencyError(instance_id, str(etag) or None)
+        raise ConcurrencyError(instance_id, call.etag)
     raise _unknown_outcome(operation, instance_id)
 
 

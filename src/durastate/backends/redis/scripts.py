@@ -6,7 +6,8 @@ Layout of one instance hash (short field names keep every write small):
 ``id`` instance id, ``n`` name, ``s`` runtime status, ``c``/``u``/``cu`` created, last
 updated and custom-status-updated times (microseconds since the epoch), ``e`` etag,
 ``cs``/``ce`` custom status bytes and encoding, ``i``/``ie`` input, ``o``/``oe`` output,
-``w`` the ids of the last writes (lost-answer recognition).
+``w`` the ids of the last writes (lost-answer recognition). Each write publishes its new
+etag on a channel named like the hash (channels and keys are separate namespaces).
 
 A write id is the new etag, made by the client: 24 characters, unique per write. A write
 appends its id to ``w`` (keeping the last ``RECENT_WRITES``), so a retry after a lost answer
@@ -56,31 +57,37 @@ local function remember(list, wid)
 end
 """
 
-# KEYS: hash. ARGV: etag or '', data, encoding, now, write id, retry, expire-at ms or '',
-# channel. Reply: {'ok', etag} | {'same', etag} | {'stale', etag} | {'missing'} | {'unknown'}.
+# The hot path, so the client packs as few arguments as it can: KEYS: hash. ARGV: a header
+# "<retry flag><write id><now>,<expire-at ms or empty>,<encoding length>,<encoding><etag>",
+# then the data. Reply (one string): 'o'..etag written, 's'..etag same bytes (nothing
+# written), 'x'..etag stale, 'm' missing, 'u' outcome unknown.
 CUSTOM_STATUS: Final = (
     _COMMON
     + """
+local retry, wid, now, expire, size, rest = string.match(ARGV[1],
+  '^(%d)(' .. string.rep('%x', WID) .. ')(%d+),(%d*),(%d+),(.*)$')
+size = tonumber(size)
+local encoding, etag = string.sub(rest, 1, size), string.sub(rest, size + 1)
 local cur = redis.call('HMGET', KEYS[1], 'e', 'cs', 'ce', 'w')
-if not cur[1] then return {'missing'} end
-if ARGV[6] == '1' then
-  local verdict = seen(cur[4], ARGV[5])
-  if verdict == 'ours' then return {'ok', ARGV[5]} end
-  if verdict == 'unknown' and ARGV[1] ~= cur[1] then return {'unknown'} end
+if not cur[1] then return 'm' end
+if retry == '1' then
+  local verdict = seen(cur[4], wid)
+  if verdict == 'ours' then return 'o' .. wid end
+  if verdict == 'unknown' and etag ~= cur[1] then return 'u' end
 end
-if ARGV[1] ~= '' and ARGV[1] ~= cur[1] then return {'stale', cur[1]} end
-if cur[2] == ARGV[2] and cur[3] == ARGV[3] then return {'same', cur[1]} end
-redis.call('HSET', KEYS[1], 'cs', ARGV[2], 'ce', ARGV[3], 'cu', ARGV[4], 'u', ARGV[4],
-  'e', ARGV[5], 'w', remember(cur[4], ARGV[5]))
-if ARGV[7] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[7]) end
-redis.call('PUBLISH', ARGV[8], ARGV[5])
-return {'ok', ARGV[5]}
+if etag ~= '' and etag ~= cur[1] then return 'x' .. cur[1] end
+if cur[2] == ARGV[2] and cur[3] == encoding then return 's' .. cur[1] end
+redis.call('HSET', KEYS[1], 'cs', ARGV[2], 'ce', encoding, 'cu', now, 'u', now,
+  'e', wid, 'w', remember(cur[4], wid))
+if expire ~= '' then redis.call('PEXPIREAT', KEYS[1], expire) end
+redis.call('PUBLISH', KEYS[1], wid)
+return 'o' .. wid
 """
 )
 
 # KEYS: hash, all ids, created, one set per status. ARGV: id, name, status, created, write
 # id, restart, retry, status data, status encoding or '', input data, input encoding or '',
-# expire-at ms or '', channel. Reply: {'ok', etag} | {'exists', status} | {'unknown'}.
+# expire-at ms or ''. Reply: {'ok', etag} | {'exists', status} | {'unknown'}.
 CREATE: Final = (
     _COMMON
     + """
@@ -105,13 +112,13 @@ if ARGV[12] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[12]) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[4 + STATUS_OFFSET[ARGV[3]]], 0, ARGV[1])
-redis.call('PUBLISH', ARGV[13], ARGV[5])
+redis.call('PUBLISH', KEYS[1], ARGV[5])
 return {'ok', ARGV[5]}
 """
 )
 
 # KEYS: hash, one set per status. ARGV: etag or '', status, now, write id, retry,
-# set output, output data, output encoding or '', expire-at ms or '', channel, id.
+# set output, output data, output encoding or '', expire-at ms or '', id.
 # Reply: {'ok', etag} | {'stale', etag} | {'missing'} | {'unknown'}.
 RUNTIME_STATUS: Final = (
     _COMMON
@@ -135,11 +142,11 @@ if ARGV[6] == '1' then
 end
 if cur[2] ~= ARGV[2] then
   local old = STATUS_OFFSET[cur[2]]
-  if old then redis.call('ZREM', KEYS[2 + old], ARGV[11]) end
-  redis.call('ZADD', KEYS[2 + STATUS_OFFSET[ARGV[2]]], 0, ARGV[11])
+  if old then redis.call('ZREM', KEYS[2 + old], ARGV[10]) end
+  redis.call('ZADD', KEYS[2 + STATUS_OFFSET[ARGV[2]]], 0, ARGV[10])
 end
 if ARGV[9] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[9]) end
-redis.call('PUBLISH', ARGV[10], ARGV[4])
+redis.call('PUBLISH', KEYS[1], ARGV[4])
 return {'ok', ARGV[4]}
 """
 )
@@ -150,11 +157,11 @@ READ: Final = """
 return redis.call('HMGET', KEYS[1], unpack(ARGV))
 """
 
-# KEYS: hash, all ids, created, one set per status. ARGV: id, channel. Reply: 1 | 0.
+# KEYS: hash, all ids, created, one set per status. ARGV: id. Reply: 1 | 0.
 DELETE: Final = """
 local existed = redis.call('DEL', KEYS[1])
 for index = 2, #KEYS do redis.call('ZREM', KEYS[index], ARGV[1]) end
-if existed == 1 then redis.call('PUBLISH', ARGV[2], '') end
+if existed == 1 then redis.call('PUBLISH', KEYS[1], '') end
 return existed
 """
 
@@ -214,7 +221,7 @@ local function consider(id, status)
   if what == 'p' then
     redis.call('DEL', key)
     unindex(id)
-    redis.call('PUBLISH', kp .. 'ch:{' .. string.gsub(id, '[%%{}]', escapes) .. '}', '')
+    redis.call('PUBLISH', key, '')
   else
     for index = 1, #fields do table.insert(out, got[index]) end
   end
