@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ import redis
 from durastate import open_store
 from durastate.backends.redis import RedisBackend, scripts
 from durastate.backends.redis.core import CREATE, CUSTOM_STATUS
+from durastate.bench import BackendSpec as BenchSpec
+from durastate.bench import BenchConfig, run_bench
 from durastate.core.records import NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import (
@@ -286,3 +289,33 @@ def test_an_undecidable_lost_answer_raises_outcome_unknown(
     assert direct.get_custom_status("counter") == {"n": 1000 + scripts.RECENT_WRITES}
     direct.close()
     through.close()
+
+
+def test_bench_runs_redis_cells_with_anchors_and_the_celery_peer(
+    redis_server: RunningEmulator, tmp_path: Path
+) -> None:
+    spec = BenchSpec(redis_server.endpoints["redis"], {"prefix": f"b{uuid.uuid4().hex[:8]}:"})
+    config = BenchConfig(
+        backends=[spec],
+        serializers=["json"],
+        payloads=["150B"],
+        kinds=["dict"],
+        quick=True,
+        output=tmp_path / "out",
+        operations=["update_cas", "update_lww"],
+        repeat=20,
+        chart=False,
+    )
+    result = run_bench(config, progress=False)
+    found = {m.operation: m for m in result.durastate() if m.backend == "redis"}
+    assert all(m.ok for m in found.values()), [m.error for m in found.values()]
+    assert found["update_cas"].backend_writes == 1.0
+    refs = {m.name: m for m in result.measurements if m.subject != "durastate"}
+    assert set(refs) == {
+        "redis-py HSET (default client)",
+        "redis-py evalsha hand-written Lua CAS (default client)",
+        "redis-py evalsha hand-written Lua CAS (durastate's client settings)",
+        "celery store_result (redis)",
+    }
+    assert all(m.ok for m in refs.values()), [m.error for m in refs.values()]
+    assert all(m.extra["ratio_cpu"] > 0 for m in refs.values())
