@@ -22,6 +22,7 @@ from durastate.core.store import StateStore
 from durastate.errors import (
     BackendUnavailable,
     ConfigurationError,
+    CorruptRecord,
     DurastateError,
     InstanceNotFound,
     InvalidContinuationToken,
@@ -319,3 +320,91 @@ def test_bench_runs_redis_cells_with_anchors_and_the_celery_peer(
     }
     assert all(m.ok for m in refs.values()), [m.error for m in refs.values()]
     assert all(m.extra["ratio_cpu"] > 0 for m in refs.values())
+
+
+ACL_COMMANDS = [
+    "+evalsha",
+    "+eval",
+    "+hmget",
+    "+hset",
+    "+hdel",
+    "+del",
+    "+zadd",
+    "+zrem",
+    "+zrangebylex",
+    "+zrangebyscore",
+    "+pexpireat",
+    "+publish",
+]
+
+
+def _acl_user(server: RunningEmulator, name: str, prefix: str, commands: list[str]) -> str:
+    password = f"pw-{uuid.uuid4().hex}"
+    admin = redis.Redis.from_url(server.endpoints["redis"])
+    admin.execute_command(
+        "ACL",
+        "SETUSER",
+        name,
+        "reset",
+        "on",
+        f">{password}",
+        f"~{prefix}*",
+        f"&{prefix}i:*",
+        *commands,
+    )
+    admin.close()
+    return password
+
+
+def test_the_documented_acl_is_enough_and_a_missing_permission_is_named(
+    redis_server: RunningEmulator,
+) -> None:
+    """The ACL list in the README: everything works with exactly it; without one command
+    a clear ConfigurationError (NOPERM), never a raw redis error, and no password shown."""
+    prefix = f"acl{uuid.uuid4().hex[:8]}:"
+    password = _acl_user(redis_server, "durastate-app", prefix, ACL_COMMANDS)
+    host = redis_server.endpoints["redis"].removeprefix("redis://")
+    url = f"redis://durastate-app:{password}@{host}"
+    store = open_store(url, prefix=prefix, ttl_seconds=60)
+    store.create_instance("job", name="wf", input=1, custom_status="a")
+    store.set_custom_status("job", "b")
+    store.update("job", lambda value: value + "!")
+    store.set_runtime_status("job", RuntimeStatus.COMPLETED, output=2)
+    store.create_instance("job", name="wf", restart_if_terminal=True)
+    assert [item.instance_id for item in store.query(runtime_status="pending")] == ["job"]
+    assert [item.instance_id for item in store.query(prefix="jo")] == ["job"]
+    assert store.purge_by(runtime_status="pending") == 1
+    store.create_instance("other", name="wf")
+    assert store.purge("other")
+    store.close()
+
+    weak_prefix = f"weak{uuid.uuid4().hex[:8]}:"
+    weak = [command for command in ACL_COMMANDS if command != "+hmget"]
+    weak_password = _acl_user(redis_server, "durastate-weak", weak_prefix, weak)
+    weak_store = open_store(f"redis://durastate-weak:{weak_password}@{host}", prefix=weak_prefix)
+    with pytest.raises(ConfigurationError, match="NOPERM") as raised:
+        weak_store.create_instance("job", name="wf")
+    assert weak_password not in str(raised.value)
+    weak_store.close()
+    admin = redis.Redis.from_url(redis_server.endpoints["redis"])
+    assert admin.keys(f"{weak_prefix}*") == []  # refused at its first command: nothing written
+    admin.close()
+
+
+def test_a_foreign_value_at_an_instance_key_is_a_corrupt_record_of_that_instance(
+    redis_server: RunningEmulator,
+) -> None:
+    with make_backend(redis_server) as backend:
+        store = StateStore(backend)
+        store.create_instance("good", name="wf", custom_status=1)
+        other = redis.Redis.from_url(redis_server.endpoints["redis"])
+        other.set(backend.core.instance_key("squatted"), b"not a hash")
+        other.close()
+        for operation in (
+            lambda: store.get_instance("squatted"),
+            lambda: store.set_custom_status("squatted", 2),
+            lambda: store.create_instance("squatted", name="wf"),
+        ):
+            with pytest.raises(CorruptRecord, match="squatted"):
+                operation()
+        assert store.get_custom_status("good") == 1

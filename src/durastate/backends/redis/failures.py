@@ -43,26 +43,23 @@ def failure(
         exc, exceptions.AuthenticationError | exceptions.AuthenticationWrongNumberOfArgsError
     ):
         return ConfigurationError(f"{subject}: authentication failed{where}")
-    if isinstance(exc, exceptions.NoPermissionError):
+    text = _scrubbed(exc, target)
+    if isinstance(exc, exceptions.NoPermissionError) or "can't run this command" in text:
         return ConfigurationError(
-            f"{subject}: the Redis user lacks a permission (NOPERM; see the ACL list in the "
-            f"README){where}"
+            f"{subject}: the Redis user lacks a permission (NOPERM: {text[:120]}; see the "
+            f"ACL list in the README){where}"
         )
     if isinstance(exc, exceptions.ResponseError):
-        code = (str(exc).split(" ", 1) or ["ERR"])[0]
-        if code == "WRONGTYPE" and instance_id is not None:
+        if "WRONGTYPE" in text and instance_id is not None:
             return CorruptRecord(instance_id, "its Redis key holds a value of another type")
-        if code in {"NOSCRIPT", "ERR"} and "script" in str(exc).lower():
-            return BackendUnavailable(f"{subject}: the server refused the script ({code}){where}")
-        return BackendUnavailable(f"{subject}: the server answered {code}{where}")
+        return BackendUnavailable(f"{subject}: the server answered an error ({text}){where}")
     if outcome_unknown:
         return BackendUnavailable(
-            f"{subject}: the write was sent and its outcome is unknown "
-            f"({_scrubbed(exc, target)}){where}"
+            f"{subject}: the write was sent and its outcome is unknown ({text}){where}"
         )
     if isinstance(exc, exceptions.TimeoutError):
         return BackendUnavailable(f"{subject} timed out after {target.options.timeout} s{where}")
-    return BackendUnavailable(f"{subject} failed: {_scrubbed(exc, target)}{where}")
+    return BackendUnavailable(f"{subject} failed: {text}{where}")
 
 
 def _nothing_sent(exc: BaseException) -> bool:
@@ -70,8 +67,7 @@ def _nothing_sent(exc: BaseException) -> bool:
     return "connecting to" in str(exc) or "Connection refused" in str(exc)
 
 
-#: Answers that mean the server did not run the command (loading, busy, failing over):
-#: safe to send again, within the configured timeout.
+#: How often a call whose connection dropped is sent again (with its retry flag).
 LOST_CONNECTION_RETRIES = 5
 
 
