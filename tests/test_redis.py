@@ -194,6 +194,11 @@ def test_url_forms_and_no_password_in_repr_or_errors(redis_server: RunningEmulat
     backend = RedisBackend.from_url(f"redis://user:{secret}@127.0.0.1:{port}/0", timeout=1)
     assert secret not in repr(backend)
     assert "user:***@" in repr(backend)
+    no_user = RedisBackend.from_url(f"redis://:{secret}@127.0.0.1:{port}/0")
+    assert (
+        repr(no_user) == f"RedisBackend(url='redis://:***@127.0.0.1:{port}/0', prefix='durastate:')"
+    )
+    no_user.close()
     with pytest.raises(DurastateError) as raised:
         backend.read("job")  # the server has no such user
     assert secret not in str(raised.value)

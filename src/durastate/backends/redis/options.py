@@ -68,7 +68,7 @@ class RedisTarget:
         self.address = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         if parts.scheme == "unix":  # urlunsplit drops the // of an empty host
             self.address = f"unix://{parts.path}"
-        user = f"{self.options.username}:***@" if self.options.password else ""
+        user = f"{self.options.username or ''}:***@" if self.options.password else ""
         if self.options.username and not self.options.password:
             user = f"{self.options.username}@"
         self.redacted = urlunsplit((parts.scheme, user + netloc, parts.path, "", ""))
