@@ -346,7 +346,7 @@ ACL_COMMANDS = [
 def _acl_user(server: RunningEmulator, name: str, prefix: str, commands: list[str]) -> str:
     password = f"pw-{uuid.uuid4().hex}"
     admin = redis.Redis.from_url(server.endpoints["redis"])
-    admin.execute_command(
+    admin.execute_command(  # type: ignore[no-untyped-call]
         "ACL",
         "SETUSER",
         name,
