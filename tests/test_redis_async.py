@@ -15,6 +15,7 @@ import pytest
 
 from durastate.backends.redis import RedisBackend
 from durastate.backends.redis.aio import AsyncRedisBackend
+from durastate.backends.redis.core import CUSTOM_STATUS
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.errors import (
     BackendUnavailable,
@@ -24,6 +25,7 @@ from durastate.errors import (
     InvalidContinuationToken,
 )
 from durastate.testing.emulators import RunningEmulator, free_port
+from tests.reliability.faultproxy import RespFaultProxy
 
 pytestmark = pytest.mark.emulator
 
@@ -186,3 +188,39 @@ def test_async_dead_server_is_unavailable_in_time() -> None:
         await db.close()
 
     asyncio.run(scenario())
+
+
+def test_async_lost_answer_is_recognised_after_another_writer_wrote(
+    redis_server: RunningEmulator,
+) -> None:
+    """The async driver shares the retry policy: its write lands, the answer is lost while a
+    second writer writes, and the retry recognises the landed write instead of failing."""
+    prefix = _prefix()
+    writes = frozenset({f"EVALSHA {CUSTOM_STATUS.sha}"})
+    sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
+    sync.create(_new("job"))
+    sync.write_custom_status("job", Payload(b"0", "json"), etag=None, now=NOW)  # load scripts
+    first = sync.write_custom_status("job", Payload(b"1", "json"), etag=None, now=NOW).etag
+    with RespFaultProxy(redis_server.endpoints["redis"], "redis", methods=writes) as proxy:
+
+        def other_writer() -> None:
+            proxy.configure(rate=0.0)
+            sync.write_custom_status("job", Payload(b'"other"', "json"), etag=None, now=NOW)
+
+        proxy.between = other_writer
+        proxy.configure(rate=1.0, faults={"drop_after": 1.0})
+
+        async def scenario() -> str:
+            async with AsyncRedisBackend.from_url(proxy.url, prefix=prefix) as db:
+                result = await db.write_custom_status(
+                    "job", Payload(b"2", "json"), etag=first, now=NOW
+                )
+                return result.etag
+
+        ours = asyncio.run(scenario())
+    assert proxy.counters["drop_after"] == 1
+    record = sync.read("job")
+    assert record is not None
+    assert record.custom_status == Payload(b'"other"', "json")  # ours landed, then theirs
+    assert record.etag != ours
+    sync.close()
