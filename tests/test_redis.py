@@ -250,14 +250,26 @@ def _lose_next_answer(proxy: RespFaultProxy, between: Callable[[], object]) -> N
     proxy.configure(rate=1.0, faults={"drop_after": 1.0})
 
 
-def test_a_lost_answer_is_recognised_after_another_writer_wrote(
+@pytest.fixture
+def two_writers(
     redis_server: RunningEmulator, proxy: RespFaultProxy
-) -> None:
+) -> Iterator[tuple[StateStore, StateStore]]:
+    """The same store twice: straight to the server, and through the proxy; a counter at 0
+    (written once, so the scripts are loaded and EVALSHA runs)."""
     prefix = f"l{uuid.uuid4().hex[:8]}:"
     direct = StateStore(RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix))
     through = StateStore(RedisBackend.from_url(proxy.url, prefix=prefix))
     direct.create_instance("counter", name="wf", custom_status={"n": -1})
-    direct.set_custom_status("counter", {"n": 0})  # the scripts are loaded: EVALSHA runs
+    direct.set_custom_status("counter", {"n": 0})
+    yield direct, through
+    direct.close()
+    through.close()
+
+
+def test_a_lost_answer_is_recognised_after_another_writer_wrote(
+    two_writers: tuple[StateStore, StateStore], proxy: RespFaultProxy
+) -> None:
+    direct, through = two_writers
     _lose_next_answer(proxy, lambda: direct.set_custom_status("counter", {"n": 100}))
     through.update("counter", lambda value: {"n": value["n"] + 1})
     assert proxy.counters["drop_after"] == 1, dict(proxy.counters)
@@ -272,18 +284,12 @@ def test_a_lost_answer_is_recognised_after_another_writer_wrote(
     _lose_next_answer(proxy, lambda: direct.set_custom_status("made", "by the other writer"))
     through.create_instance("made", name="wf", custom_status="ours")  # not InstanceExists
     assert direct.get_custom_status("made") == "by the other writer"
-    direct.close()
-    through.close()
 
 
 def test_an_undecidable_lost_answer_raises_outcome_unknown(
-    redis_server: RunningEmulator, proxy: RespFaultProxy
+    two_writers: tuple[StateStore, StateStore], proxy: RespFaultProxy
 ) -> None:
-    prefix = f"l{uuid.uuid4().hex[:8]}:"
-    direct = StateStore(RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix))
-    through = StateStore(RedisBackend.from_url(proxy.url, prefix=prefix))
-    direct.create_instance("counter", name="wf", custom_status={"n": -1})
-    direct.set_custom_status("counter", {"n": 0})  # the scripts are loaded: EVALSHA runs
+    direct, through = two_writers
 
     def many_writes() -> None:  # more than the hash remembers: our write id is pushed out
         for number in range(scripts.RECENT_WRITES + 1):
@@ -293,8 +299,6 @@ def test_an_undecidable_lost_answer_raises_outcome_unknown(
     with pytest.raises(BackendUnavailable, match="outcome is unknown"):
         through.update("counter", lambda value: {"n": value["n"] + 1})
     assert direct.get_custom_status("counter") == {"n": 1000 + scripts.RECENT_WRITES}
-    direct.close()
-    through.close()
 
 
 def test_bench_runs_redis_cells_with_anchors_and_the_celery_peer(
