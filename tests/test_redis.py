@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from durastate.errors import (
     InvalidContinuationToken,
 )
 from durastate.testing import BackendConformance
+from durastate.testing.conformance import FakeClock
 from durastate.testing.emulators import RunningEmulator, free_port
 from tests.reliability.faultproxy import RespFaultProxy
 
@@ -417,3 +418,27 @@ def test_a_foreign_value_at_an_instance_key_is_a_corrupt_record_of_that_instance
             with pytest.raises(CorruptRecord, match="squatted"):
                 operation()
         assert store.get_custom_status("good") == 1
+
+
+def test_created_time_pages_split_ties_exactly_once(redis_server: RunningEmulator) -> None:
+    """Many instances created in the same microsecond: the created-time walk resumes inside
+    a run of equal scores without skipping or repeating one."""
+    with make_backend(redis_server) as backend:
+        clock = FakeClock()
+        store = StateStore(backend, clock=clock)
+        same_time = [f"tie-{number:02d}" for number in range(11)]
+        for instance_id in reversed(same_time):
+            store.create_instance(instance_id, name="wf")
+        clock.advance(seconds=1)
+        store.create_instance("later", name="wf")
+        seen: list[str] = []
+        continuation = None
+        while True:
+            page = store.query(created_from=NOW, page_size=3, continuation=continuation)
+            seen.extend(item.instance_id for item in page.items)
+            continuation = page.continuation
+            if continuation is None:
+                break
+        assert seen == [*same_time, "later"]  # created order, ties in byte order
+        before = store.query(created_to=NOW + timedelta(microseconds=1), page_size=4)
+        assert [item.instance_id for item in before.items] == same_time[:4]

@@ -20,13 +20,13 @@ never share a key, and the braces make the id a Redis Cluster hash tag.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, NoReturn
 
 from durastate.backends.redis import scripts
+from durastate.backends.sqlite import EPOCH, _EtagSource, to_micros
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -46,8 +46,6 @@ from durastate.errors import (
     InvalidContinuationToken,
 )
 
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND: Final = timedelta(microseconds=1)
 PURGE_BATCH: Final = 500
 _QUERY_BUDGET: Final = 1000  # index entries one query call examines at most
 
@@ -79,11 +77,14 @@ QUERY = Script.of("query", scripts.QUERY)
 SCRIPTS: Final = (CREATE, CUSTOM_STATUS, RUNTIME_STATUS, READ, DELETE, QUERY)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScriptCall:
     """One EVALSHA: the script, its keys and arguments; ``retry_at`` is the index of the
     argument that starts with the retry flag (a write sent again after a lost answer sets
-    it); ``etag`` the one the write is conditional on (for the error message)."""
+    it); ``etag`` the one the write is conditional on (for the error message).
+
+    Treat it as immutable (``as_retry`` makes a new one). Not ``frozen``: one is built per
+    write, and a frozen dataclass costs twice as much to build (as ``Payload``)."""
 
     script: Script
     keys: tuple[str, ...]
@@ -102,13 +103,15 @@ class ScriptCall:
         return replace(self, args=tuple(args))
 
 
-def new_write_id() -> str:
-    """A unique etag, which is also the write id a lost-answer retry looks for."""
-    return os.urandom(scripts.WRITE_ID_LENGTH // 2).hex()
+class _WriteIds(_EtagSource):
+    """SQLite's etag source (a random per-process prefix, drawn again after a fork, and a
+    counter: no system call per write) at the fixed width the scripts' write-id list needs."""
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):012x}"
 
 
-def to_micros(moment: datetime) -> int:
-    return (moment - EPOCH) // MICROSECOND
+new_write_id = _WriteIds()  # a unique etag, which is also the write id a retry looks for
 
 
 def _from_micros(value: bytes) -> datetime:
