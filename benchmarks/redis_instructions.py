@@ -4,8 +4,9 @@ Timings on a shared machine move by ±15 % between runs; instruction counts do n
 each contender's update loop twice under ``valgrind --tool=callgrind`` (N and 2N updates,
 against one redis-server started here) and reports (I(2N) - I(N)) / N: the client's
 instructions per update, start-up excluded. Contenders: durastate's
-``set_custom_status(etag=...)`` and the ``durastate bench`` anchors (redis-py ``HSET``; the
-hand-written Lua compare-and-swap with durastate's client settings).
+``set_custom_status(etag=...)``, the ``durastate bench`` anchors (redis-py ``HSET``; the
+hand-written Lua compare-and-swap with durastate's client settings) and its Celery peer
+(``store_result`` on the redis result backend).
 
 Run: ``.venv/bin/python benchmarks/redis_instructions.py [N]`` (default 2000; needs valgrind).
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from durastate.testing.emulators import running, start_redis
 
-CONTENDERS = ("durastate", "lua-cas", "hset")
+CONTENDERS = ("durastate", "lua-cas", "hset", "celery")
 
 
 def loop(url: str, contender: str, count: int) -> None:
@@ -40,8 +41,13 @@ def loop(url: str, contender: str, count: int) -> None:
         for i in range(count):
             etag = store.set_custom_status("cg", values[i & 1], etag=etag)
         return
-    anchor = RedisAnchor(BackendSpec(url), cas=contender == "lua-cas", tuned=True)
-    op = anchor.op(values, "cg")
+    if contender == "celery":
+        from durastate.bench.peers import CeleryPeer
+
+        op = CeleryPeer(url).op(values, "cg")
+    else:
+        anchor = RedisAnchor(BackendSpec(url), cas=contender == "lua-cas", tuned=True)
+        op = anchor.op(values, "cg")
     for i in range(count):
         op(i)
 
@@ -50,8 +56,15 @@ def instructions(url: str, contender: str, count: int) -> int:
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "callgrind.out"
         command = [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-            sys.executable, __file__, "--loop", url, contender, str(count),
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--loop",
+            url,
+            contender,
+            str(count),
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         found = re.search(r"Collected : (\d+)", result.stderr)
@@ -73,9 +86,10 @@ def main() -> None:
             twice = instructions(url, contender, 2 * count)
             per_update[contender] = (twice - once) / count
     base = per_update["lua-cas"]
-    print(f"{'contender':12} {'instructions/update':>20} {'ratio to lua-cas':>17}")
+    celery = per_update["celery"]
+    print(f"{'contender':10} {'instructions/update':>20} {'/ lua-cas':>10} {'/ celery':>9}")
     for contender, value in per_update.items():
-        print(f"{contender:12} {value:20,.0f} {value / base:17.3f}")
+        print(f"{contender:10} {value:20,.0f} {value / base:10.3f} {value / celery:9.3f}")
 
 
 if __name__ == "__main__":
