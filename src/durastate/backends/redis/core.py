@@ -38,13 +38,13 @@ from durastate.core.records import (
 )
 from durastate.core.tokens import decode_token, encode_token
 from durastate.errors import (
-    BackendUnavailable,
     ConcurrencyError,
     CorruptRecord,
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
 )
+from durastate.transport.policy import OutcomeUnknown
 
 PURGE_BATCH: Final = 500
 _QUERY_BUDGET: Final = 1000  # index entries one query call examines at most
@@ -414,8 +414,8 @@ def _refused(call: ScriptCall, outcome: bytes, operation: str) -> NoReturn:
     raise _unknown_outcome(operation, instance_id)
 
 
-def _unknown_outcome(operation: str, instance_id: str) -> BackendUnavailable:
-    return BackendUnavailable(
+def _unknown_outcome(operation: str, instance_id: str) -> OutcomeUnknown:
+    return OutcomeUnknown(
         f"redis {operation} of instance {instance_id!r}: the connection was lost after the "
         "write was sent and its outcome is unknown (other writes have moved the instance on)"
     )

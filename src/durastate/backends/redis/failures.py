@@ -18,6 +18,7 @@ from durastate.errors import (
     CorruptRecord,
     DurastateError,
 )
+from durastate.transport.policy import OutcomeUnknown
 
 
 def _scrubbed(exc: BaseException, target: RedisTarget) -> str:
@@ -54,7 +55,7 @@ def failure(
             return CorruptRecord(instance_id, "its Redis key holds a value of another type")
         return BackendUnavailable(f"{subject}: the server answered an error ({text}){where}")
     if outcome_unknown:
-        return BackendUnavailable(
+        return OutcomeUnknown(
             f"{subject}: the write was sent and its outcome is unknown ({text}){where}"
         )
     if isinstance(exc, exceptions.TimeoutError):
