@@ -7,6 +7,7 @@ these tests drive ``AsyncRedisBackend`` directly, beside the sync driver on the 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from durastate.backends.redis import RedisBackend
 from durastate.backends.redis.aio import AsyncRedisBackend
-from durastate.backends.redis.core import CUSTOM_STATUS
+from durastate.backends.redis.core import CUSTOM_STATUS, READ
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.errors import (
     BackendUnavailable,
@@ -223,4 +224,45 @@ def test_async_lost_answer_is_recognised_after_another_writer_wrote(
     assert record is not None
     assert record.custom_status == Payload(b'"other"', "json")  # ours landed, then theirs
     assert record.etag != ours
+    sync.close()
+
+
+def test_a_late_answer_never_reaches_the_next_call(redis_server: RunningEmulator) -> None:
+    """A read times out and its answer arrives later on the same connection: the driver must
+    have dropped that connection, or the next call (another instance) would read the stale
+    answer. One connection in the pool, so a kept connection would be reused."""
+    prefix = _prefix()
+    sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
+    sync.create(_new("a"))
+    sync.create(_new("b"))
+    sync.read("a")  # the read script is loaded: the proxy sees EVALSHA
+    reads = frozenset({f"EVALSHA {READ.sha}"})
+    with RespFaultProxy(redis_server.endpoints["redis"], "redis", methods=reads) as proxy:
+
+        def pause() -> None:
+            proxy.configure(rate=0.0)
+            time.sleep(0.8)
+
+        proxy.between = pause
+        options = {"prefix": prefix, "timeout": 0.3, "max_connections": 1}
+
+        async def scenario() -> tuple[str | None, str | None]:
+            async with AsyncRedisBackend.from_url(proxy.url, **options) as db:
+                proxy.configure(rate=1.0, faults={"late": 1.0})
+                with pytest.raises(BackendUnavailable, match="timed out"):
+                    await db.read("a")
+                await asyncio.sleep(0.8)  # the late answer has arrived by now
+                record = await db.read("b")
+                return (None if record is None else record.instance_id), None
+
+        assert asyncio.run(scenario())[0] == "b"
+
+        proxy.configure(rate=1.0, faults={"late": 1.0})
+        with RedisBackend.from_url(proxy.url, **options) as backend:
+            with pytest.raises(BackendUnavailable, match="timed out"):
+                backend.read("a")
+            time.sleep(0.8)
+            record = backend.read("b")
+            assert record is not None
+            assert record.instance_id == "b"
     sync.close()

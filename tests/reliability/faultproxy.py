@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-Fault = Literal["503", "429", "drop", "drop_after"]
+Fault = Literal["503", "429", "drop", "drop_after", "late"]
 Flavor = Literal["azure", "dynamodb", "s3", "redis"]
 
 _MAX_HEADER = 64 * 1024
@@ -391,7 +391,9 @@ class RespFaultProxy(FaultProxy):
 
     ``between``, when set, runs after a ``drop_after`` answer was withheld and before the
     client's connection is closed: a second writer acting between a lost answer and the
-    client's retry (the client waits for the answer until the connection closes).
+    client's retry (the client waits for the answer until the connection closes). A
+    ``"late"`` fault runs ``between`` (a pause) and then passes the answer on, on the same
+    connection: an answer that arrives after the client stopped waiting.
     """
 
     between: Callable[[], None] | None = None
@@ -430,9 +432,9 @@ class RespFaultProxy(FaultProxy):
                     reply = _read_resp(upstream_reader)
                 except (_Closed, OSError, ValueError):
                     return
+                if fault in ("drop_after", "late") and self.between is not None:
+                    self.between()
                 if fault == "drop_after":
-                    if self.between is not None:
-                        self.between()
                     return
                 client.sendall(reply)
         except OSError:

@@ -14,8 +14,10 @@ from typing import Any, Self
 
 import redis.asyncio
 from redis import exceptions
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
-from durastate.backends.redis.backend import capabilities_for, no_retries
+from durastate.backends.redis.backend import capabilities_for
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
 from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
@@ -40,7 +42,7 @@ class AsyncRedisBackend:
         self.core = RedisCore(target.options.prefix, target.options.ttl_seconds)
         self.capabilities = capabilities_for(target)
         self._pool = redis.asyncio.ConnectionPool.from_url(
-            target.address, retry=no_retries(), **target.pool_kwargs()
+            target.address, retry=AsyncRetry(NoBackoff(), 0), **target.pool_kwargs()
         )
         self._client = redis.asyncio.Redis(connection_pool=self._pool)
         self._execute: Callable[..., Any] = self._client.execute_command

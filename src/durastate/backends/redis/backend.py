@@ -47,7 +47,8 @@ def capabilities_for(target: RedisTarget) -> Capabilities:
 
 def no_retries() -> Retry:
     """redis-py retries a failed command by default; a lost write answer must not be re-sent
-    blindly, so the drivers do their own (recognising) retry instead."""
+    blindly, so the drivers do their own (recognising) retry instead. (The async driver
+    passes ``redis.asyncio.retry.Retry``, whose retry awaits.)"""
     return Retry(NoBackoff(), 0)
 
 
