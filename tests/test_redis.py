@@ -82,8 +82,8 @@ def test_a_status_update_is_one_evalsha_and_nothing_else(redis_server: RunningEm
     # the only other command is the INFO that measured it; the script ran HMGET + HSET inside
     assert delta.pop("evalsha") == 10
     assert delta.pop("info") == 1
-    delta.pop("hello", None)  # the measuring client's own handshake
-    delta.pop("client|setinfo", None)
+    for handshake in ("hello", "client|setinfo", "client"):  # the measuring client's own
+        delta.pop(handshake, None)
     assert set(delta) <= {"hmget", "hset", "publish"}, delta
 
 
@@ -357,6 +357,7 @@ def _acl_user(server: RunningEmulator, name: str, prefix: str, commands: list[st
         "SETUSER",
         name,
         "reset",
+        "resetchannels",  # Redis 6.2 starts a user with all channels
         "on",
         f">{password}",
         f"~{prefix}*",
