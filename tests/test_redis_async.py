@@ -7,6 +7,8 @@ these tests drive ``AsyncRedisBackend`` directly, beside the sync driver on the 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from dataclasses import replace
@@ -25,7 +27,7 @@ from durastate.errors import (
     InstanceNotFound,
     InvalidContinuationToken,
 )
-from durastate.testing.emulators import RunningEmulator, free_port
+from durastate.testing.emulators import RunningEmulator, free_port, running, start_redis
 from tests.reliability.faultproxy import RespFaultProxy
 
 pytestmark = pytest.mark.emulator
@@ -266,3 +268,42 @@ def test_a_late_answer_never_reaches_the_next_call(redis_server: RunningEmulator
             assert record is not None
             assert record.instance_id == "b"
     sync.close()
+
+
+def test_async_frozen_server_is_unavailable_within_the_timeout() -> None:
+    """A server stopped with SIGSTOP accepts connections and never answers: every call of
+    the async driver raises BackendUnavailable within the timeout + 1 s."""
+    with running(start_redis()) as server:
+
+        async def scenario() -> list[str]:
+            async with AsyncRedisBackend.from_url(
+                server.endpoints["redis"], prefix=_prefix(), timeout=0.5
+            ) as db:
+                await db.create(_new("job"))
+                os.killpg(server.pid, signal.SIGSTOP)
+                problems: list[str] = []
+                try:
+                    for name, call in (
+                        ("read", lambda: db.read("job")),
+                        (
+                            "status",
+                            lambda: db.write_custom_status(
+                                "job", Payload(b"2", "json"), etag=None, now=NOW
+                            ),
+                        ),
+                        ("query", lambda: db.query(InstanceQuery())),
+                    ):
+                        started = time.monotonic()
+                        try:
+                            await call()
+                        except BackendUnavailable:
+                            pass
+                        else:
+                            problems.append(f"{name} succeeded")
+                        if time.monotonic() - started > 1.5:
+                            problems.append(f"{name} took too long")
+                finally:
+                    os.killpg(server.pid, signal.SIGCONT)
+                return problems
+
+        assert asyncio.run(scenario()) == []
