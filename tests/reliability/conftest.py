@@ -36,6 +36,7 @@ _EMULATOR_OF = {
     "dynamodb-moto": "moto_server",
     "dynamodb-dynalite": "dynalite",
     "s3": "moto_server",
+    "redis": "redis_server",
 }
 
 
@@ -90,6 +91,8 @@ def _start(kind: str, *, atomic_moto: bool) -> RunningEmulator:
         return emulators.start_azurite()
     if name == "moto_server":
         return emulators.start_moto(serialized=atomic_moto)
+    if name == "redis_server":
+        return emulators.start_redis()
     return emulators.start_dynalite()
 
 

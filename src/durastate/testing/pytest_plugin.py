@@ -47,6 +47,7 @@ from durastate.testing.emulators import (
     start_azurite,
     start_dynalite,
     start_moto,
+    start_redis,
 )
 from durastate.testing.node_tools import EmulatorError
 from durastate.testing.targets import StoreTarget, fresh_name
@@ -123,6 +124,12 @@ def moto_server_stock(request: pytest.FixtureRequest) -> Iterator[MotoEmulator]:
 def dynalite(request: pytest.FixtureRequest) -> Iterator[DynaliteEmulator]:
     """dynalite, a DynamoDB implementation independent of moto (no image: always a process)."""
     yield from serve(request, start_dynalite)
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisEmulator]:
+    """redis-server without persistence, on a free loopback port and a unix socket."""
+    yield from serve(request, start_redis)
 
 
 @pytest.fixture
