@@ -42,6 +42,8 @@ class Known:
         module_name, _, attribute = self.target.partition(":")
         try:
             module = importlib.import_module(module_name)
+        except MissingDependency:
+            raise  # the module named its own missing extra
         except ImportError as exc:
             missing = exc.name or ""
             if (
@@ -67,6 +69,8 @@ BUILTIN_BACKENDS: dict[str, Known] = {
     ),
     "dynamodb": Known("durastate.backends.dynamodb:DynamoDBBackend", "aws", "boto3"),
     "s3": Known("durastate.backends.s3:S3Backend", "aws", "boto3"),
+    "postgresql": Known("durastate.backends.postgres:PostgresBackend", "postgres", "psycopg"),
+    "postgres": Known("durastate.backends.postgres:PostgresBackend", "postgres", "psycopg"),
 }
 
 BUILTIN_SERIALIZERS: dict[str, Known] = {

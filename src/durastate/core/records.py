@@ -154,5 +154,6 @@ class Capabilities:
     ttl: bool = False
     transactions: bool = False
     cross_process: bool = True
+    push: bool = False
     max_instance_id_length: int = 512
     extra: dict[str, str] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Start real service emulators as local processes: Azurite, moto_server and dynalite.
+"""Start real service emulators as local processes: Azurite, moto_server, dynalite, PostgreSQL.
 
 The same shape as a testcontainers container, without Docker: a free loopback port, a
 readiness probe over HTTP, and cleanup of the whole process group by PID. The test
@@ -13,7 +13,9 @@ parents), then on ``PATH``; ``scripts/setup`` installs them there from ``tools/p
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -23,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,8 @@ class RunningEmulator:
     endpoints: dict[str, str]
     log_path: Path
     workdir: Path | None = None
+    stop_signal: int = signal.SIGTERM
+    remove_workdir: bool = False  # a throwaway data directory (PostgreSQL's)
 
     @property
     def endpoint(self) -> str:
@@ -56,17 +60,20 @@ class RunningEmulator:
     def pid(self) -> int:
         return self.process.pid
 
-    def stop(self) -> None:
+    def stop(self, *, keep_workdir: bool = False) -> None:
         """Stop the whole process group; used by fixtures and fault tests alike."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, signal.SIGCONT)  # a frozen server must hear us
+                os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+        if self.remove_workdir and not keep_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -119,6 +126,8 @@ def _spawn(
     *,
     timeout: float = 30.0,
     workdir: Path | None = None,
+    ready: Callable[[], bool] | None = None,
+    user: str | None = None,
 ) -> RunningEmulator:
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
         prefix=f"durastate-{name}-", suffix=".log", delete=False
@@ -130,6 +139,7 @@ def _spawn(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=workdir,
+        user=user,
     )
     log_file.close()
     emulator = RunningEmulator(name, process, endpoints, Path(log_file.name), workdir)
@@ -139,7 +149,7 @@ def _spawn(
             raise EmulatorError(
                 f"{name} exited with code {process.returncode}:\n{emulator.log_tail()}"
             )
-        if _http_ready(probe_url):
+        if (ready or (lambda: _http_ready(probe_url)))():
             return emulator
         time.sleep(0.05)
     emulator.stop()
@@ -235,6 +245,8 @@ def start_dynalite(*, port: int | None = None) -> RunningEmulator:
 
 def restart(emulator: RunningEmulator) -> RunningEmulator:
     """Start the same emulator again on the same ports (state is lost: all run in memory)."""
+    if emulator.name == "postgresql":
+        return restart_postgres(emulator)
     emulator.stop()
     ports = {name: int(url.split(":")[2].split("/")[0]) for name, url in emulator.endpoints.items()}
     if emulator.name == "azurite":
@@ -264,3 +276,152 @@ def running(emulator: RunningEmulator) -> Iterator[RunningEmulator]:
         yield emulator
     finally:
         emulator.stop()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+POSTGRES_USER = "durastate"
+# The throwaway test cluster's password (not a secret: every cluster is made for one run and
+# listens on loopback only); tests check that it never shows in errors, reprs or logs.
+POSTGRES_PASSWORD = "pg-test-secret-7f3a9c"  # noqa: S105
+POSTGRES_DB = "postgres"  # made by initdb: no second step
+_POSTGRES_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "32MB",
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+}
+
+
+def find_postgres_bin() -> Path:
+    """The directory of ``initdb`` and ``postgres``: ``$DURASTATE_POSTGRES_BIN``, Debian's
+    newest ``/usr/lib/postgresql/*/bin``, then ``PATH``."""
+    env_dir = os.environ.get("DURASTATE_POSTGRES_BIN")
+    candidates = [Path(env_dir)] if env_dir else []
+    candidates += sorted(
+        (Path(found) for found in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    which = shutil.which("initdb")
+    if which:
+        candidates.append(Path(which).resolve().parent)
+    for candidate in candidates:
+        if (candidate / "initdb").exists() and (candidate / "postgres").exists():
+            return candidate
+    raise EmulatorError(
+        "PostgreSQL is not installed: run scripts/setup (apt-get install postgresql)"
+    )
+
+
+def _postgres_account() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise EmulatorError(
+            "running as root needs a 'postgres' user to run PostgreSQL as: "
+            "apt-get install postgresql creates it"
+        ) from None
+    return "postgres"
+
+
+def _postgres_ready(port: int) -> bool:
+    """The server answers a startup packet (an authentication request or error, not a hang)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            user = POSTGRES_USER.encode()
+            body = (
+                (196608).to_bytes(4, "big") + b"user\0" + user + b"\0database\0" + user + b"\0\0"
+            )
+            sock.sendall((len(body) + 4).to_bytes(4, "big") + body)
+            answer = sock.recv(1)
+    except OSError:
+        return False
+    return answer == b"R"  # "E" while the database system is starting up
+
+
+def _initdb(bin_dir: Path, data_dir: Path, user: str | None) -> None:
+    password_file = data_dir.parent / "pwfile"
+    password_file.write_text(POSTGRES_PASSWORD + "\n")
+    if user is not None:
+        account = pwd.getpwnam(user)
+        for path in (data_dir.parent, data_dir, password_file):
+            os.chown(path, account.pw_uid, account.pw_gid)
+    result = subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            POSTGRES_USER,
+            "--pwfile",
+            str(password_file),
+            "--auth",
+            "scram-sha-256",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C",
+            "--no-sync",
+        ],
+        capture_output=True,
+        user=user,
+        check=False,
+    )
+    password_file.unlink()
+    if result.returncode != 0:
+        raise EmulatorError(f"initdb failed: {result.stderr.decode(errors='replace')[-2000:]}")
+
+
+def start_postgres(*, port: int | None = None, data_dir: Path | None = None) -> RunningEmulator:
+    """PostgreSQL in a throwaway data directory on a free loopback port, fsync off.
+
+    The cluster's superuser is ``durastate`` with `POSTGRES_PASSWORD` (scram-sha-256 over
+    TCP); `postgres_url` builds the URL. Given ``data_dir``
+    (a restart), the existing cluster is started again with its data.
+    """
+    bin_dir = find_postgres_bin()
+    user = _postgres_account()
+    port = port or free_port()
+    if data_dir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="durastate-postgres-"))
+        data_dir = workdir / "data"
+        data_dir.mkdir()
+        _initdb(bin_dir, data_dir, user)
+        (data_dir / "postgresql.auto.conf").write_text(
+            "".join(f"{name} = '{value}'\n" for name, value in _POSTGRES_SETTINGS.items())
+        )
+    argv = [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    emulator = _spawn(
+        "postgresql",
+        argv,
+        {"postgresql": postgres_url(port)},
+        "",
+        workdir=data_dir.parent,
+        ready=lambda: _postgres_ready(port),
+        user=user,
+    )
+    emulator.stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM waits for every client
+    emulator.remove_workdir = True
+    return emulator
+
+
+def postgres_url(port: int, *, password: str = POSTGRES_PASSWORD) -> str:
+    return f"postgresql://{POSTGRES_USER}:{password}@127.0.0.1:{port}/{POSTGRES_DB}"
+
+
+def postgres_port(emulator: RunningEmulator) -> int:
+    return int(emulator.endpoint.rsplit(":", 1)[1].split("/")[0])
+
+
+def restart_postgres(emulator: RunningEmulator) -> RunningEmulator:
+    """Stop the server and start it again on the same port and data (PostgreSQL keeps it)."""
+    assert emulator.workdir is not None
+    emulator.stop(keep_workdir=True)
+    return start_postgres(port=postgres_port(emulator), data_dir=emulator.workdir / "data")
