@@ -49,7 +49,12 @@ AZURE_PATIENT: dict[str, Any] = {
 AWS_PATIENT: dict[str, Any] = {"max_attempts": 10, "connect_timeout": 2.0, "read_timeout": 5.0}
 
 NETWORK_KINDS = ("azure-tables", "dynamodb-moto", "dynamodb-dynalite", "s3")
-ALL_KINDS = ("memory", "sqlite", *NETWORK_KINDS)
+#: SQL servers: their faults go through `pgproxy.PostgresFaultProxy` (test_postgres_faults.py)
+SQL_KINDS = ("postgres",)
+ALL_KINDS = ("memory", "sqlite", *NETWORK_KINDS, *SQL_KINDS)
+
+#: PostgreSQL settings that make a dead or frozen server fail fast.
+POSTGRES_FAST: dict[str, Any] = {"timeout": 2.0, "connect_timeout": 2.0}
 
 
 def unique(prefix: str) -> str:
@@ -77,7 +82,8 @@ class BackendSpec:
     def timeout_budget(self) -> float:
         """The time a call may take to fail with these options ("the configured timeout").
 
-        Azure: ``operation_timeout`` bounds all tries of one call. AWS: every attempt may
+        Azure: ``operation_timeout`` bounds all tries of one call. PostgreSQL: ``timeout``
+        bounds one call, pool wait and lost-answer recovery included. AWS: every attempt may
         wait ``connect_timeout`` + ``read_timeout`` (botocore's backoff between attempts is
         well under a second for non-throttling errors); an S3 PutObject also waits up to
         1 s per attempt for ``100 Continue`` (botocore sends ``Expect: 100-continue`` with
@@ -93,8 +99,8 @@ class BackendSpec:
             if self.kind == "s3":
                 per_try += 1.0  # botocore's fixed wait for "100 Continue"
             return attempts * per_try
-        if self.kind == "sqlite":
-            return float(self.options.get("timeout", 5.0))
+        if self.kind in ("sqlite", "postgres"):
+            return float(self.options.get("timeout", 5.0 if self.kind == "sqlite" else 10.0))
         return 0.0
 
 
@@ -126,6 +132,11 @@ def s3_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
     )
 
 
+def postgres_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
+    """A fresh table on the server (the URL carries the test cluster's password)."""
+    return BackendSpec("postgres", emulator.endpoint, {"table": unique("t_"), **options})
+
+
 def sqlite_spec(path: os.PathLike[str] | str, **options: Any) -> BackendSpec:
     return BackendSpec("sqlite", f"sqlite:///{path}", dict(options))
 
@@ -142,6 +153,8 @@ def spec_for(kind: str, emulator: RunningEmulator, **options: Any) -> BackendSpe
         return dynamodb_spec(emulator, kind, **options)
     if kind == "s3":
         return s3_spec(emulator, **options)
+    if kind == "postgres":
+        return postgres_spec(emulator, **options)
     raise ValueError(kind)
 
 

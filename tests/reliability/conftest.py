@@ -29,6 +29,7 @@ _EMULATOR_OF = {
     "dynamodb-moto": "moto_server",
     "dynamodb-dynalite": "dynalite",
     "s3": "moto_server",
+    "postgres": "postgres_server",
 }
 
 
@@ -71,6 +72,8 @@ def _start(kind: str) -> RunningEmulator:
         return emulators.start_azurite()
     if name == "moto_server":
         return emulators.start_moto()
+    if name == "postgres_server":
+        return emulators.start_postgres()
     return emulators.start_dynalite()
 
 
@@ -98,7 +101,8 @@ class PrivateEmulator:
         os.killpg(self.emulator.pid, signal.SIGCONT)
 
     def restart(self) -> None:
-        """Stop and start on the same ports (the emulators keep data in memory: all lost)."""
+        """Stop and start on the same ports (the emulators keep data in memory: all lost;
+        PostgreSQL keeps its data directory)."""
         self.emulator = emulators.restart(self.emulator)
 
     def close(self) -> None:

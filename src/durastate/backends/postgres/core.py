@@ -539,6 +539,11 @@ class ConnectionLost(Exception):
 LANDED: Final = object()
 
 
+def timed_out(operation: str, instance_id: str | None, timeout: float) -> BackendUnavailable:
+    target = f" of instance {instance_id!r}" if instance_id is not None else ""
+    return BackendUnavailable(f"postgresql {operation}{target} got no answer within {timeout:g} s")
+
+
 def unknown_outcome(instance_id: str, why: str) -> BackendUnavailable:
     return BackendUnavailable(
         f"postgresql write of instance {instance_id!r}: the connection was lost after the "

@@ -30,7 +30,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
-from durastate.errors import BackendUnavailable, DurastateError
+from durastate.errors import DurastateError
 
 _monotonic = time.monotonic
 
@@ -118,7 +118,7 @@ class PostgresBackend(Backend):
             except psycopg.Error as exc:
                 cut = deadlines.disarm(key)
                 if cut:
-                    raise self._timed_out(operation, instance_id) from None
+                    raise core.timed_out(operation, instance_id, self._timeout) from None
                 if not connection.broken:
                     raise self._error(exc, operation, instance_id) from None
             finally:
@@ -197,12 +197,6 @@ class PostgresBackend(Backend):
             flow.close()
             if connection is not None:
                 self._release(connection)
-
-    def _timed_out(self, operation: str, instance_id: str | None) -> BackendUnavailable:
-        target = f" of instance {instance_id!r}" if instance_id is not None else ""
-        return BackendUnavailable(
-            f"postgresql {operation}{target} got no answer within {self._timeout:g} s"
-        )
 
     # -- contract -------------------------------------------------------------------------
 
