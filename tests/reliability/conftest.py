@@ -85,20 +85,18 @@ class PrivateEmulator:
         self.emulator = _start(kind)
 
     def stop(self) -> None:
-        self.emulator.stop()
+        self.emulator.stop(keep_workdir=True)  # PostgreSQL's data, for restart()
 
     def freeze(self) -> None:
-        """SIGSTOP the process group: connections are accepted, nothing answers."""
-        import os
+        """SIGSTOP the server's processes: connections are accepted, nothing answers."""
         import signal
 
-        os.killpg(self.emulator.pid, signal.SIGSTOP)
+        self.emulator.signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        import os
         import signal
 
-        os.killpg(self.emulator.pid, signal.SIGCONT)
+        self.emulator.signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start on the same ports (the emulators keep data in memory: all lost;

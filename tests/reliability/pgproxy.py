@@ -7,7 +7,8 @@ answer is the server's messages up to ``ReadyForQuery``. Per request, with the s
 
 - ``"drop"``: close both connections before forwarding (the server never sees it);
 - ``"drop_after"``: forward, let the server answer, then close without passing the answer
-  on (a lost answer: the server applied the write, the client cannot know).
+  on (a lost answer: the server applied the write, the client cannot know); with
+  ``on_lost_answer``, a second writer acts before the client notices.
 
 PostgreSQL has no "503": the other faults are not offered. ``counters`` also counts
 ``round_trips`` (requests forwarded) and ``parse`` (statements parsed, i.e. not prepared).
@@ -16,6 +17,7 @@ PostgreSQL has no "503": the other faults are not offered. ``counters`` also cou
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.reliability.faultproxy import FaultProxy, Flavor, _Closed, _Reader
@@ -44,6 +46,9 @@ class PostgresFaultProxy(FaultProxy):
     """``target`` is ``http://127.0.0.1:<port>`` of the server (only host and port count)."""
 
     flavor: Flavor = "s3"  # unused: the HTTP answers of FaultProxy do not apply here
+    #: Called after the server answered a request whose answer is then lost, before the
+    #: client sees the connection close: a second writer acts in between.
+    on_lost_answer: Callable[[], None] | None = None
 
     def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(self._upstream, timeout=30)
@@ -76,6 +81,8 @@ class PostgresFaultProxy(FaultProxy):
                     if kind == b"Z":
                         break
                 if fault == "drop_after":
+                    if self.on_lost_answer is not None:
+                        self.on_lost_answer()
                     return
                 client.sendall(answer)
         except (_Closed, OSError, ValueError):

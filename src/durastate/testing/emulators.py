@@ -63,8 +63,8 @@ class RunningEmulator:
     def stop(self, *, keep_workdir: bool = False) -> None:
         """Stop the whole process group; used by fixtures and fault tests alike."""
         if self.process.poll() is None:
+            self.signal(signal.SIGCONT)  # a frozen server must hear us
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGCONT)  # a frozen server must hear us
                 os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(timeout=5)
@@ -75,11 +75,33 @@ class RunningEmulator:
         if self.remove_workdir and not keep_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def signal(self, signum: int) -> None:
+        """Signal the process group and every direct child: PostgreSQL's backends each start
+        a session of their own (setsid), so the group alone would miss them."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+        for child in _children(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc; empty elsewhere)."""
+    found: list[int] = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.split("/")[2]))
+    return found
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ Open it with ``await AsyncPostgresBackend.open(url, **options)``; close with ``a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +19,7 @@ import psycopg_pool
 from durastate.backends.postgres import core
 from durastate.backends.postgres.connect import Connecting
 from durastate.backends.postgres.deadline import deadlines
-from durastate.backends.postgres.errors import backend_pid, translate
+from durastate.backends.postgres.errors import translate
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -57,21 +58,28 @@ class AsyncPostgresBackend:
         return backend
 
     async def _start(self) -> None:
-        try:
-            first = await psycopg.AsyncConnection.connect(**self._connecting.kwargs())
-            async with first, first.transaction():
-                for sql in core.schema_statements(self._stmts, self.options.create_table):
-                    await first.execute(sql)
-                cursor = await first.execute(self._stmts.schema_version)
-                row = await cursor.fetchone()
-        except DurastateError:
-            raise
-        except psycopg.Error as exc:
-            raise self._error(exc, "open", None) from None
+        deadline = _monotonic() + self._timeout
+        while True:  # idempotent: tried again on a broken connection until the deadline
+            try:
+                first = await psycopg.AsyncConnection.connect(**self._connecting.kwargs())
+                async with first:
+                    probe = await (await first.execute(self._stmts.schema_probe)).fetchone()
+                    if not core.schema_present(probe, self.options):
+                        async with first.transaction():
+                            for sql in core.schema_statements(self._stmts):
+                                await first.execute(sql)
+                    cursor = await first.execute(self._stmts.schema_version)
+                    row = await cursor.fetchone()
+                break
+            except psycopg.Error as exc:
+                if not core.try_again_on(exc, deadline, _monotonic()):
+                    raise self._error(exc, "open", None) from None
+            await asyncio.sleep(0.1)
         core.check_schema_version(self.options.table, row)
         self._pool = psycopg_pool.AsyncConnectionPool(
             self._connecting.conninfo,
             kwargs={"autocommit": True},
+            configure=self._connecting.anote_pid,
             min_size=self.options.min_pool_size,
             max_size=self.options.max_pool_size,
             timeout=self._timeout,
@@ -153,7 +161,7 @@ class AsyncPostgresBackend:
         except psycopg.Error as exc:
             cut = deadlines.disarm(key)
             broken = connection.broken
-            pid = backend_pid(connection)
+            pid = self._connecting.pids.get(connection)
             await self._release(connection)
             if not broken and not cut:
                 raise self._error(exc, operation, instance_id) from None
@@ -187,7 +195,7 @@ class AsyncPostgresBackend:
                         raise core.unknown_outcome(lost.instance_id, "timed out") from None
                     if not connection.broken:
                         raise self._error(exc, "recovery", lost.instance_id) from None
-                    lost_pid = backend_pid(connection)
+                    lost_pid = self._connecting.pids.get(connection)
                     await self._release(connection)
                     connection = None
                     step = flow.throw(core.ConnectionLost(lost_pid))

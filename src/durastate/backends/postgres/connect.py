@@ -7,6 +7,7 @@ the session (``statement_timeout`` and ``TimeZone=UTC``, so timestamps come back
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -49,5 +50,17 @@ class Connecting:
                 f"invalid postgresql URL {self.redacted!r}: not a valid libpq connection URL"
             ) from None
 
+        # the server process of each pooled connection, noted when it opens: after a break
+        # libpq no longer says, and the lost-write recovery must wait for that process
+        self.pids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
     def kwargs(self) -> dict[str, Any]:
         return {"conninfo": self.conninfo, "autocommit": True}
+
+    def note_pid(self, connection: psycopg.Connection[Any]) -> None:
+        """The pool's ``configure`` hook (sync)."""
+        self.pids[connection] = connection.info.backend_pid
+
+    async def anote_pid(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """The pool's ``configure`` hook (async)."""
+        self.pids[connection] = connection.info.backend_pid

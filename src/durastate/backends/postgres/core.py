@@ -117,6 +117,7 @@ class Statements:
     """Every statement of one table, built once per backend (identifiers validated)."""
 
     schema: tuple[str, ...]
+    schema_probe: str
     schema_version: str
     read: str
     read_all: str
@@ -195,6 +196,10 @@ def statements(options: PostgresOptions) -> Statements:
             "INSERT INTO durastate_schema (table_name, version) "
             f"VALUES ('{table}', {SCHEMA_VERSION}) ON CONFLICT (table_name) DO NOTHING",
         ),
+        schema_probe=(
+            f"SELECT to_regclass('{table}') IS NOT NULL "
+            "AND to_regclass('durastate_schema') IS NOT NULL"
+        ),
         schema_version=f"SELECT version FROM durastate_schema WHERE table_name = '{table}'",
         read=f"SELECT {_META_COLUMNS} FROM {table} WHERE instance_id = %s AND {_LIVE}",
         read_all=f"SELECT {_ALL_COLUMNS} FROM {table} WHERE instance_id = %s AND {_LIVE}",
@@ -223,12 +228,21 @@ def statements(options: PostgresOptions) -> Statements:
     )
 
 
-def schema_statements(stmts: Statements, create_table: bool) -> tuple[str, ...]:
+def schema_statements(stmts: Statements) -> tuple[str, ...]:
     """Run in one transaction; the advisory lock keeps concurrent openers from racing
     (CREATE TABLE IF NOT EXISTS alone can fail when two run at once)."""
-    if not create_table:
-        return ()
     return ("SELECT pg_advisory_xact_lock(8243117)", *stmts.schema)
+
+
+def schema_present(probe: Sequence[Any] | None, options: PostgresOptions) -> bool:
+    """Whether the table and its version row exist; missing and not to be created: an error."""
+    if probe is not None and probe[0]:
+        return True
+    if not options.create_table:
+        raise ConfigurationError(
+            f"postgresql table {options.table!r} does not exist and create_table is False"
+        )
+    return False
 
 
 def check_schema_version(table: str, row: Sequence[Any] | None) -> None:
@@ -265,6 +279,19 @@ def parse_options(options: dict[str, Any]) -> PostgresOptions:
             for error in exc.errors()
         )
         raise ConfigurationError(f"invalid postgresql options: {problems}") from None
+
+
+def try_again_on(exc: BaseException, deadline: float, now: float) -> bool:
+    """Opening is idempotent: try again after a connection failure (no server answer,
+    ``sqlstate`` unset) while time is left; a server's refusal (login, rights) is final."""
+    refused = getattr(exc, "sqlstate", None) is not None or login_refused(exc)
+    return not refused and now + 0.2 < deadline
+
+
+def login_refused(exc: BaseException) -> bool:
+    """libpq reports a refused login as text only (no sqlstate before a session exists)."""
+    text = str(exc)
+    return "authentication failed" in text or ("FATAL" in text and "does not exist" in text)
 
 
 def wait_ms(deadline: float, now: float) -> int:

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import psycopg.errors
 import psycopg_pool
 
+from durastate.backends.postgres.core import login_refused
 from durastate.errors import BackendUnavailable, ConfigurationError, DurastateError
-
-
-def backend_pid(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> int | None:
-    """The server process of a connection, if libpq still knows it (it does after a break)."""
-    try:
-        return connection.info.backend_pid or None
-    except psycopg.Error:
-        return None
 
 
 def describe(exc: BaseException, secret: str | None) -> str:
@@ -47,6 +38,11 @@ def translate(
         return ConfigurationError(
             f"postgresql {operation}{target}: the table does not exist "
             "(open the store with create_table=True, or create it)"
+        )
+    if login_refused(exc):
+        return ConfigurationError(
+            f"postgresql {operation}{target}: the server refused the login "
+            f"({describe(exc, secret)})"
         )
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return ConfigurationError(

@@ -19,7 +19,7 @@ import psycopg_pool
 from durastate.backends.postgres import core
 from durastate.backends.postgres.connect import Connecting
 from durastate.backends.postgres.deadline import deadlines
-from durastate.backends.postgres.errors import backend_pid, translate
+from durastate.backends.postgres.errors import translate
 from durastate.core.backend import Backend
 from durastate.core.records import (
     InstanceQuery,
@@ -48,16 +48,20 @@ class PostgresBackend(Backend):
         self._timeout = self.options.timeout
         self._ttl = self._stmts.ttl
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
-        try:
-            with psycopg.connect(**self._connecting.kwargs()) as first:
-                self._prepare_schema(first)
-        except DurastateError:
-            raise
-        except psycopg.Error as exc:
-            raise self._error(exc, "open", None) from None
+        deadline = _monotonic() + self._timeout
+        while True:  # idempotent: tried again on a broken connection until the deadline
+            try:
+                with psycopg.connect(**self._connecting.kwargs()) as first:
+                    self._prepare_schema(first)
+                break
+            except psycopg.Error as exc:
+                if not core.try_again_on(exc, deadline, _monotonic()):
+                    raise self._error(exc, "open", None) from None
+            time.sleep(0.1)
         self._pool = psycopg_pool.ConnectionPool(
             self._connecting.conninfo,
             kwargs={"autocommit": True},
+            configure=self._connecting.note_pid,
             min_size=self.options.min_pool_size,
             max_size=self.options.max_pool_size,
             timeout=self._timeout,
@@ -80,11 +84,17 @@ class PostgresBackend(Backend):
         return translate(exc, operation, instance_id, self._connecting.secret, self._timeout)
 
     def _prepare_schema(self, connection: psycopg.Connection[Any]) -> None:
-        """Create the table (unless told not to), then check its schema version."""
-        with connection.transaction():
-            for sql in core.schema_statements(self._stmts, self.options.create_table):
-                connection.execute(sql)
-            row = connection.execute(self._stmts.schema_version).fetchone()
+        """Create the table when it is missing (unless told not to), check its version.
+
+        An existing table costs one lock-free look: CREATE INDEX IF NOT EXISTS would lock
+        the table against writers even when the index exists.
+        """
+        probe = connection.execute(self._stmts.schema_probe).fetchone()
+        if not core.schema_present(probe, self.options):
+            with connection.transaction():
+                for sql in core.schema_statements(self._stmts):
+                    connection.execute(sql)
+        row = connection.execute(self._stmts.schema_version).fetchone()
         core.check_schema_version(self.options.table, row)
 
     # -- execution ------------------------------------------------------------------------
@@ -147,7 +157,7 @@ class PostgresBackend(Backend):
         except psycopg.Error as exc:
             cut = deadlines.disarm(key)
             broken = connection.broken
-            pid = backend_pid(connection)
+            pid = self._connecting.pids.get(connection)
             self._release(connection)
             if not broken and not cut:
                 raise self._error(exc, operation, instance_id) from None
@@ -181,7 +191,7 @@ class PostgresBackend(Backend):
                         raise core.unknown_outcome(lost.instance_id, "timed out") from None
                     if not connection.broken:
                         raise self._error(exc, "recovery", lost.instance_id) from None
-                    lost_pid = backend_pid(connection)
+                    lost_pid = self._connecting.pids.get(connection)
                     self._release(connection)
                     connection = None
                     step = flow.throw(core.ConnectionLost(lost_pid))
