@@ -86,7 +86,11 @@ class AsyncPostgresBackend:
             name=f"durastate-async-{self.options.table}",
             open=False,
         )
-        await self._pool.open()
+        try:  # wait for the first connections: a call queued on an empty pool grows it
+            await self._pool.open(wait=True, timeout=self._timeout)
+        except psycopg.Error as exc:
+            await self._pool.close()
+            raise self._error(exc, "open", None) from None
 
     def __repr__(self) -> str:
         return f"AsyncPostgresBackend({self._connecting.redacted!r}, table={self.options.table!r})"

@@ -66,8 +66,9 @@ class PostgresBackend(Backend):
             max_size=self.options.max_pool_size,
             timeout=self._timeout,
             name=f"durastate-{self.options.table}",
-            open=True,
+            open=False,
         )
+        self._open_pool(self._pool)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -79,6 +80,15 @@ class PostgresBackend(Backend):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+
+    def _open_pool(self, pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]]) -> None:
+        """Wait for the first connections: a call queued on an empty pool makes it grow, and
+        each connection prepares its statements anew."""
+        try:
+            pool.open(wait=True, timeout=self._timeout)
+        except psycopg.Error as exc:
+            pool.close()
+            raise self._error(exc, "open", None) from None
 
     def _error(self, exc: BaseException, operation: str, instance_id: str | None) -> DurastateError:
         return translate(exc, operation, instance_id, self._connecting.secret, self._timeout)
