@@ -305,6 +305,10 @@ def least_privileged(postgres_server: RunningEmulator) -> tuple[str, str]:
         admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{SECRET}'")
         admin.execute(f"GRANT CONNECT ON DATABASE postgres TO {role}")
         admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+        # the version table is shared by every store table of the database: made by whoever
+        # came first (here the admin), it needs SELECT and INSERT for a role that adds a table
+        admin.execute(core.VERSION_TABLE)
+        admin.execute(f"GRANT SELECT, INSERT ON durastate_schema TO {role}")
         admin.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{SECRET}'")
     port = postgres_port(postgres_server)
     return (

@@ -50,6 +50,11 @@ from durastate.errors import (
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024  # bytea holds 1 GB; keep well below
+#: One row per store table of the database: (table name, schema version), for migrations.
+VERSION_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS durastate_schema "
+    "(table_name text PRIMARY KEY, version integer NOT NULL)"
+)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TERMINAL_SQL: Final = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 _LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
@@ -191,8 +196,7 @@ def statements(options: PostgresOptions) -> Statements:
             f"CREATE INDEX IF NOT EXISTS {table}_by_created ON {table} (created_at)",
             f"CREATE INDEX IF NOT EXISTS {table}_by_expiry ON {table} (expires_at) "
             "WHERE expires_at IS NOT NULL",
-            "CREATE TABLE IF NOT EXISTS durastate_schema "
-            "(table_name text PRIMARY KEY, version integer NOT NULL)",
+            VERSION_TABLE,
             "INSERT INTO durastate_schema (table_name, version) "
             f"VALUES ('{table}', {SCHEMA_VERSION}) ON CONFLICT (table_name) DO NOTHING",
         ),
