@@ -17,7 +17,7 @@ import psycopg
 import psycopg_pool
 
 from durastate.backends.postgres import core
-from durastate.backends.postgres.connect import Connecting
+from durastate.backends.postgres.connect import POOL_SLICE, Connecting, SpareConnections
 from durastate.backends.postgres.deadline import deadlines
 from durastate.backends.postgres.errors import translate
 from durastate.core.records import (
@@ -49,6 +49,7 @@ class AsyncPostgresBackend:
         self._timeout = options.timeout
         self._ttl = self._stmts.ttl
         self._pool: AsyncPool | None = None
+        self._spare = SpareConnections(options.max_pool_size)
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> Self:
@@ -97,6 +98,8 @@ class AsyncPostgresBackend:
 
     async def aclose(self) -> None:
         if self._pool is not None:
+            for connection in self._spare.drain():
+                await self._pool.putconn(connection)
             await self._pool.close()
 
     async def __aenter__(self) -> Self:
@@ -112,14 +115,23 @@ class AsyncPostgresBackend:
 
     async def _connection(self, deadline: float) -> psycopg.AsyncConnection[Any]:
         assert self._pool is not None
-        remaining = deadline - _monotonic()
-        if remaining <= 0:
-            raise psycopg_pool.PoolTimeout("deadline passed")
-        return await self._pool.getconn(remaining)
+        while True:
+            connection: psycopg.AsyncConnection[Any] | None = self._spare.take()
+            if connection is not None:
+                return connection
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise psycopg_pool.PoolTimeout("deadline passed")
+            try:
+                return await self._pool.getconn(min(remaining, POOL_SLICE))
+            except psycopg_pool.PoolTimeout:
+                if _monotonic() >= deadline:
+                    raise
 
     async def _release(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        assert self._pool is not None
-        await self._pool.putconn(connection)
+        if not self._spare.keep(connection, self._pool):
+            assert self._pool is not None
+            await self._pool.putconn(connection)
 
     async def _run(
         self, operation: str, instance_id: str | None, sql: str, params: Any, many: bool = False

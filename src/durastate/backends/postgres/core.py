@@ -137,8 +137,7 @@ class Statements:
     purge_expired: str
     table: str
     ttl: timedelta | None
-    notify: str  # the CTE that notifies for the rows of ``changed``, or ""
-    notify_count: str
+    notify: str  # the RETURNING item that notifies for each changed row, or ""
 
 
 def statements(options: PostgresOptions) -> Statements:
@@ -146,12 +145,8 @@ def statements(options: PostgresOptions) -> Statements:
     ttl = timedelta(seconds=options.ttl_seconds) if options.ttl_seconds else None
     expires = ", expires_at = now() + %(ttl)s" if ttl else ""
     channel = options.channel or table
-    notify = (
-        f", notified AS (SELECT pg_notify('{channel}', encode(instance_id, 'hex')) FROM changed)"
-        if options.notify
-        else ""
-    )
-    notify_count = ", (SELECT count(*) FROM notified)" if options.notify else ""
+    # in RETURNING: a data-modifying CTE runs to completion, so every changed row notifies
+    notify = f", pg_notify('{channel}', encode(instance_id, 'hex'))" if options.notify else ""
     write_status = (
         f"WITH current AS (SELECT etag, custom_status = %(data)s "
         f"AND custom_status_encoding = %(encoding)s AS same FROM {table} "
@@ -161,9 +156,9 @@ def statements(options: PostgresOptions) -> Statements:
         f"last_updated_at = %(now)s, etag = %(new_etag)s{expires} "
         f"WHERE instance_id = %(id)s AND {_LIVE}{{match}} AND (custom_status IS DISTINCT FROM "
         "%(data)s OR custom_status_encoding IS DISTINCT FROM %(encoding)s) "
-        f"RETURNING instance_id){notify} "
+        f"RETURNING instance_id{notify}) "
         "SELECT (SELECT count(*) FROM changed), (SELECT etag FROM current), "
-        f"(SELECT same FROM current){notify_count}"
+        f"(SELECT same FROM current)"
     )
     insert = (
         f"WITH changed AS (INSERT INTO {table} (instance_id, name, runtime_status, "
@@ -179,9 +174,9 @@ def statements(options: PostgresOptions) -> Statements:
         "custom_status_encoding = EXCLUDED.custom_status_encoding, input = EXCLUDED.input, "
         "input_encoding = EXCLUDED.input_encoding, output = NULL, output_encoding = NULL, "
         f"expires_at = EXCLUDED.expires_at WHERE {table}.expires_at <= now(){{restart}} "
-        f"RETURNING instance_id){notify} "
+        f"RETURNING instance_id{notify}) "
         "SELECT (SELECT count(*) FROM changed), "
-        f"(SELECT runtime_status FROM {table} WHERE instance_id = %(id)s){notify_count}"
+        f"(SELECT runtime_status FROM {table} WHERE instance_id = %(id)s)"
     )
     return Statements(
         schema=(
@@ -215,20 +210,19 @@ def statements(options: PostgresOptions) -> Statements:
         ),
         delete=(
             f"WITH changed AS (DELETE FROM {table} WHERE instance_id = %(id)s "
-            f"RETURNING instance_id, {_LIVE} AS live){notify} "
-            f"SELECT (SELECT live FROM changed){notify_count}"
+            f"RETURNING instance_id, {_LIVE} AS live{notify}) "
+            f"SELECT (SELECT live FROM changed)"
         ),
         current_etag=f"SELECT etag, run_id FROM {table} WHERE instance_id = %s AND {_LIVE}",
         forget_lost_backend="SELECT pg_terminate_backend(%s, %s)",
         backend_alive="SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)",
         purge_expired=(
             f"WITH changed AS (DELETE FROM {table} WHERE expires_at <= now() "
-            f"RETURNING instance_id){notify} SELECT (SELECT count(*) FROM changed){notify_count}"
+            f"RETURNING instance_id{notify}) SELECT (SELECT count(*) FROM changed)"
         ),
         table=table,
         ttl=ttl,
         notify=notify,
-        notify_count=notify_count,
     )
 
 
@@ -381,8 +375,8 @@ def runtime_statement(stmts: Statements, set_output: bool, etag: str | None) -> 
         f"WITH current AS (SELECT etag FROM {table} WHERE instance_id = %(id)s AND {_LIVE}), "
         f"changed AS (UPDATE {table} SET runtime_status = %(status)s, "
         f"last_updated_at = %(now)s, etag = %(new_etag)s{output}{expires} "
-        f"WHERE instance_id = %(id)s AND {_LIVE}{match} RETURNING instance_id){stmts.notify} "
-        f"SELECT (SELECT count(*) FROM changed), (SELECT etag FROM current){stmts.notify_count}"
+        f"WHERE instance_id = %(id)s AND {_LIVE}{match} RETURNING instance_id{stmts.notify}) "
+        f"SELECT (SELECT count(*) FROM changed), (SELECT etag FROM current)"
     )
 
 
@@ -538,8 +532,8 @@ def page(rows: Sequence[Sequence[Any]], query: InstanceQuery) -> RecordPage:
 def purge_statement(stmts: Statements, query: InstanceQuery) -> tuple[str, list[Any]]:
     clause, params = where(query)
     return (
-        f"WITH changed AS (DELETE FROM {stmts.table}{clause} RETURNING instance_id)"
-        f"{stmts.notify} SELECT (SELECT count(*) FROM changed){stmts.notify_count}",
+        f"WITH changed AS (DELETE FROM {stmts.table}{clause} RETURNING instance_id"
+        f"{stmts.notify}) SELECT (SELECT count(*) FROM changed)",
         params,
     )
 

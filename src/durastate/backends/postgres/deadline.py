@@ -5,7 +5,7 @@ packets) leaves a statement waiting forever while the kernel keeps the TCP conne
 ``statement_timeout`` cannot help (the server enforces it). So every call registers its
 connection's socket with a deadline; one daemon thread per process shuts down the sockets of
 overdue calls, psycopg then fails with a broken connection, and the caller turns that into
-`BackendUnavailable`. Registering costs a dict write under an uncontended lock.
+`BackendUnavailable`. Registering costs a dict write.
 """
 
 from __future__ import annotations
@@ -21,42 +21,44 @@ _POLL_SECONDS = 0.05
 
 
 class SocketDeadlines:
-    """Armed sockets and their deadlines; `fired` tells whether a call was cut short."""
+    """Armed sockets and their deadlines, without a lock on the hot path.
+
+    ``dict.pop`` is atomic, so a call and the watchdog never both take one entry: whoever
+    pops it first decides. A call that ends just as its deadline passes may leave its
+    connection shut down for the next user, who then sees a broken connection and goes
+    through the same recovery as after any other break.
+    """
 
     def __init__(self) -> None:
-        self._armed: dict[int, tuple[float, int]] = {}
-        self._fired: set[int] = set()
-        self._lock = threading.Lock()
-        self._keys = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._after_fork()
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
-        self._armed = {}
-        self._fired = set()
-        self._lock = threading.Lock()
-        self._thread = None
+        self._armed: dict[int, tuple[float, int]] = {}
+        self._fired: set[int] = set()
+        self._keys = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def arm(self, fd: int, deadline: float) -> int:
         """Watch ``fd`` until `disarm`; returns the key to disarm it with."""
         if self._thread is None:
             self._start()
         key = next(self._keys)
-        with self._lock:
-            self._armed[key] = (deadline, fd)
+        self._armed[key] = (deadline, fd)
         return key
 
     def disarm(self, key: int) -> bool:
-        """Stop watching; True if the deadline had passed and the socket was shut down."""
-        with self._lock:
-            self._armed.pop(key, None)
-            if key in self._fired:
-                self._fired.discard(key)
-                return True
+        """Stop watching; True if the deadline passed and the socket was shut down."""
+        if self._armed.pop(key, None) is not None:
+            return False
+        if key in self._fired:
+            self._fired.discard(key)
+            return True
         return False
 
     def _start(self) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._watch, name="durastate-pg-deadlines", daemon=True
@@ -67,10 +69,8 @@ class SocketDeadlines:
         while True:
             time.sleep(_POLL_SECONDS)
             now = time.monotonic()
-            with self._lock:
-                overdue = [key for key, (deadline, _) in self._armed.items() if deadline <= now]
-                for key in overdue:
-                    _, fd = self._armed.pop(key)
+            for key, (deadline, fd) in list(self._armed.items()):
+                if deadline <= now and self._armed.pop(key, None) is not None:
                     self._fired.add(key)
                     shut_down(fd)
 

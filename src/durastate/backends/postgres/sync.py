@@ -17,7 +17,7 @@ import psycopg
 import psycopg_pool
 
 from durastate.backends.postgres import core
-from durastate.backends.postgres.connect import Connecting
+from durastate.backends.postgres.connect import POOL_SLICE, Connecting, SpareConnections
 from durastate.backends.postgres.deadline import deadlines
 from durastate.backends.postgres.errors import translate
 from durastate.core.backend import Backend
@@ -48,6 +48,7 @@ class PostgresBackend(Backend):
         self._timeout = self.options.timeout
         self._ttl = self._stmts.ttl
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._spare = SpareConnections(self.options.max_pool_size)
         deadline = _monotonic() + self._timeout
         while True:  # idempotent: tried again on a broken connection until the deadline
             try:
@@ -79,6 +80,8 @@ class PostgresBackend(Backend):
 
     def close(self) -> None:
         if self._pool is not None:
+            for connection in self._spare.drain():
+                self._pool.putconn(connection)
             self._pool.close()
 
     def _open_pool(self, pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]]) -> None:
@@ -111,14 +114,23 @@ class PostgresBackend(Backend):
 
     def _connection(self, deadline: float) -> psycopg.Connection[Any]:
         assert self._pool is not None
-        remaining = deadline - _monotonic()
-        if remaining <= 0:
-            raise psycopg_pool.PoolTimeout("deadline passed")
-        return self._pool.getconn(remaining)
+        while True:
+            connection: psycopg.Connection[Any] | None = self._spare.take()
+            if connection is not None:
+                return connection
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise psycopg_pool.PoolTimeout("deadline passed")
+            try:
+                return self._pool.getconn(min(remaining, POOL_SLICE))
+            except psycopg_pool.PoolTimeout:
+                if _monotonic() >= deadline:
+                    raise
 
     def _release(self, connection: psycopg.Connection[Any]) -> None:
-        assert self._pool is not None
-        self._pool.putconn(connection)
+        if not self._spare.keep(connection, self._pool):
+            assert self._pool is not None
+            self._pool.putconn(connection)
 
     def _run(
         self, operation: str, instance_id: str | None, sql: str, params: Any, many: bool = False
