@@ -26,9 +26,12 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.core.store import StateStore
 from durastate.errors import ConcurrencyError, InstanceExists
 from durastate.testing import BackendConformance
-from durastate.testing.emulators import RunningEmulator
+from durastate.testing.emulators import RunningEmulator, postgres_port
+from tests.reliability.faultproxy import Fault
+from tests.reliability.pgproxy import PostgresFaultProxy
 from tests.test_postgres import fresh_table
 
 T = TypeVar("T")
@@ -141,3 +144,33 @@ def test_concurrent_tasks_on_one_loop_keep_compare_and_swap(
             return int(final.custom_status.data)
 
     assert asyncio.run(scenario()) == 40
+
+
+@pytest.mark.parametrize("fault", ["drop", "drop_after"])
+def test_async_driver_recovers_dropped_requests_and_lost_answers_exactly_once(
+    postgres_server: RunningEmulator, fault: Fault
+) -> None:
+    """The async driver runs the same recovery: through the wire proxy, with 25 % of the
+    requests dropped (before the server) or their answers lost (after it), 20 increments
+    land exactly once and none fails."""
+    table = fresh_table()
+    direct = AwaitedBackend(postgres_server.endpoint, table=table)
+    store = StateStore(direct)
+    store.create_instance("counter", name="wf", custom_status={"n": 0})
+    target = f"http://127.0.0.1:{postgres_port(postgres_server)}"
+    with PostgresFaultProxy(target, seed=7) as proxy:
+        url = postgres_server.endpoint.replace(
+            f":{postgres_port(postgres_server)}/", f":{proxy.port}/"
+        )
+        flaky = AwaitedBackend(url, table=table)
+        proxy.configure(rate=0.25, faults={fault: 1.0})
+        try:
+            flaky_store = StateStore(flaky)
+            for _ in range(20):
+                flaky_store.update("counter", lambda v: {"n": v["n"] + 1}, retries=100)
+        finally:
+            proxy.configure(rate=0.0)
+            flaky.close()
+        assert proxy.counters[fault] > 0
+    assert store.get_custom_status("counter") == {"n": 20}
+    direct.close()
