@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
@@ -27,9 +28,10 @@ from durastate.core.records import (
     WriteResult,
 )
 from durastate.core.store import StateStore
-from durastate.errors import ConcurrencyError, InstanceExists
+from durastate.errors import BackendUnavailable, ConcurrencyError, InstanceExists
 from durastate.testing import BackendConformance
 from durastate.testing.emulators import RunningEmulator, postgres_port
+from tests.reliability.conftest import PrivateEmulator
 from tests.reliability.faultproxy import Fault
 from tests.reliability.pgproxy import PostgresFaultProxy
 from tests.test_postgres import fresh_table
@@ -174,3 +176,30 @@ def test_async_driver_recovers_dropped_requests_and_lost_answers_exactly_once(
         assert proxy.counters[fault] > 0
     assert store.get_custom_status("counter") == {"n": 20}
     direct.close()
+
+
+def test_async_driver_on_a_frozen_server_is_unavailable_in_time() -> None:
+    """libpq has no read timeout under asyncio either: the deadline watchdog cuts the call."""
+    server = PrivateEmulator("postgres")
+    try:
+        backend = AwaitedBackend(server.emulator.endpoint, table=fresh_table(), timeout=1.0)
+        store = StateStore(backend)
+        store.create_instance("job", name="wf", custom_status="before")
+        server.freeze()
+        try:
+            for call in (
+                lambda: store.get_instance("job"),
+                lambda: store.set_custom_status("job", "during"),
+                lambda: store.query(page_size=5),
+            ):
+                started = time.monotonic()
+                with pytest.raises(BackendUnavailable):
+                    call()
+                assert time.monotonic() - started < 1.0 + 1.0
+        finally:
+            server.thaw()
+        store.set_custom_status("job", "after")
+        assert store.get_custom_status("job") == "after"
+        backend.close()
+    finally:
+        server.close()
