@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,6 +17,8 @@ import pytest
 
 from durastate import open_store
 from durastate.backends.postgres import PostgresBackend, PostgresOptions, core
+from durastate.bench import BackendSpec as BenchSpec
+from durastate.bench import BenchConfig, run_bench
 from durastate.core.backend import Backend
 from durastate.core.records import InstanceQuery, RuntimeStatus
 from durastate.core.tokens import encode_token
@@ -359,3 +362,34 @@ def test_the_password_is_never_shown_and_the_documented_grants_suffice(
         caplog.text,
         *(repr(record.args) for record in caplog.records),
     )
+
+
+def test_bench_runs_postgres_with_its_anchors_and_the_celery_peer(
+    postgres_server: RunningEmulator, tmp_path: Path
+) -> None:
+    """`durastate bench` on a postgresql:// URL: durastate's cells, both psycopg anchors and
+    Celery's database backend run side by side, every ratio from the same run."""
+    spec = BenchSpec(postgres_server.endpoint, {"table": fresh_table()})
+    config = BenchConfig(
+        backends=[spec],
+        serializers=["json"],
+        payloads=["150B"],
+        kinds=["dict"],
+        quick=True,
+        output=tmp_path / "out",
+        peers=True,
+        operations=["update_cas", "update_lww"],
+        repeat=20,
+    )
+    result = run_bench(config, progress=False)
+    found = {m.operation: m for m in result.durastate()}
+    assert all(m.ok for m in found.values()), [m.error for m in found.values()]
+    assert found["update_cas"].backend_writes == 1.0
+    refs = {m.name: m for m in result.measurements if m.subject != "durastate"}
+    for name in (
+        "psycopg UPDATE WHERE etag (one connection)",
+        "psycopg UPDATE WHERE etag (ConnectionPool)",
+        "celery store_result (database, SQLAlchemy)",
+    ):
+        assert refs[name].ok, refs[name].error
+        assert refs[name].extra["ratio_cpu"] > 0
