@@ -66,6 +66,8 @@ class Connecting:
         self.pids[connection] = connection.info.backend_pid
 
 
+_OK = psycopg.pq.ConnStatus.OK
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 POOL_SLICE = 0.05  # seconds a caller waits in the pool before it looks at the spares again
 
 
@@ -95,9 +97,10 @@ class SpareConnections:
     def keep(self, connection: Any, pool: Any) -> bool:
         """Keep a healthy, idle connection for the next call; False: give it to the pool,
         which also happens whenever a caller waits in the pool (it would starve)."""
-        if connection.closed or len(self._idle) >= self.limit or getattr(pool, "_waiting", ()):
+        if len(self._idle) >= self.limit or bool(getattr(pool, "_waiting", None)):
             return False
-        if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        pgconn = connection.pgconn  # (``connection.info`` builds an object per access)
+        if pgconn.status != _OK or pgconn.transaction_status != _IDLE:
             return False
         self._idle.append(connection)
         return True
