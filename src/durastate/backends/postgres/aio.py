@@ -185,8 +185,7 @@ class AsyncPostgresBackend:
             return await self._recover(lost, pid, core.Run(sql, params), deadline)
         deadlines.disarm(key)
         await self._release(connection)
-        assert row is not None
-        return tuple(row)
+        return row
 
     async def _recover(
         self, lost: core.LostWrite, pid: int | None, resend: core.Run, deadline: float

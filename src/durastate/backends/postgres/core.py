@@ -157,8 +157,10 @@ def statements(options: PostgresOptions) -> Statements:
         f"WHERE instance_id = %(id)s AND {_LIVE}{{match}} AND (custom_status IS DISTINCT FROM "
         "%(data)s OR custom_status_encoding IS DISTINCT FROM %(encoding)s) "
         f"RETURNING instance_id{notify}) "
-        "SELECT (SELECT count(*) FROM changed), (SELECT etag FROM current), "
-        f"(SELECT same FROM current)"
+        # no row when written (the common case: nothing to send back or parse); otherwise
+        # the row before, or NULLs when there is none
+        "SELECT current.etag, current.same FROM (SELECT 1) AS one LEFT JOIN current ON true "
+        "WHERE NOT EXISTS (SELECT 1 FROM changed)"
     )
     insert = (
         f"WITH changed AS (INSERT INTO {table} (instance_id, name, runtime_status, "
@@ -346,21 +348,23 @@ def status_params(
     }
 
 
-def status_outcome(instance_id: str, etag: str | None, new: str, row: Sequence[Any]) -> WriteResult:
-    """``(updated, etag before, same bytes before, ...)`` -> the result, in one round trip.
+def status_outcome(
+    instance_id: str, etag: str | None, new: str, row: Sequence[Any] | None
+) -> WriteResult:
+    """No row: written. Otherwise ``(etag before, same bytes before)``, in one round trip.
 
-    Not updated: absent -> not found; an etag given that is not the one before -> conflict;
-    the same bytes before -> a skipped write at that etag; otherwise a writer changed the
-    row between this statement's snapshot and its update -> conflict.
+    Absent -> not found; an etag given that is not the one before -> conflict; the same
+    bytes before -> a skipped write at that etag; otherwise a writer changed the row between
+    this statement's snapshot and its update -> conflict.
     """
-    if row[0]:
+    if row is None:
         return WriteResult(new)
-    current = row[1]
+    current = row[0]
     if current is None:
         raise InstanceNotFound(instance_id)
     if etag is not None and etag != current:
         raise ConcurrencyError(instance_id, etag)
-    if row[2]:
+    if row[1]:
         return WriteResult(current, written=False)
     raise ConcurrencyError(instance_id, etag)
 

@@ -166,8 +166,9 @@ class PostgresBackend(Backend):
         new_etag: str,
         etag: str | None,
         create: bool = False,
-    ) -> Sequence[Any] | object:
-        """One write statement; its row, or `core.LANDED` when a lost answer was ours."""
+    ) -> Sequence[Any] | object | None:
+        """One write statement; its row (if any), or `core.LANDED` when a lost answer was
+        ours."""
         deadline = _monotonic() + self._timeout
         try:
             connection = self._connection(deadline)
@@ -187,8 +188,7 @@ class PostgresBackend(Backend):
             return self._recover(lost, pid, core.Run(sql, params), deadline)
         deadlines.disarm(key)
         self._release(connection)
-        assert row is not None
-        return tuple(row)
+        return row
 
     def _recover(
         self, lost: core.LostWrite, pid: int | None, resend: core.Run, deadline: float
