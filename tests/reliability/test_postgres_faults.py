@@ -8,6 +8,7 @@ HTTP; these use the same operations and bounds through `PostgresFaultProxy`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,10 @@ def test_server_outage_freeze_and_restart(private_postgres: PrivateEmulator) -> 
         private_postgres.freeze()
         try:
             _assert_unavailable_in_time(store, _operations(include_destructive=False), budget)
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable):
+                spec.open()  # opening a store hangs on nothing either
+            assert time.monotonic() - started < budget + 1.0
         finally:
             private_postgres.thaw()
         _wait_until_answering(store)

@@ -63,14 +63,18 @@ class AsyncPostgresBackend:
         while True:  # idempotent: tried again on a broken connection until the deadline
             try:
                 first = await psycopg.AsyncConnection.connect(**self._connecting.kwargs())
-                async with first:
-                    probe = await (await first.execute(self._stmts.schema_probe)).fetchone()
-                    if not core.schema_present(probe, self.options):
-                        async with first.transaction():
-                            for sql in core.schema_statements(self._stmts):
-                                await first.execute(sql)
-                    cursor = await first.execute(self._stmts.schema_version)
-                    row = await cursor.fetchone()
+                key = deadlines.arm(first.fileno(), deadline)
+                try:
+                    async with first:
+                        probe = await (await first.execute(self._stmts.schema_probe)).fetchone()
+                        if not core.schema_present(probe, self.options):
+                            async with first.transaction():
+                                for sql in core.schema_statements(self._stmts):
+                                    await first.execute(sql)
+                        cursor = await first.execute(self._stmts.schema_version)
+                        row = await cursor.fetchone()
+                finally:
+                    deadlines.disarm(key)
                 break
             except psycopg.Error as exc:
                 if not core.try_again_on(exc, deadline, _monotonic()):

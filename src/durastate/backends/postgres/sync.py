@@ -53,7 +53,11 @@ class PostgresBackend(Backend):
         while True:  # idempotent: tried again on a broken connection until the deadline
             try:
                 with psycopg.connect(**self._connecting.kwargs()) as first:
-                    self._prepare_schema(first)
+                    key = deadlines.arm(first.fileno(), deadline)
+                    try:
+                        self._prepare_schema(first)
+                    finally:
+                        deadlines.disarm(key)
                 break
             except psycopg.Error as exc:
                 if not core.try_again_on(exc, deadline, _monotonic()):
