@@ -47,6 +47,7 @@ from durastate.errors import (
     InvalidContinuationToken,
     SerializationError,
 )
+from durastate.transport.policy import OutcomeUnknown
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024  # bytea holds 1 GB; keep well below
@@ -573,8 +574,9 @@ def timed_out(operation: str, instance_id: str | None, timeout: float) -> Backen
     return BackendUnavailable(f"postgresql {operation}{target} got no answer within {timeout:g} s")
 
 
-def unknown_outcome(instance_id: str, why: str) -> BackendUnavailable:
-    return BackendUnavailable(
+def unknown_outcome(instance_id: str, why: str) -> OutcomeUnknown:
+    """The transport's `OutcomeUnknown` (a `BackendUnavailable`): one type for callers."""
+    return OutcomeUnknown(
         f"postgresql write of instance {instance_id!r}: the connection was lost after the "
         f"statement was sent and the outcome is unknown ({why}); read the instance to see "
         "whether it was applied"
