@@ -352,6 +352,9 @@ def test_the_password_is_never_shown_and_the_documented_grants_suffice(
     wrong = owner_url.replace(SECRET, SECRET + "-wrong")
     with pytest.raises(ConfigurationError, match="refused the login") as refused:
         open_store(wrong, table=table, timeout=3.0)
+    in_query = owner_url.replace(f":{SECRET}@", "@") + f"?password={SECRET}"
+    with open_store(in_query, table=table, timeout=3.0) as store:  # libpq's other spelling
+        _clean(*_exercise(store))
     dead = _via(owner_url, free_port())
     with pytest.raises(BackendUnavailable) as unreachable:
         open_store(dead, table=table, timeout=2.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -30,7 +30,9 @@ class Connecting:
             raise ConfigurationError("a postgresql URL starts with postgresql:// or postgres://")
         try:
             parts = urlsplit(url)
-            self.secret = unquote(parts.password) if parts.password else None
+            in_query = parse_qs(parts.query).get("password")  # libpq takes it there too
+            password = parts.password or (in_query[-1] if in_query else None)
+            self.secret = unquote(password) if password else None
             host = parts.hostname or "localhost"
             port = f":{parts.port}" if parts.port else ""
         except ValueError:
