@@ -199,6 +199,8 @@ class AsyncPostgresBackend:
         try:
             step = next(flow)
             while True:
+                if _monotonic() >= deadline:
+                    raise core.unknown_outcome(lost.instance_id, "timed out")
                 if step.fresh and connection is not None:
                     await self._release(connection)
                     connection = None

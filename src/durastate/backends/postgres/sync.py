@@ -203,6 +203,8 @@ class PostgresBackend(Backend):
         try:
             step = next(flow)
             while True:
+                if _monotonic() >= deadline:
+                    raise core.unknown_outcome(lost.instance_id, "timed out")
                 if step.fresh and connection is not None:
                     self._release(connection)
                     connection = None
