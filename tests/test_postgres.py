@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from durastate.errors import (
 )
 from durastate.testing import BackendConformance
 from durastate.testing.emulators import RunningEmulator, free_port, postgres_port
+from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.backends import BackendSpec, opened, postgres_spec
-from tests.reliability.pgproxy import PostgresFaultProxy
+from tests.reliability.pgproxy import PostgresFaultProxy, proxy_for, with_port
 from tests.reliability.test_secrets import _describe, _exercise
 
 
@@ -59,13 +61,8 @@ def spec(postgres_server: RunningEmulator) -> BackendSpec:
 
 @pytest.fixture
 def proxy(postgres_server: RunningEmulator) -> Iterator[PostgresFaultProxy]:
-    target = f"http://127.0.0.1:{postgres_port(postgres_server)}"
-    with PostgresFaultProxy(target) as running:
+    with proxy_for(postgres_server) as running:
         yield running
-
-
-def _via(url: str, port: int) -> str:
-    return url.replace(f":{url.rsplit(':', 1)[1].split('/')[0]}/", f":{port}/")
 
 
 def test_custom_status_update_is_one_prepared_round_trip(
@@ -73,7 +70,7 @@ def test_custom_status_update_is_one_prepared_round_trip(
 ) -> None:
     """Counted on the wire: one request (Bind/Execute/Sync, no Parse) per update, with or
     without an etag, changed or unchanged; no read before the write."""
-    with opened(BackendSpec(spec.kind, _via(spec.url, proxy.port), spec.options)) as store:
+    with opened(BackendSpec(spec.kind, with_port(spec.url, proxy.port), spec.options)) as store:
         etag = store.create_instance("job", name="wf", custom_status={"p": 0})
         for warm_up in range(2):  # the first use of a statement on a connection prepares it
             etag = store.set_custom_status("job", {"p": warm_up}, etag=etag)
@@ -153,22 +150,31 @@ def test_expired_instances_are_absent_until_swept(spec: BackendSpec) -> None:
         assert got.custom_status is None
 
 
+@contextmanager
+def _row_locked(server: RunningEmulator, spec: BackendSpec, instance_id: str) -> Iterator[None]:
+    """Another session holds the row lock of ``instance_id`` for the block."""
+    with psycopg.connect(server.endpoint) as blocker:
+        blocker.execute(
+            f"SELECT 1 FROM {spec.options['table']} WHERE instance_id = %s FOR UPDATE",
+            (instance_id.encode(),),
+        )
+        try:
+            yield
+        finally:
+            blocker.rollback()
+
+
 def test_statement_timeout_cancels_a_blocked_write_and_applies_nothing(
     postgres_server: RunningEmulator, spec: BackendSpec
 ) -> None:
     with opened(spec.with_options(statement_timeout=0.5, timeout=5.0)) as store:
         store.create_instance("job", name="wf", custom_status="before")
-        with psycopg.connect(postgres_server.endpoint) as blocker:
-            blocker.execute(
-                f"SELECT 1 FROM {spec.options['table']} WHERE instance_id = %s FOR UPDATE",
-                (b"job",),
-            )
+        with _row_locked(postgres_server, spec, "job"):
             started = time.monotonic()
             with pytest.raises(BackendUnavailable, match="statement_timeout") as raised:
                 store.set_custom_status("job", "during")
             assert time.monotonic() - started < 0.5 + 1.0
             assert "job" in str(raised.value)
-            blocker.rollback()
         assert store.get_custom_status("job") == "before"
 
 
@@ -178,16 +184,11 @@ def test_a_write_cut_off_by_the_client_timeout_says_its_outcome_is_unknown(
     """The server would wait (statement_timeout 30 s); the client's 1 s bound cuts it off."""
     with opened(spec.with_options(statement_timeout=30.0, timeout=1.0)) as store:
         store.create_instance("job", name="wf", custom_status="before")
-        with psycopg.connect(postgres_server.endpoint) as blocker:
-            blocker.execute(
-                f"SELECT 1 FROM {spec.options['table']} WHERE instance_id = %s FOR UPDATE",
-                (b"job",),
-            )
+        with _row_locked(postgres_server, spec, "job"):
             started = time.monotonic()
-            with pytest.raises(BackendUnavailable, match="outcome is unknown"):
+            with pytest.raises(OutcomeUnknown):
                 store.set_custom_status("job", "during")
             assert time.monotonic() - started < 1.0 + 1.0
-            blocker.rollback()
         assert store.get_custom_status("job") in ("before", "during")
         store.set_custom_status("job", "after")  # the store works on
         assert store.get_custom_status("job") == "after"
@@ -357,7 +358,7 @@ def test_the_password_is_never_shown_and_the_documented_grants_suffice(
     in_query = owner_url.replace(f":{SECRET}@", "@") + f"?password={SECRET}"
     with open_store(in_query, table=table, timeout=3.0) as store:  # libpq's other spelling
         _clean(*_exercise(store))
-    dead = _via(owner_url, free_port())
+    dead = with_port(owner_url, free_port())
     with pytest.raises(BackendUnavailable) as unreachable:
         open_store(dead, table=table, timeout=2.0)
     with pytest.raises(ConfigurationError) as malformed:

@@ -30,10 +30,10 @@ from durastate.core.records import (
 from durastate.core.store import StateStore
 from durastate.errors import BackendUnavailable, ConcurrencyError, InstanceExists
 from durastate.testing import BackendConformance
-from durastate.testing.emulators import RunningEmulator, postgres_port
+from durastate.testing.emulators import RunningEmulator
 from tests.reliability.conftest import PrivateEmulator
 from tests.reliability.faultproxy import Fault
-from tests.reliability.pgproxy import PostgresFaultProxy
+from tests.reliability.pgproxy import proxy_for, with_port
 from tests.test_postgres import fresh_table
 
 T = TypeVar("T")
@@ -159,11 +159,8 @@ def test_async_driver_recovers_dropped_requests_and_lost_answers_exactly_once(
     direct = AwaitedBackend(postgres_server.endpoint, table=table)
     store = StateStore(direct)
     store.create_instance("counter", name="wf", custom_status={"n": 0})
-    target = f"http://127.0.0.1:{postgres_port(postgres_server)}"
-    with PostgresFaultProxy(target, seed=7) as proxy:
-        url = postgres_server.endpoint.replace(
-            f":{postgres_port(postgres_server)}/", f":{proxy.port}/"
-        )
+    with proxy_for(postgres_server, seed=7) as proxy:
+        url = with_port(postgres_server.endpoint, proxy.port)
         flaky = AwaitedBackend(url, table=table)
         proxy.configure(rate=0.25, faults={fault: 1.0})
         try:

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from durastate.testing.emulators import RunningEmulator, postgres_port
 from tests.reliability.faultproxy import FaultProxy, Flavor, _Closed, _Reader
 
 _SSL_REQUEST = 80877103
@@ -112,3 +113,14 @@ class PostgresFaultProxy(FaultProxy):
                 return True
             if kind == b"R" and int.from_bytes(message[5:9], "big") in _AUTH_NEEDS_ANSWER:
                 upstream.sendall(_typed(reader)[1])
+
+
+def with_port(url: str, port: int) -> str:
+    """The same postgresql:// URL on another port (the proxy's, or a dead one)."""
+    current = url.rsplit(":", 1)[1].split("/")[0]
+    return url.replace(f":{current}/", f":{port}/")
+
+
+def proxy_for(server: RunningEmulator, seed: int = 0) -> PostgresFaultProxy:
+    """A proxy in front of ``server`` (start it: ``with proxy_for(server) as proxy``)."""
+    return PostgresFaultProxy(f"http://127.0.0.1:{postgres_port(server)}", seed=seed)

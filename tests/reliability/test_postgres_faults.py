@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from durastate.errors import BackendUnavailable, InstanceExists
-from durastate.testing.emulators import RunningEmulator, postgres_port
+from durastate.testing.emulators import RunningEmulator
 from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.backends import POSTGRES_FAST, BackendSpec, opened, postgres_spec
 from tests.reliability.conftest import PrivateEmulator
 from tests.reliability.faultproxy import Fault
-from tests.reliability.pgproxy import PostgresFaultProxy
+from tests.reliability.pgproxy import PostgresFaultProxy, proxy_for, with_port
 from tests.reliability.test_faults import (
     _assert_unavailable_in_time,
     _operations,
@@ -84,14 +84,12 @@ def direct(postgres_server: RunningEmulator) -> BackendSpec:
 
 @pytest.fixture
 def proxy(postgres_server: RunningEmulator) -> Iterator[PostgresFaultProxy]:
-    target = f"http://127.0.0.1:{postgres_port(postgres_server)}"
-    with PostgresFaultProxy(target, seed=20240601) as running:
+    with proxy_for(postgres_server, seed=20240601) as running:
         yield running
 
 
 def _through(spec: BackendSpec, proxy: PostgresFaultProxy) -> BackendSpec:
-    url = spec.url.replace(f":{spec.url.rsplit(':', 1)[1].split('/')[0]}/", f":{proxy.port}/")
-    return BackendSpec(spec.kind, url, dict(spec.options))
+    return BackendSpec(spec.kind, with_port(spec.url, proxy.port), dict(spec.options))
 
 
 def _increments(spec: BackendSpec, count: int) -> tuple[int, list[BaseException]]:
