@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import pwd
 import subprocess
 import sys
 import time
@@ -30,7 +32,13 @@ from durastate.errors import (
     InvalidContinuationToken,
 )
 from durastate.testing import BackendConformance
-from durastate.testing.emulators import RunningEmulator, free_port, postgres_port
+from durastate.testing.emulators import (
+    RunningEmulator,
+    free_port,
+    postgres_port,
+    restart,
+    start_postgres,
+)
 from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.backends import BackendSpec, opened, postgres_spec
 from tests.reliability.pgproxy import PostgresFaultProxy, proxy_for, with_port
@@ -399,3 +407,24 @@ def test_bench_runs_postgres_with_its_anchors_and_the_celery_peer(
     ):
         assert refs[name].ok, refs[name].error
         assert refs[name].extra["ratio_cpu"] > 0
+
+
+def test_start_postgres_runs_unprivileged_in_a_throwaway_directory() -> None:
+    """As root the server runs as ``postgres`` (PostgreSQL refuses root); stopping it by PID
+    ends the server and removes the data directory; restart keeps the data."""
+    server = start_postgres()
+    try:
+        assert server.workdir is not None
+        data = server.workdir / "data"
+        if os.geteuid() == 0:
+            assert data.stat().st_uid == pwd.getpwnam("postgres").pw_uid
+        with psycopg.connect(server.endpoint, autocommit=True) as connection:
+            connection.execute("CREATE TABLE kept (n int)")
+            assert connection.execute("SHOW fsync").fetchone() == ("off",)
+        server = restart(server)
+        with psycopg.connect(server.endpoint, autocommit=True) as connection:
+            assert connection.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
+    assert not data.exists()
