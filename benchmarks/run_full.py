@@ -1,4 +1,4 @@
-"""The full benchmark: start Azurite, moto_server and dynalite, run the whole matrix with the
+"""The full benchmark: start Azurite, moto_server, dynalite and PostgreSQL, run the matrix with the
 network backends, anchors and peers, write the results, stop the emulators.
 
     .venv/bin/python benchmarks/run_full.py           # -> benchmarks/results/<date>-full/
@@ -33,8 +33,9 @@ def network_backends(stack: contextlib.ExitStack, console: Console) -> list[Back
     azurite = stack.enter_context(emulators.running(emulators.start_azurite()))
     moto = stack.enter_context(emulators.running(emulators.start_moto()))
     dynalite = stack.enter_context(emulators.running(emulators.start_dynalite()))
+    postgres = stack.enter_context(emulators.running(emulators.start_postgres()))
     console.print(f"emulators: azurite pid {azurite.pid}, moto_server pid {moto.pid}, "
-                  f"dynalite pid {dynalite.pid}")
+                  f"dynalite pid {dynalite.pid}, postgresql pid {postgres.pid}")
     connection_string = emulators.azurite_connection_string(azurite)
     return [
         BackendSpec("azure-tables://durastatebench", {"connection_string": connection_string},
@@ -45,6 +46,7 @@ def network_backends(stack: contextlib.ExitStack, console: Console) -> list[Back
                     "dynamodb@moto"),
         BackendSpec("s3://durastate-bench/status/", {"endpoint_url": moto.endpoint,
                                                       **AWS_KEYS}, "s3@moto"),
+        BackendSpec(postgres.endpoint, {"table": "durastate_bench"}, "postgresql@local"),
     ]
 
 

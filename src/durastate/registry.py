@@ -43,6 +43,8 @@ class Known:
         module_name, _, attribute = self.target.partition(":")
         try:
             module = importlib.import_module(module_name)
+        except MissingDependency:
+            raise  # the module named its own missing extra
         except ImportError as exc:
             missing = exc.name or ""
             if (
@@ -71,6 +73,8 @@ BUILTIN_BACKENDS: dict[str, Known] = {
     "redis": Known("durastate.backends.redis:RedisBackend", "redis", "redis"),
     "rediss": Known("durastate.backends.redis:RedisBackend", "redis", "redis"),
     "unix": Known("durastate.backends.redis:RedisBackend", "redis", "redis"),
+    "postgresql": Known("durastate.backends.postgres:PostgresBackend", "postgres", "psycopg"),
+    "postgres": Known("durastate.backends.postgres:PostgresBackend", "postgres", "psycopg"),
 }
 
 BUILTIN_SERIALIZERS: dict[str, Known] = {

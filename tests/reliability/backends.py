@@ -46,7 +46,12 @@ REDIS_FAST: dict[str, Any] = {"timeout": 1.0}
 REDIS_PATIENT: dict[str, Any] = {"timeout": 5.0}
 
 NETWORK_KINDS = ("azure-tables", "dynamodb-moto", "dynamodb-dynalite", "s3", "redis")
-ALL_KINDS = ("memory", "sqlite", *NETWORK_KINDS)
+#: SQL servers: their faults go through `pgproxy.PostgresFaultProxy` (test_postgres_faults.py)
+SQL_KINDS = ("postgres",)
+ALL_KINDS = ("memory", "sqlite", *NETWORK_KINDS, *SQL_KINDS)
+
+#: PostgreSQL settings that make a dead or frozen server fail fast.
+POSTGRES_FAST: dict[str, Any] = {"timeout": 2.0, "connect_timeout": 2.0}
 
 
 def unique(prefix: str) -> str:
@@ -74,7 +79,8 @@ class BackendSpec:
     def timeout_budget(self) -> float:
         """The time a call may take to fail with these options ("the configured timeout").
 
-        Azure: ``operation_timeout`` bounds all tries of one call. AWS: every attempt may
+        Azure: ``operation_timeout`` bounds all tries of one call. PostgreSQL: ``timeout``
+        bounds one call, pool wait and lost-answer recovery included. AWS: every attempt may
         wait ``connect_timeout`` + ``read_timeout`` (botocore's backoff between attempts is
         well under a second for non-throttling errors); an S3 PutObject also waits up to
         1 s per attempt for ``100 Continue`` (botocore sends ``Expect: 100-continue`` with
@@ -91,8 +97,8 @@ class BackendSpec:
             if self.kind == "s3":
                 per_try += 1.0  # botocore's fixed wait for "100 Continue"
             return attempts * per_try
-        if self.kind in ("sqlite", "redis"):
-            return float(self.options.get("timeout", 5.0))
+        if self.kind in ("sqlite", "redis", "postgres"):
+            return float(self.options.get("timeout", 10.0 if self.kind == "postgres" else 5.0))
         return 0.0
 
 
@@ -121,6 +127,11 @@ def redis_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
     )
 
 
+def postgres_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
+    """A fresh table on the server (the URL carries the test cluster's password)."""
+    return BackendSpec("postgres", emulator.endpoint, {"table": unique("t_"), **options})
+
+
 def sqlite_spec(path: os.PathLike[str] | str, **options: Any) -> BackendSpec:
     return BackendSpec("sqlite", f"sqlite:///{path}", dict(options))
 
@@ -139,6 +150,8 @@ def spec_for(kind: str, emulator: RunningEmulator, **options: Any) -> BackendSpe
         return s3_spec(emulator, **options)
     if kind == "redis":
         return redis_spec(emulator, **options)
+    if kind == "postgres":
+        return postgres_spec(emulator, **options)
     raise ValueError(kind)
 
 

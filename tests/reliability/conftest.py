@@ -37,6 +37,7 @@ _EMULATOR_OF = {
     "dynamodb-dynalite": "dynalite",
     "s3": "moto_server",
     "redis": "redis_server",
+    "postgres": "postgres_server",
 }
 
 
@@ -93,6 +94,8 @@ def _start(kind: str, *, atomic_moto: bool) -> RunningEmulator:
         return emulators.start_moto(serialized=atomic_moto)
     if name == "redis_server":
         return emulators.start_redis()
+    if name == "postgres_server":
+        return emulators.start_postgres()
     return emulators.start_dynalite()
 
 
@@ -104,23 +107,22 @@ class PrivateEmulator:
         self.emulator = _start(kind, atomic_moto=atomic_moto)
 
     def stop(self) -> None:
-        self.emulator.stop()
+        self.emulator.stop(keep_workdir=True)  # PostgreSQL's data, for restart()
 
     def freeze(self) -> None:
-        """SIGSTOP the process group: connections are accepted, nothing answers."""
-        import os
+        """SIGSTOP the server's processes: connections are accepted, nothing answers."""
         import signal
 
-        os.killpg(self.emulator.pid, signal.SIGSTOP)
+        self.emulator.signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        import os
         import signal
 
-        os.killpg(self.emulator.pid, signal.SIGCONT)
+        self.emulator.signal(signal.SIGCONT)
 
     def restart(self) -> None:
-        """Stop and start on the same ports (the emulators keep data in memory: all lost)."""
+        """Stop and start on the same ports (the emulators keep data in memory: all lost;
+        PostgreSQL keeps its data directory)."""
         self.emulator = emulators.restart(self.emulator)
 
     def close(self) -> None:

@@ -9,7 +9,9 @@ must, and writes one small record per update:
 - Azure Tables: ``TableClient.update_entity`` (MERGE, If-Match), once with the client as a
   user builds it by default and once with durastate's transport (no per-call proxy lookup);
 - DynamoDB: ``update_item`` with a version condition (what a compare-and-swap costs);
-- S3: ``put_object`` (last write wins) and ``put_object(IfMatch=...)`` (compare-and-swap).
+- S3: ``put_object`` (last write wins) and ``put_object(IfMatch=...)`` (compare-and-swap);
+- PostgreSQL: psycopg ``UPDATE ... WHERE id = %s AND etag = %s`` (prepared, autocommit) on one
+  connection, and the same through a ``psycopg_pool.ConnectionPool`` as durastate uses.
 
 Network anchors come twice: with the client a user builds by default, and with the client
 settings durastate uses (no per-call proxy lookup on Azure; no client-side parameter
@@ -222,6 +224,60 @@ class S3Anchor:
         self.client.close()
 
 
+class PostgresAnchor:
+    """The compare-and-swap a user would write: one prepared UPDATE with the etag check."""
+
+    TABLE = "durastate_bench_raw"
+    UPDATE = f"UPDATE {TABLE} SET value = %s, etag = %s WHERE id = %s AND etag = %s"  # noqa: S608
+
+    def __init__(self, url: str, pooled: bool) -> None:
+        import psycopg
+        import psycopg_pool
+
+        self.pool = (
+            psycopg_pool.ConnectionPool(url, kwargs={"autocommit": True}, min_size=1, open=False)
+            if pooled else None
+        )
+        if self.pool is not None:
+            self.pool.open(wait=True)
+        self.connection = psycopg.connect(url, autocommit=True)
+        self.connection.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} "
+                                "(id text PRIMARY KEY, value bytea, etag bigint NOT NULL)")
+
+    def op(self, values: tuple[Any, Any], key: str) -> Op:
+        connection, pool, dumps, sql = self.connection, self.pool, orjson.dumps, self.UPDATE
+        connection.execute(f"INSERT INTO {self.TABLE} (id, value, etag) VALUES (%s, %s, 0) "  # noqa: S608
+                           "ON CONFLICT (id) DO UPDATE SET etag = 0", (key, dumps(values[1])))
+        state = [0]
+
+        def update_where_etag(i: int) -> None:
+            etag = state[0]
+            cursor = connection.execute(sql, (dumps(values[i & 1]), etag + 1, key, etag),
+                                        prepare=True)
+            if cursor.rowcount != 1:
+                raise RuntimeError("etag mismatch")
+            state[0] = etag + 1
+
+        if pool is None:
+            return update_where_etag
+
+        def pooled_update_where_etag(i: int) -> None:
+            etag = state[0]
+            with pool.connection() as conn:
+                cursor = conn.execute(sql, (dumps(values[i & 1]), etag + 1, key, etag),
+                                      prepare=True)
+            if cursor.rowcount != 1:
+                raise RuntimeError("etag mismatch")
+            state[0] = etag + 1
+
+        return pooled_update_where_etag
+
+    def close(self) -> None:
+        self.connection.close()
+        if self.pool is not None:
+            self.pool.close()
+
+
 def _sqlite_path(spec: BackendSpec) -> Path:
     path = spec.url.partition("://")[2]
     path = path[1:] if path.startswith("/") else path
@@ -261,6 +317,14 @@ def anchors_for(spec: BackendSpec) -> list[Reference]:
                       "orjson", "update_cas", lambda: AzureTablesAnchor(conn, tuned=False)),
             Reference("anchor", "azure-data-tables update_entity If-Match (no proxy lookup)",
                       "orjson", "update_cas", lambda: AzureTablesAnchor(conn, tuned=True)),
+        ]
+    if scheme in ("postgresql", "postgres"):
+        url = spec.url
+        return [
+            Reference("anchor", "psycopg UPDATE WHERE etag (one connection)", "orjson",
+                      "update_cas", lambda: PostgresAnchor(url, pooled=False)),
+            Reference("anchor", "psycopg UPDATE WHERE etag (ConnectionPool)", "orjson",
+                      "update_cas", lambda: PostgresAnchor(url, pooled=True)),
         ]
     target = AwsTarget.from_options(spec.url, spec.options)
     if scheme == "dynamodb":

@@ -5,8 +5,9 @@ Celery's ``Task.update_state(state="PROGRESS", meta=...)`` is
 result first (to never overwrite a SUCCESS) and then write, so one update is a read plus a
 write. Each peer runs against the same emulator as the durastate backend it sits next to:
 DynamoDB (same server), S3 (same server, its own bucket), Azure Blob (Azurite's blob service
-next to the table service; Celery has no Azure Tables result backend), and
-``cache+memory://`` next to memory://.
+next to the table service; Celery has no Azure Tables result backend),
+``cache+memory://`` next to memory://, and the database backend (SQLAlchemy over psycopg)
+on the same PostgreSQL, which selects, locks the row, updates and commits.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def peers_for(spec: BackendSpec) -> list[Reference]:
                           "update_lww", lambda: _azure_blob_peer(conn),
                           note="Celery has no Azure Tables backend: its Azure Blob backend "
                                "on the same Azurite")]
+    if scheme in ("postgresql", "postgres"):
+        database_url = "db+postgresql+psycopg://" + spec.url.partition("://")[2]
+        return [Reference("peer", "celery store_result (database, SQLAlchemy)", "celery-json",
+                          "update_lww", lambda: CeleryPeer(database_url, {
+                              "database_table_names": {"task": PEER_TABLE + "_task",
+                                                       "group": PEER_TABLE + "_group"}}))]
     target = AwsTarget.from_options(spec.url, spec.options)
     if scheme == "dynamodb":
         return [Reference("peer", "celery store_result (dynamodb)", "celery-json",

@@ -1,4 +1,5 @@
-"""Start real service emulators as local processes: Azurite, moto_server, dynalite, Redis.
+"""Start real service emulators as local processes: Azurite, moto_server, dynalite, Redis,
+PostgreSQL.
 
 The same shape as a testcontainers container, without Docker: a free loopback port, a
 readiness probe over HTTP, and cleanup of the whole process group by PID. The test
@@ -14,8 +15,10 @@ that also says how to open a store on it: ``store_url(name)``, ``store_options``
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.util
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -55,6 +58,8 @@ class RunningEmulator:
     log_path: Path
     workdir: Path | None = None
     password: str | None = None  # of a server started with one (redis --requirepass)
+    stop_signal: int = signal.SIGTERM
+    remove_workdir: bool = False  # a throwaway data directory (PostgreSQL's)
 
     @property
     def endpoint(self) -> str:
@@ -64,17 +69,29 @@ class RunningEmulator:
     def pid(self) -> int:
         return self.process.pid
 
-    def stop(self) -> None:
+    def stop(self, *, keep_workdir: bool = False) -> None:
         """Stop the whole process group; used by fixtures and fault tests alike."""
         if self.process.poll() is None:
+            self.signal(signal.SIGCONT)  # a frozen server must hear us
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+        if self.remove_workdir and not keep_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def signal(self, signum: int) -> None:
+        """Signal the process group and every direct child: PostgreSQL's backends each start
+        a session of their own (setsid), so the group alone would miss them."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+        for child in _children(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -158,6 +175,19 @@ def _check_scheme(emulator: RunningEmulator, scheme: str | None, served: Sequenc
     return scheme
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc; empty elsewhere)."""
+    found: list[int] = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.split("/")[2]))
+    return found
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -188,6 +218,7 @@ def spawn(
     timeout: float = 30.0,
     workdir: Path | None = None,
     ready: Callable[[], bool] | None = None,
+    user: str | None = None,
 ) -> _Emulator:
     """Run ``argv`` in its own process group; a ``kind`` handle once it answers.
 
@@ -203,6 +234,7 @@ def spawn(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=workdir,
+        user=user,
     )
     log_file.close()
     emulator = kind(name, process, endpoints, Path(log_file.name), workdir)
@@ -391,6 +423,8 @@ def start_redis(*, port: int | None = None, password: str | None = None) -> Redi
 
 def restart(emulator: RunningEmulator) -> RunningEmulator:
     """Start the same emulator again on the same ports (state is lost: all run in memory)."""
+    if emulator.name == "postgresql":
+        return restart_postgres(emulator)
     emulator.stop()
     ports = {
         name: int(url.split(":")[2].split("/")[0])
@@ -426,3 +460,165 @@ def running(emulator: _Emulator) -> Iterator[_Emulator]:
         yield emulator
     finally:
         emulator.stop()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+POSTGRES_USER = "durastate"
+# The throwaway test cluster's password (not a secret: every cluster is made for one run and
+# listens on loopback only); tests check that it never shows in errors, reprs or logs.
+POSTGRES_PASSWORD = "pg-test-secret-7f3a9c"  # noqa: S105
+POSTGRES_DB = "postgres"  # made by initdb: no second step
+_POSTGRES_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "32MB",
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+}
+
+
+def find_postgres_bin() -> Path:
+    """The directory of ``initdb`` and ``postgres``: ``$DURASTATE_POSTGRES_BIN``, Debian's
+    newest ``/usr/lib/postgresql/*/bin``, then ``PATH``."""
+    env_dir = os.environ.get("DURASTATE_POSTGRES_BIN")
+    candidates = [Path(env_dir)] if env_dir else []
+    candidates += sorted(
+        (Path(found) for found in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    which = shutil.which("initdb")
+    if which:
+        candidates.append(Path(which).resolve().parent)
+    for candidate in candidates:
+        if (candidate / "initdb").exists() and (candidate / "postgres").exists():
+            return candidate
+    raise EmulatorError(
+        "PostgreSQL is not installed: run scripts/setup (apt-get install postgresql)"
+    )
+
+
+def _postgres_account() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise EmulatorError(
+            "running as root needs a 'postgres' user to run PostgreSQL as: "
+            "apt-get install postgresql creates it"
+        ) from None
+    return "postgres"
+
+
+def _postgres_ready(port: int) -> bool:
+    """The server answers a startup packet (an authentication request or error, not a hang)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            user = POSTGRES_USER.encode()
+            body = (
+                (196608).to_bytes(4, "big") + b"user\0" + user + b"\0database\0" + user + b"\0\0"
+            )
+            sock.sendall((len(body) + 4).to_bytes(4, "big") + body)
+            answer = sock.recv(1)
+    except OSError:
+        return False
+    return answer == b"R"  # "E" while the database system is starting up
+
+
+def _initdb(bin_dir: Path, data_dir: Path, user: str | None) -> None:
+    password_file = data_dir.parent / "pwfile"
+    password_file.write_text(POSTGRES_PASSWORD + "\n")
+    if user is not None:
+        account = pwd.getpwnam(user)
+        for path in (data_dir.parent, data_dir, password_file):
+            os.chown(path, account.pw_uid, account.pw_gid)
+    result = subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            POSTGRES_USER,
+            "--pwfile",
+            str(password_file),
+            "--auth",
+            "scram-sha-256",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C",
+            "--no-sync",
+        ],
+        capture_output=True,
+        user=user,
+        check=False,
+    )
+    password_file.unlink()
+    if result.returncode != 0:
+        raise EmulatorError(f"initdb failed: {result.stderr.decode(errors='replace')[-2000:]}")
+
+
+@dataclass
+class PostgresEmulator(RunningEmulator):
+    """A PostgreSQL cluster of its own; stores are tables in its one database."""
+
+    def store_url(self, name: str, scheme: str | None = None) -> str:
+        """``postgresql://USER:PASSWORD@127.0.0.1:PORT/DB?table=NAME`` (a fresh table)."""
+        _check_scheme(self, scheme, ("postgresql",))
+        return f"{self.endpoint}?{urlencode({'table': name.replace('-', '_')})}"
+
+
+def start_postgres(
+    *, port: int | None = None, data_dir: Path | None = None
+) -> PostgresEmulator:
+    """PostgreSQL in a throwaway data directory on a free loopback port, fsync off.
+
+    The cluster's superuser is ``durastate`` with `POSTGRES_PASSWORD` (scram-sha-256 over
+    TCP); `postgres_url` builds the URL. Given ``data_dir``
+    (a restart), the existing cluster is started again with its data.
+    """
+    bin_dir = find_postgres_bin()
+    user = _postgres_account()
+    port = port or free_port()
+    if data_dir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="durastate-postgres-"))
+        data_dir = workdir / "data"
+        data_dir.mkdir()
+        _initdb(bin_dir, data_dir, user)
+        (data_dir / "postgresql.auto.conf").write_text(
+            "".join(f"{name} = '{value}'\n" for name, value in _POSTGRES_SETTINGS.items())
+        )
+    argv = [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    emulator = spawn(
+        PostgresEmulator,
+        "postgresql",
+        argv,
+        {"postgresql": postgres_url(port)},
+        "",
+        workdir=data_dir.parent,
+        ready=lambda: _postgres_ready(port),
+        user=user,
+    )
+    emulator.stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM waits for every client
+    emulator.remove_workdir = True
+    return emulator
+
+
+def postgres_url(port: int, *, password: str = POSTGRES_PASSWORD) -> str:
+    return f"postgresql://{POSTGRES_USER}:{password}@127.0.0.1:{port}/{POSTGRES_DB}"
+
+
+def postgres_port(emulator: RunningEmulator) -> int:
+    return int(emulator.endpoint.rsplit(":", 1)[1].split("/")[0])
+
+
+def restart_postgres(emulator: RunningEmulator) -> PostgresEmulator:
+    """Stop the server and start it again on the same port and data (PostgreSQL keeps it)."""
+    assert emulator.workdir is not None
+    emulator.stop(keep_workdir=True)
+    return start_postgres(port=postgres_port(emulator), data_dir=emulator.workdir / "data")

@@ -42,11 +42,14 @@ from durastate.testing.emulators import (
     AzuriteEmulator,
     DynaliteEmulator,
     MotoEmulator,
+    PostgresEmulator,
+    RedisEmulator,
     RunningEmulator,
     running,
     start_azurite,
     start_dynalite,
     start_moto,
+    start_postgres,
     start_redis,
 )
 from durastate.testing.node_tools import EmulatorError
@@ -130,6 +133,13 @@ def dynalite(request: pytest.FixtureRequest) -> Iterator[DynaliteEmulator]:
 def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisEmulator]:
     """redis-server without persistence, on a free loopback port and a unix socket."""
     yield from serve(request, start_redis)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresEmulator]:
+    """PostgreSQL in a throwaway data directory (fsync off), as the ``postgres`` user when
+    run as root."""
+    yield from serve(request, start_postgres)
 
 
 @pytest.fixture
