@@ -412,7 +412,7 @@ def test_bench_runs_postgres_with_its_anchors_and_the_celery_peer(
 def test_start_postgres_runs_unprivileged_in_a_throwaway_directory() -> None:
     """As root the server runs as ``postgres`` (PostgreSQL refuses root); stopping it by PID
     ends the server and removes the data directory; restart keeps the data."""
-    server = start_postgres()
+    server: RunningEmulator = start_postgres()
     try:
         assert server.workdir is not None
         data = server.workdir / "data"
