@@ -274,8 +274,12 @@ def _json_line(item: InstanceMetadata) -> str:
 
 
 def _register_commands() -> None:
-    """Add the commands that live beside their feature: `bench` and `emulators`."""
-    for module_name in ("durastate.bench.command", "durastate.testing.command"):
+    """Add the commands that live beside their feature: `bench`, `emulators` and `serve`."""
+    for module_name in (
+        "durastate.bench.command",
+        "durastate.testing.command",
+        "durastate.web.command",
+    ):
         try:
             command = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
