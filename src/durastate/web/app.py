@@ -151,7 +151,9 @@ class StatusApi:
         watch = self.store.watch(
             instance_id, since_etag=since, poll_interval=self.options.poll_interval
         )
-        first = await self._first(watch, instance_id)
+        # a fresh stream answers with the current state; a resumed one may have nothing new
+        # to send yet, so it only checks that the instance exists before answering
+        first = await (self._exists(instance_id) if since else self._first(watch, instance_id))
         if isinstance(first, Response):
             self.slots.give_back()
             return first
@@ -159,8 +161,22 @@ class StatusApi:
         def shape(item: InstanceMetadata) -> dict[str, Any]:
             return status.status_body(item, show_input=show_input, show_output=show_output)
 
+        async def enrich(item: InstanceMetadata) -> InstanceMetadata:
+            """The same state with input/output, read again only when asked for: input on
+            every event, output once terminal (a watch reads custom status alone)."""
+            wanted = show_input or (show_output and item.runtime_status.is_terminal)
+            if not wanted or item.payloads_fetched:
+                return item
+            fresh = await self.store.get_instance(item.instance_id, fetch_payloads=True)
+            return fresh or item
+
         stream = event_stream(
-            first, watch, shape, heartbeat=self.options.heartbeat, on_close=self.slots.give_back
+            first,
+            watch,
+            shape,
+            enrich,
+            heartbeat=self.options.heartbeat,
+            on_close=self.slots.give_back,
         )
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
@@ -176,6 +192,13 @@ class StatusApi:
             return problem(404, "Not found", f"instance {instance_id!r} not found")
         except DurastateError as error:
             return problem_of(error)
+
+    async def _exists(self, instance_id: str) -> Response | None:
+        try:
+            found = await self.store.get_instance(instance_id)
+        except DurastateError as error:
+            return problem_of(error)
+        return None if found else problem(404, "Not found", f"instance {instance_id!r} not found")
 
     # -- health and page ------------------------------------------------------------------
 

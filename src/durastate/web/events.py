@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,6 +20,8 @@ from durastate.errors import DurastateError, InstanceNotFound
 from durastate.web.status import etag_token
 
 Shape = Callable[[InstanceMetadata], dict[str, Any]]
+#: Reads input/output where the client asked for them (a watch reads custom status only).
+Enrich = Callable[[InstanceMetadata], Awaitable[InstanceMetadata]]
 _END = object()
 
 
@@ -49,6 +51,7 @@ async def event_stream(
     first: InstanceMetadata | None,
     watch: AsyncIterator[InstanceMetadata],
     shape: Shape,
+    enrich: Enrich,
     *,
     heartbeat: float,
     on_close: Callable[[], None],
@@ -71,7 +74,7 @@ async def event_stream(
     try:
         yield b"retry: 1000\n\n"
         if first is not None:
-            yield status_event(first, shape)
+            yield status_event(await enrich(first), shape)
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), heartbeat)
@@ -88,7 +91,7 @@ async def event_stream(
                 yield b"event: error\ndata: " + detail + b"\n\n"
                 return
             assert isinstance(item, InstanceMetadata)
-            yield status_event(item, shape)
+            yield status_event(await enrich(item), shape)
     finally:
         task.cancel()
         with contextlib.suppress(BaseException):
