@@ -15,7 +15,8 @@ from starlette.routing import Mount
 
 from durastate.opening import open_async_store
 from durastate.web import create_app
-from tests.web_server import LiveServer, Served, assert_problem
+from durastate.web.live import LiveServer
+from tests.web_server import Served, assert_problem
 
 pytest_plugins = ["tests.web_server"]  # the served and store_factory fixtures
 
