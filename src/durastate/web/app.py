@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
@@ -35,6 +36,11 @@ PAGE_POLICY = (
 )
 
 
+def query_of(request: Request) -> Mapping[str, str]:
+    """The query parameters; none parsed when there are none (the common status poll)."""
+    return request.query_params if request.scope.get("query_string") else {}
+
+
 @dataclass(frozen=True)
 class WebOptions:
     """What `create_app` accepts besides the store."""
@@ -64,7 +70,7 @@ class StatusApi:
     async def get_instance(self, request: Request) -> Response:
         try:
             instance_id = request.path_params["instance_id"]
-            params = request.query_params
+            params = query_of(request)
             show_input = status.flag(params, "showInput", False)
             show_output = status.flag(params, "showOutput", True)
             fail_500 = status.flag(params, "returnInternalServerErrorOnFailure", False)

@@ -3,28 +3,35 @@ configured ``base_url``, or (only when told to trust them) ``X-Forwarded-Proto``
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from starlette.requests import Request
+from starlette.types import Scope
 
 from durastate.web.auth import app_path
+from durastate.web.status import url_safe
 
 
 def public_url(request: Request, *, base_url: str | None, trust_forwarded: bool) -> str:
     """This request's URL (path and query) as a client outside any proxy should see it."""
-    path = quote(app_path(request.scope), safe="/:@!$&'()*+,;=-._~")
-    query = request.url.query
+    scope = request.scope
+    path = url_safe(app_path(scope))
+    query = scope.get("query_string", b"").decode("latin-1")
     tail = path + (f"?{query}" if query else "")
     if base_url:
         return base_url.rstrip("/") + tail
-    scheme, netloc = request.url.scheme, request.url.netloc
+    headers = request.headers
+    scheme = scope.get("scheme", "http")
+    netloc = headers.get("host") or _server(scope)
     if trust_forwarded:
-        headers = request.headers
         proto = _first(headers.get("x-forwarded-proto")).lower()
         scheme = proto if proto in ("http", "https") else scheme
         netloc = _first(headers.get("x-forwarded-host")) or netloc
-    root = quote(request.scope.get("root_path", ""), safe="/")
+    root = url_safe(scope.get("root_path", ""))
     return f"{scheme}://{netloc}{root}{tail}"
+
+
+def _server(scope: Scope) -> str:
+    host, port = scope.get("server") or ("localhost", 80)
+    return f"{host}:{port}"
 
 
 def _first(value: str | None) -> str:

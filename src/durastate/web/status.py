@@ -3,6 +3,7 @@ times with ``Z``), and the query-string parameters that API takes, checked."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -16,13 +17,17 @@ from durastate.web.problems import BadRequest
 PASCAL: Final = {status: status.value.capitalize() for status in RuntimeStatus}
 _BY_NAME: Final = {status.value: status for status in RuntimeStatus}
 MAX_TOP: Final = 1000
+_SAFE: Final = "-_.~:;=+!$&'()*,@/"
+_PLAIN: Final = re.compile(r"[A-Za-z0-9\-_.~:;=+!$&'()*,@/]*")
 
 
 def utc_text(moment: datetime | None) -> str | None:
     """ISO-8601 UTC with a ``Z`` and milliseconds (freshness of a status is sub-second)."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def status_body(item: InstanceMetadata, *, show_input: bool, show_output: bool) -> dict[str, Any]:
@@ -43,7 +48,14 @@ def status_body(item: InstanceMetadata, *, show_input: bool, show_output: bool) 
 def etag_token(etag: str) -> str:
     """The store's etag as an opaque tag (no quotes, spaces or newlines): the ``ETag`` header
     between quotes and the SSE ``id``; `etag_of_token` reverses it."""
-    return quote(etag, safe="-_.~:;=+!$&'()*,@/")
+    return url_safe(etag)
+
+
+def url_safe(text: str) -> str:
+    """``text`` percent-encoded where it must be (most ids and etags need nothing)."""
+    if _PLAIN.fullmatch(text):
+        return text
+    return quote(text, safe=_SAFE)
 
 
 def etag_of_token(token: str) -> str:
