@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -34,6 +35,22 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class InstanceIdConvertor(Convertor[str]):
+    """An instance id (slashes allowed) that is not ``…/events``: lets the status route come
+    before the event-stream route."""
+
+    regex = r"(?:(?!/events$).)+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("durastate_id", InstanceIdConvertor())
 
 
 def query_of(request: Request) -> Mapping[str, str]:
@@ -231,10 +248,10 @@ def build_app(
         more["cors_origins"] = tuple(more["cors_origins"])
     options = WebOptions(allow_purge=allow_purge, token=token, base_url=base_url, **more)
     api = StatusApi(store, options)
-    instance_routes = [
-        Route("/instances", api.list_instances, methods=["GET"]),
+    instance_routes = [  # the status poll first: it is by far the most frequent request
+        Route("/instances/{instance_id:durastate_id}", api.get_instance, methods=["GET"]),
         Route("/instances/{instance_id:path}/events", api.events, methods=["GET"]),
-        Route("/instances/{instance_id:path}", api.get_instance, methods=["GET"]),
+        Route("/instances", api.list_instances, methods=["GET"]),
         Route("/instances/{instance_id:path}", api.purge, methods=["DELETE"]),
     ]
     routes = [
