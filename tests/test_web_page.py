@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from durastate.core.store import StateStore
 from durastate.opening import open_store
@@ -84,10 +85,21 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1100, "height": 700})
     page = context.new_page()
-    page.dialogs = []  # type: ignore[attr-defined]
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))  # type: ignore[attr-defined]
     yield page
     context.close()
+
+
+@pytest.fixture
+def dialogs(page: Page) -> list[str]:
+    """The messages of alert/confirm dialogs the page opened (each dismissed)."""
+    seen: list[str] = []
+
+    def record(dialog: Dialog) -> None:
+        seen.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", record)
+    return seen
 
 
 @pytest.fixture
@@ -134,7 +146,7 @@ def test_the_page_shows_new_progress_without_a_reload(
 
 
 def test_a_script_in_a_value_renders_as_text_and_runs_nothing(
-    store: StateStore, served: Serve, page: Page
+    store: StateStore, served: Serve, page: Page, dialogs: list[str]
 ) -> None:
     start(store, "evil", {"note": XSS})
     store.create_instance(XSS, name=XSS)
@@ -143,12 +155,12 @@ def test_a_script_in_a_value_renders_as_text_and_runs_nothing(
     page.goto(served.url)
     expect(page.locator("#instance-rows a", has_text=XSS)).to_have_count(1)
     expect(page.locator("#instance-rows td", has_text=XSS)).to_have_count(2)  # id and name
-    page.goto(f"{served.url}/ui/instances/{urllib.request.quote(XSS, safe='')}")
+    page.goto(f"{served.url}/ui/instances/{urllib.parse.quote(XSS, safe='')}")
     expect(page.locator("#instance-id")).to_have_text(XSS)
     page.wait_for_timeout(300)
     assert page.locator("img").count() == 0
     assert page.evaluate("window.__xss") is None
-    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert dialogs == []
 
 
 def test_the_token_prompt(tmp_path: Path, store: StateStore, page: Page) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
@@ -205,10 +205,12 @@ class StatusApi:
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
     @staticmethod
-    async def _first(watch: Any, instance_id: str) -> InstanceMetadata | Response | None:
+    async def _first(
+        watch: AsyncIterator[InstanceMetadata], instance_id: str
+    ) -> InstanceMetadata | Response | None:
         """The watch's first state (``None`` when it ended at once), or the error response."""
         try:
-            return await anext(watch)  # type: ignore[no-any-return]
+            return await anext(watch)
         except StopAsyncIteration:
             return None
         except InstanceNotFound:
