@@ -37,20 +37,14 @@ pytestmark = pytest.mark.timeout(120)
 class Serve:
     """``durastate serve`` as a subprocess; stopped by its PID."""
 
-    def __init__(self, database: Path, *extra: str) -> None:
+    def __init__(self, database: Path | None, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        store = ["--url", f"sqlite:///{database}"] if database else []
         command = [
-            sys.executable,
-            "-m",
-            "durastate.cli",
-            "serve",
-            "--url",
-            f"sqlite:///{database}",
-            "--port",
-            str(self.port),
+            sys.executable, "-m", "durastate.cli", "serve", *store, "--port", str(self.port),
             *extra,
-        ]
+        ]  # fmt: skip
         self.process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while True:
@@ -62,6 +56,11 @@ class Serve:
                     self.stop()
                     raise RuntimeError("durastate serve did not start") from None
                 time.sleep(0.1)
+
+    @classmethod
+    def demo(cls) -> Serve:
+        """``durastate serve --demo`` (its own temporary SQLite store)."""
+        return cls(None, "--demo")
 
     def stop(self) -> str:
         self.process.terminate()

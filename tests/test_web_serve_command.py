@@ -1,0 +1,68 @@
+"""``durastate serve``: refusals before anything starts, the install hint, and ``--demo``
+showing live progress over a real server subprocess."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from durastate.cli import app
+from durastate.errors import MissingDependency
+from tests.test_web_page import Serve
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
+def test_a_public_bind_without_a_token_is_refused(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DURASTATE_SERVE_TOKEN", raising=False)
+    result = runner.invoke(app, ["serve", "--url", "memory://", "--host", host])
+    assert result.exit_code == 2
+    assert "--token" in result.output
+    assert "--no-auth" in result.output
+
+
+def test_demo_makes_its_own_store() -> None:
+    result = runner.invoke(app, ["serve", "--demo", "--url", "memory://"])
+    assert result.exit_code == 2
+    assert "--demo" in result.output
+
+
+def test_without_the_web_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from durastate.opening import open_async_store
+    from durastate.web import create_app
+
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    monkeypatch.setitem(sys.modules, "starlette.applications", None)
+    monkeypatch.delitem(sys.modules, "durastate.web.app", raising=False)
+    with pytest.raises(MissingDependency, match=r"durastate\[web\]"):
+        create_app(open_async_store("memory://"))
+
+
+def test_demo_shows_workflows_making_progress() -> None:
+    server = Serve.demo()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            listed = client.get("/instances").json()
+            assert len(listed) >= 4
+            running = next(item for item in listed if item["runtimeStatus"] == "Running")
+            path = f"/instances/{running['instanceId']}/events"
+            with client.stream("GET", path) as response:
+                percents = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        status = json.loads(line[5:])["customStatus"] or {}
+                        if "percent" in status:
+                            percents.append(status["percent"])
+                    if len(percents) >= 3:
+                        break
+            assert percents == sorted(percents)
+            assert percents[0] < percents[-1]
+    finally:
+        server.stop()
