@@ -275,11 +275,18 @@ async def fill_async(store: AsyncStateStore) -> None:
 # -- fanout: 1,000 SSE clients, reads per poll interval ---------------------------------------
 
 
-def bench_fanout(path: Path, clients: int, poll_interval: float) -> None:
-    writer = open_store(f"sqlite:///{path}")
+def bench_fanout(path: Path | None, clients: int, poll_interval: float) -> None:
+    """On SQLite (``path``; written by a second store) or, without a path, memory:// (push:
+    written through the served store)."""
+    if path is None:
+        reader = open_store("memory://")
+        counting = CountingBackend(reader.backend)
+        writer = StateStore(counting, codec=reader.codec)
+    else:
+        writer = open_store(f"sqlite:///{path}")
+        reader = open_store(f"sqlite:///{path}")
+        counting = CountingBackend(reader.backend)
     fill(writer)
-    reader = open_store(f"sqlite:///{path}")
-    counting = CountingBackend(reader.backend)
     store = AsyncStateStore(StateStore(counting, codec=reader.codec))
     server = LiveServer(create_app(store, poll_interval=poll_interval, max_streams=clients)).start()
 
@@ -315,8 +322,9 @@ def bench_fanout(path: Path, clients: int, poll_interval: float) -> None:
                 await asyncio.sleep(0.05)
             delivered = sum(1 for count in got if count >= 2)
             change_reads = counting.calls["read"] - before
+            where = "memory (push)" if path is None else "sqlite"
             print(
-                f"{clients} SSE clients of one instance on sqlite, poll interval "
+                f"{clients} SSE clients of one instance on {where}, poll interval "
                 f"{poll_interval:g} s: {idle} backend reads over {idle_intervals:.1f} idle "
                 f"intervals ({idle / idle_intervals:.2f} per interval); one change reached "
                 f"{delivered}/{clients} clients with {change_reads} reads"
@@ -365,6 +373,7 @@ def main() -> None:
             )
         if args.only in (None, "fanout"):
             bench_fanout(Path(folder) / "fanout.db", args.clients, args.poll_interval)
+            bench_fanout(None, args.clients, args.poll_interval)
 
 
 if __name__ == "__main__":
