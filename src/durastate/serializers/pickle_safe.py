@@ -136,6 +136,7 @@ class _RecordingPickler(pickle.Pickler):
 
 
 _NO_GLOBALS: frozenset[tuple[str, str]] = frozenset()
+_PLAIN_TYPES = frozenset({dict, list, tuple, str, int, float, bool, bytes, type(None)})
 
 
 class _PicklerPerThread(threading.local):
@@ -232,7 +233,9 @@ class SafePickleSerializer(Serializer):
     def dumps(self, value: Any, *, instance_id: str) -> bytes:
         self._require_keys()
         assert self._signing_key_id is not None
-        if hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None)):
+        if type(value) not in _PLAIN_TYPES and (
+            hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
+        ):
             value = value.model_dump()
         try:
             body, named = _pickle_noting_globals(value)
