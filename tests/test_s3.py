@@ -363,6 +363,30 @@ def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) 
         assert got.custom_status == status(b'"B"')  # ... and create did not undo it
 
 
+def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
+    moto_server: RunningEmulator,
+) -> None:
+    """Before the seal, the record's first custom status counts; reads and listings that
+    fetched only the record's first bytes fetch the rest when it does not fit."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    big = b'"' + b"s" * 20_000 + b'"'
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        seen: list[Any] = []
+
+        def between(request: Any, **_: Any) -> None:
+            if request.method == "PUT" and "/status/" in request.url and not seen:
+                got = b.read("big")
+                assert got is not None
+                seen.append(got.custom_status)
+                seen.append(b.query(InstanceQuery()).items[0].custom_status)
+
+        a._ready()
+        a.client.meta.events.register("before-send.s3.PutObject", between)
+        a.create(new("big", custom=big))
+        assert seen == [status(big), status(big)]
+
+
 def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     with make_backend(moto_server.endpoint, prefix=prefix) as a, \
