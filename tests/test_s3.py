@@ -432,38 +432,6 @@ def test_restart_survives_its_status_object_vanishing_before_the_seal(
     assert (got.etag, got.custom_status) == (fresh, status(b'"new"'))
 
 
-def test_writes_without_etag_never_conflict_under_contention(
-    moto_server: RunningEmulator,
-) -> None:
-    """Last write wins: six store objects writing status and runtime without an etag."""
-    prefix = f"t-{uuid.uuid4().hex[:12]}"
-    backends = [make_backend(moto_server.endpoint, prefix=prefix) for _ in range(6)]
-    backends[0].create(new("hot"))
-    errors: list[BaseException] = []
-
-    def work(number: int, backend: S3Backend) -> None:
-        for round_ in range(15):
-            try:
-                if number % 2:
-                    backend.write_runtime_status(
-                        "hot", RuntimeStatus.RUNNING, output=status(b"%d" % round_),
-                        set_output=True, etag=None, now=T0)
-                else:
-                    backend.write_custom_status(
-                        "hot", status(b"[%d, %d]" % (number, round_)), etag=None, now=T0)
-            except BaseException as exc:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=pair) for pair in enumerate(backends)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for backend in backends:
-        backend.close()
-    assert errors == []
-
-
 def test_runtime_change_invalidates_the_custom_status_etag(backend: S3Backend) -> None:
     etag = backend.create(new("stale"))
     backend.write_runtime_status(
