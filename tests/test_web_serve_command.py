@@ -66,3 +66,18 @@ def test_demo_shows_workflows_making_progress() -> None:
             assert percents[0] < percents[-1]
     finally:
         server.stop()
+
+
+def test_the_cli_works_without_the_web_extra() -> None:
+    """Without starlette/uvicorn every other command works, and serve names the extra."""
+    import subprocess
+
+    blocked = "import sys; sys.modules['starlette'] = sys.modules['uvicorn'] = None; "
+    run = [sys.executable, "-c", blocked + "from durastate.cli import app; app()"]
+    listed = subprocess.run([*run, "backends"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    served = subprocess.run(
+        [*run, "serve", "--url", "memory://"], capture_output=True, text=True, timeout=60
+    )
+    assert served.returncode != 0
+    assert "durastate[web]" in served.stdout + served.stderr

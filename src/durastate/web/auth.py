@@ -8,7 +8,6 @@ logged or echoed.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,16 +16,6 @@ from durastate.web.problems import problem
 
 OPEN_PREFIXES: Final = ("/static/", "/ui/")
 OPEN_PATHS: Final = ("/", "/healthz")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the server on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def app_path(scope: Scope) -> str:

@@ -7,6 +7,7 @@ URL is ever printed: the store shows as its redacted URL.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,6 @@ import typer
 
 from durastate.errors import DurastateError, MissingDependency
 from durastate.redaction import redact_url
-from durastate.web.auth import is_loopback
 
 TOKEN_ENV = "DURASTATE_SERVE_TOKEN"  # noqa: S105 - a variable name, not a secret
 
@@ -106,6 +106,16 @@ def _serve_demo(path: Path, host: str, port: int, options: dict[str, Any]) -> No
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def register(app: typer.Typer) -> None:
