@@ -87,7 +87,14 @@ def _serve(url: str | None, host: str, port: int, options: dict[str, Any]) -> No
     app = create_app(store, **options)
     typer.echo(f"durastate serve: {shown} on http://{_url_host(host)}:{port}/", err=True)
     # proxy headers are handled by the app itself, and only with --trust-forwarded
-    uvicorn.run(app, host=host, port=port, proxy_headers=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=False,
+        log_level="warning",
+        timeout_graceful_shutdown=2,  # open event streams would hold a stop forever
+    )
 
 
 def _serve_demo(path: Path, host: str, port: int, options: dict[str, Any]) -> None:
