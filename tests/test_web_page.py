@@ -37,15 +37,21 @@ pytestmark = pytest.mark.timeout(120)
 class Serve:
     """``durastate serve`` as a subprocess; stopped by its PID."""
 
-    def __init__(self, database: Path | None, *extra: str) -> None:
+    def __init__(
+        self, store_url: Path | str | None, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        store = ["--url", f"sqlite:///{database}"] if database else []
+        if isinstance(store_url, Path):
+            store_url = f"sqlite:///{store_url}"
+        store = ["--url", store_url] if store_url else []
         command = [
             sys.executable, "-m", "durastate.cli", "serve", *store, "--port", str(self.port),
             *extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 20
         while True:
             try:

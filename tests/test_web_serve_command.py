@@ -10,9 +10,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from durastate.backends.azure_tables import ENV_CONNECTION_STRING
 from durastate.cli import app
 from durastate.errors import MissingDependency
+from durastate.testing.emulators import AzuriteEmulator
 from tests.test_web_page import Serve
+from tests.web_server import account_key
 
 runner = CliRunner()
 
@@ -81,3 +84,28 @@ def test_the_cli_works_without_the_web_extra() -> None:
     )
     assert served.returncode != 0
     assert "durastate[web]" in served.stdout + served.stderr
+
+
+def test_no_secret_of_the_store_in_answers_pages_or_the_log(azurite: AzuriteEmulator) -> None:
+    """An Azure store whose key comes from the environment: the key is in no answer, page
+    or line the server prints (its URL shows redacted)."""
+    connection_string = azurite.connection_string
+    secret = account_key(connection_string)
+    target = azurite.target()
+    server = Serve(target.url, "--allow-purge", env={ENV_CONNECTION_STRING: connection_string})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            answers = [
+                client.get(path)
+                for path in ("/", "/ui/instances/x", "/static/app.js", "/instances",
+                             "/instances/x", "/instances?top=0", "/instances/x/events",
+                             "/healthz")
+            ]  # fmt: skip
+            answers.append(client.delete("/instances/x"))
+        assert [answer.status_code for answer in answers[4:]] == [404, 400, 404, 200, 404]
+        for answer in answers:
+            assert secret not in answer.text + str(answer.headers)
+    finally:
+        log = server.stop()
+    assert "durastate serve:" in log
+    assert secret not in log
