@@ -1,7 +1,8 @@
 """The session's servers come from durastate's own pytest plugin, the one users get.
 
 `durastate.testing.pytest_plugin` (entry point ``pytest11``) provides ``azurite``,
-``moto_server``, ``dynalite`` and a fresh store target per test. A backend test never skips
+``moto_server``, ``dynalite``, ``redis_server``, ``postgres_server`` and a fresh store target
+per test. A backend test never skips
 because its server is missing: if the emulator cannot start, its tests fail with the reason.
 """
 

@@ -27,6 +27,7 @@ from durastate.testing.emulators import (
     DynaliteEmulator,
     EmulatorError,
     MotoEmulator,
+    RedisEmulator,
     running,
     start_azurite,
     start_dynalite,
@@ -133,6 +134,19 @@ def test_every_test_gets_its_own_store_and_no_secret_in_a_repr(
     with pytest.raises(EmulatorError, match="dynalite serves dynamodb, not s3"):
         dynalite.target(scheme="s3")
     assert isinstance(EmulatorError("x"), DurastateError)
+
+
+@pytest.mark.emulator
+def test_redis_and_postgres_targets_are_fresh_stores(
+    redis_target: StoreTarget, postgres_target: StoreTarget, redis_server: RedisEmulator
+) -> None:
+    for target in (redis_target, postgres_target):
+        with target.open() as store, target.open() as other:
+            assert list(store.query()) == []  # a prefix or table of its own
+            store.create_instance("job", name="wf", custom_status="")
+            assert other.get_custom_status("job") == ""
+    with redis_server.target().open() as elsewhere:
+        assert list(elsewhere.query()) == []  # another prefix on the same server
 
 
 def test_a_server_that_cannot_start_fails_its_tests_with_the_reason(

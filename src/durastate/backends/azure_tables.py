@@ -25,7 +25,6 @@ import enum
 import hashlib
 import importlib
 import json
-import logging
 import os
 import re
 import threading
@@ -64,7 +63,7 @@ from durastate.backends._azure_write_log import (
     probe_columns,
     write_columns,
 )
-from durastate.core.backend import Backend, RecentPayloads
+from durastate.core.backend import Backend, RecentPayloads, skip_unreadable
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -90,7 +89,6 @@ from durastate.errors import (
 from durastate.transport.policy import OutcomeUnknown
 
 _T = TypeVar("_T")
-log = logging.getLogger("durastate")
 Credential: TypeAlias = AzureNamedKeyCredential | AzureSasCredential | TokenCredential
 
 ENV_CONNECTION_STRING = "DURASTATE_AZURE_CONNECTION_STRING"
@@ -1069,12 +1067,14 @@ class AzureTablesBackend(Backend):
         self._ensure_table()
         select = _SELECT_FULL if query.fetch_payloads else _SELECT_LIGHT
         items: list[InstanceRecord] = []
+        unreadable: list[str] = []
         while True:
             entities, token = self._page(odata, select, query.page_size, token)
-            items.extend(self._matching(entities, query, retry))
-            if items or token is None:
+            items.extend(self._matching(entities, query, retry, unreadable))
+            if items or unreadable or token is None:
                 break
-        return RecordPage(items, _encode_continuation(token, fingerprint) if token else None)
+        continuation = _encode_continuation(token, fingerprint) if token else None
+        return RecordPage(items, continuation, unreadable)
 
     def _page(
         self,
@@ -1094,7 +1094,11 @@ class AzureTablesBackend(Backend):
         return entities, next_token or None
 
     def _matching(
-        self, entities: list[TableEntity], query: InstanceQuery, retry: _Retry
+        self,
+        entities: list[TableEntity],
+        query: InstanceQuery,
+        retry: _Retry,
+        unreadable: list[str],
     ) -> Iterator[InstanceRecord]:
         for entity in entities:
             instance_id = _listed_id(entity, query.prefix)
@@ -1105,7 +1109,7 @@ class AzureTablesBackend(Backend):
                 if record is None:  # a blob vanished under a concurrent rewrite: read again
                     record = self.read(instance_id, fetch_payloads=query.fetch_payloads)
             except CorruptRecord as exc:  # that instance alone: the others still list
-                _skip_unreadable(exc)
+                skip_unreadable(exc, unreadable)
                 continue
             if record is not None and query.matches(record):
                 yield record
@@ -1137,15 +1141,6 @@ def _listed_id(entity: Mapping[str, Any], prefix: str | None) -> str | None:
     if prefix and not instance_id.startswith(prefix):
         return None
     return instance_id
-
-
-def _skip_unreadable(error: CorruptRecord) -> None:
-    """Leave an undecodable record out of a listing, with a warning naming it."""
-    log.warning(
-        "listing skips instance %r: its stored record is unreadable (%s)",
-        error.instance_id,
-        error.reason,
-    )
 
 
 # ---------------------------------------------------------------------------------------

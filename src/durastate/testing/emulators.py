@@ -568,9 +568,15 @@ class PostgresEmulator(RunningEmulator):
     """A PostgreSQL cluster of its own; stores are tables in its one database."""
 
     def store_url(self, name: str, scheme: str | None = None) -> str:
-        """``postgresql://USER:PASSWORD@127.0.0.1:PORT/DB?table=NAME`` (a fresh table)."""
+        """``postgresql://USER:PASSWORD@127.0.0.1:PORT/DB``: libpq reads the URL's query
+        string, so the store's table ``name`` travels as an option (see `target`)."""
         _check_scheme(self, scheme, ("postgresql",))
-        return f"{self.endpoint}?{urlencode({'table': name.replace('-', '_')})}"
+        return self.endpoint
+
+    def target(self, name: str | None = None, *, scheme: str | None = None) -> StoreTarget:
+        """The table ``name`` (or a fresh one) on this server."""
+        table = (name or fresh_name()).replace("-", "_")
+        return StoreTarget(self.store_url(table, scheme), {"table": table})
 
 
 def start_postgres(

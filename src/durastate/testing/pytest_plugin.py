@@ -11,11 +11,12 @@ Session fixtures, each a local process on a free loopback port, stopped by PID a
 - ``moto_server`` -> `MotoEmulator` (``endpoint``; DynamoDB and S3, one request at a time so
   conditional writes are atomic as on AWS)
 - ``dynalite`` -> `DynaliteEmulator` (``endpoint``; DynamoDB)
+- ``redis_server`` -> `RedisEmulator`, ``postgres_server`` -> `PostgresEmulator`
 
 Each has ``store_url(name)``, ``store_options`` and ``target(name=None)``. Function fixtures
-give every test a `StoreTarget` on a table or bucket no other test uses: ``azure_target``,
-``dynamodb_target`` (moto), ``dynalite_target`` and ``s3_target`` (moto); open one with
-``target.open()``.
+give every test a `StoreTarget` on a table, bucket or key prefix no other test uses:
+``azure_target``, ``dynamodb_target`` (moto), ``dynalite_target``, ``s3_target`` (moto),
+``redis_target`` and ``postgres_target``; open one with ``target.open()``.
 
 A server that cannot start fails the tests that need it, with the reason (Node/npm or the
 emulator missing, moto not installed); it never skips them.
@@ -164,3 +165,15 @@ def dynalite_target(dynalite: DynaliteEmulator) -> StoreTarget:
 def s3_target(moto_server: MotoEmulator) -> StoreTarget:
     """A fresh ``s3://`` bucket (prefix ``p``) on the session's moto_server."""
     return moto_server.target(f"{fresh_name()}/p", scheme="s3")
+
+
+@pytest.fixture
+def redis_target(redis_server: RedisEmulator) -> StoreTarget:
+    """A fresh key prefix (``redis://...?prefix=NAME:``) on the session's redis-server."""
+    return redis_server.target()
+
+
+@pytest.fixture
+def postgres_target(postgres_server: PostgresEmulator) -> StoreTarget:
+    """A fresh table (``postgresql://...?table=NAME``) on the session's PostgreSQL."""
+    return postgres_server.target()
