@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -24,6 +25,12 @@ from durastate.core.records import (
 )
 from durastate.core.tokens import decode_token, encode_token
 from durastate.errors import ConcurrencyError, ConfigurationError, InstanceExists, InstanceNotFound
+
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
+
+# instance id -> the callbacks of its watchers; one such map per namespace
+Listeners = dict[str, list[Callable[[], None]]]
 
 
 class _Row:
@@ -69,10 +76,12 @@ class MemoryBackend(Backend):
     """Process-local storage; ``memory://NAME`` shares one namespace per name in a process."""
 
     scheme = "memory"
-    capabilities = Capabilities(cross_process=False)
+    capabilities = Capabilities(cross_process=False, push=True)
+    async_mode: ClassVar[str] = "native"
 
     _namespaces: dict[str, tuple[dict[str, _Row], threading.Lock]] = {}
     _namespaces_lock = threading.Lock()
+    _namespace_listeners: dict[str, Listeners] = {}
     _etags = itertools.count(1)  # one counter per process: etags never repeat across runs
 
     def __init__(self, namespace: str = "") -> None:
@@ -80,10 +89,12 @@ class MemoryBackend(Backend):
         if namespace:
             with self._namespaces_lock:
                 rows, lock = self._namespaces.setdefault(namespace, ({}, threading.Lock()))
+                listeners = self._namespace_listeners.setdefault(namespace, {})
         else:
-            rows, lock = {}, threading.Lock()
+            rows, lock, listeners = {}, threading.Lock(), {}
         self._rows = rows
         self._lock = lock
+        self._listeners = listeners
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -97,6 +108,35 @@ class MemoryBackend(Backend):
     def _next_etag(self) -> str:
         return str(next(self._etags))
 
+    # -- push -----------------------------------------------------------------------------
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """``notify`` runs under the namespace lock after each change: it must only signal
+        (set an event, schedule a callback), never call the backend."""
+        with self._lock:
+            self._listeners.setdefault(instance_id, []).append(notify)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                callbacks = self._listeners.get(instance_id, [])
+                if notify in callbacks:
+                    callbacks.remove(notify)
+                if not callbacks:
+                    self._listeners.pop(instance_id, None)
+
+        return unsubscribe
+
+    def _announce(self, instance_id: str) -> None:
+        """Tell the watchers of ``instance_id`` (called with the lock held)."""
+        for notify in self._listeners.get(instance_id, ()):
+            notify()
+
+    def to_async(self) -> AsyncBackend:
+        """Every call is a few dict operations under a lock: run inline on the loop."""
+        from durastate.core.async_backend import SyncBackendAdapter
+
+        return SyncBackendAdapter(self)
+
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
         with self._lock:
             existing = self._rows.get(new.instance_id)
@@ -106,6 +146,8 @@ class MemoryBackend(Backend):
                 raise InstanceExists(new.instance_id, existing.runtime_status.value)
             row = _Row(new, self._next_etag())
             self._rows[new.instance_id] = row
+            if self._listeners:
+                self._announce(new.instance_id)
             return row.etag
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
@@ -141,6 +183,8 @@ class MemoryBackend(Backend):
             row.custom_status = payload
             row.custom_status_updated_at = row.last_updated_at = now
             row.etag = etag = str(next(self._etags))
+            if self._listeners:
+                self._announce(instance_id)
             return WriteResult(etag)
 
     def write_runtime_status(
@@ -160,11 +204,16 @@ class MemoryBackend(Backend):
                 row.output = output
             row.last_updated_at = now
             row.etag = self._next_etag()
+            if self._listeners:
+                self._announce(instance_id)
             return row.etag
 
     def delete(self, instance_id: str) -> bool:
         with self._lock:
-            return self._rows.pop(instance_id, None) is not None
+            deleted = self._rows.pop(instance_id, None) is not None
+            if deleted and self._listeners:
+                self._announce(instance_id)
+            return deleted
 
     def query(self, query: InstanceQuery) -> RecordPage:
         """Sorted by id; the token is the last id returned (keyset paging)."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -39,6 +39,9 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
 )
+
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -145,6 +148,7 @@ class SQLiteBackend(Backend):
 
     scheme = "sqlite"
     capabilities = Capabilities(max_payload_bytes=512 * 1024 * 1024)
+    async_mode: ClassVar[str] = "connection thread"
 
     def __init__(
         self, path: str | Path, *, timeout: float = 5.0, synchronous: str = "NORMAL"
@@ -217,6 +221,13 @@ class SQLiteBackend(Backend):
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def to_async(self) -> AsyncBackend:
+        """One dedicated connection thread: SQLite runs one writer at a time anyway, and the
+        event loop never waits on a statement or a locked file."""
+        from durastate.core.async_backend import ThreadPoolAsyncBackend
+
+        return ThreadPoolAsyncBackend(self, max_workers=1, thread_name="durastate-sqlite")
 
     def close(self) -> None:
         with self._connections_lock:

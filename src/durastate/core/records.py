@@ -145,6 +145,8 @@ class Capabilities:
     - ``native_query``: filters run in the service (an index), not by scanning.
     - ``ttl``: records can expire.
     - ``cross_process``: several processes may share one store (not true of memory://).
+    - ``push``: each write is announced to subscribers (memory:// in-process), so a watcher
+      need not poll.
     """
 
     max_payload_bytes: int | None = None
@@ -154,5 +156,6 @@ class Capabilities:
     ttl: bool = False
     transactions: bool = False
     cross_process: bool = True
+    push: bool = False
     max_instance_id_length: int = 512
     extra: dict[str, str] = field(default_factory=dict)

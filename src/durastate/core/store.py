@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -16,8 +18,10 @@ from durastate.core.models import InstanceMetadata, Page
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
+    InstanceRecord,
     NewInstance,
     Payload,
+    RecordPage,
     RuntimeStatus,
     WriteResult,
 )
@@ -31,6 +35,7 @@ from durastate.serializers.base import Serializer
 
 if TYPE_CHECKING:
     from durastate.core.reporter import StatusReporter
+    from durastate.core.watch import SyncWatchHub
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,55 @@ def _statuses(
     return frozenset(RuntimeStatus(item) for item in value)
 
 
+def _query(
+    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    prefix: str | None,
+    **paging: Any,
+) -> InstanceQuery:
+    """The backend query for the user's filters (shared by the sync and async stores)."""
+    return InstanceQuery(
+        runtime_status=_statuses(runtime_status),
+        created_from=created_from,
+        created_to=created_to,
+        prefix=prefix,
+        **paging,
+    )
+
+
+def page_query(page_size: int, **filters: Any) -> InstanceQuery:
+    """``query``'s (or ``iter_instances``') keyword arguments checked, as one backend query."""
+    if page_size < 1:
+        raise ConfigurationError("page_size must be at least 1")
+    return _query(page_size=page_size, **filters)
+
+
+def purge_query(
+    created_from: datetime | None,
+    created_to: datetime | None,
+    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    prefix: str | None,
+) -> InstanceQuery:
+    """``purge_by``'s filters as a query; at least one is required."""
+    if created_from is None and created_to is None and runtime_status is None and not prefix:
+        raise ConfigurationError(
+            "purge_by needs a filter (created range, runtime status or prefix)"
+        )
+    return _query(runtime_status, created_from, created_to, prefix)
+
+
+def update_backoff(attempt: int) -> float:
+    """Seconds to wait before the next ``update`` attempt after a conflict (jittered)."""
+    return min(0.001 * (1 << attempt), 0.05) * (0.5 + random.random())
+
+
+def require_instance(metadata: InstanceMetadata | None, instance_id: str) -> InstanceMetadata:
+    if metadata is None:
+        raise InstanceNotFound(instance_id)
+    return metadata
+
+
 class StateStore:
     """Workflow instances and their custom status, on any backend.
 
@@ -104,6 +158,8 @@ class StateStore:
         self.max_payload_bytes = _tighter(max_payload_bytes, inline)
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
+        self._watch_hub: SyncWatchHub | None = None
+        self._watch_hub_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"StateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
@@ -133,6 +189,18 @@ class StateStore:
         ``restart_if_terminal`` is set: then the new run replaces it, and the old run's
         custom status and output are gone.
         """
+        new = self.new_instance(instance_id, name, input, custom_status, runtime_status)
+        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+
+    def new_instance(
+        self,
+        instance_id: str,
+        name: str,
+        input: Any,
+        custom_status: Any,
+        runtime_status: RuntimeStatus | str,
+    ) -> NewInstance:
+        """``create_instance``'s arguments checked and encoded: the record to insert."""
         validate_instance_id(instance_id, self._max_id_length)
         status_payload = None
         if custom_status is not NOT_SET:
@@ -147,7 +215,7 @@ class StateStore:
             input=self._encode(input, instance_id, "input", self.max_payload_bytes),
             custom_status=status_payload,
         )
-        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        return new
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
@@ -157,6 +225,14 @@ class StateStore:
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
+
+    def check_id(self, instance_id: str) -> None:
+        """``InvalidInstanceId`` unless this store's backend can hold the id."""
+        validate_instance_id(instance_id, self._max_id_length)
+
+    def now(self) -> datetime:
+        """The store's clock: every timestamp a write records."""
+        return self._clock()
 
     def encode_custom_status(self, instance_id: str, value: Any) -> Payload:
         """Validate the id, serialize and size-check a custom status without writing it."""
@@ -183,20 +259,25 @@ class StateStore:
         etag: str | None = None,
     ) -> str:
         """Move the instance to ``status``; the output is written only when given."""
-        validate_instance_id(instance_id, self._max_id_length)
-        set_output = output is not NOT_SET
-        payload = (
-            self._encode(output, instance_id, "output", self.max_payload_bytes)
-            if set_output
-            else None
-        )
+        status, payload = self.runtime_status_change(instance_id, status, output)
         return self.backend.write_runtime_status(
             instance_id,
-            RuntimeStatus(status),
+            status,
             output=payload,
-            set_output=set_output,
+            set_output=output is not NOT_SET,
             etag=etag,
             now=self._clock(),
+        )
+
+    def runtime_status_change(
+        self, instance_id: str, status: RuntimeStatus | str, output: Any
+    ) -> tuple[RuntimeStatus, Payload | None]:
+        """``set_runtime_status``'s arguments checked; the output encoded when given."""
+        validate_instance_id(instance_id, self._max_id_length)
+        if output is NOT_SET:
+            return RuntimeStatus(status), None
+        return RuntimeStatus(status), self._encode(
+            output, instance_id, "output", self.max_payload_bytes
         )
 
     def update(self, instance_id: str, fn: Callable[[Any], Any], *, retries: int = 20) -> Any:
@@ -206,16 +287,14 @@ class StateStore:
         Returns the value that was stored.
         """
         for attempt in range(retries + 1):
-            current = self.get_instance(instance_id)
-            if current is None:
-                raise InstanceNotFound(instance_id)
+            current = require_instance(self.get_instance(instance_id), instance_id)
             new_value = fn(current.custom_status)
             try:
                 self.set_custom_status(instance_id, new_value, etag=current.etag)
-            except ConcurrencyError:
+            except ConcurrencyError:  # any other error (an unknown outcome) is never retried
                 if attempt == retries:
                     raise
-                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + random.random()))
+                time.sleep(update_backoff(attempt))
                 continue
             return new_value
         raise AssertionError("unreachable")  # pragma: no cover
@@ -234,16 +313,22 @@ class StateStore:
         record = self.backend.read(instance_id, fetch_payloads=fetch_payloads)
         if record is None:
             return None
+        return self.metadata(record, fetch_payloads)
+
+    def metadata(self, record: InstanceRecord, fetch_payloads: bool) -> InstanceMetadata:
+        """What a user gets for a backend record (payloads decode lazily)."""
         return InstanceMetadata.from_record(
-            record, self._decoder(instance_id), payloads_fetched=fetch_payloads
+            record, self._decoder(record.instance_id), payloads_fetched=fetch_payloads
+        )
+
+    def page(self, page: RecordPage, fetch_payloads: bool) -> Page:
+        return Page(
+            [self.metadata(record, fetch_payloads) for record in page.items], page.continuation
         )
 
     def get_custom_status(self, instance_id: str) -> Any:
         """Just the custom status value; ``InstanceNotFound`` if there is no such instance."""
-        metadata = self.get_instance(instance_id)
-        if metadata is None:
-            raise InstanceNotFound(instance_id)
-        return metadata.custom_status
+        return require_instance(self.get_instance(instance_id), instance_id).custom_status
 
     def query(
         self,
@@ -261,25 +346,8 @@ class StateStore:
         ``created_from`` is inclusive, ``created_to`` exclusive. A page may hold fewer than
         ``page_size`` items while a continuation token still follows.
         """
-        if page_size < 1:
-            raise ConfigurationError("page_size must be at least 1")
-        query = InstanceQuery(
-            runtime_status=_statuses(runtime_status),
-            created_from=created_from,
-            created_to=created_to,
-            prefix=prefix,
-            page_size=page_size,
-            continuation=continuation,
-            fetch_payloads=fetch_payloads,
-        )
-        page = self.backend.query(query)
-        items = [
-            InstanceMetadata.from_record(
-                record, self._decoder(record.instance_id), payloads_fetched=fetch_payloads
-            )
-            for record in page.items
-        ]
-        return Page(items, page.continuation)
+        filters = {key: value for key, value in locals().items() if key != "self"}  # the args
+        return self.page(self.backend.query(page_query(**filters)), fetch_payloads)
 
     def iter_instances(
         self,
@@ -292,21 +360,13 @@ class StateStore:
         fetch_payloads: bool = False,
     ) -> Iterator[InstanceMetadata]:
         """Every matching instance, following continuation tokens page after page."""
-        continuation: str | None = None
+        query = page_query(**{key: value for key, value in locals().items() if key != "self"})
         while True:
-            page = self.query(
-                runtime_status=runtime_status,
-                created_from=created_from,
-                created_to=created_to,
-                prefix=prefix,
-                page_size=page_size,
-                continuation=continuation,
-                fetch_payloads=fetch_payloads,
-            )
+            page = self.page(self.backend.query(query), fetch_payloads)
             yield from page.items
-            continuation = page.continuation
-            if continuation is None:
+            if page.continuation is None:
                 return
+            query = replace(query, continuation=page.continuation)
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -324,20 +384,33 @@ class StateStore:
         prefix: str | None = None,
     ) -> int:
         """Delete every instance matching the filters; at least one filter is required."""
-        if created_from is None and created_to is None and runtime_status is None and not prefix:
-            raise ConfigurationError(
-                "purge_by needs a filter (created range, runtime status or prefix)"
-            )
-        return self.backend.purge_by(
-            InstanceQuery(
-                runtime_status=_statuses(runtime_status),
-                created_from=created_from,
-                created_to=created_to,
-                prefix=prefix,
-            )
-        )
+        return self.backend.purge_by(purge_query(created_from, created_to, runtime_status, prefix))
 
     # -- helpers --------------------------------------------------------------------------
+
+    def watch(
+        self,
+        instance_id: str,
+        *,
+        since_etag: str | None = None,
+        poll_interval: float | None = None,
+    ) -> Iterator[InstanceMetadata]:
+        """The instance now (unless ``since_etag`` is its etag), then each time it changes,
+        until a terminal status; ``InstanceNotFound`` when it is (or gets) purged. See
+        core/watch.py for push, polling and what a watcher sees."""
+        from durastate.core.watch import watch_sync
+
+        validate_instance_id(instance_id, self._max_id_length)
+        return watch_sync(self, instance_id, since_etag, poll_interval)
+
+    def watch_hub(self) -> SyncWatchHub:
+        """The watchers' shared polls and subscriptions of this store."""
+        with self._watch_hub_lock:
+            if self._watch_hub is None:
+                from durastate.core.watch import SyncWatchHub
+
+                self._watch_hub = SyncWatchHub(self)
+            return self._watch_hub
 
     def status_reporter(self, instance_id: str, *, min_interval: float = 0.5) -> StatusReporter:
         """A context manager that coalesces a hot loop of progress reports into few writes."""
