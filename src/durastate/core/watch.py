@@ -27,7 +27,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from durastate.core.models import InstanceMetadata
-from durastate.errors import ConfigurationError, DurastateError, InstanceNotFound
+from durastate.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    DurastateError,
+    InstanceNotFound,
+)
 
 if TYPE_CHECKING:
     from durastate.core.async_store import AsyncStateStore
@@ -134,6 +139,15 @@ class Feed:
         return latest
 
 
+def _as_error(exc: Exception, instance_id: str) -> DurastateError:
+    if isinstance(exc, DurastateError):
+        return exc
+    log.error("watch: reading instance %r failed unexpectedly", instance_id, exc_info=exc)
+    return BackendUnavailable(
+        f"reading instance {instance_id!r} failed unexpectedly ({type(exc).__name__})"
+    )
+
+
 def _push_or_poll(
     subscribe: Callable[[str, Callable[[], None]], Callable[[], None]] | None,
     instance_id: str,
@@ -210,8 +224,8 @@ class SyncWatchHub:
                 value: InstanceMetadata | DurastateError | None = self._store.get_instance(
                     feed.instance_id
                 )
-            except DurastateError as exc:
-                value = exc
+            except Exception as exc:  # handed to the watchers: a poller never dies silently
+                value = _as_error(exc, feed.instance_id)
             with condition:
                 changed = feed.polled(value, started)
                 if changed:
@@ -310,8 +324,8 @@ class AsyncWatchHub:
                 value: InstanceMetadata | DurastateError | None = await self._store.get_instance(
                     feed.instance_id
                 )
-            except DurastateError as exc:
-                value = exc
+            except Exception as exc:  # handed to the watchers: a poller never dies silently
+                value = _as_error(exc, feed.instance_id)
             polled = feed.polled(value, started)
             if polled:
                 changed.set()

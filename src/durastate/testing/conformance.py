@@ -37,6 +37,7 @@ from durastate.errors import (
     PayloadTooLarge,
     SerializationError,
 )
+from durastate.testing.async_conformance import AsyncAndWatchConformance
 from durastate.testing.counting import CountingBackend
 
 FALSY_AND_AWKWARD_VALUES: list[Any] = [
@@ -107,7 +108,7 @@ class FakeClock:
         return self.now
 
 
-class BackendConformance:
+class BackendConformance(AsyncAndWatchConformance):
     """Subclass this and provide a function-scoped ``backend`` fixture (fresh and empty)."""
 
     @pytest.fixture
