@@ -32,29 +32,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", bound="_Reporter")
+R = TypeVar("R", bound="_Reporter[Any]")
+S = TypeVar("S")
 
 
-class _Reporter:
+class _Reporter(Generic[S]):
     """What both reporters share: the parked value, what was written, the counters."""
 
     def __init__(
-        self, store: StateStore, instance_id: str, min_interval: float, exit_retries: int
+        self,
+        store: S,
+        instance_id: str,
+        *,
+        min_interval: float = 0.5,
+        exit_retries: int = 3,
     ) -> None:
         if min_interval <= 0:
             raise ValueError("min_interval must be positive")
-        store.check_id(instance_id)
+        sync = self._sync_face(store)
+        sync.check_id(instance_id)
+        self._store = store
+        self._flush_lock = self._new_lock()
         self._instance_id = instance_id
         self.interval = min_interval
         self._exit_retries = exit_retries
-        self._encode = store.codec.encode
-        self._limit = store.max_custom_status_bytes
+        self._encode = sync.codec.encode
+        self._limit = sync.max_custom_status_bytes
         self._latest: Payload | None = None
         self._written: Payload | None = None
         self.active = False
         self.writes = 0
         self.failures = 0
         self.last_error: Exception | None = None
+
+    @staticmethod
+    def _sync_face(store: S) -> StateStore:
+        """The sync store whose codec and limits this reporter uses."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _new_lock() -> Any:
+        """The lock that keeps the writer and the exit from writing at once."""
+        raise NotImplementedError
 
     def report(self, value: Any) -> None:
         """Park ``value`` as the latest status; serialization errors are raised here."""
@@ -123,20 +142,16 @@ class _Schedule(Generic[R]):
 # -- sync: one thread for the whole process ----------------------------------------------
 
 
-class StatusReporter(_Reporter):
+class StatusReporter(_Reporter["StateStore"]):
     """Use as ``with store.status_reporter(id, min_interval=0.5) as r: r.report(v)``."""
 
-    def __init__(
-        self,
-        store: StateStore,
-        instance_id: str,
-        *,
-        min_interval: float = 0.5,
-        exit_retries: int = 3,
-    ) -> None:
-        super().__init__(store, instance_id, min_interval, exit_retries)
-        self._store = store
-        self._flush_lock = threading.Lock()  # the writer and __exit__ never write at once
+    @staticmethod
+    def _sync_face(store: StateStore) -> StateStore:
+        return store
+
+    @staticmethod
+    def _new_lock() -> threading.Lock:
+        return threading.Lock()
 
     def flush(self) -> None:
         """Write the latest value now, unless it is the one already written."""
@@ -229,20 +244,16 @@ os.register_at_fork(after_in_child=_forget_writer_after_fork)
 # -- async: one task per event loop ------------------------------------------------------
 
 
-class AsyncStatusReporter(_Reporter):
+class AsyncStatusReporter(_Reporter["AsyncStateStore"]):
     """Use as ``async with store.status_reporter(id) as r: r.report(v)``."""
 
-    def __init__(
-        self,
-        store: AsyncStateStore,
-        instance_id: str,
-        *,
-        min_interval: float = 0.5,
-        exit_retries: int = 3,
-    ) -> None:
-        super().__init__(store.store, instance_id, min_interval, exit_retries)
-        self._async_store = store
-        self._flush_lock = asyncio.Lock()
+    @staticmethod
+    def _sync_face(store: AsyncStateStore) -> StateStore:
+        return store.store
+
+    @staticmethod
+    def _new_lock() -> asyncio.Lock:
+        return asyncio.Lock()
 
     async def flush(self) -> None:
         """Write the latest value now, unless it is the one already written."""
@@ -250,7 +261,7 @@ class AsyncStatusReporter(_Reporter):
             payload = self._due()
             if payload is None:
                 return
-            store = self._async_store
+            store = self._store
             try:
                 await store.backend.write_custom_status(
                     self._instance_id, payload, etag=None, now=store.store.now()

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from durastate.core.models import InstanceMetadata
 from durastate.errors import (
@@ -148,6 +148,38 @@ def _as_error(exc: Exception, instance_id: str) -> DurastateError:
     )
 
 
+W = TypeVar("W")
+Started = tuple[Feed, W, Callable[[], None] | None]
+
+
+class Feeds(Generic[W]):
+    """The feeds of one store by instance: the first watcher starts one (``start`` returns
+    it with its wake-up object and its unsubscribe function), the last one ends it."""
+
+    def __init__(self, start: Callable[[str, float], Started[W]]) -> None:
+        self._start = start
+        self._entries: dict[str, Started[W]] = {}
+
+    def join(self, instance_id: str, interval: float) -> tuple[Feed, W]:
+        entry = self._entries.get(instance_id)
+        if entry is None:
+            entry = self._entries[instance_id] = self._start(instance_id, interval)
+        else:
+            entry[0].intervals.append(interval)
+        return entry[0], entry[1]
+
+    def leave(self, instance_id: str, interval: float) -> bool:
+        """True when that was the last watcher: the feed is gone, its push unsubscribed."""
+        feed, _, unsubscribe = self._entries[instance_id]
+        feed.intervals.remove(interval)
+        if feed.intervals:
+            return False
+        del self._entries[instance_id]
+        if unsubscribe is not None:
+            unsubscribe()
+        return True
+
+
 def _push_or_poll(
     subscribe: Callable[[str, Callable[[], None]], Callable[[], None]] | None,
     instance_id: str,
@@ -166,33 +198,23 @@ class SyncWatchHub:
     def __init__(self, store: StateStore) -> None:
         self._store = store
         self._subscribe = store.backend.subscribe if store.capabilities.push else None
-        self._feeds: dict[str, tuple[Feed, threading.Condition, Callable[[], None] | None]] = {}
+        self._feeds: Feeds[threading.Condition] = Feeds(self._start)
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def feed(self, instance_id: str, interval: float) -> Iterator[tuple[Feed, threading.Condition]]:
         with self._lock:
-            entry = self._feeds.get(instance_id)
-            if entry is None:
-                entry = self._feeds[instance_id] = self._start(instance_id, interval)
-            else:
-                entry[0].intervals.append(interval)
-            feed, condition, unsubscribe = entry
+            feed, condition = self._feeds.join(instance_id, interval)
         try:
             yield feed, condition
         finally:
             with self._lock:
-                feed.intervals.remove(interval)
-                if not feed.intervals:
-                    del self._feeds[instance_id]
-                    if unsubscribe is not None:
-                        unsubscribe()
-                    with condition:
-                        condition.notify_all()  # the poller sees it has no watchers left
+                last = self._feeds.leave(instance_id, interval)
+            if last:
+                with condition:
+                    condition.notify_all()  # the poller sees it has no watchers left
 
-    def _start(
-        self, instance_id: str, interval: float
-    ) -> tuple[Feed, threading.Condition, Callable[[], None] | None]:
+    def _start(self, instance_id: str, interval: float) -> Started[threading.Condition]:
         feed, condition = Feed(instance_id, interval), threading.Condition()
 
         def notify() -> None:
@@ -268,30 +290,19 @@ class AsyncWatchHub:
     def __init__(self, store: AsyncStateStore) -> None:
         self._store = store
         self._subscribe = store.backend.subscribe if store.capabilities.push else None
-        self._feeds: dict[str, tuple[Feed, asyncio.Event, Callable[[], None] | None]] = {}
+        self._feeds: Feeds[asyncio.Event] = Feeds(self._start)
 
     @contextlib.asynccontextmanager
     async def feed(
         self, instance_id: str, interval: float
     ) -> AsyncIterator[tuple[Feed, asyncio.Event]]:
-        entry = self._feeds.get(instance_id)
-        if entry is None:
-            entry = self._feeds[instance_id] = self._start(instance_id, interval)
-        else:
-            entry[0].intervals.append(interval)
-        feed, changed, unsubscribe = entry
+        entry = self._feeds.join(instance_id, interval)
         try:
-            yield feed, changed
+            yield entry
         finally:
-            feed.intervals.remove(interval)
-            if not feed.intervals:
-                del self._feeds[instance_id]
-                if unsubscribe is not None:
-                    unsubscribe()
+            self._feeds.leave(instance_id, interval)  # a poller ends at its next wake
 
-    def _start(
-        self, instance_id: str, interval: float
-    ) -> tuple[Feed, asyncio.Event, Callable[[], None] | None]:
+    def _start(self, instance_id: str, interval: float) -> Started[asyncio.Event]:
         feed, changed = Feed(instance_id, interval), asyncio.Event()
         loop = asyncio.get_running_loop()
 
