@@ -58,8 +58,8 @@ def test_each_backend_has_the_async_face_it_declares(tmp_path: Path) -> None:
     assert type(memory.store.backend).async_mode == "native"
     sqlite = open_async_store(f"sqlite:///{tmp_path / 's.db'}")
     assert isinstance(sqlite.backend, ThreadPoolAsyncBackend)
-    assert sqlite.backend.max_workers == 1  # its dedicated connection thread
-    assert type(sqlite.store.backend).async_mode == "connection thread"
+    assert sqlite.backend.max_workers == 4  # its own connection threads
+    assert type(sqlite.store.backend).async_mode == "connection threads"
     asyncio.run(sqlite.close())
 
 
@@ -79,7 +79,7 @@ def test_memory_async_calls_start_no_thread() -> None:
 
 def test_sqlite_never_blocks_the_event_loop_while_the_file_is_locked(tmp_path: Path) -> None:
     """Another connection holds an exclusive lock: the write waits ``timeout`` on the
-    connection thread, then raises BackendUnavailable; the loop keeps ticking meanwhile."""
+    connection threads, then raises BackendUnavailable; the loop keeps ticking meanwhile."""
     path = tmp_path / "locked.db"
     url = f"sqlite:///{path}"
     aio = open_async_store(url, timeout=1.0)

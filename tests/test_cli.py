@@ -35,7 +35,7 @@ def test_backends_says_how_the_async_store_reaches_each(
     rows = {line.split()[1]: line for line in result.output.splitlines() if "built-in" in line}
     assert "native" in rows["memory"]
     assert "push" in rows["memory"]
-    assert "connection thread" in rows["sqlite"]
+    assert "connection threads" in rows["sqlite"]
     for scheme in ("azure-tables", "dynamodb", "s3"):
         assert "thread pool" in rows[scheme]
 

@@ -57,7 +57,7 @@ def _json(value: Any) -> str:
 @app.command("backends")
 def list_backends() -> None:
     """Discovered backends: scheme, origin, whether importable, how the async store reaches
-    them (native, a connection thread, or the thread pool), and capabilities."""
+    them (native, its own connection threads, or the thread pool), and capabilities."""
     table = Table("scheme", "origin", "importable", "async", "capabilities")
     for scheme in backends.names():
         try:

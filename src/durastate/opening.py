@@ -88,5 +88,5 @@ def open_async_store(
     url: str | None = None, *, serializer: str | Serializer | None = None, **options: Any
 ) -> AsyncStateStore:
     """`open_store`, for asyncio: the same URLs, settings and entry points; the backend's
-    async face (native, its connection thread, or a bounded thread pool)."""
+    async face (native, its own connection threads, or a bounded thread pool)."""
     return AsyncStateStore(open_store(url, serializer=serializer, **options))

@@ -87,6 +87,7 @@ class BenchConfig:
     max_custom_status_bytes: int = 16 * 1024
     command: str = ""
     profile_misses: bool = True
+    async_cells: bool = False  # bench/async_cells.py: async store, reporter writer, watch
 
     @property
     def effort(self) -> Effort:

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from durastate.bench import timing
 from durastate.bench.anchors import anchors_for
+from durastate.bench.async_cells import run_async_cells
 from durastate.bench.cells import (
     StorePair,
     durastate_op,
@@ -155,7 +156,7 @@ class Runner:
         per_serializer = len(c.payloads) * len(c.kinds) * len(c.operations)
         cells = len(self.backends) * len(c.serializers) * per_serializer
         refs = sum(len(self.references(spec)) for spec in self.backends) * len(c.payloads)
-        return cells + refs
+        return cells + refs + (len(self.backends) if c.async_cells else 0)
 
     def run(self, tick: Tick) -> RunResult:
         try:
@@ -198,6 +199,9 @@ class Runner:
                         tick(f"{spec.name} {serializer_id} {size} {kind} {operation}")
                         self.result.measurements.append(
                             self.cell(pair, payload, operation))
+        if c.async_cells:
+            tick(f"{spec.name} async store, reporters, watch")
+            self.result.measurements.extend(run_async_cells(spec, c.quick))
         self.run_references(spec, tick)
 
     def cell(self, pair: StorePair, payload: PayloadPair, operation: str) -> Measurement:

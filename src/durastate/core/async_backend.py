@@ -4,17 +4,18 @@
 errors (see core/backend.py), so `AsyncStateStore` makes the same decisions as `StateStore`.
 A backend with its own async driver implements it directly; any other backend is reached
 through `SyncBackendAdapter`: inline for one whose calls never block (memory://), or
-through a bounded thread pool (a plugin with only a sync backend; SQLite uses a pool of
-one, its dedicated connection thread), so the event loop never waits on I/O.
+through a bounded thread pool (a plugin with only a sync backend; SQLite has a pool of four
+connection threads of its own), so the event loop never waits on I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import queue
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -150,8 +151,68 @@ class SyncBackendAdapter(AsyncBackend):
         return self.sync.subscribe(instance_id, notify)
 
 
+class Workers:
+    """At most ``max_workers`` threads, started only when every started one is busy.
+
+    Unlike ``ThreadPoolExecutor``, a thread counts as idle *before* its result reaches the
+    loop, so calls made one after another (a reporter writer, a watch poller) reuse one
+    thread instead of growing the pool to its bound.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self.max_workers = max_workers
+        self._name = name
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.max_workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put((loop, future, fn))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            loop, future, fn = job
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except BaseException as exc:  # handed to the awaiting task
+                outcome = (False, exc)
+            with self._lock:
+                self._idle += 1
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.cancelled():
+        return
+    succeeded, value = outcome
+    if succeeded:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class ThreadPoolAsyncBackend(SyncBackendAdapter):
-    """Each call runs in a bounded pool of threads (``max_workers``), never on the loop."""
+    """Each call runs on one of at most ``max_workers`` threads, never on the loop."""
 
     def __init__(
         self,
@@ -162,14 +223,14 @@ class ThreadPoolAsyncBackend(SyncBackendAdapter):
     ) -> None:
         super().__init__(backend)
         self.max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=thread_name)
+        self._workers = Workers(max_workers, thread_name)
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self._workers.run(call)
 
     async def close(self) -> None:
         try:
-            await super().close()  # in the pool: a connection per thread closes there
+            await super().close()  # on a worker: a connection per thread closes there
         finally:
-            self._pool.shutdown(wait=False)
+            self._workers.shutdown()

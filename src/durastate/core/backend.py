@@ -49,7 +49,7 @@ class Backend(ABC):
     # assigns its own in __init__.
     capabilities: Capabilities = Capabilities()
     # How the async store reaches this backend: "native" (its own async path),
-    # "connection thread" (one dedicated thread) or "thread pool" (the generic adapter).
+    # "connection threads" (a few threads of its own) or "thread pool" (the generic adapter).
     async_mode: ClassVar[str] = "thread pool"
 
     @classmethod
