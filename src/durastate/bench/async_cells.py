@@ -225,7 +225,7 @@ def watch_cost(spec: BackendSpec, quick: bool) -> Measurement:
         spec,
         "watch",
         poll_interval_s=interval,
-        push=counting.capabilities.push,
+        push=counting.calls["subscribe"] > 0,
         latency_max_ms=round(max(latencies) * 1e3, 2),
         watchers=WATCHERS,
         reads_per_interval=round(per_interval, 2),

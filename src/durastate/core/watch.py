@@ -185,8 +185,14 @@ def _push_or_poll(
     instance_id: str,
     notify: Callable[[], None],
 ) -> Callable[[], None] | None:
-    """Subscribe to the backend's pushes when it has them; ``None`` means: poll."""
-    return None if subscribe is None else subscribe(instance_id, notify)
+    """Subscribe to the backend's pushes when it has them; ``None`` means: poll (also for a
+    backend that announces writes but has no subscriber yet)."""
+    if subscribe is None:
+        return None
+    try:
+        return subscribe(instance_id, notify)
+    except NotImplementedError:
+        return None
 
 
 # -- the sync flavour: one thread per polled instance ----------------------------------------

@@ -78,8 +78,9 @@ class CountingBackend(Backend):
         self.inner.close()
 
     def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
-        self.calls["subscribe"] += 1
-        return self.inner.subscribe(instance_id, notify)
+        unsubscribe = self.inner.subscribe(instance_id, notify)
+        self.calls["subscribe"] += 1  # counted once it worked: watchers then need no poll
+        return unsubscribe
 
     @property
     def total(self) -> int:
