@@ -23,7 +23,7 @@ from durastate.core.records import Payload
 from durastate.core.store import StateStore
 from durastate.errors import DurastateError
 from durastate.testing.emulators import AZURITE_ACCOUNT, RunningEmulator, free_port
-from tests.reliability.backends import AWS_FAST, AZURE_FAST, unique
+from tests.reliability.backends import AWS_FAST, AZURE_FAST, BackendSpec, unique
 from tests.reliability.test_hostile_input import NOW
 
 ACCOUNT_KEY = base64.b64encode(b"durastate-test-account-key-Qx7Zp9Lm3Vt8-padding!!").decode()
@@ -42,6 +42,15 @@ def _connection_string(table_endpoint: str, blob_endpoint: str | None = None) ->
     if blob_endpoint:
         parts.append(f"BlobEndpoint={blob_endpoint}")
     return ";".join(parts) + ";"
+
+
+Opener = Callable[..., StateStore]
+
+
+@pytest.fixture
+def opener(face: str) -> Opener:
+    """``open_store``, or for the async face ``open_async_store`` behind the blocking front."""
+    return lambda url, **options: BackendSpec("secrets", url, options, face).open()
 
 
 def _assert_clean(*texts: str) -> None:
@@ -92,16 +101,16 @@ def _exercise(store: StateStore) -> list[str]:
 
 
 def test_azure_wrong_key_and_dead_endpoint(
-    azurite: RunningEmulator, debug_logs: pytest.LogCaptureFixture
+    azurite: RunningEmulator, debug_logs: pytest.LogCaptureFixture, opener: Opener
 ) -> None:
     wrong_key = _connection_string(azurite.endpoints["table"], azurite.endpoints["blob"])
-    with open_store(
+    with opener(
         f"azure-tables://{unique('T')}", connection_string=wrong_key, **AZURE_FAST
     ) as store:
         _assert_clean(*_exercise(store))  # Azurite refuses the key: 403 on every call
     assert any(record.name.startswith("azure") for record in debug_logs.records)
     dead = _connection_string(f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}")
-    with open_store(f"azure-tables://{unique('T')}", connection_string=dead, **AZURE_FAST) as store:
+    with opener(f"azure-tables://{unique('T')}", connection_string=dead, **AZURE_FAST) as store:
         _assert_clean(*_exercise(store))
 
 
@@ -109,18 +118,22 @@ def test_azure_connection_string_from_environment(
     azurite: RunningEmulator,
     monkeypatch: pytest.MonkeyPatch,
     debug_logs: pytest.LogCaptureFixture,
+    opener: Opener,
 ) -> None:
     monkeypatch.setenv(
         "DURASTATE_AZURE_CONNECTION_STRING",
         _connection_string(azurite.endpoints["table"], azurite.endpoints["blob"]),
     )
-    with open_store(f"azure-tables://{unique('T')}", **AZURE_FAST) as store:
+    with opener(f"azure-tables://{unique('T')}", **AZURE_FAST) as store:
         _assert_clean(*_exercise(store))
 
 
 @pytest.mark.parametrize("scheme", ["dynamodb", "s3"])
 def test_aws_secret_key(
-    moto_server: RunningEmulator, debug_logs: pytest.LogCaptureFixture, scheme: str
+    moto_server: RunningEmulator,
+    debug_logs: pytest.LogCaptureFixture,
+    scheme: str,
+    opener: Opener,
 ) -> None:
     url = f"{scheme}://{unique('ds-sec-')}"
     options: dict[str, Any] = {
@@ -129,17 +142,17 @@ def test_aws_secret_key(
         "region": "us-east-1",
         **AWS_FAST,
     }
-    with open_store(url, endpoint_url=moto_server.endpoint, **options) as store:
+    with opener(url, endpoint_url=moto_server.endpoint, **options) as store:
         _assert_clean(*_exercise(store))
     assert any(record.name.startswith("botocore") for record in debug_logs.records)
     dead = f"http://127.0.0.1:{free_port()}"
     try:
-        with open_store(url, endpoint_url=dead, **options) as store:
+        with opener(url, endpoint_url=dead, **options) as store:
             _assert_clean(*_exercise(store))
     except DurastateError as exc:  # DynamoDB creates its table when opened
         _assert_clean(_describe(exc))
     with pytest.raises(DurastateError) as raised:
-        open_store(
+        opener(
             f"{scheme}://{unique('ds-sec-')}?aws_secret_access_key={AWS_SECRET}&x=1",
             endpoint_url=dead,
             **{k: v for k, v in options.items() if k != "aws_secret_access_key"},
