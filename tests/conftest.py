@@ -29,3 +29,9 @@ def moto_server() -> Iterator[emulators.RunningEmulator]:
 def dynalite() -> Iterator[emulators.RunningEmulator]:
     with emulators.running(emulators.start_dynalite()) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[emulators.RunningEmulator]:
+    with emulators.running(emulators.start_redis()) as emulator:
+        yield emulator

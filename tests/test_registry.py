@@ -126,6 +126,17 @@ def test_importing_durastate_imports_no_sdk_and_no_plugin() -> None:
             "aws",
             ["durastate.backends.dynamodb", "durastate.backends._aws"],
         ),
+        (
+            "redis",
+            "redis://localhost:6379/0",
+            "redis",
+            "redis",
+            [
+                "durastate.backends.redis",
+                "durastate.backends.redis.backend",
+                "durastate.backends.redis.failures",
+            ],
+        ),
     ],
 )
 def test_missing_extra_gives_install_hint(

@@ -67,6 +67,9 @@ BUILTIN_BACKENDS: dict[str, Known] = {
     ),
     "dynamodb": Known("durastate.backends.dynamodb:DynamoDBBackend", "aws", "boto3"),
     "s3": Known("durastate.backends.s3:S3Backend", "aws", "boto3"),
+    "redis": Known("durastate.backends.redis:RedisBackend", "redis", "redis"),
+    "rediss": Known("durastate.backends.redis:RedisBackend", "redis", "redis"),
+    "unix": Known("durastate.backends.redis:RedisBackend", "redis", "redis"),
 }
 
 BUILTIN_SERIALIZERS: dict[str, Known] = {

@@ -50,12 +50,14 @@ AZURE_PATIENT: dict[str, Any] = {
     "operation_timeout": 60.0,
 }
 AWS_PATIENT: dict[str, Any] = {"max_attempts": 10, "connect_timeout": 2.0, "read_timeout": 5.0}
+REDIS_FAST: dict[str, Any] = {"timeout": 1.0}
+REDIS_PATIENT: dict[str, Any] = {"timeout": 5.0}
 
 #: The two faces every reliability test runs on: the sync store, and the async store (its
 #: calls made through `BlockingAsyncStore`, so concurrent callers are concurrent tasks).
 FACES = ("sync", "async")
 
-NETWORK_KINDS = ("azure-tables", "dynamodb-moto", "dynamodb-dynalite", "s3")
+NETWORK_KINDS = ("azure-tables", "dynamodb-moto", "dynamodb-dynalite", "s3", "redis")
 ALL_KINDS = ("memory", "sqlite", *NETWORK_KINDS)
 
 
@@ -97,7 +99,8 @@ class BackendSpec:
         wait ``connect_timeout`` + ``read_timeout`` (botocore's backoff between attempts is
         well under a second for non-throttling errors); an S3 PutObject also waits up to
         1 s per attempt for ``100 Continue`` (botocore sends ``Expect: 100-continue`` with
-        every object body). SQLite: the busy ``timeout``.
+        every object body). SQLite: the busy ``timeout``. Redis: ``timeout`` (connect, and each
+        reply; a write whose reply timed out is not sent again).
         """
         if self.kind == "azure-tables":
             return float(self.options.get("operation_timeout", 60.0))
@@ -109,7 +112,7 @@ class BackendSpec:
             if self.kind == "s3":
                 per_try += 1.0  # botocore's fixed wait for "100 Continue"
             return attempts * per_try
-        if self.kind == "sqlite":
+        if self.kind in ("sqlite", "redis"):
             return float(self.options.get("timeout", 5.0))
         return 0.0
 
@@ -142,6 +145,13 @@ def s3_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
     )
 
 
+def redis_spec(emulator: RunningEmulator, **options: Any) -> BackendSpec:
+    """A store of its own (a fresh key prefix) on a Redis server."""
+    return BackendSpec(
+        "redis", emulator.endpoints["redis"], {"prefix": unique("rel-") + ":", **options}
+    )
+
+
 def sqlite_spec(path: os.PathLike[str] | str, **options: Any) -> BackendSpec:
     return BackendSpec("sqlite", f"sqlite:///{path}", dict(options))
 
@@ -158,10 +168,15 @@ def spec_for(kind: str, emulator: RunningEmulator, **options: Any) -> BackendSpe
         return dynamodb_spec(emulator, kind, **options)
     if kind == "s3":
         return s3_spec(emulator, **options)
+    if kind == "redis":
+        return redis_spec(emulator, **options)
     raise ValueError(kind)
 
 
 def network_options(kind: str, which: dict[str, Any], aws: dict[str, Any]) -> dict[str, Any]:
+    """The client settings of ``kind`` for a profile named by its Azure and AWS variants."""
+    if kind == "redis":
+        return dict(REDIS_FAST if which is AZURE_FAST else REDIS_PATIENT)
     return dict(which if kind == "azure-tables" else aws)
 
 

@@ -30,6 +30,7 @@ _EMULATOR_OF = {
     "dynamodb-moto": "moto_server",
     "dynamodb-dynalite": "dynalite",
     "s3": "moto_server",
+    "redis": "redis_server",
 }
 
 
@@ -78,6 +79,8 @@ def _start(kind: str) -> RunningEmulator:
         return emulators.start_azurite()
     if name == "moto_server":
         return emulators.start_moto()
+    if name == "redis_server":
+        return emulators.start_redis()
     return emulators.start_dynalite()
 
 

@@ -13,6 +13,10 @@ chunked body), and for a configurable share of requests, chosen by a seeded RNG:
 
 Every other request is forwarded unchanged, and the answer relayed. ``counters`` records how
 many requests arrived, were forwarded, and met each fault.
+
+``RespFaultProxy`` does the same for Redis's protocol (RESP): one command at a time, where
+``"503"`` answers ``-LOADING`` and ``"429"`` answers ``-BUSY`` (the server's own "not run,
+try again" errors), and ``methods`` names commands (``EVALSHA``).
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ import random
 import socket
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-Fault = Literal["503", "429", "drop", "drop_after"]
-Flavor = Literal["azure", "dynamodb", "s3"]
+Fault = Literal["503", "429", "drop", "drop_after", "late"]
+Flavor = Literal["azure", "dynamodb", "s3", "redis"]
 
 _MAX_HEADER = 64 * 1024
 
@@ -347,6 +351,92 @@ class FaultProxy:
                     not framed and method != "HEAD" and response.body
                 ):
                     return
+        except OSError:
+            return
+        finally:
+            self._untrack(client)
+            if upstream is not None:
+                self._untrack(upstream)
+
+
+def _read_resp(reader: _Reader) -> bytes:
+    """One RESP2 value as framed on the wire (a command array or a reply)."""
+    line = reader.until(b"\r\n")
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"+", b"-", b":"):
+        return line
+    if kind == b"$":
+        size = int(rest)
+        return line if size < 0 else line + reader.exactly(size + 2)
+    if kind == b"*":
+        count = int(rest)
+        return line + b"".join(_read_resp(reader) for _ in range(max(count, 0)))
+    return line  # an inline command (PING from a readiness probe)
+
+
+def _command_name(command: bytes) -> str:
+    """The first word of a RESP command array (``EVALSHA``), with the script's SHA for
+    EVALSHA (``EVALSHA 1f0c...``), so ``methods`` can single out one script."""
+    parts = command.split(b"\r\n")
+    if not command.startswith(b"*") or len(parts) < 3:
+        return parts[0].decode("latin-1").upper()
+    name = parts[2].decode("latin-1").upper()
+    if name == "EVALSHA" and len(parts) > 4:
+        return f"{name} {parts[4].decode('latin-1')}"
+    return name
+
+
+class RespFaultProxy(FaultProxy):
+    """The fault proxy for Redis: RESP framing instead of HTTP, same faults and counters.
+
+    ``between``, when set, runs after a ``drop_after`` answer was withheld and before the
+    client's connection is closed: a second writer acting between a lost answer and the
+    client's retry (the client waits for the answer until the connection closes). A
+    ``"late"`` fault runs ``between`` (a pause) and then passes the answer on, on the same
+    connection: an answer that arrives after the client stopped waiting.
+    """
+
+    between: Callable[[], None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        upstream_reader: _Reader | None = None
+        reader = _Reader(client)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    command = _read_resp(reader)
+                except (_Closed, OSError, ValueError):
+                    return
+                fault = self._choose(_command_name(command))
+                if fault == "503":
+                    client.sendall(b"-LOADING injected by faultproxy\r\n")
+                    continue
+                if fault == "429":
+                    client.sendall(b"-BUSY injected by faultproxy\r\n")
+                    continue
+                if fault == "drop":
+                    return
+                if upstream is None:
+                    upstream = socket.create_connection(self._upstream, timeout=30)
+                    self._track(upstream)
+                    upstream_reader = _Reader(upstream)
+                assert upstream_reader is not None
+                upstream.sendall(command)
+                self._count("forwarded")
+                try:
+                    reply = _read_resp(upstream_reader)
+                except (_Closed, OSError, ValueError):
+                    return
+                if fault in ("drop_after", "late") and self.between is not None:
+                    self.between()
+                if fault == "drop_after":
+                    return
+                client.sendall(reply)
         except OSError:
             return
         finally:

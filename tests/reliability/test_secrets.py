@@ -22,14 +22,30 @@ from durastate.config import load_settings
 from durastate.core.records import Payload
 from durastate.core.store import StateStore
 from durastate.errors import DurastateError
-from durastate.testing.emulators import AZURITE_ACCOUNT, RunningEmulator, free_port
-from tests.reliability.backends import AWS_FAST, AZURE_FAST, BackendSpec, unique
+from durastate.testing.emulators import (
+    AZURITE_ACCOUNT,
+    RunningEmulator,
+    free_port,
+    running,
+    start_redis,
+)
+from tests.reliability.backends import AWS_FAST, AZURE_FAST, REDIS_FAST, BackendSpec, unique
 from tests.reliability.test_hostile_input import NOW
 
 ACCOUNT_KEY = base64.b64encode(b"durastate-test-account-key-Qx7Zp9Lm3Vt8-padding!!").decode()
 AWS_SECRET = "awsSecretDoNotLeak/Kf93hDq0Zr8+Yt2Wn5Bv7Mx"
 HMAC_KEY = "hmacSecretDoNotLeak-7Gq2Lp9Rt4Wx"
-SECRETS = [ACCOUNT_KEY, AWS_SECRET, HMAC_KEY, ACCOUNT_KEY[:24], AWS_SECRET[:20], HMAC_KEY[:20]]
+REDIS_PASSWORD = "redisPassDoNotLeak-Jv4Nc8Tq1"
+SECRETS = [
+    ACCOUNT_KEY,
+    AWS_SECRET,
+    HMAC_KEY,
+    REDIS_PASSWORD,
+    ACCOUNT_KEY[:24],
+    AWS_SECRET[:20],
+    HMAC_KEY[:20],
+    REDIS_PASSWORD[:20],
+]
 
 
 def _connection_string(table_endpoint: str, blob_endpoint: str | None = None) -> str:
@@ -72,6 +88,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
         "botocore",
         "boto3",
         "urllib3",
+        "redis",
         "durastate",
     ):
         logging.getLogger(name).setLevel(logging.DEBUG)
@@ -158,6 +175,42 @@ def test_aws_secret_key(
             **{k: v for k, v in options.items() if k != "aws_secret_access_key"},
         )
     _assert_clean(_describe(raised.value))
+
+
+def test_redis_password_in_the_url(
+    debug_logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password-protected server: right password, wrong password, dead port, the URL in
+    the environment for the CLI; the password (in the URL or as an option) never shows."""
+    with running(start_redis(password=REDIS_PASSWORD)) as server:
+        host = server.endpoints["redis"].removeprefix("redis://").split("/")[0]
+        good = f"redis://:{REDIS_PASSWORD}@{host}/0"
+        with open_store(good, prefix=unique("sec-") + ":", **REDIS_FAST) as store:
+            seen = _exercise(store)
+            assert store.get_instance("s1") is None  # the exercise purged it: calls worked
+            _assert_clean(*seen)
+        wrong = f"redis://user:{REDIS_PASSWORD}x@{host}/0"
+        with open_store(wrong, **REDIS_FAST) as store:
+            _assert_clean(*_exercise(store))
+        as_option = f"redis://{host}/0"
+        with open_store(as_option, password=REDIS_PASSWORD[::-1], **REDIS_FAST) as store:
+            _assert_clean(*_exercise(store))
+        dead = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
+        with open_store(dead, **REDIS_FAST) as store:
+            _assert_clean(*_exercise(store))
+        with pytest.raises(DurastateError) as raised:
+            open_store(f"redis://:{REDIS_PASSWORD}@{host}/0?colour=blue")
+        _assert_clean(_describe(raised.value))
+
+        monkeypatch.setenv("DURASTATE_URL", good)
+        runner = CliRunner()
+        for command in (["create", "job", "--name", "wf"], ["get", "job"], ["get", "nope"]):
+            result = runner.invoke(app, command)
+            _assert_clean(result.output)
+        monkeypatch.setenv("DURASTATE_URL", dead)
+        result = runner.invoke(app, ["get", "job"])
+        assert result.exit_code != 0
+        _assert_clean(result.output)
 
 
 def test_pickle_hmac_key(tmp_path: Any, debug_logs: pytest.LogCaptureFixture) -> None:

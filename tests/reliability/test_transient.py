@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,18 +26,21 @@ from tests.reliability.backends import (
     opened,
     spec_for,
 )
-from tests.reliability.faultproxy import Fault, FaultProxy, Flavor
+from tests.reliability.faultproxy import Fault, FaultProxy, Flavor, RespFaultProxy
 
 _FLAVOR: dict[str, Flavor] = {
     "azure-tables": "azure",
     "dynamodb-moto": "dynamodb",
     "dynamodb-dynalite": "dynamodb",
     "s3": "s3",
+    "redis": "redis",
 }
 
 
 def _through(spec: BackendSpec, proxy: FaultProxy) -> BackendSpec:
-    """The same store (same table/bucket), reached through the proxy."""
+    """The same store (same table/bucket/prefix), reached through the proxy."""
+    if spec.kind == "redis":
+        return replace(spec, url=proxy.url)
     if spec.kind == "azure-tables":
         connection_string = (
             "DefaultEndpointsProtocol=http;"
@@ -63,7 +67,8 @@ def proxy(network_kind: str, shared_emulator: RunningEmulator) -> Iterator[Fault
         if network_kind == "azure-tables"
         else (shared_emulator.endpoint)
     )
-    with FaultProxy(target, _FLAVOR[network_kind], seed=20240601) as running:
+    kind = RespFaultProxy if network_kind == "redis" else FaultProxy
+    with kind(target, _FLAVOR[network_kind], seed=20240601) as running:
         yield running
 
 

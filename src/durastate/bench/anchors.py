@@ -196,6 +196,10 @@ def _sqlite_path(spec: BackendSpec) -> Path:
 def anchors_for(spec: BackendSpec) -> list[Reference]:
     """The anchors that run on the same server as ``spec``; none for unknown schemes."""
     scheme = spec.scheme
+    if scheme in ("redis", "rediss", "unix"):
+        from durastate.bench.redis_references import redis_anchors
+
+        return redis_anchors(spec)
     if scheme == "memory":
         return [Reference("anchor", "dict + orjson.dumps", "orjson", "update_lww", DictAnchor)]
     if scheme == "sqlite":

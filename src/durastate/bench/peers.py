@@ -82,6 +82,10 @@ def _azure_blob_peer(connection_string: str) -> CeleryPeer:
 def peers_for(spec: BackendSpec) -> list[Reference]:
     """Celery's result backend on the same service as ``spec``; none for other schemes."""
     scheme = spec.scheme
+    if scheme in ("redis", "rediss", "unix"):
+        from durastate.bench.redis_references import redis_peers
+
+        return redis_peers(spec)
     if scheme == "memory":
         return [Reference("peer", "celery store_result (cache+memory://)", "celery-json",
                           "update_lww", lambda: CeleryPeer("cache+memory://"))]

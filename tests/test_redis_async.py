@@ -1,0 +1,309 @@
+"""The async driver (redis.asyncio) against the real server: same core, same semantics.
+
+The async store and ``watch`` (issue 12) will run the conformance suite on it; until then
+these tests drive ``AsyncRedisBackend`` directly, beside the sync driver on the same keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from durastate.backends.redis import RedisBackend
+from durastate.backends.redis.aio import AsyncRedisBackend
+from durastate.backends.redis.core import CUSTOM_STATUS, READ
+from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
+from durastate.errors import (
+    BackendUnavailable,
+    ConcurrencyError,
+    InstanceExists,
+    InstanceNotFound,
+    InvalidContinuationToken,
+)
+from durastate.testing.emulators import RunningEmulator, free_port, running, start_redis
+from tests.reliability.faultproxy import RespFaultProxy
+
+pytestmark = pytest.mark.emulator
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _new(
+    instance_id: str, *, status: RuntimeStatus = RuntimeStatus.RUNNING, minute: int = 0
+) -> NewInstance:
+    return NewInstance(
+        instance_id,
+        "wf",
+        status,
+        NOW + timedelta(minutes=minute),
+        Payload(b'{"in":1}', "json"),
+        Payload(b'{"n":0}', "json"),
+    )
+
+
+def _prefix() -> str:
+    return f"a{uuid.uuid4().hex[:12]}:"
+
+
+def test_async_driver_writes_reads_and_checks_etags(redis_server: RunningEmulator) -> None:
+    prefix = _prefix()
+
+    async def scenario() -> None:
+        async with AsyncRedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix) as db:
+            etag = await db.create(_new("job"))
+            with pytest.raises(InstanceExists):
+                await db.create(_new("job"))
+            written = await db.write_custom_status(
+                "job", Payload(b'{"n":1}', "json"), etag=etag, now=NOW
+            )
+            assert written.written
+            same = await db.write_custom_status(
+                "job", Payload(b'{"n":1}', "json"), etag=written.etag, now=NOW
+            )
+            assert (same.etag, same.written) == (written.etag, False)
+            with pytest.raises(ConcurrencyError):
+                await db.write_custom_status("job", Payload(b"2", "json"), etag=etag, now=NOW)
+            with pytest.raises(InstanceNotFound):
+                await db.write_custom_status("nope", Payload(b"2", "json"), etag=None, now=NOW)
+            done = await db.write_runtime_status(
+                "job",
+                RuntimeStatus.COMPLETED,
+                output=Payload(b'"out"', "json"),
+                set_output=True,
+                etag=written.etag,
+                now=NOW,
+            )
+            record = await db.read("job", fetch_payloads=True)
+            assert record is not None
+            assert record.etag == done
+            assert record.runtime_status is RuntimeStatus.COMPLETED
+            assert record.custom_status == Payload(b'{"n":1}', "json")
+            assert record.input == Payload(b'{"in":1}', "json")
+            assert record.output == Payload(b'"out"', "json")
+            assert await db.delete("job") is True
+            assert await db.read("job") is None
+
+    asyncio.run(scenario())
+
+
+def test_sync_and_async_drivers_share_one_layout(redis_server: RunningEmulator) -> None:
+    prefix = _prefix()
+    sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
+    etag = sync.create(_new("shared"))
+
+    async def scenario() -> str:
+        async with AsyncRedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix) as db:
+            record = await db.read("shared")
+            assert record is not None
+            assert record.etag == etag
+            result = await db.write_custom_status(
+                "shared", Payload(b'"from async"', "json"), etag=etag, now=NOW
+            )
+            return result.etag
+
+    new_etag = asyncio.run(scenario())
+    record = sync.read("shared")
+    assert record is not None
+    assert record.etag == new_etag
+    assert record.custom_status == Payload(b'"from async"', "json")
+    sync.close()
+
+
+def test_concurrent_async_writers_lose_no_increment(redis_server: RunningEmulator) -> None:
+    """Two driver objects (two pools), 20 tasks each, compare-and-swap increments."""
+    prefix = _prefix()
+    url = redis_server.endpoints["redis"]
+
+    async def increment(db: AsyncRedisBackend) -> None:
+        while True:
+            record = await db.read("counter")
+            assert record is not None
+            assert record.custom_status is not None
+            value = int(record.custom_status.data.split(b":")[1].rstrip(b"}"))
+            payload = Payload(b'{"n":%d}' % (value + 1), "json")
+            try:
+                await db.write_custom_status("counter", payload, etag=record.etag, now=NOW)
+                return
+            except ConcurrencyError:
+                await asyncio.sleep(0)
+
+    async def scenario() -> bytes:
+        first = AsyncRedisBackend.from_url(url, prefix=prefix)
+        second = AsyncRedisBackend.from_url(url, prefix=prefix)
+        await first.create(_new("counter"))
+        await asyncio.gather(*(increment(db) for db in (first, second) for _ in range(20)))
+        record = await first.read("counter")
+        await first.close()
+        await second.close()
+        assert record is not None
+        assert record.custom_status is not None
+        return record.custom_status.data
+
+    assert asyncio.run(scenario()) == b'{"n":40}'
+
+
+def test_async_queries_page_and_purge(redis_server: RunningEmulator) -> None:
+    prefix = _prefix()
+
+    async def scenario() -> None:
+        async with AsyncRedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix) as db:
+            for number in range(12):
+                status = RuntimeStatus.COMPLETED if number % 2 else RuntimeStatus.RUNNING
+                await db.create(_new(f"job-{number:02d}", status=status, minute=number))
+            seen: list[str] = []
+            query = InstanceQuery(
+                runtime_status=frozenset({RuntimeStatus.COMPLETED}),
+                created_from=NOW + timedelta(minutes=3),
+                page_size=2,
+            )
+            while True:
+                page = await db.query(query)
+                seen.extend(record.instance_id for record in page.items)
+                if page.continuation is None:
+                    break
+                query = replace(query, continuation=page.continuation)
+            assert seen == ["job-03", "job-05", "job-07", "job-09", "job-11"]
+            with pytest.raises(InvalidContinuationToken):
+                await db.query(replace(query, continuation="forged"))
+            purged = await db.purge_by(InstanceQuery(created_to=NOW + timedelta(minutes=4)))
+            assert purged == 4
+            rest = await db.query(InstanceQuery(page_size=100))
+            assert len(rest.items) == 8
+
+    asyncio.run(scenario())
+
+
+def test_async_dead_server_is_unavailable_in_time() -> None:
+    async def scenario() -> None:
+        db = AsyncRedisBackend.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(BackendUnavailable, match="job"):
+            await db.write_custom_status("job", Payload(b"1", "json"), etag=None, now=NOW)
+        assert loop.time() - started < 1.5
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_async_lost_answer_is_recognised_after_another_writer_wrote(
+    redis_server: RunningEmulator,
+) -> None:
+    """The async driver shares the retry policy: its write lands, the answer is lost while a
+    second writer writes, and the retry recognises the landed write instead of failing."""
+    prefix = _prefix()
+    writes = frozenset({f"EVALSHA {CUSTOM_STATUS.sha}"})
+    sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
+    sync.create(_new("job"))
+    sync.write_custom_status("job", Payload(b"0", "json"), etag=None, now=NOW)  # load scripts
+    first = sync.write_custom_status("job", Payload(b"1", "json"), etag=None, now=NOW).etag
+    with RespFaultProxy(redis_server.endpoints["redis"], "redis", methods=writes) as proxy:
+
+        def other_writer() -> None:
+            proxy.configure(rate=0.0)
+            sync.write_custom_status("job", Payload(b'"other"', "json"), etag=None, now=NOW)
+
+        proxy.between = other_writer
+        proxy.configure(rate=1.0, faults={"drop_after": 1.0})
+
+        async def scenario() -> str:
+            async with AsyncRedisBackend.from_url(proxy.url, prefix=prefix) as db:
+                result = await db.write_custom_status(
+                    "job", Payload(b"2", "json"), etag=first, now=NOW
+                )
+                return result.etag
+
+        ours = asyncio.run(scenario())
+    assert proxy.counters["drop_after"] == 1
+    record = sync.read("job")
+    assert record is not None
+    assert record.custom_status == Payload(b'"other"', "json")  # ours landed, then theirs
+    assert record.etag != ours
+    sync.close()
+
+
+def test_a_late_answer_never_reaches_the_next_call(redis_server: RunningEmulator) -> None:
+    """A read times out and its answer arrives later on the same connection: the driver must
+    have dropped that connection, or the next call (another instance) would read the stale
+    answer. One connection in the pool, so a kept connection would be reused."""
+    prefix = _prefix()
+    sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
+    sync.create(_new("a"))
+    sync.create(_new("b"))
+    sync.read("a")  # the read script is loaded: the proxy sees EVALSHA
+    reads = frozenset({f"EVALSHA {READ.sha}"})
+    with RespFaultProxy(redis_server.endpoints["redis"], "redis", methods=reads) as proxy:
+
+        def pause() -> None:
+            proxy.configure(rate=0.0)
+            time.sleep(0.8)
+
+        proxy.between = pause
+        options = {"prefix": prefix, "timeout": 0.3, "max_connections": 1}
+
+        async def scenario() -> tuple[str | None, str | None]:
+            async with AsyncRedisBackend.from_url(proxy.url, **options) as db:
+                proxy.configure(rate=1.0, faults={"late": 1.0})
+                with pytest.raises(BackendUnavailable, match="timed out"):
+                    await db.read("a")
+                await asyncio.sleep(0.8)  # the late answer has arrived by now
+                record = await db.read("b")
+                return (None if record is None else record.instance_id), None
+
+        assert asyncio.run(scenario())[0] == "b"
+
+        proxy.configure(rate=1.0, faults={"late": 1.0})
+        with RedisBackend.from_url(proxy.url, **options) as backend:
+            with pytest.raises(BackendUnavailable, match="timed out"):
+                backend.read("a")
+            time.sleep(0.8)
+            record = backend.read("b")
+            assert record is not None
+            assert record.instance_id == "b"
+    sync.close()
+
+
+def test_async_frozen_server_is_unavailable_within_the_timeout() -> None:
+    """A server stopped with SIGSTOP accepts connections and never answers: every call of
+    the async driver raises BackendUnavailable within the timeout + 1 s."""
+    with running(start_redis()) as server:
+
+        async def scenario() -> list[str]:
+            async with AsyncRedisBackend.from_url(
+                server.endpoints["redis"], prefix=_prefix(), timeout=0.5
+            ) as db:
+                await db.create(_new("job"))
+                os.killpg(server.pid, signal.SIGSTOP)
+                problems: list[str] = []
+                try:
+                    for name, call in (
+                        ("read", lambda: db.read("job")),
+                        (
+                            "status",
+                            lambda: db.write_custom_status(
+                                "job", Payload(b"2", "json"), etag=None, now=NOW
+                            ),
+                        ),
+                        ("query", lambda: db.query(InstanceQuery())),
+                    ):
+                        started = time.monotonic()
+                        try:
+                            await call()
+                        except BackendUnavailable:
+                            pass
+                        else:
+                            problems.append(f"{name} succeeded")
+                        if time.monotonic() - started > 1.5:
+                            problems.append(f"{name} took too long")
+                finally:
+                    os.killpg(server.pid, signal.SIGCONT)
+                return problems
+
+        assert asyncio.run(scenario()) == []
