@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 import durastate
-from durastate import AsyncStateStore, open_async_store, open_store
+from durastate import AsyncStateStore, StateStore, open_async_store, open_store
+from durastate.backends.memory import MemoryBackend
 from durastate.core.async_backend import SyncBackendAdapter, ThreadPoolAsyncBackend
+from durastate.core.records import InstanceRecord
 from durastate.errors import BackendUnavailable, ConfigurationError, PayloadTooLarge
 
 
@@ -65,14 +67,14 @@ def test_each_backend_has_the_async_face_it_declares(tmp_path: Path) -> None:
 
 def test_memory_async_calls_start_no_thread() -> None:
     async def check() -> int:
-        before = threading.active_count()
+        before = set(threading.enumerate())
         async with open_async_store("memory://") as aio:
             await asyncio.gather(
                 *(aio.create_instance(f"i{n}", name="wf") for n in range(200)),
             )
             await asyncio.gather(*(aio.set_custom_status(f"i{n}", n) for n in range(200)))
             assert await aio.get_custom_status("i7") == 7
-        return threading.active_count() - before
+        return len(set(threading.enumerate()) - before)  # threads started meanwhile
 
     assert asyncio.run(check()) == 0
 
@@ -119,3 +121,29 @@ def test_sqlite_never_blocks_the_event_loop_while_the_file_is_locked(tmp_path: P
 def test_async_store_is_exported() -> None:
     assert durastate.open_async_store is open_async_store
     assert "AsyncStateStore" in durastate.__all__
+
+
+def test_calls_made_one_after_another_reuse_one_pool_thread() -> None:
+    """A writer task or a poller awaits one call after another: one thread serves them all
+    (ThreadPoolExecutor counts a thread idle only after its result reached the loop, and so
+    grew to its bound), while calls in flight together still spread over the pool."""
+    ran_on: set[int] = set()
+
+    class Recording(MemoryBackend):
+        def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
+            ran_on.add(threading.get_ident())
+            time.sleep(0.001)
+            return super().read(instance_id, fetch_payloads=fetch_payloads)
+
+    async def check() -> int:
+        backend = Recording()
+        aio = AsyncStateStore(StateStore(backend), ThreadPoolAsyncBackend(backend))
+        for _ in range(200):
+            await aio.get_instance("i")
+        one_after_another = len(ran_on)
+        await asyncio.gather(*(aio.get_instance("i") for _ in range(64)))
+        assert len(ran_on) > 1  # concurrent calls use more threads
+        await aio.close()
+        return one_after_another
+
+    assert asyncio.run(check()) == 1
