@@ -75,7 +75,7 @@ def test_the_poll_backs_off_to_the_interval_and_speeds_up_after_a_change() -> No
     assert PollSchedule(0.02).floor == pytest.approx(0.01)  # at least 10 ms
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan")])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "1", True, [1]])
 def test_a_poll_interval_must_be_positive(bad: float) -> None:
     with pytest.raises(ConfigurationError):
         poll_interval_of(bad)

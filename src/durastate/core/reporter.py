@@ -18,6 +18,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from durastate.errors import DurastateError, PayloadTooLarge
+from durastate.errors import ConfigurationError, DurastateError, PayloadTooLarge
 
 if TYPE_CHECKING:
     from durastate.core.async_store import AsyncStateStore
@@ -50,8 +51,10 @@ class _Reporter(Generic[S]):
         min_interval: float = 0.5,
         exit_retries: int = 3,
     ) -> None:
-        if min_interval <= 0:
-            raise ValueError("min_interval must be positive")
+        if type(min_interval) not in (int, float) or not 0 < min_interval < math.inf:
+            raise ConfigurationError(  # a ValueError too, as it always was
+                f"min_interval must be a positive number, not {min_interval!r:.40}"
+            )
         sync = self._sync_face(store)
         sync.check_id(instance_id)
         self._store = store

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -66,8 +67,8 @@ class WatchCursor:
 def poll_interval_of(value: float | None) -> float:
     if value is None:
         return DEFAULT_POLL_INTERVAL
-    if not value > 0:
-        raise ConfigurationError(f"poll_interval must be positive, not {value!r}")
+    if type(value) not in (int, float) or not 0 < value < math.inf:  # not bool, str, nan
+        raise ConfigurationError(f"poll_interval must be a positive number, not {value!r:.40}")
     return float(value)
 
 
