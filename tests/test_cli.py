@@ -26,6 +26,20 @@ def test_backends_lists_builtins_with_capabilities() -> None:
         assert scheme in result.output
 
 
+def test_backends_says_how_the_async_store_reaches_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    result = runner.invoke(app, ["backends"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if "built-in" in line}
+    assert "native" in rows["memory"]
+    assert "push" in rows["memory"]
+    assert "connection threads" in rows["sqlite"]
+    for scheme in ("azure-tables", "dynamodb", "s3"):
+        assert "thread pool" in rows[scheme]
+
+
 def test_create_set_status_get_query_purge(url: str) -> None:
     result = runner.invoke(
         app, ["create", "job-1", "--name", "resize", "--input", '{"f":1}', "--url", url]

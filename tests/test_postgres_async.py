@@ -1,8 +1,9 @@
 """The async driver (psycopg AsyncConnection + AsyncConnectionPool) on a real server.
 
-The async store (``AsyncStateStore``, ``watch``) comes later (issue 12). Until then the whole
-sync conformance suite runs against the async driver through a thin adapter that awaits each
-call on an event loop in another thread, so both drivers are held to the same contract.
+The whole sync conformance suite runs against the async driver through a thin adapter that
+awaits each call on an event loop in another thread, so both drivers are held to the same
+contract. The async store (``AsyncStateStore``) reaches PostgreSQL through this driver too
+(``PostgresBackend.to_async()``); the conformance run of test_postgres.py covers it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Self, TypeVar
 
 import pytest
 
+from durastate import open_async_store, open_store
 from durastate.backends.postgres.aio import AsyncPostgresBackend
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -153,6 +155,29 @@ def test_concurrent_tasks_on_one_loop_keep_compare_and_swap(
             return int(final.custom_status.data)
 
     assert asyncio.run(scenario()) == 40
+
+
+def test_the_async_store_runs_on_the_async_driver(postgres_server: RunningEmulator) -> None:
+    """``PostgresBackend.to_async()`` is the psycopg async driver (``native``): its pool
+    opens on the first call, on the caller's loop; 40 tasks' ``update``s all land once."""
+    table = fresh_table()
+
+    async def scenario() -> tuple[int, bool]:
+        async with open_async_store(postgres_server.endpoint, table=table) as aio:
+            assert isinstance(aio.backend, AsyncPostgresBackend)
+            assert type(aio.store.backend).async_mode == "native"
+            await aio.create_instance("a", name="wf", custom_status=0)
+            await asyncio.gather(*(aio.update("a", lambda n: n + 1) for _ in range(40)))
+            await aio.set_runtime_status("a", "completed", output={"ok": True})
+            states = [state async for state in aio.watch("a")]  # terminal: one state
+            read = await aio.get_instance("a", fetch_payloads=True)
+            assert read is not None
+            assert read.output == {"ok": True}
+            return int(read.custom_status), len(states) == 1 and states[0].etag == read.etag
+
+    assert asyncio.run(scenario()) == (40, True)
+    with open_store(postgres_server.endpoint, table=table) as store:  # the same rows
+        assert store.get_custom_status("a") == 40
 
 
 @pytest.mark.parametrize("fault", ["drop", "drop_after"])

@@ -11,7 +11,12 @@ import pytest
 from durastate.backends.memory import MemoryBackend
 from durastate.core.records import Payload, WriteResult
 from durastate.core.store import StateStore
-from durastate.errors import BackendUnavailable, PayloadTooLarge, SerializationError
+from durastate.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    PayloadTooLarge,
+    SerializationError,
+)
 from durastate.testing import CountingBackend
 
 
@@ -159,3 +164,9 @@ def test_reported_values_are_compressed_like_direct_writes() -> None:
     assert record.custom_status is not None
     assert record.custom_status.compression == "zlib"
     assert store.get_custom_status("job") == {"stage": "resize", "message": "y" * 200}
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, float("nan"), float("inf"), "0.5", None, True])
+def test_a_min_interval_must_be_a_positive_number(store: StateStore, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="min_interval"):
+        store.status_reporter("job", min_interval=bad)  # type: ignore[arg-type]

@@ -74,23 +74,39 @@ def _json(value: Any) -> str:
 
 @app.command("backends")
 def list_backends() -> None:
-    """Discovered backends: scheme, origin, whether importable, and capabilities."""
-    table = Table("scheme", "origin", "importable", "capabilities")
+    """Discovered backends: scheme, origin, whether importable, how the async store reaches
+    them (native, its own connection threads, or the thread pool), and capabilities."""
+    table = Table("scheme", "origin", "importable", "async", "capabilities")
+    # why a backend cannot be imported, printed whole under the table: five columns leave a
+    # narrow cell that would break an install hint ('durastate[azure]') mid-word
+    reasons: list[Text] = []
     for scheme in backends.names():
         try:
             cls = backends.get(scheme)
             caps = cls.capabilities
             flags = [
                 name
-                for name in ("offload", "skips_unchanged", "native_query", "ttl", "cross_process")
+                for name in (
+                    "offload",
+                    "skips_unchanged",
+                    "native_query",
+                    "ttl",
+                    "cross_process",
+                    "push",
+                )
                 if getattr(caps, name)
             ]
             limit = caps.max_payload_bytes
             flags.append(f"max payload {limit} B" if limit else "no payload limit")
-            table.add_row(scheme, backends.origin(scheme), "yes", ", ".join(flags))
+            origin = backends.origin(scheme)
+            table.add_row(scheme, origin, "yes", cls.async_mode, ", ".join(flags))
         except DurastateError as exc:
-            table.add_row(scheme, backends.origin(scheme), Text(f"no: {exc}"), "")
+            note = f"[{len(reasons) + 1}]"
+            reasons.append(Text(f"{note} {scheme}: {exc}"))
+            table.add_row(scheme, backends.origin(scheme), Text(f"no, see {note}"), "", "")
     console.print(table)
+    for reason in reasons:
+        console.print(reason, soft_wrap=True)
 
 
 @app.command("serializers")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from durastate.config import Settings, load_settings
+from durastate.core.async_store import AsyncStateStore
 from durastate.core.backend import Backend
 from durastate.core.codec import PayloadCodec
 from durastate.core.store import StateStore
@@ -86,3 +87,11 @@ def open_store(
         max_payload_bytes=settings.max_payload_bytes,
         clock=clock,
     )
+
+
+def open_async_store(
+    url: str | None = None, *, serializer: str | Serializer | None = None, **options: Any
+) -> AsyncStateStore:
+    """`open_store`, for asyncio: the same URLs, settings and entry points; the backend's
+    async face (native, its own connection threads, or a bounded thread pool)."""
+    return AsyncStateStore(open_store(url, serializer=serializer, **options))

@@ -7,15 +7,18 @@ here, at module level, so that spawned children can import them.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
-from durastate import open_store
+from durastate import AsyncStateStore, open_async_store, open_store
+from durastate.core.backend import Backend
 from durastate.core.store import StateStore
 from durastate.errors import DurastateError, InstanceExists
 from durastate.testing.emulators import RunningEmulator
@@ -45,6 +48,10 @@ AWS_PATIENT: dict[str, Any] = {"max_attempts": 10, "connect_timeout": 2.0, "read
 REDIS_FAST: dict[str, Any] = {"timeout": 1.0}
 REDIS_PATIENT: dict[str, Any] = {"timeout": 5.0}
 
+#: The two faces every reliability test runs on: the sync store, and the async store (its
+#: calls made through `BlockingAsyncStore`, so concurrent callers are concurrent tasks).
+FACES = ("sync", "async")
+
 NETWORK_KINDS = ("azure-tables", "dynamodb-moto", "dynamodb-dynalite", "s3", "redis")
 #: SQL servers: their faults go through `pgproxy.PostgresFaultProxy` (test_postgres_faults.py)
 SQL_KINDS = ("postgres",)
@@ -65,12 +72,21 @@ class BackendSpec:
     kind: str
     url: str
     options: dict[str, Any] = field(default_factory=dict)
+    face: str = "sync"
 
     def open(self, **overrides: Any) -> StateStore:
-        return open_store(self.url, **{**self.options, **overrides})
+        """A `StateStore`, or for the async face the async store behind a blocking front
+        (typed as a `StateStore`: it has the same call signatures)."""
+        options = {**self.options, **overrides}
+        if self.face == "async":
+            return cast(StateStore, BlockingAsyncStore(open_async_store(self.url, **options)))
+        return open_store(self.url, **options)
 
     def with_options(self, **overrides: Any) -> BackendSpec:
         return replace(self, options={**self.options, **overrides})
+
+    def with_face(self, face: str) -> BackendSpec:
+        return replace(self, face=face)
 
     @property
     def cross_process(self) -> bool:
@@ -160,6 +176,58 @@ def network_options(kind: str, which: dict[str, Any], aws: dict[str, Any]) -> di
     if kind == "redis":
         return dict(REDIS_FAST if which is AZURE_FAST else REDIS_PATIENT)
     return dict(which if kind == "azure-tables" else aws)
+
+
+class BlockingAsyncStore:
+    """An `AsyncStateStore` with the `StateStore` call signatures, so every reliability test
+    runs unchanged on the async code path: each call is a coroutine run on one event loop of
+    this object's own, and calls from several threads run there as concurrent tasks."""
+
+    def __init__(self, store: AsyncStateStore) -> None:
+        self.aio = store
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return repr(self.aio)
+
+    @property
+    def backend(self) -> Backend:
+        """The sync backend under the async face: tests plant records through it."""
+        return self.aio.store.backend
+
+    def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.aio, name)
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: self._run(attribute(*args, **kwargs))
+        if name in ("iter_instances", "watch"):
+            return lambda *args, **kwargs: iter(self._run(_collect(attribute(*args, **kwargs))))
+        return attribute
+
+    def update(self, instance_id: str, fn: Callable[[Any], Any], **options: Any) -> Any:
+        return self._run(self.aio.update(instance_id, fn, **options))
+
+    def close(self) -> None:
+        try:
+            self._run(self.aio.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> BlockingAsyncStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+async def _collect(items: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in items]
 
 
 @contextmanager

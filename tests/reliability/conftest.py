@@ -24,6 +24,7 @@ from durastate.testing import emulators
 from durastate.testing.emulators import RunningEmulator
 from tests.reliability.backends import (
     ALL_KINDS,
+    FACES,
     NETWORK_KINDS,
     BackendSpec,
     memory_spec,
@@ -62,16 +63,22 @@ def _shared_spec(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> B
     return spec_for(kind, emulator)
 
 
+@pytest.fixture(params=FACES)
+def face(request: pytest.FixtureRequest) -> str:
+    """The sync store, or the async store (through `BlockingAsyncStore`)."""
+    return str(request.param)
+
+
 @pytest.fixture(params=ALL_KINDS)
-def any_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+def any_spec(request: pytest.FixtureRequest, tmp_path: Path, face: str) -> BackendSpec:
     """Every backend (memory, sqlite and the network ones on the shared emulators)."""
-    return _shared_spec(request, str(request.param), tmp_path)
+    return _shared_spec(request, str(request.param), tmp_path).with_face(face)
 
 
 @pytest.fixture(params=[kind for kind in ALL_KINDS if kind != "memory"])
-def durable_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+def durable_spec(request: pytest.FixtureRequest, tmp_path: Path, face: str) -> BackendSpec:
     """Every backend that several processes can share."""
-    return _shared_spec(request, str(request.param), tmp_path)
+    return _shared_spec(request, str(request.param), tmp_path).with_face(face)
 
 
 @pytest.fixture(params=NETWORK_KINDS)

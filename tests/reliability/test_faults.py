@@ -125,10 +125,10 @@ def _wait_until_answering(store: StateStore, deadline_s: float = 20.0) -> None:
 
 
 def test_server_outage_freeze_and_restart(
-    network_kind: str, private_emulator: PrivateEmulator
+    network_kind: str, private_emulator: PrivateEmulator, face: str
 ) -> None:
     fast = network_options(network_kind, AZURE_FAST, AWS_FAST)
-    spec = spec_for(network_kind, private_emulator.emulator, **fast)
+    spec = spec_for(network_kind, private_emulator.emulator, **fast).with_face(face)
     budget = spec.timeout_budget()
     store = spec.open(max_custom_status_bytes=4 * _BIG)
     try:

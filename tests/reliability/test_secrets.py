@@ -29,7 +29,7 @@ from durastate.testing.emulators import (
     running,
     start_redis,
 )
-from tests.reliability.backends import AWS_FAST, AZURE_FAST, REDIS_FAST, unique
+from tests.reliability.backends import AWS_FAST, AZURE_FAST, REDIS_FAST, BackendSpec, unique
 from tests.reliability.test_hostile_input import NOW
 
 ACCOUNT_KEY = base64.b64encode(b"durastate-test-account-key-Qx7Zp9Lm3Vt8-padding!!").decode()
@@ -58,6 +58,15 @@ def _connection_string(table_endpoint: str, blob_endpoint: str | None = None) ->
     if blob_endpoint:
         parts.append(f"BlobEndpoint={blob_endpoint}")
     return ";".join(parts) + ";"
+
+
+Opener = Callable[..., StateStore]
+
+
+@pytest.fixture
+def opener(face: str) -> Opener:
+    """``open_store``, or for the async face ``open_async_store`` behind the blocking front."""
+    return lambda url, **options: BackendSpec("secrets", url, options, face).open()
 
 
 def _assert_clean(*texts: str) -> None:
@@ -109,16 +118,16 @@ def _exercise(store: StateStore) -> list[str]:
 
 
 def test_azure_wrong_key_and_dead_endpoint(
-    azurite: RunningEmulator, debug_logs: pytest.LogCaptureFixture
+    azurite: RunningEmulator, debug_logs: pytest.LogCaptureFixture, opener: Opener
 ) -> None:
     wrong_key = _connection_string(azurite.endpoints["table"], azurite.endpoints["blob"])
-    with open_store(
+    with opener(
         f"azure-tables://{unique('T')}", connection_string=wrong_key, **AZURE_FAST
     ) as store:
         _assert_clean(*_exercise(store))  # Azurite refuses the key: 403 on every call
     assert any(record.name.startswith("azure") for record in debug_logs.records)
     dead = _connection_string(f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}")
-    with open_store(f"azure-tables://{unique('T')}", connection_string=dead, **AZURE_FAST) as store:
+    with opener(f"azure-tables://{unique('T')}", connection_string=dead, **AZURE_FAST) as store:
         _assert_clean(*_exercise(store))
 
 
@@ -126,12 +135,13 @@ def test_azure_connection_string_from_environment(
     azurite: RunningEmulator,
     monkeypatch: pytest.MonkeyPatch,
     debug_logs: pytest.LogCaptureFixture,
+    opener: Opener,
 ) -> None:
     monkeypatch.setenv(
         "DURASTATE_AZURE_CONNECTION_STRING",
         _connection_string(azurite.endpoints["table"], azurite.endpoints["blob"]),
     )
-    with open_store(f"azure-tables://{unique('T')}", **AZURE_FAST) as store:
+    with opener(f"azure-tables://{unique('T')}", **AZURE_FAST) as store:
         _assert_clean(*_exercise(store))
 
 
@@ -182,7 +192,10 @@ def test_azure_secrets_typed_in_the_wrong_place(
 
 @pytest.mark.parametrize("scheme", ["dynamodb", "s3"])
 def test_aws_secret_key(
-    moto_server_stock: RunningEmulator, debug_logs: pytest.LogCaptureFixture, scheme: str
+    moto_server_stock: RunningEmulator,
+    debug_logs: pytest.LogCaptureFixture,
+    scheme: str,
+    opener: Opener,
 ) -> None:
     url = f"{scheme}://{unique('ds-sec-')}"
     options: dict[str, Any] = {
@@ -191,17 +204,17 @@ def test_aws_secret_key(
         "region": "us-east-1",
         **AWS_FAST,
     }
-    with open_store(url, endpoint_url=moto_server_stock.endpoint, **options) as store:
+    with opener(url, endpoint_url=moto_server_stock.endpoint, **options) as store:
         _assert_clean(*_exercise(store))
     assert any(record.name.startswith("botocore") for record in debug_logs.records)
     dead = f"http://127.0.0.1:{free_port()}"
     try:
-        with open_store(url, endpoint_url=dead, **options) as store:
+        with opener(url, endpoint_url=dead, **options) as store:
             _assert_clean(*_exercise(store))
     except DurastateError as exc:  # DynamoDB creates its table when opened
         _assert_clean(_describe(exc))
     with pytest.raises(DurastateError) as raised:
-        open_store(
+        opener(
             f"{scheme}://{unique('ds-sec-')}?aws_secret_access_key={AWS_SECRET}&x=1",
             endpoint_url=dead,
             **{k: v for k, v in options.items() if k != "aws_secret_access_key"},

@@ -52,12 +52,12 @@ def _through(spec: BackendSpec, proxy: FaultProxy) -> BackendSpec:
 
 
 @pytest.fixture
-def direct(network_kind: str, shared_emulator: RunningEmulator) -> BackendSpec:
+def direct(network_kind: str, shared_emulator: RunningEmulator, face: str) -> BackendSpec:
     return spec_for(
         network_kind,
         shared_emulator,
         **network_options(network_kind, AZURE_PATIENT, AWS_PATIENT),
-    )
+    ).with_face(face)
 
 
 @pytest.fixture

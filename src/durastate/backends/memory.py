@@ -9,8 +9,9 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.core.backend import Backend
 from durastate.core.records import (
@@ -25,6 +26,12 @@ from durastate.core.records import (
 )
 from durastate.core.tokens import after_token, decode_after
 from durastate.errors import ConcurrencyError, ConfigurationError, InstanceExists, InstanceNotFound
+
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
+
+# instance id -> the callbacks of its watchers; one such map per namespace
+Listeners = dict[str, list[Callable[[], None]]]
 
 
 def _own(payload: Payload | None) -> Payload | None:
@@ -91,10 +98,13 @@ class _Row:
 
 
 class _Namespace:
-    """The rows of one namespace, their lock, and sorted id indexes for keyset paging.
+    """The rows of one namespace, their lock, sorted id indexes for keyset paging, and the
+    push listeners of its watchers.
 
     ``ids`` holds every id in order and ``by_status`` the ids of each runtime status, so a
     page costs a bisection plus the rows it returns (or skips), never the whole table.
+    ``listeners`` is shared by every backend object on the namespace, so a watcher hears
+    the writes of all of them.
     """
 
     def __init__(self) -> None:
@@ -102,6 +112,7 @@ class _Namespace:
         self.lock = threading.Lock()
         self.ids: list[str] = []
         self.by_status: dict[RuntimeStatus, list[str]] = {s: [] for s in RuntimeStatus}
+        self.listeners: Listeners = {}
 
     def add(self, row: _Row) -> None:
         old = self.rows.get(row.instance_id)
@@ -177,7 +188,8 @@ class MemoryBackend(Backend):
     """Process-local storage; ``memory://NAME`` shares one namespace per name in a process."""
 
     scheme = "memory"
-    capabilities = Capabilities(cross_process=False)
+    capabilities = Capabilities(cross_process=False, push=True)
+    async_mode: ClassVar[str] = "native"
 
     _namespaces: dict[str, _Namespace] = {}
     _namespaces_lock = threading.Lock()
@@ -194,6 +206,7 @@ class MemoryBackend(Backend):
         self._space = space
         self._rows = space.rows
         self._lock = space.lock
+        self._listeners = space.listeners
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -207,6 +220,35 @@ class MemoryBackend(Backend):
     def _next_etag(self) -> str:
         return str(next(self._etags))
 
+    # -- push -----------------------------------------------------------------------------
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """``notify`` runs under the namespace lock after each change: it must only signal
+        (set an event, schedule a callback), never call the backend."""
+        with self._lock:
+            self._listeners.setdefault(instance_id, []).append(notify)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                callbacks = self._listeners.get(instance_id, [])
+                if notify in callbacks:
+                    callbacks.remove(notify)
+                if not callbacks:
+                    self._listeners.pop(instance_id, None)
+
+        return unsubscribe
+
+    def _announce(self, instance_id: str) -> None:
+        """Tell the watchers of ``instance_id`` (called with the lock held)."""
+        for notify in self._listeners.get(instance_id, ()):
+            notify()
+
+    def to_async(self) -> AsyncBackend:
+        """Every call is a few dict operations under a lock: run inline on the loop."""
+        from durastate.core.async_backend import SyncBackendAdapter
+
+        return SyncBackendAdapter(self)
+
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
         with self._lock:
             existing = self._rows.get(new.instance_id)
@@ -216,6 +258,8 @@ class MemoryBackend(Backend):
                 raise InstanceExists(new.instance_id, existing.runtime_status.value)
             row = _Row(new, self._next_etag())
             self._space.add(row)
+            if self._listeners:
+                self._announce(new.instance_id)
             return row.etag
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
@@ -265,6 +309,8 @@ class MemoryBackend(Backend):
             row.cached = None
             row.custom_status_updated_at = row.last_updated_at = now
             row.etag = etag = str(self._next_number())
+            if self._listeners:  # one truth test when nobody watches
+                self._announce(instance_id)
             return WriteResult(etag)
 
     def write_runtime_status(
@@ -285,11 +331,16 @@ class MemoryBackend(Backend):
                 row.output = _own(output)
             row.last_updated_at = now
             row.etag = self._next_etag()
+            if self._listeners:
+                self._announce(instance_id)
             return row.etag
 
     def delete(self, instance_id: str) -> bool:
         with self._lock:
-            return self._space.remove(instance_id)
+            deleted = self._space.remove(instance_id)
+            if deleted and self._listeners:
+                self._announce(instance_id)
+            return deleted
 
     def query(self, query: InstanceQuery) -> RecordPage:
         """Sorted by id; the token is the last id returned (keyset paging)."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.core.backend import Backend, skip_unreadable
 from durastate.core.records import (
@@ -40,7 +40,11 @@ from durastate.errors import (
     InstanceNotFound,
 )
 
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SQLITE_ASYNC_THREADS = 4
 MICROSECOND = timedelta(microseconds=1)
 
 SCHEMA = """
@@ -167,6 +171,7 @@ class SQLiteBackend(Backend):
 
     scheme = "sqlite"
     capabilities = Capabilities(max_payload_bytes=512 * 1024 * 1024)
+    async_mode: ClassVar[str] = "connection threads"
 
     def __init__(
         self, path: str | Path, *, timeout: float = 5.0, synchronous: str = "NORMAL"
@@ -239,6 +244,17 @@ class SQLiteBackend(Backend):
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def to_async(self) -> AsyncBackend:
+        """Four connection threads of its own: the event loop never waits on a statement or a
+        locked file. Four, measured: 1,000 updates with 100 in flight ran about 1.5x faster
+        than on one thread (the hop to a thread, not SQLite, is the cost), and no faster on
+        16 (docs in README, "Async API and watch")."""
+        from durastate.core.async_backend import ThreadPoolAsyncBackend
+
+        return ThreadPoolAsyncBackend(
+            self, max_workers=SQLITE_ASYNC_THREADS, thread_name="durastate-sqlite"
+        )
 
     def close(self) -> None:
         with self._connections_lock:

@@ -77,6 +77,9 @@ def bench(
         "--max-status-bytes", help="The store's custom-status limit for the run.")] = 16 * 1024,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show the progress bar.")] = True,
+    async_cells: Annotated[bool, typer.Option(
+        "--async/--no-async", help="Also measure the async store, the reporter writer and "
+        "watch, side by side with the sync store.")] = False,
 ) -> None:
     """Measure what a custom-status update costs: backends x serializers x payloads."""
     console = bench_console()
@@ -94,7 +97,7 @@ def bench(
         kinds=kind or list(KINDS),
         quick=quick, repeat=repeat, anchors=anchors, peers=peers, chart=chart, scale=scale,
         output=output, compare=compare_with, max_custom_status_bytes=max_status_bytes,
-        command=shlex.join(["durastate", *sys.argv[1:]]),
+        command=shlex.join(["durastate", *sys.argv[1:]]), async_cells=async_cells,
     )
     try:
         config.validate()

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from durastate.bench import timing
 from durastate.bench.anchors import anchors_for
+from durastate.bench.async_cells import run_async_cells
 from durastate.bench.cells import (
     StorePair,
     durastate_op,
@@ -175,7 +176,8 @@ class Runner:
         cells = len(self.backends) * per_backend
         scale = sum(1 for spec in self.backends if c.scale_operations(spec))
         refs = sum(len(self.references(spec)) for spec in self.backends) * len(c.payloads)
-        return cells + scale + refs
+        asynchronous = len(self.backends) if c.async_cells else 0
+        return cells + scale + asynchronous + refs
 
     def run(self, tick: Tick) -> RunResult:
         try:
@@ -199,6 +201,8 @@ class Runner:
                 for _ in self.cells(serializer_id):
                     tick(f"{spec.name}: skipped")
             if c.scale_operations(spec):
+                tick(f"{spec.name}: skipped")
+            if c.async_cells:
                 tick(f"{spec.name}: skipped")
             self.run_references(spec, tick)
             return
@@ -225,6 +229,9 @@ class Runner:
                                                       c.scale_counts)
             except Exception as exc:
                 self.result.notes.append(f"scale cells on {spec.name} failed: {_error(exc)}")
+        if c.async_cells:  # a failing async cell is recorded with its error, not raised
+            tick(f"{spec.name} async store, reporters, watch")
+            self.result.measurements.extend(run_async_cells(spec, c.quick))
         self.run_references(spec, tick)
 
     def paired_pair(self, spec: BackendSpec) -> StorePair | None:

@@ -22,9 +22,10 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.core.records import (
     Capabilities,
@@ -57,6 +58,9 @@ def skip_unreadable(error: CorruptRecord, unreadable: list[str]) -> None:
     )
     unreadable.append(error.instance_id)
 
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
+
 
 class Backend(ABC):
     """Stores instance records. Subclass it, declare ``capabilities``, register a scheme."""
@@ -65,6 +69,9 @@ class Backend(ABC):
     # A class default; a backend whose abilities depend on its options (offload on or off)
     # assigns its own in __init__.
     capabilities: Capabilities = Capabilities()
+    # How the async store reaches this backend: "native" (its own async path),
+    # "connection threads" (a few threads of its own) or "thread pool" (the generic adapter).
+    async_mode: ClassVar[str] = "thread pool"
 
     @classmethod
     @abstractmethod
@@ -122,6 +129,18 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release connections; the default has nothing to release."""
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify()`` (from any thread, without arguments) after each change of the
+        instance; return the function that ends the subscription. Backends that declare
+        ``Capabilities.push`` implement it; the others are polled."""
+        raise NotImplementedError(f"{type(self).__name__} does not push changes")
+
+    def to_async(self) -> AsyncBackend:
+        """The async face of this backend; the default runs each call in a bounded pool."""
+        from durastate.core.async_backend import ThreadPoolAsyncBackend
+
+        return ThreadPoolAsyncBackend(self)
 
     def __enter__(self) -> Self:
         return self

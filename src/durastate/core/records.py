@@ -166,8 +166,8 @@ class Capabilities:
     - ``native_query``: filters run in the service (an index), not by scanning.
     - ``ttl``: records can expire.
     - ``cross_process``: several processes may share one store (not true of memory://).
-    - ``push``: each write is announced to subscribers (Redis pub/sub), so a watcher need
-      not poll.
+    - ``push``: each write is announced to subscribers (memory:// in-process, Redis pub/sub),
+      so a watcher need not poll.
     """
 
     max_payload_bytes: int | None = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -21,8 +23,10 @@ from durastate.core.models import InstanceMetadata, Page
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
+    InstanceRecord,
     NewInstance,
     Payload,
+    RecordPage,
     RuntimeStatus,
     WriteResult,
 )
@@ -38,6 +42,7 @@ from durastate.serializers.base import Serializer
 
 if TYPE_CHECKING:
     from durastate.core.reporter import StatusReporter
+    from durastate.core.watch import SyncWatchHub
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,58 @@ def _query(
     )
 
 
+def page_query(
+    *,
+    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    prefix: str | None,
+    page_size: int,
+    continuation: str | None = None,
+    fetch_payloads: bool = False,
+) -> InstanceQuery:
+    """``query``'s (or ``iter_instances``') keyword arguments checked, as one backend query
+    (shared by the sync and async stores)."""
+    if type(page_size) is not int or page_size < 1:
+        raise ConfigurationError("page_size must be an int of at least 1")
+    if continuation is not None and not isinstance(continuation, str):
+        raise InvalidContinuationToken("continuation token must be a str")
+    return _query(
+        runtime_status,
+        created_from,
+        created_to,
+        prefix,
+        page_size=page_size,
+        continuation=continuation,
+        fetch_payloads=fetch_payloads,
+    )
+
+
+def purge_query(
+    created_from: datetime | None,
+    created_to: datetime | None,
+    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    prefix: str | None,
+) -> InstanceQuery:
+    """``purge_by``'s filters as a query; at least one is required."""
+    if created_from is None and created_to is None and runtime_status is None and not prefix:
+        raise ConfigurationError(
+            "purge_by needs a filter (created range, runtime status or prefix)"
+        )
+    return _query(runtime_status, created_from, created_to, prefix)
+
+
+def update_backoff(attempt: int) -> float:
+    """Seconds to wait before the next ``update`` attempt after a conflict (jittered)."""
+    return min(0.001 * (1 << attempt), 0.05) * (0.5 + random.random())
+
+
+def require_instance(metadata: InstanceMetadata | None, instance_id: str) -> InstanceMetadata:
+    if metadata is None:
+        raise InstanceNotFound(instance_id)
+    return metadata
+
+
 class StateStore:
     """Workflow instances and their custom status, on any backend.
 
@@ -150,6 +207,8 @@ class StateStore:
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
+        self._watch_hub: SyncWatchHub | None = None
+        self._watch_hub_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"StateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
@@ -179,6 +238,18 @@ class StateStore:
         ``restart_if_terminal`` is set: then the new run replaces it, and the old run's
         custom status and output are gone.
         """
+        new = self.new_instance(instance_id, name, input, custom_status, runtime_status)
+        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+
+    def new_instance(
+        self,
+        instance_id: str,
+        name: str,
+        input: Any,
+        custom_status: Any,
+        runtime_status: RuntimeStatus | str,
+    ) -> NewInstance:
+        """``create_instance``'s arguments checked and encoded: the record to insert."""
         validate_instance_id(instance_id, self._max_id_length)
         validate_name(name)
         status_payload = None
@@ -194,7 +265,7 @@ class StateStore:
             input=self._encode(input, instance_id, "input", self.max_payload_bytes),
             custom_status=status_payload,
         )
-        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        return new
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
@@ -210,6 +281,14 @@ class StateStore:
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
+
+    def check_id(self, instance_id: str) -> None:
+        """``InvalidInstanceId`` unless this store's backend can hold the id."""
+        validate_instance_id(instance_id, self._max_id_length)
+
+    def now(self) -> datetime:
+        """The store's clock: every timestamp a write records."""
+        return self._clock()
 
     def encode_custom_status(self, instance_id: str, value: Any) -> Payload:
         """Validate the id, serialize and size-check a custom status without writing it."""
@@ -236,22 +315,25 @@ class StateStore:
         etag: str | None = None,
     ) -> str:
         """Move the instance to ``status``; the output is written only when given."""
-        validate_instance_id(instance_id, self._max_id_length)
-        status = _status(status)
-        set_output = output is not NOT_SET
-        payload = (
-            self._encode(output, instance_id, "output", self.max_payload_bytes)
-            if set_output
-            else None
-        )
+        status, payload = self.runtime_status_change(instance_id, status, output)
         return self.backend.write_runtime_status(
             instance_id,
             status,
             output=payload,
-            set_output=set_output,
+            set_output=output is not NOT_SET,
             etag=etag,
             now=self._clock(),
         )
+
+    def runtime_status_change(
+        self, instance_id: str, status: RuntimeStatus | str, output: Any
+    ) -> tuple[RuntimeStatus, Payload | None]:
+        """``set_runtime_status``'s arguments checked; the output encoded when given."""
+        validate_instance_id(instance_id, self._max_id_length)
+        checked = _status(status)
+        if output is NOT_SET:
+            return checked, None
+        return checked, self._encode(output, instance_id, "output", self.max_payload_bytes)
 
     def update(self, instance_id: str, fn: Callable[[Any], Any], *, retries: int = 20) -> Any:
         """Read-modify-write of the custom status, retried on etag conflicts.
@@ -260,16 +342,14 @@ class StateStore:
         Returns the value that was stored.
         """
         for attempt in range(retries + 1):
-            current = self.get_instance(instance_id)
-            if current is None:
-                raise InstanceNotFound(instance_id)
+            current = require_instance(self.get_instance(instance_id), instance_id)
             new_value = fn(current.custom_status)
             try:
                 self.set_custom_status(instance_id, new_value, etag=current.etag)
-            except ConcurrencyError:
+            except ConcurrencyError:  # any other error (an unknown outcome) is never retried
                 if attempt == retries:
                     raise
-                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + random.random()))
+                time.sleep(update_backoff(attempt))
                 continue
             return new_value
         raise AssertionError("unreachable")  # pragma: no cover
@@ -294,12 +374,21 @@ class StateStore:
             return None
         return InstanceMetadata(record, self.codec, fetch_payloads)
 
+    def metadata(self, record: InstanceRecord, fetch_payloads: bool) -> InstanceMetadata:
+        """What a user gets for a backend record (payloads decode lazily)."""
+        return InstanceMetadata(record, self.codec, fetch_payloads)
+
+    def page(self, page: RecordPage, fetch_payloads: bool) -> Page:
+        """What a user gets for a backend page."""
+        codec = self.codec
+        return Page(
+            [InstanceMetadata(record, codec, fetch_payloads) for record in page.items],
+            page.continuation,
+        )
+
     def get_custom_status(self, instance_id: str) -> Any:
         """Just the custom status value; ``InstanceNotFound`` if there is no such instance."""
-        metadata = self.get_instance(instance_id)
-        if metadata is None:
-            raise InstanceNotFound(instance_id)
-        return metadata.custom_status
+        return require_instance(self.get_instance(instance_id), instance_id).custom_status
 
     def query(
         self,
@@ -317,26 +406,16 @@ class StateStore:
         ``created_from`` is inclusive, ``created_to`` exclusive. A page may hold fewer than
         ``page_size`` items while a continuation token still follows.
         """
-        if type(page_size) is not int or page_size < 1:
-            raise ConfigurationError("page_size must be an int of at least 1")
-        if continuation is not None and not isinstance(continuation, str):
-            raise InvalidContinuationToken("continuation token must be a str")
-        query = _query(
-            runtime_status,
-            created_from,
-            created_to,
-            prefix,
+        query = page_query(
+            runtime_status=runtime_status,
+            created_from=created_from,
+            created_to=created_to,
+            prefix=prefix,
             page_size=page_size,
             continuation=continuation,
             fetch_payloads=fetch_payloads,
         )
-        page = self.backend.query(query)
-        codec = self.codec
-        items = [
-            InstanceMetadata(record, codec, payloads_fetched=fetch_payloads)
-            for record in page.items
-        ]
-        return Page(items, page.continuation)
+        return self.page(self.backend.query(query), fetch_payloads)
 
     def iter_instances(
         self,
@@ -349,21 +428,20 @@ class StateStore:
         fetch_payloads: bool = False,
     ) -> Iterator[InstanceMetadata]:
         """Every matching instance, following continuation tokens page after page."""
-        continuation: str | None = None
+        query = page_query(
+            runtime_status=runtime_status,
+            created_from=created_from,
+            created_to=created_to,
+            prefix=prefix,
+            page_size=page_size,
+            fetch_payloads=fetch_payloads,
+        )
         while True:
-            page = self.query(
-                runtime_status=runtime_status,
-                created_from=created_from,
-                created_to=created_to,
-                prefix=prefix,
-                page_size=page_size,
-                continuation=continuation,
-                fetch_payloads=fetch_payloads,
-            )
+            page = self.page(self.backend.query(query), fetch_payloads)
             yield from page.items
-            continuation = page.continuation
-            if continuation is None:
+            if page.continuation is None:
                 return
+            query = replace(query, continuation=page.continuation)
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -381,13 +459,33 @@ class StateStore:
         prefix: str | None = None,
     ) -> int:
         """Delete every instance matching the filters; at least one filter is required."""
-        if created_from is None and created_to is None and runtime_status is None and not prefix:
-            raise ConfigurationError(
-                "purge_by needs a filter (created range, runtime status or prefix)"
-            )
-        return self.backend.purge_by(_query(runtime_status, created_from, created_to, prefix))
+        return self.backend.purge_by(purge_query(created_from, created_to, runtime_status, prefix))
 
     # -- helpers --------------------------------------------------------------------------
+
+    def watch(
+        self,
+        instance_id: str,
+        *,
+        since_etag: str | None = None,
+        poll_interval: float | None = None,
+    ) -> Iterator[InstanceMetadata]:
+        """The instance now (unless ``since_etag`` is its etag), then each time it changes,
+        until a terminal status; ``InstanceNotFound`` when it is (or gets) purged. See
+        core/watch.py for push, polling and what a watcher sees."""
+        from durastate.core.watch import watch_sync
+
+        validate_instance_id(instance_id, self._max_id_length)
+        return watch_sync(self, instance_id, since_etag, poll_interval)
+
+    def watch_hub(self) -> SyncWatchHub:
+        """The watchers' shared polls and subscriptions of this store."""
+        with self._watch_hub_lock:
+            if self._watch_hub is None:
+                from durastate.core.watch import SyncWatchHub
+
+                self._watch_hub = SyncWatchHub(self)
+            return self._watch_hub
 
     def status_reporter(self, instance_id: str, *, min_interval: float = 0.5) -> StatusReporter:
         """A context manager that coalesces a hot loop of progress reports into few writes."""

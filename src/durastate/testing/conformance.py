@@ -57,6 +57,7 @@ from durastate.errors import (
     PayloadTooLarge,
     SerializationError,
 )
+from durastate.testing.async_conformance import AsyncAndWatchConformance
 from durastate.testing.counting import CountingBackend
 
 FALSY_AND_AWKWARD_VALUES: list[Any] = [
@@ -210,10 +211,11 @@ def _same_fixture_again(request: pytest.FixtureRequest, backend: Backend) -> Ope
     return open_other
 
 
-class BackendConformance:
+class BackendConformance(AsyncAndWatchConformance):
     """Subclass this and provide a function-scoped ``backend`` fixture (fresh and empty).
 
     Optionally override ``open_other_backend`` and ``corrupt_record`` (see the module doc).
+    The async store and watch checks come from ``AsyncAndWatchConformance``.
     """
 
     @pytest.fixture

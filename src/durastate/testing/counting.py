@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Self
 
@@ -75,6 +76,11 @@ class CountingBackend(Backend):
 
     def close(self) -> None:
         self.inner.close()
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        unsubscribe = self.inner.subscribe(instance_id, notify)
+        self.calls["subscribe"] += 1  # counted once it worked: watchers then need no poll
+        return unsubscribe
 
     @property
     def total(self) -> int:

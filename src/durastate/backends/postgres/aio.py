@@ -1,8 +1,11 @@
 """The async driver: psycopg ``AsyncConnection``s from an ``AsyncConnectionPool`` run the very
 statements of `core`, with the same deadlines and the same lost-write recovery as the sync
-driver. The async store (``AsyncStateStore``) builds on it.
+driver. The async store (``AsyncStateStore``) builds on it: ``PostgresBackend.to_async()``
+gives one over the same conninfo and options, whose pool opens on its first call (on the
+event loop that makes it).
 
-Open it with ``await AsyncPostgresBackend.open(url, **options)``; close with ``aclose()``.
+Open one alone with ``await AsyncPostgresBackend.open(url, **options)``; close with
+``close()`` (or ``aclose()``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from durastate.backends.postgres import core
 from durastate.backends.postgres.connect import POOL_SLICE, Connecting, SpareConnections
 from durastate.backends.postgres.deadline import deadlines
 from durastate.backends.postgres.errors import translate
+from durastate.core.async_backend import AsyncBackend
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -36,7 +40,7 @@ _monotonic = time.monotonic
 AsyncPool = psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]
 
 
-class AsyncPostgresBackend:
+class AsyncPostgresBackend(AsyncBackend):
     """The backend contract as coroutines, on one PostgreSQL table."""
 
     scheme = "postgresql"
@@ -50,6 +54,7 @@ class AsyncPostgresBackend:
         self._ttl = self._stmts.ttl
         self._pool: AsyncPool | None = None
         self._spare = SpareConnections(options.max_pool_size)
+        self._starting = asyncio.Lock()  # the lazy start (to_async) runs once
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> Self:
@@ -94,23 +99,33 @@ class AsyncPostgresBackend:
         try:  # wait for the first connections: a call queued on an empty pool grows it
             await self._pool.open(wait=True, timeout=self._timeout)
         except psycopg.Error as exc:
-            await self._pool.close()
+            pool, self._pool = self._pool, None  # a later call may try to start again
+            await pool.close()
             raise self._error(exc, "open", None) from None
+
+    async def _started(self) -> None:
+        """Open the pool on the first call when made by ``to_async`` (no ``open``)."""
+        async with self._starting:
+            if self._pool is None:
+                await self._start()
 
     def __repr__(self) -> str:
         return f"AsyncPostgresBackend({self._connecting.redacted!r}, table={self.options.table!r})"
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         if self._pool is not None:
             for connection in self._spare.drain():
                 await self._pool.putconn(connection)
             await self._pool.close()
 
+    async def aclose(self) -> None:
+        await self.close()
+
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+        await self.close()
 
     def _error(self, exc: BaseException, operation: str, instance_id: str | None) -> DurastateError:
         return translate(exc, operation, instance_id, self._connecting.secret, self._timeout)
@@ -118,6 +133,8 @@ class AsyncPostgresBackend:
     # -- execution (the sync driver's, with await) ------------------------------------------
 
     async def _connection(self, deadline: float) -> psycopg.AsyncConnection[Any]:
+        if self._pool is None:
+            await self._started()
         assert self._pool is not None
         while True:
             connection: psycopg.AsyncConnection[Any] | None = self._spare.take()

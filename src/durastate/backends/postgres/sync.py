@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import psycopg
 import psycopg_pool
@@ -32,6 +32,9 @@ from durastate.core.records import (
 )
 from durastate.errors import DurastateError
 
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
+
 _monotonic = time.monotonic
 
 
@@ -39,6 +42,7 @@ class PostgresBackend(Backend):
     """Instances in one PostgreSQL table (layout and costs: `core` and docs/postgres.md)."""
 
     scheme = "postgresql"
+    async_mode: ClassVar[str] = "native"
 
     def __init__(self, url: str, options: core.PostgresOptions | None = None) -> None:
         self.options = options or core.PostgresOptions()
@@ -81,6 +85,13 @@ class PostgresBackend(Backend):
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self._connecting.redacted!r}, table={self.options.table!r})"
+
+    def to_async(self) -> AsyncBackend:
+        """The psycopg async driver over the same conninfo and options (its own pool, opened
+        on its first call; the schema is already in place)."""
+        from durastate.backends.postgres.aio import AsyncPostgresBackend
+
+        return AsyncPostgresBackend(self._connecting, self.options)
 
     def close(self) -> None:
         if self._pool is not None:

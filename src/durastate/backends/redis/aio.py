@@ -21,6 +21,7 @@ from durastate.backends.redis.backend import capabilities_for
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
 from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
+from durastate.core.async_backend import AsyncBackend
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -32,8 +33,9 @@ from durastate.core.records import (
 )
 
 
-class AsyncRedisBackend:
-    """The coroutine twin of ``RedisBackend``: same URL, options, layout and semantics."""
+class AsyncRedisBackend(AsyncBackend):
+    """The coroutine twin of ``RedisBackend``: same URL, options, layout and semantics; the
+    async face `RedisBackend.to_async` gives `AsyncStateStore`."""
 
     scheme = "redis"
 

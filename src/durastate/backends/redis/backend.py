@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import redis
 from redis import exceptions
@@ -31,6 +31,9 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    from durastate.core.async_backend import AsyncBackend
 
 MAX_VALUE_BYTES = 512 * 1024 * 1024  # Redis's limit for one string
 
@@ -58,6 +61,7 @@ class RedisBackend(Backend):
     scheme = "redis"
     # what the backend can do (the CLI lists this); an instance says whether expiry is on
     capabilities = Capabilities(max_payload_bytes=MAX_VALUE_BYTES, ttl=True, push=True)
+    async_mode: ClassVar[str] = "native"
 
     def __init__(self, target: RedisTarget) -> None:
         self.target = target
@@ -75,6 +79,12 @@ class RedisBackend(Backend):
 
     def __repr__(self) -> str:
         return f"RedisBackend(url={self.target.redacted!r}, prefix={self.core.prefix!r})"
+
+    def to_async(self) -> AsyncBackend:
+        """The redis.asyncio driver over the same core (its own pool, same URL and options)."""
+        from durastate.backends.redis.aio import AsyncRedisBackend
+
+        return AsyncRedisBackend(self.target)
 
     def close(self) -> None:
         self._pool.disconnect()
