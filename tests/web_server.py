@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from durastate.core.async_store import AsyncStateStore
 
+from durastate.core.async_store import AsyncStateStore
 from durastate.opening import open_async_store
 from durastate.testing.emulators import AzuriteEmulator
 from durastate.web import create_app
