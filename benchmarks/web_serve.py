@@ -34,12 +34,12 @@ from typing import Any
 import httpx
 import orjson
 import uvicorn
-from durastate.core.async_store import AsyncStateStore
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from durastate.core.async_store import AsyncStateStore
 from durastate.core.store import StateStore
 from durastate.opening import open_async_store, open_store
 from durastate.testing.counting import CountingBackend
