@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -48,7 +48,7 @@ from durastate.backends._aws import (
     refused,
     safe_endpoint,
 )
-from durastate.core.backend import Backend
+from durastate.core.backend import Backend, skip_unreadable
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -914,29 +914,14 @@ class DynamoDBBackend(Backend):
     # -- queries ----------------------------------------------------------------------------
 
     def query(self, query: InstanceQuery) -> RecordPage:
-        return self._page(query, None)
-
-    def purge_by(self, query: InstanceQuery) -> int:
-        """Delete every match, unreadable items among them (found by the index, so their
-        status and creation time match; a corrupt item is listed by no page)."""
-        doomed: list[str] = []
-        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
-        while True:
-            page = self._page(page_query, doomed)
-            doomed.extend(record.instance_id for record in page.items)
-            if page.continuation is None:
-                break
-            page_query = replace(page_query, continuation=page.continuation)
-        return sum(1 for instance_id in doomed if self.delete(instance_id))
-
-    def _page(self, query: InstanceQuery, corrupt: list[str] | None) -> RecordPage:
         """Query the GSI once per wanted status (all six without a filter), never a Scan.
 
         ``page_size`` bounds the keys evaluated per page (the prefix filter runs after
         DynamoDB's ``Limit``), so a page may be short or empty and still have a continuation.
         Records are then fetched by key with a consistent BatchGetItem and re-checked, as
-        the index is eventually consistent. An unreadable item is skipped with a warning
-        naming the instance (and its id collected in ``corrupt`` when given).
+        the index is eventually consistent. An unreadable item is left out with a warning
+        naming the instance (`skip_unreadable`) and reported in ``unreadable``, so the
+        generic ``purge_by`` deletes it (the index found it under the filter's statuses).
         """
         statuses = [
             s for s in _STATUS_ORDER if query.runtime_status is None or s in query.runtime_status
@@ -959,8 +944,9 @@ class DynamoDBBackend(Backend):
         continuation = None
         if position < len(statuses):
             continuation = encode_token({"v": 1, "s": position, "k": start_key})
-        records = self._fetch(keys, query, corrupt)
-        return RecordPage(items=records, continuation=continuation)
+        unreadable: list[str] = []
+        records = self._fetch(keys, query, unreadable)
+        return RecordPage(items=records, continuation=continuation, unreadable=unreadable)
 
     @staticmethod
     def _decode(token: str | None, statuses: Sequence[RuntimeStatus]) -> tuple[int, Item | None]:
@@ -1034,7 +1020,7 @@ class DynamoDBBackend(Backend):
             )
 
     def _fetch(
-        self, keys: Sequence[Item], query: InstanceQuery, corrupt: list[str] | None
+        self, keys: Sequence[Item], query: InstanceQuery, unreadable: list[str]
     ) -> list[InstanceRecord]:
         """The records for index keys, in index order; gone, expired or changed ones dropped,
         unreadable ones skipped with a warning."""
@@ -1051,9 +1037,7 @@ class DynamoDBBackend(Backend):
             try:
                 record = self._record(item, query.fetch_payloads)
             except CorruptRecord as exc:
-                log.warning("skipping unreadable instance %r: %s", exc.instance_id, exc.reason)
-                if corrupt is not None:
-                    corrupt.append(instance_id)
+                skip_unreadable(exc, unreadable)
                 continue
             if query.matches(record):
                 records.append(record)

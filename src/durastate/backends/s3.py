@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import re
 import secrets
 import threading
@@ -65,7 +64,7 @@ from durastate.backends._aws import (
     refused,
     safe_endpoint,
 )
-from durastate.core.backend import Backend
+from durastate.core.backend import Backend, skip_unreadable
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -89,8 +88,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 __all__ = ["S3Backend", "escape_id", "instance_key"]
-
-log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 _HASH_SUFFIX_BYTES = 2 + 64  # "%~" + sha256 hex, for ids whose escaped form is too long
@@ -1053,7 +1050,7 @@ class S3Backend(Backend):
         way to get rid of it through the API).
         """
         doomed: list[str] = []
-        corrupt: list[str] = []
+        corrupt: list[str] = []  # their keys: a hashed key cannot be turned back into its id
         page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
         while True:
             page = self._page(page_query, corrupt)
@@ -1068,26 +1065,29 @@ class S3Backend(Backend):
         return deleted + len(corrupt)
 
     def _page(self, query: InstanceQuery, corrupt: list[str] | None) -> RecordPage:
-        """One page of matches; unreadable records are skipped with a warning (and their keys
-        collected in ``corrupt`` when given)."""
+        """One page of matches; unreadable records are left out with a warning
+        (`skip_unreadable`), reported in ``unreadable``, and their keys collected in
+        ``corrupt`` when given."""
         self._ready()
         prefix = self._records + _listing_prefix(query.prefix or "", self._budget)
         after = self._decode_after(query.continuation, prefix)
         items: list[InstanceRecord] = []
+        unreadable: list[str] = []
         keys = self._list(prefix, after)
         for key, more in keys:
             try:
                 found = self._match(key, query)
             except CorruptRecord as exc:
-                log.warning("skipping unreadable instance %r: %s", exc.instance_id, exc.reason)
+                skip_unreadable(exc, unreadable)
                 found = None
                 if corrupt is not None:
                     corrupt.append(key)
             if found is not None:
                 items.append(found)
             if len(items) >= query.page_size:
-                return RecordPage(items, encode_token({"after": key}) if more else None)
-        return RecordPage(items, None)
+                token = encode_token({"after": key}) if more else None
+                return RecordPage(items, token, unreadable)
+        return RecordPage(items, None, unreadable)
 
     @staticmethod
     def _decode_after(continuation: str | None, prefix: str) -> str | None:
