@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -23,6 +23,7 @@ from durastate.backends.postgres import core
 from durastate.backends.postgres.connect import POOL_SLICE, Connecting, SpareConnections
 from durastate.backends.postgres.deadline import deadlines
 from durastate.backends.postgres.errors import translate
+from durastate.backends.postgres.listen import AsyncPostgresListener
 from durastate.core.async_backend import AsyncBackend
 from durastate.core.records import (
     Capabilities,
@@ -55,6 +56,7 @@ class AsyncPostgresBackend(AsyncBackend):
         self._pool: AsyncPool | None = None
         self._spare = SpareConnections(options.max_pool_size)
         self._starting = asyncio.Lock()  # the lazy start (to_async) runs once
+        self._listener = AsyncPostgresListener(connecting, options)
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> Self:
@@ -112,7 +114,14 @@ class AsyncPostgresBackend(AsyncBackend):
     def __repr__(self) -> str:
         return f"AsyncPostgresBackend({self._connecting.redacted!r}, table={self.options.table!r})"
 
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Push through LISTEN on one dedicated connection, read by a task (see `listen`)."""
+        if not self.capabilities.push:
+            raise NotImplementedError("notify=False: this store is polled")
+        return self._listener.subscribe(instance_id, notify)
+
     async def close(self) -> None:
+        await self._listener.close()
         if self._pool is not None:
             for connection in self._spare.drain():
                 await self._pool.putconn(connection)

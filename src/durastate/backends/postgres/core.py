@@ -105,6 +105,24 @@ def id_of(key: bytes) -> str:
     return bytes(key).decode()
 
 
+def channel_of(options: PostgresOptions) -> str:
+    """The channel every write NOTIFYs (payload: the hex of the id's UTF-8 bytes)."""
+    return options.channel or options.table
+
+
+def listen_statement(options: PostgresOptions) -> str:
+    """LISTEN on the write channel (a validated name; quoted, since NOTIFY keeps its case)."""
+    return 'LISTEN "{}"'.format(channel_of(options).replace('"', '""'))
+
+
+def notified_id(payload: str) -> str | None:
+    """The instance id a NOTIFY payload names, or None for a payload no write sends."""
+    try:
+        return id_of(bytes.fromhex(payload))
+    except ValueError:  # (UnicodeDecodeError included)
+        return None
+
+
 def _prefix_range(prefix: str) -> tuple[bytes, bytes | None]:
     """The key range ``[low, high)`` of ids starting with ``prefix`` (UTF-8 has no 0xFF)."""
     low = id_key(prefix)
@@ -145,7 +163,7 @@ def statements(options: PostgresOptions) -> Statements:
     table = options.table
     ttl = timedelta(seconds=options.ttl_seconds) if options.ttl_seconds else None
     expires = ", expires_at = now() + %(ttl)s" if ttl else ""
-    channel = options.channel or table
+    channel = channel_of(options)
     # in RETURNING: a data-modifying CTE runs to completion, so every changed row notifies
     notify = f", pg_notify('{channel}', encode(instance_id, 'hex'))" if options.notify else ""
     write_status = (

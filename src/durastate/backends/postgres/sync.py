@@ -9,7 +9,7 @@ recovery (`core.recover`): it is never sent twice unless it surely did not land.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -20,6 +20,7 @@ from durastate.backends.postgres import core
 from durastate.backends.postgres.connect import POOL_SLICE, Connecting, SpareConnections
 from durastate.backends.postgres.deadline import deadlines
 from durastate.backends.postgres.errors import translate
+from durastate.backends.postgres.listen import PostgresListener
 from durastate.core.backend import Backend
 from durastate.core.records import (
     InstanceQuery,
@@ -53,6 +54,7 @@ class PostgresBackend(Backend):
         self._ttl = self._stmts.ttl
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._spare = SpareConnections(self.options.max_pool_size)
+        self._listener = PostgresListener(self._connecting, self.options)
         deadline = _monotonic() + self._timeout
         while True:  # idempotent: tried again on a broken connection until the deadline
             try:
@@ -93,7 +95,14 @@ class PostgresBackend(Backend):
 
         return AsyncPostgresBackend(self._connecting, self.options)
 
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Push through LISTEN on one dedicated connection (see `listen`)."""
+        if not self.capabilities.push:
+            raise NotImplementedError("notify=False: this store is polled")
+        return self._listener.subscribe(instance_id, notify)
+
     def close(self) -> None:
+        self._listener.close()
         if self._pool is not None:
             for connection in self._spare.drain():
                 self._pool.putconn(connection)

@@ -8,12 +8,15 @@ driver's helper: this module only awaits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Self
 
 import redis.asyncio
 from redis import exceptions
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
@@ -22,6 +25,7 @@ from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
 from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
 from durastate.core.async_backend import AsyncBackend
+from durastate.core.push import Listeners, reconnect_delay
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -31,6 +35,114 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+
+log = logging.getLogger(__name__)
+
+
+class AsyncRedisPush:
+    """`RedisPush` on an event loop: one pub/sub connection per backend, read by one task
+    (started by the first subscription, on the loop that makes it). SUBSCRIBE/UNSUBSCRIBE
+    go out from small tasks under a lock; confirmations notify (see
+    ``RedisCore.pushed_channel``), so a re-subscription after a drop makes every watcher
+    re-read once."""
+
+    def __init__(self, client: redis.asyncio.Redis, core: RedisCore) -> None:
+        self._client = client
+        self._core = core
+        self.listeners = Listeners()
+        self._lock: asyncio.Lock | None = None  # made on the loop of the first subscriber
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._commands: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        if self._closed:
+            raise NotImplementedError("the backend is closed: poll")
+        loop = asyncio.get_running_loop()
+        channel = self._core.channel(instance_id)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        if self.listeners.add(channel, notify) and self._task is not None:
+            self._send(loop, "subscribe", channel)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._listen(), name="durastate-redis-push")
+
+        def unsubscribe() -> None:
+            if self.listeners.remove(channel, notify) and not self._closed:
+                self._send(loop, "unsubscribe", channel)
+
+        return unsubscribe
+
+    def _send(self, loop: asyncio.AbstractEventLoop, name: str, channel: str) -> None:
+        task = loop.create_task(self._command(name, channel))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _command(self, name: str, channel: str) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            if self._pubsub is None:  # (re)connecting: the listener subscribes to all wanted
+                return
+            try:
+                await getattr(self._pubsub, name)(channel)
+            except (exceptions.RedisError, OSError):
+                log.debug("redis push: %s failed; the listener reconnects", name, exc_info=True)
+
+    async def _connect(self) -> PubSub | None:
+        assert self._lock is not None
+        async with self._lock:
+            pubsub = self._client.pubsub()
+            # none left: the channel of the id "" (no instance has it) keeps the connection open
+            channels = self.listeners.keys() or [self._core.channel("")]
+            try:
+                await pubsub.subscribe(*channels)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+            self._pubsub = pubsub
+            return pubsub
+
+    async def _listen(self) -> None:
+        failures = 0
+        while not self._closed:
+            pubsub = self._pubsub
+            if pubsub is None:
+                try:
+                    pubsub = await self._connect()
+                except (exceptions.RedisError, OSError) as exc:
+                    failures += 1
+                    log.warning("redis push: cannot reconnect (%s)", type(exc).__name__)
+                    await asyncio.sleep(reconnect_delay(failures))
+                    continue
+            assert pubsub is not None
+            try:
+                message = await pubsub.get_message(timeout=None)
+            except (exceptions.RedisError, OSError, RuntimeError) as exc:
+                if self._closed:
+                    return
+                log.info("redis push: connection lost (%s); reconnecting", type(exc).__name__)
+                if self._pubsub is pubsub:
+                    self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                continue
+            failures = 0
+            channel = self._core.pushed_channel(message)
+            if channel is not None:
+                self.listeners.dispatch(channel)
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class AsyncRedisBackend(AsyncBackend):
@@ -48,6 +160,7 @@ class AsyncRedisBackend(AsyncBackend):
         )
         self._client = redis.asyncio.Redis(connection_pool=self._pool)
         self._execute: Callable[..., Any] = self._client.execute_command
+        self._push = AsyncRedisPush(self._client, self.core)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -57,7 +170,12 @@ class AsyncRedisBackend(AsyncBackend):
         return f"AsyncRedisBackend(url={self.target.redacted!r}, prefix={self.core.prefix!r})"
 
     async def close(self) -> None:
+        await self._push.close()
         await self._pool.disconnect()
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Push through Redis pub/sub, read by a task on the caller's loop (`AsyncRedisPush`)."""
+        return self._push.subscribe(instance_id, notify)
 
     async def __aenter__(self) -> Self:
         return self

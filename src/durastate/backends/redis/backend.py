@@ -7,6 +7,9 @@ flag, and the script recognises the first attempt by its write id (see ``scripts
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -15,12 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import redis
 from redis import exceptions
 from redis.backoff import NoBackoff
+from redis.client import PubSub
 from redis.retry import Retry
 
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
 from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
 from durastate.core.backend import Backend
+from durastate.core.push import Listeners, reconnect_delay
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -34,6 +39,8 @@ from durastate.core.records import (
 
 if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
+
+log = logging.getLogger(__name__)
 
 MAX_VALUE_BYTES = 512 * 1024 * 1024  # Redis's limit for one string
 
@@ -55,6 +62,106 @@ def no_retries() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
+class RedisPush:
+    """One pub/sub connection per backend, opened by the first subscription, and a thread
+    that dispatches its messages. SUBSCRIBE/UNSUBSCRIBE are sent (under a lock) by the
+    watcher that comes first or leaves last; the listener thread only reads, and after a
+    dropped connection opens a new one and subscribes to every channel again (each
+    confirmation notifies that channel's watchers: they re-read, so no change is lost)."""
+
+    POLL = 1.0  # seconds the listener waits for a message before it checks for close()
+
+    def __init__(self, client: redis.Redis, core: RedisCore) -> None:
+        self._client = client
+        self._core = core
+        self.listeners = Listeners()
+        self._lock = threading.Lock()  # the pubsub's commands and (re)connection
+        self._pubsub: PubSub | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        channel = self._core.channel(instance_id)
+        with self._lock:
+            if self._closed:
+                raise NotImplementedError("the backend is closed: poll")
+            if self.listeners.add(channel, notify):
+                self._command("subscribe", channel)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._listen, name="durastate-redis-push", daemon=True
+                )
+                self._thread.start()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if self.listeners.remove(channel, notify):
+                    self._command("unsubscribe", channel)
+
+        return unsubscribe
+
+    def _command(self, name: str, channel: str) -> None:
+        """Send (SUB|UNSUB)SCRIBE on the open connection; none open, or it fails: the
+        listener (re)connects and subscribes to the channels wanted then."""
+        if self._pubsub is None:
+            return
+        try:
+            getattr(self._pubsub, name)(channel)
+        except exceptions.RedisError:
+            log.debug("redis push: %s failed; the listener reconnects", name, exc_info=True)
+
+    def _connect(self) -> PubSub:
+        pubsub: PubSub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        channels = self.listeners.keys()
+        try:
+            if channels:
+                pubsub.subscribe(*channels)
+        except BaseException:
+            pubsub.reset()
+            raise
+        return pubsub
+
+    def _listen(self) -> None:
+        failures = 0
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                pubsub = self._pubsub
+                if pubsub is None:
+                    try:
+                        pubsub = self._pubsub = self._connect()
+                    except exceptions.RedisError as exc:
+                        failures += 1
+                        log.warning("redis push: cannot reconnect (%s)", type(exc).__name__)
+                        pubsub = None
+            if pubsub is None:
+                time.sleep(reconnect_delay(failures))
+                continue
+            try:
+                message = pubsub.get_message(timeout=self.POLL)
+            except (exceptions.RedisError, OSError, ValueError) as exc:
+                log.info("redis push: connection lost (%s); reconnecting", type(exc).__name__)
+                with self._lock:
+                    if self._pubsub is pubsub:
+                        self._pubsub = None
+                with contextlib.suppress(Exception):  # a connection already broken
+                    pubsub.reset()
+                continue
+            failures = 0
+            channel = self._core.pushed_channel(message)
+            if channel is not None:
+                self.listeners.dispatch(channel)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # a connection already broken
+                pubsub.reset()
+
+
 class RedisBackend(Backend):
     """Instances as Redis hashes with sorted-set indexes (see ``core`` for the layout)."""
 
@@ -72,6 +179,7 @@ class RedisBackend(Backend):
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._execute: Callable[..., Any] = self._client.execute_command
+        self._push = RedisPush(self._client, self.core)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -87,7 +195,12 @@ class RedisBackend(Backend):
         return AsyncRedisBackend(self.target)
 
     def close(self) -> None:
+        self._push.close()
         self._pool.disconnect()
+
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Push through Redis pub/sub: one connection per backend object (see `RedisPush`)."""
+        return self._push.subscribe(instance_id, notify)
 
     # -- sending --------------------------------------------------------------------------
 

@@ -156,6 +156,19 @@ class RedisCore:
         like its hash (channels are not keys), so a script needs no extra argument."""
         return self.instance_key(instance_id)
 
+    @staticmethod
+    def pushed_channel(message: dict[str, Any] | None) -> str | None:
+        """The channel whose watchers a pub/sub message must notify, or None.
+
+        A published write ('message') notifies; so does the server's confirmation of a
+        SUBSCRIBE ('subscribe'): until then a write could pass unseen, so a watcher that read
+        before the confirmation reads again (this also covers a re-subscription after a
+        dropped connection: every watcher re-reads once)."""
+        if message is None or message.get("type") not in ("message", "subscribe"):
+            return None
+        channel = message.get("channel")
+        return channel.decode() if isinstance(channel, bytes) else channel
+
     def _expires(self, moment: datetime) -> str | int:
         return "" if self.ttl_ms is None else to_micros(moment) // 1000 + self.ttl_ms
 
