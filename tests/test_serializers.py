@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import enum
 import pickle
 import uuid
 import zlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ from durastate.core.records import RuntimeStatus
 from durastate.errors import ConfigurationError, CorruptRecord, SerializationError
 from durastate.serializers.json import JsonSerializer
 from durastate.serializers.msgpack import MsgpackSerializer
-from durastate.serializers.pickle_safe import PayloadRejected, SafePickleSerializer
+from durastate.serializers.pickle_safe import MAGIC, PayloadRejected, SafePickleSerializer
 
 KEY = "k" * 32
 
@@ -565,3 +567,111 @@ def test_pickle_safe_reused_pickler_keeps_each_payload_self_contained() -> None:
     assert serializer.loads(serializer.dumps([shared], instance_id="i"), instance_id="i") == [
         shared
     ]
+
+
+def test_pickle_safe_pickles_written_in_several_parts_are_whole() -> None:
+    from durastate.serializers.pickle_safe import _pickle_noting_globals
+
+    # Past the 64 KiB frame size the pickler writes large buffers to its file on their own.
+    value = {"raw": bytearray(b"\x01" * 200_000), "blob": b"\x02" * 150_000, "after": [1.5]}
+    body, named = _pickle_noting_globals(value)
+    assert body == pickle.dumps(value, protocol=5)
+    assert named == frozenset()
+    serializer = SafePickleSerializer({"k1": KEY})
+    small = {"tag": "small", "n": [1, 2]}
+    large_data = serializer.dumps(value, instance_id="i")
+    small_data = serializer.dumps(small, instance_id="i")  # after a large one
+    assert serializer.loads(small_data, instance_id="i") == small
+    assert serializer.loads(large_data, instance_id="i") == value
+
+
+class _PicklesAgain:
+    """Pickling it pickles another value first, through the same serializer, in this thread."""
+
+    def __init__(self, serializer: SafePickleSerializer) -> None:
+        self.serializer = serializer
+        self.inner: bytes = b""
+
+    def __reduce__(self) -> Any:
+        self.inner = self.serializer.dumps({"inner": [1, 2]}, instance_id="j")
+        return (frozenset, (("outer",),))
+
+
+def test_pickle_safe_a_reduce_that_pickles_again_gets_its_own_pickler() -> None:
+    serializer = SafePickleSerializer({"k1": KEY})
+    again = _PicklesAgain(serializer)
+    data = serializer.dumps({"x": again, "y": [again, "shared"]}, instance_id="i")
+    assert serializer.loads(data, instance_id="i") == {
+        "x": frozenset({"outer"}),
+        "y": [frozenset({"outer"}), "shared"],
+    }
+    assert serializer.loads(again.inner, instance_id="j") == {"inner": [1, 2]}
+
+
+def test_pickle_safe_threads_never_share_a_pickler() -> None:
+    import threading
+
+    serializer = SafePickleSerializer({"k1": KEY})
+    failures: list[str] = []
+
+    def work(n: int) -> None:
+        for k in range(300):
+            value = {"thread": n, "k": k, "when": dt.date(2030, 1, 1 + k % 28), "pad": "x" * k}
+            data = serializer.dumps(value, instance_id=f"i{n}")
+            if serializer.loads(data, instance_id=f"i{n}") != value:
+                failures.append(f"{n}/{k}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+class _NanMember(float, enum.Enum):
+    NAN = float("nan")
+
+
+class _DictSubclass(dict[str, Any]):
+    pass
+
+
+@pytest.mark.parametrize("bad", NON_FINITE, ids=repr)
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda f: {"a": None, "deep": [[[{"b": [(None, f)]}]]]},
+        lambda f: [None, {"s": "null"}, f],
+        lambda f: {"n": None, "sub": _DictSubclass(x=f)},
+        lambda f: {"n": None, "later": [1, "two", {"three": 3.0}, [f]]},
+    ],
+    ids=["deep-plain", "list", "dict-subclass", "last-item"],
+)
+def test_json_refuses_non_finite_floats_next_to_nulls(wrap: Any, bad: float) -> None:
+    with pytest.raises(SerializationError, match="NaN"):
+        JsonSerializer().dumps(wrap(bad), instance_id="i")
+
+
+def test_json_refuses_a_float_enum_member_that_is_nan() -> None:
+    with pytest.raises(SerializationError, match="NaN"):
+        JsonSerializer().dumps({"n": None, "e": _NanMember.NAN}, instance_id="i")
+
+
+def test_json_keeps_extreme_finite_floats_next_to_nulls() -> None:
+    value = {"n": None, "big": 1.7976931348623157e308, "tiny": -5e-324, "zero": -0.0, "t": (None,)}
+    data = JsonSerializer().dumps(value, instance_id="i")
+    assert orjson.loads(data) == {**value, "t": [None]}
+
+
+def test_pickle_safe_signature_is_the_documented_hmac() -> None:
+    import hmac
+
+    serializer = SafePickleSerializer({"k1": KEY, "k2": "z" * 32})
+    data = serializer.dumps({"a": [1.5, None]}, instance_id="inst-\u00e9")
+    assert data[:7] == MAGIC + b"\x02k1"
+    mac, body = data[7:39], data[39:]
+    parts = (b"pickle-safe", b"k1", "inst-\u00e9".encode())
+    message = b"".join(len(part).to_bytes(8, "big") + part for part in parts) + body
+    assert mac == hmac.digest(KEY.encode(), message, "sha256")
+    assert body == pickle.dumps({"a": [1.5, None]}, protocol=5)

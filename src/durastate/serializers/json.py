@@ -43,6 +43,33 @@ def _non_finite_float(value: Any) -> bool:
     return False
 
 
+_NESTED = frozenset({dict, list, tuple})
+
+
+def _plain_non_finite(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool | None:
+    """For a tree of plain dicts, lists, tuples and scalars: is a NaN or infinity in it?
+
+    ``None`` as soon as another type appears (a model, a dataclass, a subclass, a datetime):
+    the caller decides those the general way. Only exact types are trusted, so nothing can
+    hide a float behind an overridden ``values()`` or ``__iter__``. ``x - x`` is ``0.0`` for
+    every finite float and NaN (truthy) for NaN and the infinities.
+    """
+    todo: list[Any] = [value]
+    for node in todo:  # grows as containers are opened
+        for item in node.values() if type(node) is dict else node:
+            kind = type(item)
+            if kind in _SCALARS:
+                continue
+            if kind is float:
+                if item - item:
+                    return True
+            elif kind in _NESTED:
+                todo.append(item)
+            else:
+                return None
+    return False
+
+
 def _hides_non_finite(value: Any, data: bytes) -> bool:
     """orjson writes NaN and infinities as ``null``: was any ``null`` in ``data`` one of them?
 
@@ -73,8 +100,14 @@ class JsonSerializer(Serializer):
             data = orjson.dumps(value, default=plain_default)
         except TypeError as exc:
             raise SerializationError(f"json cannot serialize this value: {exc}") from None
-        if _has_null(data) and _hides_non_finite(value, data):
-            raise SerializationError("json cannot serialize NaN or infinity exactly")
+        if _has_null(data):  # orjson writes NaN and the infinities as null
+            # A plain tree is walked once in Python (cheaper than reading ``data`` back and
+            # comparing); anything else, or a tree the walk cannot decide, goes the general way.
+            verdict = _plain_non_finite(value) if type(value) in _NESTED else None
+            if verdict is None:
+                verdict = _hides_non_finite(value, data)
+            if verdict:
+                raise SerializationError("json cannot serialize NaN or infinity exactly")
         return data
 
     def loads(self, data: bytes, *, instance_id: str) -> Any:

@@ -26,15 +26,28 @@ import copyreg
 import hmac
 import io
 import pickle
-import threading
 import types
 from collections.abc import Iterable, Mapping
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from pydantic import SecretStr
 
 from durastate.errors import ConfigurationError, SerializationError
 from durastate.serializers.base import Serializer, SerializerSettings
+
+try:  # OpenSSL's HMAC object, the one hmac.new wraps in Python: copy/update/digest in C
+    from _hashlib import hmac_new as _hmac_new
+except ImportError:  # a Python built without OpenSSL: hmac's own HMAC has the same methods
+    _hmac_new = hmac.new  # type: ignore[assignment]
+
+
+class _Mac(Protocol):
+    """What ``_hmac_new`` returns."""
+
+    def copy(self) -> _Mac: ...
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+
 
 MAGIC = b"DSP1"
 MAC_SIZE = 32
@@ -96,6 +109,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 _SAVED_AS_TYPE_CALL = frozenset({type(None), type(NotImplemented), type(...)})
 
 
+class _Chunks(list[bytes]):
+    """A pickler's file that keeps what it is given: the C pickler writes a small pickle in one
+    call at the end of ``dump``, so the payload is taken as it is (no ``BytesIO`` copy, seek
+    or truncate). Large pickles come in several writes (frames, big buffers)."""
+
+    write = list.append
+
+
 class _Undecidable(Exception):
     """The recording pickler cannot name a global for sure: unpickle (restricted) to decide."""
 
@@ -111,7 +132,7 @@ class _RecordingPickler(pickle.Pickler):
     table, else ``__reduce_ex__(5)``) and handed back to it.
     """
 
-    def __init__(self, file: io.BytesIO) -> None:
+    def __init__(self, file: _Chunks) -> None:
         super().__init__(file, protocol=5)
         self.named: set[tuple[str, str]] = set()
 
@@ -139,39 +160,50 @@ _NO_GLOBALS: frozenset[tuple[str, str]] = frozenset()
 _PLAIN_TYPES = frozenset({dict, list, tuple, str, int, float, bool, bytes, type(None)})
 
 
-class _PicklerPerThread(threading.local):
-    """One recording pickler per thread, reused: building one costs more than a small dump."""
+class _ReusedPickler:
+    """A recording pickler kept between dumps: building one costs more than a small dump."""
+
+    __slots__ = ("chunks", "clear_memo", "dump", "named")
 
     def __init__(self) -> None:
-        self.buffer = io.BytesIO()
-        self.pickler = _RecordingPickler(self.buffer)
-        self.busy = False
+        self.chunks = _Chunks()
+        pickler = _RecordingPickler(self.chunks)
+        self.dump, self.clear_memo, self.named = pickler.dump, pickler.clear_memo, pickler.named
 
 
-_per_thread = _PicklerPerThread()
+#: Picklers not in use. ``list.pop`` and ``append`` are atomic, so a pickler is only ever in
+#: one dump: a thread (or a ``__reduce__`` pickling again) finding none idle builds one.
+_idle: list[_ReusedPickler] = []
+
+#: A pickler whose last pickle was longer is dropped, not kept: its memo table keeps the size
+#: the largest dump gave it, and ``clear_memo`` walks all of it, which made every later small
+#: dump about twice as slow. Building a pickler costs about what a 150-byte dump does.
+_KEEP_BELOW = 4096
 
 
 def _pickle_noting_globals(
     value: Any,
 ) -> tuple[bytes, frozenset[tuple[str, str]] | set[tuple[str, str]] | None]:
     """The protocol 5 pickle of ``value`` and the globals it names (``None``: undecided)."""
-    state = _per_thread
-    if state.busy:  # a __reduce__ that pickles again, in this thread: use a fresh one
-        state = _PicklerPerThread()
-    buffer, pickler = state.buffer, state.pickler
-    state.busy = True
     try:
-        buffer.seek(0)
-        buffer.truncate()
-        pickler.clear_memo()  # the memo must not reach into the previous dump
-        pickler.named.clear()
-        pickler.dump(value)
-        named = pickler.named
-        return buffer.getvalue(), (set(named) if named else _NO_GLOBALS)
+        state = _idle.pop()
+    except IndexError:
+        state = _ReusedPickler()
+    chunks, named = state.chunks, state.named
+    globals_named: frozenset[tuple[str, str]] | set[tuple[str, str]] | None
+    try:
+        state.dump(value)
+        body = b"".join(chunks)
+        globals_named = set(named) if named else _NO_GLOBALS
     except _Undecidable:
-        return pickle.dumps(value, protocol=5), None
-    finally:
-        state.busy = False
+        body, globals_named = pickle.dumps(value, protocol=5), None
+    finally:  # left empty for the next dump, whether this one finished or not
+        chunks.clear()
+        state.clear_memo()  # the memo must not reach into the next dump
+        named.clear()
+    if len(body) < _KEEP_BELOW:  # a failed dump drops its pickler too
+        _idle.append(state)
+    return body, globals_named
 
 
 def _length_prefixed(part: bytes) -> bytes:
@@ -201,6 +233,16 @@ class SafePickleSerializer(Serializer):
                 )
             self._keys[key_id_bytes] = key
         self._signing_key_id = next(iter(self._keys), None)
+        # Per key id, an HMAC keyed and fed what every signature starts with (format id and
+        # key id): each message copies it, instead of setting up the key again (half the cost
+        # of signing a small payload).
+        self._mac_start = {kid: self._new_mac(key, kid) for kid, key in self._keys.items()}
+        signer = self._signing_key_id
+        self._signing = (
+            None
+            if signer is None
+            else (self._mac_start[signer], MAGIC + bytes([len(signer)]) + signer)
+        )
         base = DEFAULT_ALLOWED if include_default_allow else frozenset()
         self._allowed = base | _parse_allow(allow)
 
@@ -219,34 +261,45 @@ class SafePickleSerializer(Serializer):
                 "without one it refuses to read or write"
             )
 
+    def _new_mac(self, key: bytes, key_id: bytes) -> _Mac:
+        """HMAC-SHA256 keyed by ``key`` that has taken in the length-prefixed format and key ids."""
+        start = _length_prefixed(self.id.encode()) + _length_prefixed(key_id)
+        return _hmac_new(key, start, "sha256")
+
     def _mac(self, key: bytes, key_id: bytes, instance_id: str, body: bytes) -> bytes:
         """HMAC-SHA256 over length-prefixed format id, key id and instance id, then body."""
-        instance = instance_id.encode("utf-8", "surrogatepass")
-        message = (
-            _length_prefixed(self.id.encode())
-            + _length_prefixed(key_id)
-            + _length_prefixed(instance)
-            + body
-        )
-        return hmac.digest(key, message, "sha256")
+        start = self._mac_start.get(key_id)
+        if start is None or self._keys[key_id] != key:  # not the key configured under that id
+            start = self._new_mac(key, key_id)
+        mac = start.copy()
+        mac.update(_length_prefixed(instance_id.encode("utf-8", "surrogatepass")))
+        mac.update(body)
+        return mac.digest()
 
     def dumps(self, value: Any, *, instance_id: str) -> bytes:
-        self._require_keys()
-        assert self._signing_key_id is not None
+        signing = self._signing
+        if signing is None:
+            self._require_keys()  # raises
+            raise AssertionError("unreachable")
         if type(value) not in _PLAIN_TYPES and (
             hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
         ):
             value = value.model_dump()
         try:
             body, named = _pickle_noting_globals(value)
-            self._refuse_disallowed(body, named)  # refuse now what we could not read
+            if named is not _NO_GLOBALS:
+                self._refuse_disallowed(body, named)  # refuse now what we could not read
         except PayloadRejected as exc:
             raise SerializationError(f"{exc}; add it to the pickle allow-list") from None
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             raise SerializationError(f"pickle cannot serialize this value: {exc}") from None
-        key_id = self._signing_key_id
-        mac = self._mac(self._keys[key_id], key_id, instance_id, body)
-        return MAGIC + bytes([len(key_id)]) + key_id + mac + body
+        # _mac(), inline: the same bytes.
+        mac_start, header = signing
+        mac = mac_start.copy()
+        instance = instance_id.encode("utf-8", "surrogatepass")
+        mac.update(len(instance).to_bytes(8, "big") + instance)
+        mac.update(body)
+        return header + mac.digest() + body
 
     def _refuse_disallowed(
         self, body: bytes, named: frozenset[tuple[str, str]] | set[tuple[str, str]] | None
