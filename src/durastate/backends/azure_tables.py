@@ -90,7 +90,7 @@ from durastate.errors import (
 from durastate.transport.policy import OutcomeUnknown
 
 _T = TypeVar("_T")
-log = logging.getLogger("durastate")
+log = logging.getLogger(__name__)
 Credential: TypeAlias = AzureNamedKeyCredential | AzureSasCredential | TokenCredential
 
 ENV_CONNECTION_STRING = "DURASTATE_AZURE_CONNECTION_STRING"

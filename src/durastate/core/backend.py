@@ -22,6 +22,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Self
@@ -38,7 +39,7 @@ from durastate.core.records import (
 )
 from durastate.errors import CorruptRecord
 
-log = logging.getLogger("durastate")
+log = logging.getLogger(__name__)
 
 
 def skip_unreadable(error: CorruptRecord, unreadable: list[str]) -> None:
@@ -119,6 +120,30 @@ class Backend(ABC):
                 break
             page_query = replace(page_query, continuation=page.continuation)
         return sum(1 for instance_id in ids if self.delete(instance_id))
+
+    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """Matches per runtime status. Generic fallback: walk the pages of ``query`` (a
+        backend with an index or a server-side aggregate overrides it)."""
+        counts: dict[RuntimeStatus, int] = {}
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = self.query(page_query)
+            for record in page.items:
+                if query.matches(record):
+                    counts[record.runtime_status] = counts.get(record.runtime_status, 0) + 1
+            if page.continuation is None:
+                return counts
+            page_query = replace(page_query, continuation=page.continuation)
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """Records by id (``None`` where absent). Generic fallback: one ``read`` per id (a
+        backend with a batched request overrides it)."""
+        return {
+            instance_id: self.read(instance_id, fetch_payloads=fetch_payloads)
+            for instance_id in instance_ids
+        }
 
     def close(self) -> None:
         """Release connections; the default has nothing to release."""

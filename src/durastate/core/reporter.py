@@ -54,6 +54,7 @@ class StatusReporter:
         self._written: bytes | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.reports = 0
         self.writes = 0
         self.failures = 0
         self.last_error: Exception | None = None
@@ -74,6 +75,7 @@ class StatusReporter:
         if len(data) > self._limit:
             raise PayloadTooLarge(instance_id, "custom_status", len(data), self._limit)
         self._latest = data
+        self.reports += 1
 
     @property
     def pending(self) -> bool:
@@ -128,6 +130,14 @@ class StatusReporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        try:
+            self._flush_on_exit()
+        finally:
+            telemetry = getattr(self._store, "telemetry", None)
+            if telemetry is not None:
+                telemetry.record_reporter(self.reports, self.writes)
+
+    def _flush_on_exit(self) -> None:
         for attempt in range(self._exit_retries + 1):
             try:
                 self.flush()

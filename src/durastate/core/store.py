@@ -35,6 +35,7 @@ from durastate.errors import (
     MissingDependency,
 )
 from durastate.serializers.base import Serializer
+from durastate.telemetry import StoreTelemetry, instrument, provider_configured
 
 if TYPE_CHECKING:
     from durastate.core.reporter import StatusReporter
@@ -100,11 +101,18 @@ def _statuses(
         ) from None
 
 
+Statuses = RuntimeStatus | str | Iterable[RuntimeStatus | str] | None
+
+
 def _query(
-    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    runtime_status: Statuses,
     created_from: datetime | None,
     created_to: datetime | None,
     prefix: str | None,
+    *,
+    name: str | None = None,
+    updated_from: datetime | None = None,
+    updated_to: datetime | None = None,
     **paging: Any,
 ) -> InstanceQuery:
     """The backend query, every filter checked first (naive datetimes, non-str prefixes)."""
@@ -113,6 +121,9 @@ def _query(
         created_from=validate_moment(created_from, "created_from"),
         created_to=validate_moment(created_to, "created_to"),
         prefix=validate_prefix(prefix),
+        name=None if name is None else validate_name(name),
+        updated_from=validate_moment(updated_from, "updated_from"),
+        updated_to=validate_moment(updated_to, "updated_to"),
         **paging,
     )
 
@@ -136,7 +147,10 @@ class StateStore:
         compress_above: int | None = None,
         clock: Clock | None = None,
         codec: PayloadCodec | None = None,
+        telemetry: bool | None = None,
     ) -> None:
+        """``telemetry``: spans and metrics per call (`durastate.telemetry`); by default on
+        when OpenTelemetry is installed and a tracer or meter provider is configured."""
         self.backend = backend
         self.codec = codec or _build_codec(serializer, accept, compress_above)
         caps = backend.capabilities
@@ -150,6 +164,9 @@ class StateStore:
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
+        self.telemetry: StoreTelemetry | None = None
+        if telemetry or (telemetry is None and provider_configured()):
+            instrument(self)
 
     def __repr__(self) -> str:
         return f"StateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
@@ -304,17 +321,21 @@ class StateStore:
     def query(
         self,
         *,
-        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        runtime_status: Statuses = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
         page_size: int = 100,
         continuation: str | None = None,
         fetch_payloads: bool = False,
     ) -> Page:
         """One page of instances matching every given filter (statuses: any of).
 
-        ``created_from`` is inclusive, ``created_to`` exclusive. A page may hold fewer than
+        ``created_from``/``updated_from`` are inclusive, ``created_to``/``updated_to``
+        exclusive; ``name`` is the exact workflow name. A page may hold fewer than
         ``page_size`` items while a continuation token still follows.
         """
         if type(page_size) is not int or page_size < 1:
@@ -326,25 +347,33 @@ class StateStore:
             created_from,
             created_to,
             prefix,
+            name=name,
+            updated_from=updated_from,
+            updated_to=updated_to,
             page_size=page_size,
             continuation=continuation,
             fetch_payloads=fetch_payloads,
         )
         page = self.backend.query(query)
+        records = page.items
+        if query.filters_beyond_the_basics:  # a backend may not evaluate these itself
+            records = [record for record in records if query.matches(record)]
         codec = self.codec
         items = [
-            InstanceMetadata(record, codec, payloads_fetched=fetch_payloads)
-            for record in page.items
+            InstanceMetadata(record, codec, payloads_fetched=fetch_payloads) for record in records
         ]
         return Page(items, page.continuation)
 
     def iter_instances(
         self,
         *,
-        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        runtime_status: Statuses = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
         page_size: int = 100,
         fetch_payloads: bool = False,
     ) -> Iterator[InstanceMetadata]:
@@ -356,6 +385,9 @@ class StateStore:
                 created_from=created_from,
                 created_to=created_to,
                 prefix=prefix,
+                name=name,
+                updated_from=updated_from,
+                updated_to=updated_to,
                 page_size=page_size,
                 continuation=continuation,
                 fetch_payloads=fetch_payloads,
@@ -364,6 +396,51 @@ class StateStore:
             continuation = page.continuation
             if continuation is None:
                 return
+
+    def count(
+        self,
+        *,
+        runtime_status: Statuses = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
+    ) -> dict[RuntimeStatus, int]:
+        """How many instances match, per runtime status (every status present, zeros too)."""
+        query = _query(
+            runtime_status,
+            created_from,
+            created_to,
+            prefix,
+            name=name,
+            updated_from=updated_from,
+            updated_to=updated_to,
+            page_size=1000,
+        )
+        counts = dict.fromkeys(RuntimeStatus, 0)
+        counts.update(self.backend.count(query))
+        return counts
+
+    def get_many(
+        self, instance_ids: Iterable[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceMetadata | None]:
+        """Each instance by id (``None`` where absent), in as few requests as the backend
+        allows; the keys keep the order of ``instance_ids`` (duplicates once)."""
+        if isinstance(instance_ids, str):
+            raise InvalidArgument("get_many takes a collection of instance ids, not one str")
+        ids = list(dict.fromkeys(instance_ids))
+        for instance_id in ids:
+            validate_instance_id(instance_id, self._max_id_length)
+        records = self.backend.read_many(ids, fetch_payloads=fetch_payloads)
+        codec = self.codec
+        return {
+            instance_id: None
+            if (record := records.get(instance_id)) is None
+            else InstanceMetadata(record, codec, fetch_payloads)
+            for instance_id in ids
+        }
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -377,7 +454,7 @@ class StateStore:
         *,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
-        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        runtime_status: Statuses = None,
         prefix: str | None = None,
     ) -> int:
         """Delete every instance matching the filters; at least one filter is required."""

@@ -712,6 +712,118 @@ class BackendConformance:
                 call()
         assert counting.total == 0
 
+    def _populate_named(
+        self, store: StateStore, clock: FakeClock
+    ) -> dict[str, tuple[str, RuntimeStatus, datetime]]:
+        """24 instances of two workflow names; each is last updated a minute after the one
+        before, in reverse order of creation. Returns id -> (name, status, last update)."""
+        made: dict[str, tuple[str, RuntimeStatus, datetime]] = {}
+        statuses = [RuntimeStatus.RUNNING, RuntimeStatus.COMPLETED, RuntimeStatus.PENDING]
+        ids = [f"named-{number:02d}" for number in range(24)]
+        for number, instance_id in enumerate(ids):
+            clock.advance(seconds=1)
+            store.create_instance(instance_id, name="resize" if number % 3 else "encode")
+        for number, instance_id in enumerate(reversed(ids)):
+            clock.advance(minutes=1)
+            status = statuses[number % 3]
+            store.set_runtime_status(instance_id, status)
+            made[instance_id] = (
+                "resize" if ids.index(instance_id) % 3 else "encode",
+                status,
+                clock.now,
+            )
+        return made
+
+    def test_query_by_name_and_update_time(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate_named(store, clock)
+        store.create_instance("resize-not-a-name", name="resize2")
+        resized = self._all_pages(store, name="resize")
+        assert sorted(resized) == sorted(i for i, (n, _, _) in made.items() if n == "resize")
+        moments = sorted(updated for _, _, updated in made.values())
+        start, end = moments[4], moments[17]
+        ranged = self._all_pages(store, updated_from=start, updated_to=end)
+        assert sorted(ranged) == sorted(i for i, (_, _, u) in made.items() if start <= u < end)
+        combined = self._all_pages(
+            store, name="encode", runtime_status="running", updated_from=start, prefix="named-"
+        )
+        assert sorted(combined) == sorted(
+            i
+            for i, (n, s, u) in made.items()
+            if n == "encode" and s is RuntimeStatus.RUNNING and u >= start
+        )
+        found = [item.instance_id for item in store.iter_instances(name="encode", page_size=2)]
+        assert sorted(found) == sorted(i for i, (n, _, _) in made.items() if n == "encode")
+        assert self._all_pages(store, name="nobody") == []
+
+    def test_count_per_status(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate_named(store, clock)
+
+        def expected(**keep: Any) -> dict[RuntimeStatus, int]:
+            counts = dict.fromkeys(RuntimeStatus, 0)
+            for instance_id, (name, status, updated) in made.items():
+                if (
+                    keep.get("name", name) == name
+                    and updated >= keep.get("since", updated)
+                    and instance_id.startswith(keep.get("prefix", ""))
+                ):
+                    counts[status] += 1
+            return counts
+
+        assert store.count() == expected()
+        assert store.count(name="resize") == expected(name="resize")
+        since = sorted(updated for _, _, updated in made.values())[10]
+        assert store.count(updated_from=since) == expected(since=since)
+        assert store.count(prefix="named-1", name="encode") == expected(
+            prefix="named-1", name="encode"
+        )
+        only = store.count(runtime_status=["running", "pending"])
+        assert only == {
+            status: (count if status in {RuntimeStatus.RUNNING, RuntimeStatus.PENDING} else 0)
+            for status, count in expected().items()
+        }
+        assert store.count(name="nobody") == dict.fromkeys(RuntimeStatus, 0)
+
+    def test_get_many(self, store: StateStore, counting: CountingBackend) -> None:
+        for number in range(30):
+            store.create_instance(f"many-{number}", name="wf", input=number, custom_status=-number)
+        wanted = ["many-3", "absent", "many-0", "many-29", "many-3", *AWKWARD_IDS[:3]]
+        counting.calls.clear()
+        found = store.get_many(wanted)
+        assert list(found) == list(dict.fromkeys(wanted))
+        assert found["absent"] is None
+        assert found["plain"] is None
+        three = found["many-3"]
+        assert three is not None
+        assert three.custom_status == -3
+        assert three.input is None
+        assert three.etag == store.get_instance("many-3").etag  # type: ignore[union-attr]
+        full = store.get_many([f"many-{number}" for number in range(30)], fetch_payloads=True)
+        assert [item.input for item in full.values() if item is not None] == list(range(30))
+        assert store.get_many([]) == {}
+        with pytest.raises(InvalidInstanceId):
+            store.get_many(["ok", ""])
+        with pytest.raises(InvalidArgument):
+            store.get_many("many-1")
+
+    def test_new_query_arguments_are_checked_before_any_io(
+        self, store: StateStore, counting: CountingBackend
+    ) -> None:
+        naive = datetime(2030, 1, 1)
+        calls: list[Callable[[], object]] = [
+            lambda: store.query(updated_from=naive),
+            lambda: store.query(updated_to=naive),
+            lambda: store.count(updated_from=naive),
+            lambda: store.count(runtime_status="nope"),
+            lambda: store.query(name=""),
+            lambda: store.count(name=5),  # type: ignore[arg-type]
+            lambda: list(store.iter_instances(name="x" * (MAX_NAME_LENGTH + 1))),
+        ]
+        counting.calls.clear()
+        for call in calls:
+            with pytest.raises(InvalidArgument):
+                call()
+        assert counting.total == 0
+
     def test_prefix_with_nul_finds_what_it_should(self, store: StateStore) -> None:
         ids = ["nu", "nul", "nul\u0000", "nul\u0000a", "nul\u0000b\u0000", "nul\u0001", "nula"]
         for instance_id in ids:
