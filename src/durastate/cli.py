@@ -41,6 +41,9 @@ UrlOption = Annotated[
 SerializerOption = Annotated[
     str | None, typer.Option("--serializer", help="serializer id for writes")
 ]
+NameOption = Annotated[str | None, typer.Option("--name", help="workflow name (exact)")]
+UpdatedFromOption = Annotated[datetime | None, typer.Option(help="last updated at or after")]
+UpdatedToOption = Annotated[datetime | None, typer.Option(help="last updated before")]
 
 
 def _store(url: str | None, serializer: str | None = None) -> StateStore:
@@ -108,17 +111,26 @@ def list_serializers() -> None:
 
 @app.command("get")
 def get(
-    instance_id: str,
+    instance_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="instance ids")],
     url: UrlOption = None,
     payloads: Annotated[bool, typer.Option("--payloads", help="also show input/output")] = False,
 ) -> None:
-    """Show one instance and its custom status as JSON."""
+    """Show instances and their custom status as JSON (several ids: one batched read,
+    an object by id with null for each one that does not exist)."""
+    exclude = set() if payloads else {"input", "output"}
     try:
         with _store(url) as store:
-            metadata = store.get_instance(instance_id, fetch_payloads=payloads)
-            if metadata is None:
-                raise InstanceNotFound(instance_id)
-            data = metadata.model_dump(exclude=set() if payloads else {"input", "output"})
+            if len(instance_ids) == 1:
+                metadata = store.get_instance(instance_ids[0], fetch_payloads=payloads)
+                if metadata is None:
+                    raise InstanceNotFound(instance_ids[0])
+                data: Any = metadata.model_dump(exclude=exclude)
+            else:
+                found = store.get_many(instance_ids, fetch_payloads=payloads)
+                data = {
+                    instance_id: None if item is None else item.model_dump(exclude=exclude)
+                    for instance_id, item in found.items()
+                }
     except DurastateError as exc:
         raise _fail(exc) from None
     console.print_json(_json(data))
@@ -166,6 +178,9 @@ def query(
     prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
     created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
     created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    name: NameOption = None,
+    updated_from: UpdatedFromOption = None,
+    updated_to: UpdatedToOption = None,
     limit: Annotated[int, typer.Option(help="stop after this many")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     url: UrlOption = None,
@@ -179,6 +194,9 @@ def query(
                 prefix=prefix,
                 created_from=_utc(created_from),
                 created_to=_utc(created_to),
+                name=name,
+                updated_from=_utc(updated_from),
+                updated_to=_utc(updated_to),
                 page_size=min(limit, 100),
             )
             for item in itertools.islice(found, limit):
@@ -196,6 +214,44 @@ def query(
         raise _fail(exc) from None
     if not as_json:
         console.print(table)
+
+
+@app.command("count")
+def count(
+    status: Annotated[
+        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
+    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
+    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    name: NameOption = None,
+    updated_from: UpdatedFromOption = None,
+    updated_to: UpdatedToOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    url: UrlOption = None,
+) -> None:
+    """How many instances match the filters, per runtime status."""
+    try:
+        with _store(url) as store:
+            counts = store.count(
+                runtime_status=status or None,
+                prefix=prefix,
+                created_from=_utc(created_from),
+                created_to=_utc(created_to),
+                name=name,
+                updated_from=_utc(updated_from),
+                updated_to=_utc(updated_to),
+            )
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(_json({status.value: number for status, number in counts.items()}))
+        return
+    table = Table("status", "instances")
+    for runtime_status, number in counts.items():
+        table.add_row(runtime_status.value, str(number))
+    table.add_row("total", str(sum(counts.values())))
+    console.print(table)
 
 
 @app.command("purge")
@@ -264,9 +320,7 @@ def _json_line(item: InstanceMetadata) -> str:
     ``error`` next to it, so every line stays valid JSON."""
     data = item.model_dump(mode="json", exclude={"input", "output", "custom_status"})
     try:
-        data["custom_status"] = orjson.Fragment(
-            orjson.dumps(item.custom_status, default=str)
-        )
+        data["custom_status"] = orjson.Fragment(orjson.dumps(item.custom_status, default=str))
     except DurastateError as exc:
         data["custom_status"] = None
         data["error"] = f"{type(exc).__name__}: {exc}"

@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -64,7 +64,7 @@ from durastate.backends._azure_write_log import (
     probe_columns,
     write_columns,
 )
-from durastate.core.backend import Backend, RecentPayloads
+from durastate.core.backend import Backend, RecentPayloads, read_in_threads
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -815,6 +815,12 @@ class AzureTablesBackend(Backend):
         if retry.used:
             return self._probe(instance_id, select, retry)
         return self._get(instance_id, select)
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """No batched read in this service: a few reads at once on threads."""
+        return read_in_threads(self, instance_ids, fetch_payloads)
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         retry = self._retry(instance_id, "read", time.monotonic())

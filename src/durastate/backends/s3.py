@@ -46,7 +46,7 @@ import secrets
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self, TypeVar
@@ -65,7 +65,7 @@ from durastate.backends._aws import (
     refused,
     safe_endpoint,
 )
-from durastate.core.backend import Backend
+from durastate.core.backend import Backend, read_in_threads
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -830,6 +830,12 @@ class S3Backend(Backend):
             replaces=replacing.write if replacing is not None else None,
         )
         return _Etag(at.run, at.ver, write, md5)
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """No batched read in this service: a few reads at once on threads."""
+        return read_in_threads(self, instance_ids, fetch_payloads)
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         """2 GETs: the record (only its first bytes unless ``fetch_payloads``) and the status

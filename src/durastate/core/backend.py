@@ -23,6 +23,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Self
@@ -153,6 +154,18 @@ class Backend(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def read_in_threads(
+    backend: Backend, instance_ids: Sequence[str], fetch_payloads: bool, workers: int = 8
+) -> dict[str, InstanceRecord | None]:
+    """``read_many`` for services without a batched read (Azure Tables, S3): the reads go
+    out on a few threads at once (their clients are thread-safe); the first error raises."""
+    if len(instance_ids) < 2:
+        return Backend.read_many(backend, instance_ids, fetch_payloads=fetch_payloads)
+    with ThreadPoolExecutor(min(workers, len(instance_ids)), "durastate-read") as pool:
+        records = pool.map(lambda i: backend.read(i, fetch_payloads=fetch_payloads), instance_ids)
+        return dict(zip(instance_ids, records, strict=True))
 
 
 class RecentPayloads:

@@ -101,6 +101,11 @@ def id_key(instance_id: str) -> bytes:
     return instance_id.encode()
 
 
+def read_many_statement(read: str) -> str:
+    """A one-id read statement made to read every id of an array parameter."""
+    return read.replace("instance_id = %s", "instance_id = ANY(%s)", 1)
+
+
 def id_of(key: bytes) -> str:
     return bytes(key).decode()
 
