@@ -1135,7 +1135,9 @@ class S3Backend(Backend):
         if obj is None:
             return None
         record = _parse_record(self._listed_id(key, hint, obj.body), obj.body, obj.etag, False)
-        if not query.matches(_compose(record, None, False)):
+        # the last update may be in the status object: that range is checked after (the store)
+        before_status = replace(query, updated_from=None, updated_to=None)
+        if not before_status.matches(_compose(record, None, False)):
             return None
         if query.fetch_payloads:
             whole = self._load_record(record.instance_id, key, payloads=True)

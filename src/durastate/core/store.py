@@ -6,7 +6,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from durastate.core.backend import Backend
@@ -26,9 +27,11 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.core.retention import Retention, RetentionFrom
 from durastate.errors import (
     ConcurrencyError,
     ConfigurationError,
+    InstanceExists,
     InstanceNotFound,
     InvalidArgument,
     InvalidContinuationToken,
@@ -148,9 +151,13 @@ class StateStore:
         clock: Clock | None = None,
         codec: PayloadCodec | None = None,
         telemetry: bool | None = None,
+        retention: timedelta | None = None,
+        retention_from: RetentionFrom = "completed",
     ) -> None:
         """``telemetry``: spans and metrics per call (`durastate.telemetry`); by default on
-        when OpenTelemetry is installed and a tracer or meter provider is configured."""
+        when OpenTelemetry is installed and a tracer or meter provider is configured.
+        ``retention``: how long an instance stays after its last update or its completion
+        (``retention_from``); see `durastate.core.retention`."""
         self.backend = backend
         self.codec = codec or _build_codec(serializer, accept, compress_above)
         caps = backend.capabilities
@@ -163,6 +170,7 @@ class StateStore:
         )
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
+        self.retention = Retention.of(retention, retention_from)
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
         self.telemetry: StoreTelemetry | None = None
         if telemetry or (telemetry is None and provider_configured()):
@@ -211,7 +219,30 @@ class StateStore:
             input=self._encode(input, instance_id, "input", self.max_payload_bytes),
             custom_status=status_payload,
         )
-        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        try:
+            return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        except InstanceExists:
+            if self.retention is None:
+                raise
+            return self._replace_expired(new)
+
+    def _replace_expired(self, new: NewInstance) -> str:
+        """Create over an expired run of the id (still stored: no native expiry swept it)."""
+        assert self.retention is not None
+        current = self.backend.read(new.instance_id)
+        if current is not None and not self.retention.expired(current, self._clock()):
+            raise InstanceExists(new.instance_id, current.runtime_status.value)
+        if current is not None and current.runtime_status.is_terminal:
+            return self.backend.create(new, restart_if_terminal=True)  # atomic on the backend
+        self.backend.delete(new.instance_id)  # "updated": an expired run may still be live
+        return self.backend.create(new)
+
+    def _refuse_expired(self, instance_id: str) -> None:
+        """With retention, a write to an expired instance is refused as to an absent one."""
+        assert self.retention is not None
+        current = self.backend.read(instance_id)
+        if current is None or self.retention.expired(current, self._clock()):
+            raise InstanceNotFound(instance_id)
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
@@ -224,6 +255,8 @@ class StateStore:
         payload = self._encode_status(
             value, instance_id, "custom_status", self.max_custom_status_bytes
         )
+        if self.retention is not None:
+            self._refuse_expired(instance_id)
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
@@ -242,6 +275,8 @@ class StateStore:
         self, instance_id: str, payload: Payload, *, etag: str | None = None
     ) -> WriteResult:
         """Write an already encoded custom status (the reporter's path)."""
+        if self.retention is not None:
+            self._refuse_expired(instance_id)
         return self.backend.write_custom_status(instance_id, payload, etag=etag, now=self._clock())
 
     def set_runtime_status(
@@ -261,6 +296,8 @@ class StateStore:
             if set_output
             else None
         )
+        if self.retention is not None:
+            self._refuse_expired(instance_id)
         return self.backend.write_runtime_status(
             instance_id,
             status,
@@ -308,6 +345,8 @@ class StateStore:
         else:
             record = self.backend.read(instance_id)  # positional: keywords cost on a hot call
         if record is None:
+            return None
+        if self.retention is not None and self.retention.expired(record, self._clock()):
             return None
         return InstanceMetadata(record, self.codec, fetch_payloads)
 
@@ -358,6 +397,9 @@ class StateStore:
         records = page.items
         if query.filters_beyond_the_basics:  # a backend may not evaluate these itself
             records = [record for record in records if query.matches(record)]
+        if self.retention is not None:
+            now, retention = self._clock(), self.retention
+            records = [record for record in records if not retention.expired(record, now)]
         codec = self.codec
         items = [
             InstanceMetadata(record, codec, payloads_fetched=fetch_payloads) for record in records
@@ -420,7 +462,12 @@ class StateStore:
             page_size=1000,
         )
         counts = dict.fromkeys(RuntimeStatus, 0)
-        counts.update(self.backend.count(query))
+        if self.retention is None:
+            counts.update(self.backend.count(query))
+            return counts
+        for alive in self.retention.alive_queries(query, self._clock()):
+            for status, number in self.backend.count(alive).items():
+                counts[status] += number
         return counts
 
     def get_many(
@@ -434,6 +481,12 @@ class StateStore:
         for instance_id in ids:
             validate_instance_id(instance_id, self._max_id_length)
         records = self.backend.read_many(ids, fetch_payloads=fetch_payloads)
+        if self.retention is not None:
+            now, retention = self._clock(), self.retention
+            records = {
+                instance_id: None if record is None or retention.expired(record, now) else record
+                for instance_id, record in records.items()
+            }
         codec = self.codec
         return {
             instance_id: None
@@ -463,6 +516,28 @@ class StateStore:
                 "purge_by needs a filter (created range, runtime status or prefix)"
             )
         return self.backend.purge_by(_query(runtime_status, created_from, created_to, prefix))
+
+    def purge_expired(self) -> int:
+        """Delete every expired instance (listed page by page, then deleted one by one);
+        how many were deleted. Needs a ``retention``."""
+        retention = self.retention
+        if retention is None:
+            raise ConfigurationError(
+                "purge_expired needs a retention period: retention=timedelta(...) or "
+                "DURASTATE_RETENTION"
+            )
+        now = self._clock()
+        query = retention.expired_query(now)
+        doomed: list[str] = []
+        while True:
+            page = self.backend.query(query)
+            doomed.extend(r.instance_id for r in page.items if retention.expired(r, now))
+            if page.continuation is None:
+                break
+            query = replace(query, continuation=page.continuation)
+        deleted = sum(1 for instance_id in doomed if self.backend.delete(instance_id))
+        log.info("purged %d expired instance(s)", deleted)
+        return deleted
 
     # -- helpers --------------------------------------------------------------------------
 

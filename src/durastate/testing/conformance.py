@@ -44,10 +44,12 @@ from pydantic import BaseModel
 from durastate.core.backend import Backend
 from durastate.core.ids import MAX_NAME_LENGTH
 from durastate.core.records import Payload, RuntimeStatus
+from durastate.core.retention import RetentionFrom
 from durastate.core.store import StateStore
 from durastate.core.tokens import encode_token
 from durastate.errors import (
     ConcurrencyError,
+    ConfigurationError,
     CorruptRecord,
     InstanceExists,
     InstanceNotFound,
@@ -833,6 +835,96 @@ class BackendConformance:
             assert sorted(self._all_pages(store, prefix=prefix)) == expected, repr(prefix)
         assert store.purge_by(prefix="nul\u0000") == 3
         assert sorted(self._all_pages(store)) == ["nu", "nul", "nul\u0001", "nula"]
+
+    # -- retention -------------------------------------------------------------------------
+
+    def _retaining(
+        self, backend: CountingBackend, clock: FakeClock, measured_from: RetentionFrom
+    ) -> StateStore:
+        return StateStore(
+            backend,
+            serializer="json",
+            clock=clock,
+            retention=timedelta(hours=1),
+            retention_from=measured_from,
+        )
+
+    def test_retention_from_completion(self, counting: CountingBackend, clock: FakeClock) -> None:
+        """An expired instance reads as absent, is left out of queries, counts and batch
+        reads, refuses writes, its id can be created again, and purge_expired deletes it;
+        a running one never expires."""
+        store = self._retaining(counting, clock, "completed")
+        store.create_instance("done", name="wf", custom_status=1)
+        store.create_instance("running", name="wf", custom_status=2)
+        store.set_runtime_status("done", "completed", output="o")
+        clock.advance(minutes=59)
+        assert store.get_instance("done") is not None
+        assert store.count(name="wf")[RuntimeStatus.COMPLETED] == 1
+        clock.advance(minutes=1)  # an hour after completion: expired
+
+        assert store.get_instance("done") is None
+        assert store.get_many(["done", "running"])["done"] is None
+        assert [item.instance_id for item in store.iter_instances()] == ["running"]
+        assert store.count() == {**dict.fromkeys(RuntimeStatus, 0), RuntimeStatus.PENDING: 1}
+        assert store.count(runtime_status="completed")[RuntimeStatus.COMPLETED] == 0
+        with pytest.raises(InstanceNotFound):
+            store.set_custom_status("done", 3)
+        with pytest.raises(InstanceNotFound):
+            store.set_runtime_status("done", "running")
+        with pytest.raises(InstanceNotFound):
+            store.update("done", lambda value: value)
+
+        clock.advance(days=30)
+        running = store.get_instance("running")
+        assert running is not None
+        assert running.custom_status == 2
+        store.set_custom_status("running", 4)
+
+        assert store.purge_expired() == 1
+        assert store.purge_expired() == 0
+        plain = StateStore(counting, serializer="json", clock=clock)  # no retention: gone
+        assert plain.get_instance("done") is None
+        assert plain.get_instance("running") is not None
+
+    def test_an_expired_id_can_be_created_again(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        for measured_from in ("completed", "updated"):
+            store = self._retaining(counting, clock, measured_from)
+            instance_id = f"again-{measured_from}"
+            store.create_instance(instance_id, name="wf", custom_status="old")
+            if measured_from == "completed":
+                store.set_runtime_status(instance_id, "failed")
+            with pytest.raises(InstanceExists):
+                store.create_instance(instance_id, name="wf")
+            clock.advance(hours=2)
+            store.create_instance(instance_id, name="wf2", custom_status="new")
+            again = store.get_instance(instance_id)
+            assert again is not None
+            assert (again.name, again.custom_status) == ("wf2", "new")
+            assert again.runtime_status is RuntimeStatus.PENDING
+
+    def test_retention_from_last_update(self, counting: CountingBackend, clock: FakeClock) -> None:
+        store = self._retaining(counting, clock, "updated")
+        store.create_instance("idle", name="wf")
+        store.create_instance("busy", name="wf")
+        for _ in range(3):
+            clock.advance(minutes=40)
+            store.set_custom_status("busy", clock.now.isoformat())
+        assert store.get_instance("idle") is None  # running, but idle for two hours
+        assert store.get_instance("busy") is not None
+        assert [item.instance_id for item in store.iter_instances()] == ["busy"]
+        assert sum(store.count().values()) == 1
+        assert store.purge_expired() == 1
+        assert StateStore(counting, clock=clock).get_instance("idle") is None
+
+    def test_retention_settings_are_checked(self, counting: CountingBackend) -> None:
+        with pytest.raises(InvalidArgument):
+            StateStore(counting, retention=timedelta(0))
+        with pytest.raises(InvalidArgument):
+            StateStore(counting, retention=timedelta(hours=1), retention_from="created")  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError):
+            StateStore(counting).purge_expired()
 
     # -- purge -----------------------------------------------------------------------------
 
