@@ -200,3 +200,23 @@ def test_query_by_name_and_update_time_count_and_get_many(url: str) -> None:
     assert list(shown) == ["a", "zz", "c"]
     assert shown["zz"] is None
     assert shown["c"]["runtime_status"] == "completed"
+
+
+def test_purge_expired_uses_the_configured_retention(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(datetime(2020, 1, 1, tzinfo=UTC))  # long ago: expired by now
+    with StateStore(SQLiteBackend.from_url(url), clock=clock) as store:
+        store.create_instance("old", name="wf")
+        store.set_runtime_status("old", "completed")
+        store.create_instance("live", name="wf")
+    result = runner.invoke(app, ["purge", "--expired", "--url", url])
+    assert result.exit_code == 1
+    assert "retention" in result.output
+    monkeypatch.setenv("DURASTATE_RETENTION", "P1D")
+    result = runner.invoke(app, ["purge", "--expired", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "purged 1" in result.output
+    with open_store(url) as store:
+        assert store.get_instance("old") is None
+        assert store.get_instance("live") is not None

@@ -263,16 +263,19 @@ def purge(
     created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
     created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
     prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
+    expired: Annotated[
+        bool, typer.Option("--expired", help="every instance past the configured retention")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
-    """Delete one instance by id, or every instance matching the filters."""
-    no_filter = not (status or created_from or created_to or prefix)
+    """Delete one instance by id, every instance matching the filters, or the expired ones."""
+    no_filter = not (status or created_from or created_to or prefix or expired)
     if instance_id is None and no_filter:
         errors.print(
             Text.assemble(
                 ("error: ", "red"),
                 "purge needs an instance id or a filter: --status, --created-from, "
-                "--created-to or --prefix (durastate purge --help)",
+                "--created-to, --prefix or --expired (durastate purge --help)",
             ),
             soft_wrap=True,
         )
@@ -281,6 +284,8 @@ def purge(
         with _store(url) as store:
             if instance_id is not None:
                 deleted = int(store.purge(instance_id))
+            elif expired:
+                deleted = store.purge_expired()
             else:
                 deleted = store.purge_by(
                     runtime_status=status or None,
