@@ -41,6 +41,12 @@ UrlOption = Annotated[
 SerializerOption = Annotated[
     str | None, typer.Option("--serializer", help="serializer id for writes")
 ]
+StatusOption = Annotated[
+    list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
+]
+PrefixOption = Annotated[str | None, typer.Option(help="instance-id prefix")]
+CreatedFromOption = Annotated[datetime | None, typer.Option(help="created at or after")]
+CreatedToOption = Annotated[datetime | None, typer.Option(help="created before")]
 NameOption = Annotated[str | None, typer.Option("--name", help="workflow name (exact)")]
 UpdatedFromOption = Annotated[datetime | None, typer.Option(help="last updated at or after")]
 UpdatedToOption = Annotated[datetime | None, typer.Option(help="last updated before")]
@@ -172,12 +178,10 @@ def set_status(
 
 @app.command("query")
 def query(
-    status: Annotated[
-        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
-    ] = None,
-    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
-    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
-    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    status: StatusOption = None,
+    prefix: PrefixOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
     name: NameOption = None,
     updated_from: UpdatedFromOption = None,
     updated_to: UpdatedToOption = None,
@@ -190,13 +194,9 @@ def query(
     try:
         with _store(url) as store:
             found = store.iter_instances(
-                runtime_status=status or None,
-                prefix=prefix,
-                created_from=_utc(created_from),
-                created_to=_utc(created_to),
-                name=name,
-                updated_from=_utc(updated_from),
-                updated_to=_utc(updated_to),
+                **_filters(
+                    status, prefix, created_from, created_to, name, updated_from, updated_to
+                ),
                 page_size=min(limit, 100),
             )
             for item in itertools.islice(found, limit):
@@ -218,12 +218,10 @@ def query(
 
 @app.command("count")
 def count(
-    status: Annotated[
-        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
-    ] = None,
-    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
-    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
-    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    status: StatusOption = None,
+    prefix: PrefixOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
     name: NameOption = None,
     updated_from: UpdatedFromOption = None,
     updated_to: UpdatedToOption = None,
@@ -234,13 +232,7 @@ def count(
     try:
         with _store(url) as store:
             counts = store.count(
-                runtime_status=status or None,
-                prefix=prefix,
-                created_from=_utc(created_from),
-                created_to=_utc(created_to),
-                name=name,
-                updated_from=_utc(updated_from),
-                updated_to=_utc(updated_to),
+                **_filters(status, prefix, created_from, created_to, name, updated_from, updated_to)
             )
     except DurastateError as exc:
         raise _fail(exc) from None
@@ -257,12 +249,10 @@ def count(
 @app.command("purge")
 def purge(
     instance_id: Annotated[str | None, typer.Argument(help="one instance to delete")] = None,
-    status: Annotated[
-        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
-    ] = None,
-    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
-    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
-    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
+    status: StatusOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
+    prefix: PrefixOption = None,
     expired: Annotated[
         bool, typer.Option("--expired", help="every instance past the configured retention")
     ] = False,
@@ -303,6 +293,27 @@ def _parse(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise _fail(ValueError(f"not valid JSON: {exc}")) from None
+
+
+def _filters(
+    status: list[RuntimeStatus] | None,
+    prefix: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    name: str | None,
+    updated_from: datetime | None,
+    updated_to: datetime | None,
+) -> dict[str, Any]:
+    """The filters ``query`` and ``count`` share, as the store takes them (times in UTC)."""
+    return {
+        "runtime_status": status or None,
+        "prefix": prefix,
+        "created_from": _utc(created_from),
+        "created_to": _utc(created_to),
+        "name": name,
+        "updated_from": _utc(updated_from),
+        "updated_to": _utc(updated_to),
+    }
 
 
 def _utc(moment: datetime | None) -> datetime | None:
