@@ -1232,6 +1232,12 @@ def _odata_filter(query: InstanceQuery) -> str:
         clauses.append(f"{C_CREATED} ge {_datetime_literal(query.created_from)}")
     if query.created_to is not None:
         clauses.append(f"{C_CREATED} lt {_datetime_literal(query.created_to)}")
+    if query.name is not None and query.name.isprintable():  # others: the store filters
+        clauses.append(f"{C_NAME} eq {_quote(query.name)}")
+    if query.updated_from is not None:
+        clauses.append(f"{C_UPDATED} ge {_datetime_literal(query.updated_from)}")
+    if query.updated_to is not None:
+        clauses.append(f"{C_UPDATED} lt {_datetime_literal(query.updated_to)}")
     bounds = prefix_range(query.prefix) if query.prefix else None
     if bounds is not None:
         low, high = bounds

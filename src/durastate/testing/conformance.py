@@ -756,6 +756,9 @@ class BackendConformance:
         found = [item.instance_id for item in store.iter_instances(name="encode", page_size=2)]
         assert sorted(found) == sorted(i for i, (n, _, _) in made.items() if n == "encode")
         assert self._all_pages(store, name="nobody") == []
+        for awkward in ("it's", "ctl\u0001 name", "é漢字🙂"):
+            store.create_instance(f"awkward-{awkward}", name=awkward)
+            assert self._all_pages(store, name=awkward) == [f"awkward-{awkward}"]
 
     def test_count_per_status(self, store: StateStore, clock: FakeClock) -> None:
         made = self._populate_named(store, clock)

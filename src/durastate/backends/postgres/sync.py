@@ -265,6 +265,11 @@ class PostgresBackend(Backend):
             found[record.instance_id] = record
         return found
 
+    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """One ``GROUP BY`` over the query's WHERE clause."""
+        sql, params = core.count_statement(self._stmts, query)
+        return core.counts(self._run("count", None, sql, params, many=True))
+
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
