@@ -293,13 +293,22 @@ def test_console_tables_fit_100_columns_and_say_where_the_results_are(
     assert str(out / "summary.md") in " ".join(lines[-3:]).replace("\n", "")
 
 
-def test_cpu_figures_subtract_the_harness_loop_like_wall_figures() -> None:
-    from durastate.bench.timing import calibration, measure
+def test_cpu_figures_subtract_the_harness_loop_like_wall_figures(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a harness loop said to cost more than the operation, both figures reach zero:
+    CPU is corrected like wall time (before, CPU kept the loop's cost)."""
+    from durastate.bench import timing
 
-    empty = measure(lambda i: None, seconds=0.05, min_ops=2000, max_ops=20_000)
+    huge = 1e6  # 1 ms per iteration: far above what an empty operation costs
+    monkeypatch.setattr(timing, "_CALIBRATION", timing.Calibration(
+        loop_ns=huge, timer_ns=huge, loop_cpu_ns=huge, timer_cpu_ns=huge))
+    empty = timing.measure(lambda i: None, seconds=0.02, min_ops=2000, max_ops=20_000)
     assert empty.batch > 1
-    assert empty.cpu_ns < calibration().loop_cpu_ns / 2  # nothing left but noise
-    assert empty.median_ns < calibration().loop_ns / 2
+    assert empty.median_ns == 0
+    assert empty.cpu_ns == 0
+    cold = timing.measure_each(lambda i: None, lambda i: None, 20)
+    assert cold.median_ns == 0
+    assert cold.cpu_ns == 0
 
 
 def test_sqlite_pairs_with_its_anchor_on_a_fresh_file(tmp_path: Path) -> None:

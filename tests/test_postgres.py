@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from durastate.errors import (
     InstanceNotFound,
     InvalidContinuationToken,
 )
-from durastate.testing import BackendConformance
+from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import (
     RunningEmulator,
     free_port,
@@ -55,6 +55,15 @@ class TestPostgresConformance(BackendConformance):
         backend = PostgresBackend(postgres_server.endpoint, PostgresOptions(table=fresh_table()))
         yield backend
         backend.close()
+
+    @pytest.fixture
+    def open_other_backend(
+        self, postgres_server: RunningEmulator, backend: PostgresBackend
+    ) -> Iterator[Callable[[], Backend]]:
+        table = backend.options.table
+        yield from closing_opener(
+            lambda: PostgresBackend(postgres_server.endpoint, PostgresOptions(table=table))
+        )
 
 
 # -- the backend's own promises ---------------------------------------------------------------

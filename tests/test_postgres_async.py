@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
@@ -29,7 +29,7 @@ from durastate.core.records import (
 )
 from durastate.core.store import StateStore
 from durastate.errors import BackendUnavailable, ConcurrencyError, InstanceExists
-from durastate.testing import BackendConformance
+from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import RunningEmulator
 from tests.reliability.conftest import PrivateEmulator
 from tests.reliability.faultproxy import Fault
@@ -107,6 +107,13 @@ class TestAsyncDriverConformance(BackendConformance):
         backend = AwaitedBackend(postgres_server.endpoint, table=fresh_table())
         yield backend
         backend.close()
+
+    @pytest.fixture
+    def open_other_backend(
+        self, postgres_server: RunningEmulator, backend: AwaitedBackend
+    ) -> Iterator[Callable[[], Backend]]:
+        table = backend.inner.options.table
+        yield from closing_opener(lambda: AwaitedBackend(postgres_server.endpoint, table=table))
 
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

@@ -17,6 +17,7 @@ from durastate.backends.redis import RedisBackend, scripts
 from durastate.backends.redis.core import CREATE, CUSTOM_STATUS
 from durastate.bench import BackendSpec as BenchSpec
 from durastate.bench import BenchConfig, run_bench
+from durastate.core.backend import Backend
 from durastate.core.records import NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import (
@@ -27,7 +28,7 @@ from durastate.errors import (
     InstanceNotFound,
     InvalidContinuationToken,
 )
-from durastate.testing import BackendConformance
+from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.conformance import FakeClock
 from durastate.testing.emulators import RunningEmulator, free_port
 from durastate.transport.policy import OutcomeUnknown
@@ -47,6 +48,12 @@ class TestRedisConformance(BackendConformance):
     def backend(self, redis_server: RunningEmulator) -> Iterator[RedisBackend]:
         with make_backend(redis_server) as created:
             yield created
+
+    @pytest.fixture
+    def open_other_backend(
+        self, redis_server: RunningEmulator, backend: RedisBackend
+    ) -> Iterator[Callable[[], Backend]]:
+        yield from closing_opener(lambda: make_backend(redis_server, prefix=backend.core.prefix))
 
 
 # -- Redis specifics ---------------------------------------------------------------------------

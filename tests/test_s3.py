@@ -377,6 +377,30 @@ def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) 
         assert got.custom_status == status(b'"B"')  # ... and create did not undo it
 
 
+def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
+    moto_server: RunningEmulator,
+) -> None:
+    """Before the seal, the record's first custom status counts; reads and listings that
+    fetched only the record's first bytes fetch the rest when it does not fit."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    big = b'"' + b"s" * 20_000 + b'"'
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        seen: list[Any] = []
+
+        def between(request: Any, **_: Any) -> None:
+            if request.method == "PUT" and "/status/" in request.url and not seen:
+                got = b.read("big")
+                assert got is not None
+                seen.append(got.custom_status)
+                seen.append(b.query(InstanceQuery()).items[0].custom_status)
+
+        a._ready()
+        a.client.meta.events.register("before-send.s3.PutObject", between)
+        a.create(new("big", custom=big))
+        assert seen == [status(big), status(big)]
+
+
 def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     with make_backend(moto_server.endpoint, prefix=prefix) as a, \
@@ -420,38 +444,6 @@ def test_restart_survives_its_status_object_vanishing_before_the_seal(
     assert got is not None
     assert deleted
     assert (got.etag, got.custom_status) == (fresh, status(b'"new"'))
-
-
-def test_writes_without_etag_never_conflict_under_contention(
-    moto_server: RunningEmulator,
-) -> None:
-    """Last write wins: six store objects writing status and runtime without an etag."""
-    prefix = f"t-{uuid.uuid4().hex[:12]}"
-    backends = [make_backend(moto_server.endpoint, prefix=prefix) for _ in range(6)]
-    backends[0].create(new("hot"))
-    errors: list[BaseException] = []
-
-    def work(number: int, backend: S3Backend) -> None:
-        for round_ in range(15):
-            try:
-                if number % 2:
-                    backend.write_runtime_status(
-                        "hot", RuntimeStatus.RUNNING, output=status(b"%d" % round_),
-                        set_output=True, etag=None, now=T0)
-                else:
-                    backend.write_custom_status(
-                        "hot", status(b"[%d, %d]" % (number, round_)), etag=None, now=T0)
-            except BaseException as exc:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=pair) for pair in enumerate(backends)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for backend in backends:
-        backend.close()
-    assert errors == []
 
 
 def test_runtime_change_invalidates_the_custom_status_etag(backend: S3Backend) -> None:
@@ -625,8 +617,11 @@ def test_one_corrupt_record_does_not_break_listing_and_is_purged(
     backend.client.put_object(Bucket=BUCKET, Key=backend._key("p-2"), Body=b"garbage")
     listed = [r.instance_id for r in backend.query(InstanceQuery(page_size=1000)).items]
     assert listed == ["p-1", "p-3"]
-    assert "'p-2'" in caplog.text  # the warning names the instance, not the object key
-    assert backend._key("p-2") not in caplog.text
+    # durastate's warning names the instance, not the object key (botocore's own DEBUG
+    # lines, captured when an earlier test turned DEBUG on, name keys: not ours to judge)
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("durastate"))
+    assert "'p-2'" in ours
+    assert backend._key("p-2") not in ours
     assert backend.purge_by(InstanceQuery(prefix="p-")) == 3
     assert backend.query(InstanceQuery()).items == []
     with pytest.raises(botocore.exceptions.ClientError):

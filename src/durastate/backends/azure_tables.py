@@ -15,8 +15,8 @@ Every write also stores a random token of that one call (``_azure_write_log``). 
 never resends a POST or PATCH whose connection broke, because the request may have been
 applied; this backend does, after reading the row (only then): if the token is there, the
 write landed (even when another writer came after it); if the row is still at the etag it
-sent, it sends again; if it cannot tell, it raises ``BackendUnavailable`` saying the outcome
-is unknown, so ``update()`` never applies its function twice.
+sent, it sends again; if it cannot tell, it raises ``OutcomeUnknown`` (a
+``BackendUnavailable``), never a conflict, so ``update()`` never applies its function twice.
 """
 
 from __future__ import annotations

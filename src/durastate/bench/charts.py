@@ -96,6 +96,11 @@ def _query_rows(result: RunResult, backends: list[str]) -> list[Row]:
     return rows
 
 
+def _microseconds(value: float, _: object) -> str:
+    """Tick labels short enough never to collide: 0.5, 20, 1k, 50k."""
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
 def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -123,8 +128,10 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,g}"))
+    low, high = ax.get_xlim()
+    wide = high / max(low, 1e-9) > 1e3  # over three decades: 1-2-5 ticks would collide
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_microseconds))
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", which="major", color="0.85")
     ax.set_xlabel("median µs per operation (log scale) — lower is better", fontsize=8)

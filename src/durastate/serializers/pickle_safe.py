@@ -135,6 +135,10 @@ class _RecordingPickler(pickle.Pickler):
         return reduction  # its callable is saved next, and noted if it is a global
 
 
+_NO_GLOBALS: frozenset[tuple[str, str]] = frozenset()
+_PLAIN_TYPES = frozenset({dict, list, tuple, str, int, float, bool, bytes, type(None)})
+
+
 class _PicklerPerThread(threading.local):
     """One recording pickler per thread, reused: building one costs more than a small dump."""
 
@@ -147,7 +151,9 @@ class _PicklerPerThread(threading.local):
 _per_thread = _PicklerPerThread()
 
 
-def _pickle_noting_globals(value: Any) -> tuple[bytes, set[tuple[str, str]] | None]:
+def _pickle_noting_globals(
+    value: Any,
+) -> tuple[bytes, frozenset[tuple[str, str]] | set[tuple[str, str]] | None]:
     """The protocol 5 pickle of ``value`` and the globals it names (``None``: undecided)."""
     state = _per_thread
     if state.busy:  # a __reduce__ that pickles again, in this thread: use a fresh one
@@ -160,7 +166,8 @@ def _pickle_noting_globals(value: Any) -> tuple[bytes, set[tuple[str, str]] | No
         pickler.clear_memo()  # the memo must not reach into the previous dump
         pickler.named.clear()
         pickler.dump(value)
-        return buffer.getvalue(), set(pickler.named)
+        named = pickler.named
+        return buffer.getvalue(), (set(named) if named else _NO_GLOBALS)
     except _Undecidable:
         return pickle.dumps(value, protocol=5), None
     finally:
@@ -226,7 +233,9 @@ class SafePickleSerializer(Serializer):
     def dumps(self, value: Any, *, instance_id: str) -> bytes:
         self._require_keys()
         assert self._signing_key_id is not None
-        if hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None)):
+        if type(value) not in _PLAIN_TYPES and (
+            hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
+        ):
             value = value.model_dump()
         try:
             body, named = _pickle_noting_globals(value)
@@ -239,7 +248,9 @@ class SafePickleSerializer(Serializer):
         mac = self._mac(self._keys[key_id], key_id, instance_id, body)
         return MAGIC + bytes([len(key_id)]) + key_id + mac + body
 
-    def _refuse_disallowed(self, body: bytes, named: set[tuple[str, str]] | None) -> None:
+    def _refuse_disallowed(
+        self, body: bytes, named: frozenset[tuple[str, str]] | set[tuple[str, str]] | None
+    ) -> None:
         """`PayloadRejected` when ``body`` names a global ``find_class`` would refuse.
 
         Decided from the globals the pickler wrote, without unpickling; only a pickle whose
@@ -247,6 +258,8 @@ class SafePickleSerializer(Serializer):
         """
         if named is None:
             _RestrictedUnpickler(body, self._allowed).load()
+            return
+        if not named or named <= self._allowed:
             return
         for module, name in sorted(named - self._allowed):
             raise PayloadRejected(

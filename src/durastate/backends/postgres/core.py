@@ -354,14 +354,20 @@ def status_params(
     }
 
 
+#: How often a write without an etag runs again after racing another writer (each run
+#: sees a newer snapshot, so one more almost always settles it).
+LAST_WRITE_ATTEMPTS = 20
+
+
 def status_outcome(
     instance_id: str, etag: str | None, new: str, row: Sequence[Any] | None
-) -> WriteResult:
+) -> WriteResult | None:
     """No row: written. Otherwise ``(etag before, same bytes before)``, in one round trip.
 
     Absent -> not found; an etag given that is not the one before -> conflict; the same
     bytes before -> a skipped write at that etag; otherwise a writer changed the row between
-    this statement's snapshot and its update -> conflict.
+    this statement's snapshot and its update: a conflict with an etag, and ``None`` without
+    one (last write wins: run the statement again, it will see that writer's row).
     """
     if row is None:
         return WriteResult(new)
@@ -372,7 +378,16 @@ def status_outcome(
         raise ConcurrencyError(instance_id, etag)
     if row[1]:
         return WriteResult(current, written=False)
+    if etag is None:
+        return None
     raise ConcurrencyError(instance_id, etag)
+
+
+def kept_racing(instance_id: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"custom-status write of instance {instance_id!r} kept racing other writers "
+        f"({LAST_WRITE_ATTEMPTS} attempts)"
+    )
 
 
 def runtime_statement(stmts: Statements, set_output: bool, etag: str | None) -> str:

@@ -273,14 +273,18 @@ class PostgresBackend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
-        new = core.new_etag()
-        params = core.status_params(instance_id, payload, etag, now, new, self._ttl)
         stmts = self._stmts
         sql = stmts.write_status if etag is None else stmts.write_status_if_match
-        row = self._write("custom-status update", instance_id, sql, params, new, etag)
-        if row is core.LANDED:
-            return WriteResult(new)
-        return core.status_outcome(instance_id, etag, new, row)  # type: ignore[arg-type]
+        for _ in range(core.LAST_WRITE_ATTEMPTS):
+            new = core.new_etag()
+            params = core.status_params(instance_id, payload, etag, now, new, self._ttl)
+            row = self._write("custom-status update", instance_id, sql, params, new, etag)
+            if row is core.LANDED:
+                return WriteResult(new)
+            result = core.status_outcome(instance_id, etag, new, row)  # type: ignore[arg-type]
+            if result is not None:
+                return result
+        raise core.kept_racing(instance_id)
 
     def write_runtime_status(
         self,
