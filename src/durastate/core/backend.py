@@ -146,6 +146,12 @@ class Backend(ABC):
             for instance_id in instance_ids
         }
 
+    def purge_expired(self) -> int:
+        """Delete what the backend's own expiry (its ttl options) hides but still stores;
+        how many. The default has no such records: no native expiry, or a service that
+        sweeps by itself (Redis)."""
+        return 0
+
     def close(self) -> None:
         """Release connections; the default has nothing to release."""
 

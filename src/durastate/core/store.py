@@ -518,14 +518,18 @@ class StateStore:
         return self.backend.purge_by(_query(runtime_status, created_from, created_to, prefix))
 
     def purge_expired(self) -> int:
-        """Delete every expired instance (listed page by page, then deleted one by one);
-        how many were deleted. Needs a ``retention``."""
+        """Delete every expired instance: what the backend's own expiry left stored
+        (``Backend.purge_expired``), then what the store's ``retention`` expired (listed page
+        by page, then deleted one by one). How many were deleted."""
         retention = self.retention
-        if retention is None:
+        if retention is None and not self.capabilities.ttl:
             raise ConfigurationError(
                 "purge_expired needs a retention period: retention=timedelta(...) or "
                 "DURASTATE_RETENTION"
             )
+        swept = self.backend.purge_expired()
+        if retention is None:
+            return swept
         now = self._clock()
         query = retention.expired_query(now)
         doomed: list[str] = []
@@ -535,7 +539,7 @@ class StateStore:
             if page.continuation is None:
                 break
             query = replace(query, continuation=page.continuation)
-        deleted = sum(1 for instance_id in doomed if self.backend.delete(instance_id))
+        deleted = swept + sum(1 for instance_id in doomed if self.backend.delete(instance_id))
         log.info("purged %d expired instance(s)", deleted)
         return deleted
 

@@ -926,8 +926,9 @@ class BackendConformance:
             StateStore(counting, retention=timedelta(0))
         with pytest.raises(InvalidArgument):
             StateStore(counting, retention=timedelta(hours=1), retention_from="created")  # type: ignore[arg-type]
-        with pytest.raises(ConfigurationError):
-            StateStore(counting).purge_expired()
+        if not counting.capabilities.ttl:  # nothing could have expired: say what is missing
+            with pytest.raises(ConfigurationError):
+                StateStore(counting).purge_expired()
 
     # -- purge -----------------------------------------------------------------------------
 

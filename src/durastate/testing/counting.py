@@ -84,6 +84,10 @@ class CountingBackend(Backend):
         self.calls["read_many"] += 1
         return self.inner.read_many(instance_ids, fetch_payloads=fetch_payloads)
 
+    def purge_expired(self) -> int:
+        self.calls["purge_expired"] += 1
+        return self.inner.purge_expired()
+
     def close(self) -> None:
         self.inner.close()
 
