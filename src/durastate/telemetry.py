@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from durastate.errors import ConcurrencyError, DurastateError, MissingDependency
 
 if TYPE_CHECKING:
+    from durastate.core.async_store import AsyncStateStore
     from durastate.core.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ STORE_CALLS: Final = (
     "purge",
     "purge_by",
     "purge_expired",
+)
+
+#: The async store's calls that get a span (the same names; the rest are sync-only).
+ASYNC_STORE_CALLS: Final = tuple(
+    call for call in STORE_CALLS if call != "write_custom_status_payload"
 )
 
 #: The backend requests that get a child span and count as requests made.
@@ -188,25 +194,60 @@ class StoreTelemetry:
 
         @functools.wraps(method)
         def traced(*args: Any, **kwargs: Any) -> Any:
-            stats = _current.get()
-            if stats is not None:
-                stats.requests += 1
-            if request == "write_custom_status":
-                self.updates.add(1, attributes)
+            stats = self._request_started(request)
             with tracer.start_as_current_span(name, attributes=attributes) as span:
                 try:
                     result = method(*args, **kwargs)
                 except ConcurrencyError:
-                    span.set_attribute("durastate.etag_conflict", True)
-                    if stats is not None:
-                        stats.conflicts += 1
-                    self.conflicts.add(1, attributes)
+                    self._conflict(span, stats)
                     raise
-                if request == "write_custom_status":
-                    self._count_status_write(args, result, span, stats)
+                self._request_done(request, args, result, span, stats)
                 return result
 
         return traced
+
+    def async_backend_call(
+        self, request: str, method: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        """`backend_call` for a coroutine method of an `AsyncBackend` (the same span, the
+        same counts: one set of rules)."""
+        tracer = self.tracer
+        name = f"durastate.backend.{request}"
+        attributes = self.attributes
+
+        @functools.wraps(method)
+        async def traced(*args: Any, **kwargs: Any) -> Any:
+            stats = self._request_started(request)
+            with tracer.start_as_current_span(name, attributes=attributes) as span:
+                try:
+                    result = await method(*args, **kwargs)
+                except ConcurrencyError:
+                    self._conflict(span, stats)
+                    raise
+                self._request_done(request, args, result, span, stats)
+                return result
+
+        return traced
+
+    def _request_started(self, request: str) -> _CallStats | None:
+        stats = _current.get()
+        if stats is not None:
+            stats.requests += 1
+        if request == "write_custom_status":
+            self.updates.add(1, self.attributes)
+        return stats
+
+    def _conflict(self, span: Any, stats: _CallStats | None) -> None:
+        span.set_attribute("durastate.etag_conflict", True)
+        if stats is not None:
+            stats.conflicts += 1
+        self.conflicts.add(1, self.attributes)
+
+    def _request_done(
+        self, request: str, args: tuple[Any, ...], result: Any, span: Any, stats: _CallStats | None
+    ) -> None:
+        if request == "write_custom_status":
+            self._count_status_write(args, result, span, stats)
 
     def _count_status_write(
         self, args: tuple[Any, ...], result: Any, span: Any, stats: _CallStats | None
@@ -250,14 +291,80 @@ def _store_call(
     return traced
 
 
+def _async_store_call(
+    telemetry: StoreTelemetry, call: str, method: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        instance_id = args[0] if args and isinstance(args[0], str) else None
+        with telemetry.store_span(call, instance_id):
+            try:
+                return await method(*args, **kwargs)
+            except DurastateError as exc:
+                telemetry._trace.get_current_span().set_attribute(
+                    "durastate.error", type(exc).__name__
+                )
+                raise
+
+    return traced
+
+
+def _instrument_async(
+    store: AsyncStateStore, tracer_provider: Any, meter_provider: Any
+) -> StoreTelemetry:
+    """`instrument` for an `AsyncStateStore`: its sync face's telemetry (which traces the
+    sync backend an adapter calls, and counts its reporters), its coroutines shadowed with
+    traced ones, and a native async backend's requests traced too."""
+    from durastate.core.async_backend import SyncBackendAdapter
+
+    if store.telemetry is not None:
+        return store.telemetry
+    telemetry = instrument(
+        store.store, tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
+    for call in ASYNC_STORE_CALLS:
+        method = getattr(store, call, None)
+        if method is not None:
+            setattr(store, call, _async_store_call(telemetry, call, method))
+    backend = store.backend
+    if isinstance(backend, SyncBackendAdapter):  # its calls run the sync backend's methods
+        _trace_backend(telemetry, backend.sync)
+    elif not getattr(backend, "_durastate_traced", False):
+        for request in BACKEND_CALLS:
+            method = getattr(backend, request, None)
+            if method is not None:
+                setattr(backend, request, telemetry.async_backend_call(request, method))
+        backend._durastate_traced = True  # type: ignore[attr-defined]
+    store.telemetry = telemetry
+    return telemetry
+
+
+def _trace_backend(telemetry: StoreTelemetry, backend: Any) -> None:
+    if getattr(backend, "_durastate_traced", False):  # a backend shared by two stores
+        return
+    for request in BACKEND_CALLS:
+        method = getattr(backend, request, None)
+        if method is not None:
+            setattr(backend, request, telemetry.backend_call(request, method))
+    backend._durastate_traced = True
+
+
 def instrument(
-    store: StateStore, *, tracer_provider: Any = None, meter_provider: Any = None
+    store: StateStore | AsyncStateStore,
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
 ) -> StoreTelemetry:
     """Trace this one store: shadow its public calls (and its backend's) with traced ones.
 
     Stores built while a provider is configured call this themselves; call it for a store
-    built before, or with providers of your own (the global ones by default).
+    built before, or with providers of your own (the global ones by default). An
+    `AsyncStateStore` gets the same spans and metrics, from its coroutines.
     """
+    from durastate.core.async_store import AsyncStateStore
+
+    if isinstance(store, AsyncStateStore):
+        return _instrument_async(store, tracer_provider, meter_provider)
     if store.telemetry is not None:
         return store.telemetry
     backend = store.backend
@@ -271,12 +378,7 @@ def instrument(
         method = getattr(store, call, None)
         if method is not None:
             setattr(store, call, _store_call(telemetry, call, method))
-    if not getattr(backend, "_durastate_traced", False):  # a backend shared by two stores
-        for request in BACKEND_CALLS:
-            method = getattr(backend, request, None)
-            if method is not None:
-                setattr(backend, request, telemetry.backend_call(request, method))
-        backend._durastate_traced = True  # type: ignore[attr-defined]
+    _trace_backend(telemetry, backend)
     store.telemetry = telemetry
     log.debug(
         "telemetry on for a %s store (serializer %s)",

@@ -33,7 +33,14 @@ from durastate.testing.emulators import (
     running,
     start_redis,
 )
-from tests.reliability.backends import AWS_FAST, AZURE_FAST, REDIS_FAST, BackendSpec, unique
+from tests.reliability.backends import (
+    AWS_FAST,
+    AZURE_FAST,
+    REDIS_FAST,
+    BackendSpec,
+    store_object,
+    unique,
+)
 from tests.reliability.test_hostile_input import NOW
 
 ACCOUNT_KEY = base64.b64encode(b"durastate-test-account-key-Qx7Zp9Lm3Vt8-padding!!").decode()
@@ -102,7 +109,9 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 
 def _exercise(store: StateStore) -> list[str]:
     """Successes and failures on one store, traced; every text a user could see."""
-    instrument(store, tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    instrument(
+        store_object(store), tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+    )
     seen = [repr(store), repr(store.backend), repr(store.codec.writer), str(store.capabilities)]
     calls: list[Callable[[], object]] = [
         lambda: store.create_instance("s1", name="wf", input={"a": 1}, custom_status="x"),

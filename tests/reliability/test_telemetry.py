@@ -24,7 +24,7 @@ from durastate.core.store import StateStore
 from durastate.errors import ConcurrencyError
 from durastate.telemetry import instrument
 
-from .backends import BackendSpec, unique
+from .backends import BackendSpec, store_object, sync_face, unique
 
 SECRET_STATUS = "s3cr3t-payload-7f1e"  # a payload value no attribute may carry
 
@@ -71,7 +71,11 @@ def traced() -> Iterator[Traced]:
 
 def _instrumented(spec: BackendSpec, traced: Traced) -> StateStore:
     store = spec.open()
-    instrument(store, tracer_provider=traced.tracer_provider, meter_provider=traced.meter_provider)
+    instrument(
+        store_object(store),  # the async path too: the AsyncStateStore's own coroutines
+        tracer_provider=traced.tracer_provider,
+        meter_provider=traced.meter_provider,
+    )
     return store
 
 
@@ -101,7 +105,9 @@ def test_the_span_tree_of_one_update_on_every_backend(
         assert attributes["durastate.retries"] == 0
         assert attributes["durastate.skipped_unchanged"] is False
         expected_bytes = len(
-            store.encode_custom_status(instance_id, {"percent": 42, "note": SECRET_STATUS}).data
+            sync_face(store)
+            .encode_custom_status(instance_id, {"percent": 42, "note": SECRET_STATUS})
+            .data
         )
         assert attributes["durastate.bytes"] == expected_bytes
         _assert_nothing_leaks(spans, any_spec)

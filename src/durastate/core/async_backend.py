@@ -11,6 +11,7 @@ connection threads of its own), so the event loop never waits on I/O.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import queue
 import threading
@@ -207,6 +208,7 @@ class Workers:
 
     def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
+        fn = functools.partial(contextvars.copy_context().run, fn)  # the caller's trace span
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._idle:

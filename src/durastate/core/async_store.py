@@ -34,6 +34,7 @@ from durastate.errors import ConcurrencyError, InstanceExists
 if TYPE_CHECKING:
     from durastate.core.reporter import AsyncStatusReporter
     from durastate.core.watch import AsyncWatchHub
+    from durastate.telemetry import StoreTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class AsyncStateStore:
         self.backend = backend if backend is not None else store.backend.to_async()
         self.codec = store.codec
         self._watch_hub: AsyncWatchHub | None = None
+        self.telemetry: StoreTelemetry | None = None
+        if store.telemetry is not None:  # the sync face is traced: so is this one
+            from durastate.telemetry import instrument
+
+            instrument(self)
 
     def __repr__(self) -> str:
         return f"AsyncStateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
