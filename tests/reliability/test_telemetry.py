@@ -6,6 +6,7 @@ global providers stay unset, so the rest of the suite runs uninstrumented).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from durastate import open_store
+from durastate import open_async_store, open_store
+from durastate.core.records import RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import ConcurrencyError
 from durastate.telemetry import instrument
@@ -157,6 +159,36 @@ def test_reporter_metrics_count_reports_and_writes(traced: Traced) -> None:
         totals = traced.metrics()
         assert totals["durastate.reporter.reports"] == 50
         assert totals["durastate.reporter.writes"] == reporter.writes == 1
+
+
+def test_async_reporter_metrics_and_spans(traced: Traced) -> None:
+    """The async store records the reporter totals and the same store spans as the sync."""
+
+    async def scenario() -> int:
+        async with open_async_store("memory://") as store:
+            instrument(
+                store, tracer_provider=traced.tracer_provider, meter_provider=traced.meter_provider
+            )
+            await store.create_instance("r", name="loop")
+            async with store.status_reporter("r", min_interval=60) as reporter:
+                for step in range(50):
+                    reporter.report({"step": step})
+            assert await store.count(name="loop") == {
+                status: int(status == "pending") for status in RuntimeStatus
+            }
+            return reporter.writes
+
+    writes = asyncio.run(scenario())
+    totals = traced.metrics()
+    assert totals["durastate.reporter.reports"] == 50
+    assert totals["durastate.reporter.writes"] == writes == 1
+    spans = traced.spans()
+    (create,) = [span for span in spans if span.name == "durastate.create_instance"]
+    assert traced.children(create) == ["durastate.backend.create"]
+    (count,) = [span for span in spans if span.name == "durastate.count"]
+    assert traced.children(count) == ["durastate.backend.count"]
+    # memory's count is the generic fallback: its page query is a request too, as on sync
+    assert dict(count.attributes or {})["durastate.requests"] == 2
 
 
 def _assert_nothing_leaks(spans: list[ReadableSpan], spec: BackendSpec) -> None:
