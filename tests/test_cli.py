@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -9,7 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from durastate import open_store
+from durastate.backends.sqlite import SQLiteBackend
 from durastate.cli import app
+from durastate.core.store import StateStore
+from durastate.testing.conformance import FakeClock
 
 runner = CliRunner()
 
@@ -172,3 +176,61 @@ def test_secrets_typed_into_the_url_stay_out_of_cli_output() -> None:
         assert result.exit_code == 1
         assert secret not in result.output
         assert "AKIAIOSFODNN7EXAMPLE" not in result.output
+
+
+def test_query_by_name_and_update_time_count_and_get_many(url: str) -> None:
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
+    with StateStore(SQLiteBackend.from_url(url), clock=clock) as store:
+        store.create_instance("a", name="resize")
+        store.create_instance("b", name="encode")
+        store.create_instance("c", name="resize")
+        clock.advance(minutes=1)
+        store.set_runtime_status("c", "completed")
+
+    result = runner.invoke(app, ["query", "--name", "resize", "--json", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert [orjson.loads(line)["instance_id"] for line in result.output.splitlines()] == ["a", "c"]
+
+    moment = "2030-01-01T00:01:00"  # naive on the command line: UTC
+    result = runner.invoke(app, ["query", "--updated-from", moment, "--json", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert [orjson.loads(line)["instance_id"] for line in result.output.splitlines()] == ["c"]
+    result = runner.invoke(app, ["query", "--updated-to", moment, "--json", "--url", url])
+    assert [orjson.loads(line)["instance_id"] for line in result.output.splitlines()] == ["a", "b"]
+
+    result = runner.invoke(app, ["count", "--name", "resize", "--json", "--url", url])
+    assert result.exit_code == 0, result.output
+    counts = orjson.loads(result.output)
+    assert counts["pending"] == 1
+    assert counts["completed"] == 1
+    assert sum(counts.values()) == 2
+    result = runner.invoke(app, ["count", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "total" in result.output
+
+    result = runner.invoke(app, ["get", "a", "zz", "c", "--url", url])
+    assert result.exit_code == 0, result.output
+    shown = orjson.loads(result.output)
+    assert list(shown) == ["a", "zz", "c"]
+    assert shown["zz"] is None
+    assert shown["c"]["runtime_status"] == "completed"
+
+
+def test_purge_expired_uses_the_configured_retention(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(datetime(2020, 1, 1, tzinfo=UTC))  # long ago: expired by now
+    with StateStore(SQLiteBackend.from_url(url), clock=clock) as store:
+        store.create_instance("old", name="wf")
+        store.set_runtime_status("old", "completed")
+        store.create_instance("live", name="wf")
+    result = runner.invoke(app, ["purge", "--expired", "--url", url])
+    assert result.exit_code == 1
+    assert "retention" in result.output
+    monkeypatch.setenv("DURASTATE_RETENTION", "P1D")
+    result = runner.invoke(app, ["purge", "--expired", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "purged 1" in result.output
+    with open_store(url) as store:
+        assert store.get_instance("old") is None
+        assert store.get_instance("live") is not None

@@ -41,6 +41,15 @@ UrlOption = Annotated[
 SerializerOption = Annotated[
     str | None, typer.Option("--serializer", help="serializer id for writes")
 ]
+StatusOption = Annotated[
+    list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
+]
+PrefixOption = Annotated[str | None, typer.Option(help="instance-id prefix")]
+CreatedFromOption = Annotated[datetime | None, typer.Option(help="created at or after")]
+CreatedToOption = Annotated[datetime | None, typer.Option(help="created before")]
+NameOption = Annotated[str | None, typer.Option("--name", help="workflow name (exact)")]
+UpdatedFromOption = Annotated[datetime | None, typer.Option(help="last updated at or after")]
+UpdatedToOption = Annotated[datetime | None, typer.Option(help="last updated before")]
 
 
 def _store(url: str | None, serializer: str | None = None) -> StateStore:
@@ -124,17 +133,26 @@ def list_serializers() -> None:
 
 @app.command("get")
 def get(
-    instance_id: str,
+    instance_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="instance ids")],
     url: UrlOption = None,
     payloads: Annotated[bool, typer.Option("--payloads", help="also show input/output")] = False,
 ) -> None:
-    """Show one instance and its custom status as JSON."""
+    """Show instances and their custom status as JSON (several ids: one batched read,
+    an object by id with null for each one that does not exist)."""
+    exclude = set() if payloads else {"input", "output"}
     try:
         with _store(url) as store:
-            metadata = store.get_instance(instance_id, fetch_payloads=payloads)
-            if metadata is None:
-                raise InstanceNotFound(instance_id)
-            data = metadata.model_dump(exclude=set() if payloads else {"input", "output"})
+            if len(instance_ids) == 1:
+                metadata = store.get_instance(instance_ids[0], fetch_payloads=payloads)
+                if metadata is None:
+                    raise InstanceNotFound(instance_ids[0])
+                data: Any = metadata.model_dump(exclude=exclude)
+            else:
+                found = store.get_many(instance_ids, fetch_payloads=payloads)
+                data = {
+                    instance_id: None if item is None else item.model_dump(exclude=exclude)
+                    for instance_id, item in found.items()
+                }
     except DurastateError as exc:
         raise _fail(exc) from None
     console.print_json(_json(data))
@@ -176,12 +194,13 @@ def set_status(
 
 @app.command("query")
 def query(
-    status: Annotated[
-        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
-    ] = None,
-    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
-    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
-    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
+    status: StatusOption = None,
+    prefix: PrefixOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
+    name: NameOption = None,
+    updated_from: UpdatedFromOption = None,
+    updated_to: UpdatedToOption = None,
     limit: Annotated[int, typer.Option(help="stop after this many")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     url: UrlOption = None,
@@ -191,10 +210,9 @@ def query(
     try:
         with _store(url) as store:
             found = store.iter_instances(
-                runtime_status=status or None,
-                prefix=prefix,
-                created_from=_utc(created_from),
-                created_to=_utc(created_to),
+                **_filters(
+                    status, prefix, created_from, created_to, name, updated_from, updated_to
+                ),
                 page_size=min(limit, 100),
             )
             for item in itertools.islice(found, limit):
@@ -214,25 +232,56 @@ def query(
         console.print(table)
 
 
+@app.command("count")
+def count(
+    status: StatusOption = None,
+    prefix: PrefixOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
+    name: NameOption = None,
+    updated_from: UpdatedFromOption = None,
+    updated_to: UpdatedToOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    url: UrlOption = None,
+) -> None:
+    """How many instances match the filters, per runtime status."""
+    try:
+        with _store(url) as store:
+            counts = store.count(
+                **_filters(status, prefix, created_from, created_to, name, updated_from, updated_to)
+            )
+    except DurastateError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(_json({status.value: number for status, number in counts.items()}))
+        return
+    table = Table("status", "instances")
+    for runtime_status, number in counts.items():
+        table.add_row(runtime_status.value, str(number))
+    table.add_row("total", str(sum(counts.values())))
+    console.print(table)
+
+
 @app.command("purge")
 def purge(
     instance_id: Annotated[str | None, typer.Argument(help="one instance to delete")] = None,
-    status: Annotated[
-        list[RuntimeStatus] | None, typer.Option("--status", help="runtime status (repeatable)")
-    ] = None,
-    created_from: Annotated[datetime | None, typer.Option(help="created at or after")] = None,
-    created_to: Annotated[datetime | None, typer.Option(help="created before")] = None,
-    prefix: Annotated[str | None, typer.Option(help="instance-id prefix")] = None,
+    status: StatusOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
+    prefix: PrefixOption = None,
+    expired: Annotated[
+        bool, typer.Option("--expired", help="every instance past the configured retention")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
-    """Delete one instance by id, or every instance matching the filters."""
-    no_filter = not (status or created_from or created_to or prefix)
+    """Delete one instance by id, every instance matching the filters, or the expired ones."""
+    no_filter = not (status or created_from or created_to or prefix or expired)
     if instance_id is None and no_filter:
         errors.print(
             Text.assemble(
                 ("error: ", "red"),
                 "purge needs an instance id or a filter: --status, --created-from, "
-                "--created-to or --prefix (durastate purge --help)",
+                "--created-to, --prefix or --expired (durastate purge --help)",
             ),
             soft_wrap=True,
         )
@@ -241,6 +290,8 @@ def purge(
         with _store(url) as store:
             if instance_id is not None:
                 deleted = int(store.purge(instance_id))
+            elif expired:
+                deleted = store.purge_expired()
             else:
                 deleted = store.purge_by(
                     runtime_status=status or None,
@@ -258,6 +309,27 @@ def _parse(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise _fail(ValueError(f"not valid JSON: {exc}")) from None
+
+
+def _filters(
+    status: list[RuntimeStatus] | None,
+    prefix: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    name: str | None,
+    updated_from: datetime | None,
+    updated_to: datetime | None,
+) -> dict[str, Any]:
+    """The filters ``query`` and ``count`` share, as the store takes them (times in UTC)."""
+    return {
+        "runtime_status": status or None,
+        "prefix": prefix,
+        "created_from": _utc(created_from),
+        "created_to": _utc(created_to),
+        "name": name,
+        "updated_from": _utc(updated_from),
+        "updated_to": _utc(updated_to),
+    }
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -280,9 +352,7 @@ def _json_line(item: InstanceMetadata) -> str:
     ``error`` next to it, so every line stays valid JSON."""
     data = item.model_dump(mode="json", exclude={"input", "output", "custom_status"})
     try:
-        data["custom_status"] = orjson.Fragment(
-            orjson.dumps(item.custom_status, default=str)
-        )
+        data["custom_status"] = orjson.Fragment(orjson.dumps(item.custom_status, default=str))
     except DurastateError as exc:
         data["custom_status"] = None
         data["error"] = f"{type(exc).__name__}: {exc}"

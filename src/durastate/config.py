@@ -12,8 +12,9 @@ import difflib
 import json
 import tomllib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
 from pydantic_settings import (
@@ -118,6 +119,20 @@ class Settings(BaseSettings):
     pickle_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     pickle_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    retention: timedelta | None = Field(
+        default=None,
+        description="how long an instance stays after retention_from (seconds, or ISO 8601 "
+        "like P7D); none: instances stay until purged",
+    )
+    retention_from: Literal["updated", "completed"] = "completed"
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        """``DURASTATE_RETENTION=3600``: a plain number of seconds, as well as ISO 8601."""
+        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        return value
 
     @field_validator("pickle_keys", mode="before")
     @classmethod

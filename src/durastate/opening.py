@@ -86,6 +86,8 @@ def open_store(
         max_custom_status_bytes=settings.max_custom_status_bytes,
         max_payload_bytes=settings.max_payload_bytes,
         clock=clock,
+        retention=settings.retention,
+        retention_from=settings.retention_from,
     )
 
 

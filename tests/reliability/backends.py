@@ -226,6 +226,18 @@ class BlockingAsyncStore:
         self.close()
 
 
+def store_object(store: Any) -> Any:
+    """The store a test was given: the `AsyncStateStore` behind a `BlockingAsyncStore` (what
+    ``durastate.telemetry.instrument`` traces), or the `StateStore` itself."""
+    return store.aio if isinstance(store, BlockingAsyncStore) else store
+
+
+def sync_face(store: Any) -> StateStore:
+    """The `StateStore` of a test's store (an async store's shared configuration)."""
+    inner = store_object(store)
+    return cast(StateStore, inner.store if isinstance(inner, AsyncStateStore) else inner)
+
+
 async def _collect(items: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in items]
 

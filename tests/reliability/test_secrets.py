@@ -11,9 +11,12 @@ import base64
 import logging
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
 from typer.testing import CliRunner
 
 from durastate import open_store
@@ -22,6 +25,7 @@ from durastate.config import load_settings
 from durastate.core.records import Payload
 from durastate.core.store import StateStore
 from durastate.errors import DurastateError
+from durastate.telemetry import instrument
 from durastate.testing.emulators import (
     AZURITE_ACCOUNT,
     RunningEmulator,
@@ -29,7 +33,14 @@ from durastate.testing.emulators import (
     running,
     start_redis,
 )
-from tests.reliability.backends import AWS_FAST, AZURE_FAST, REDIS_FAST, BackendSpec, unique
+from tests.reliability.backends import (
+    AWS_FAST,
+    AZURE_FAST,
+    REDIS_FAST,
+    BackendSpec,
+    store_object,
+    unique,
+)
 from tests.reliability.test_hostile_input import NOW
 
 ACCOUNT_KEY = base64.b64encode(b"durastate-test-account-key-Qx7Zp9Lm3Vt8-padding!!").decode()
@@ -97,7 +108,10 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 
 
 def _exercise(store: StateStore) -> list[str]:
-    """Successes and failures on one store; every text a user could see."""
+    """Successes and failures on one store, traced; every text a user could see."""
+    instrument(
+        store_object(store), tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+    )
     seen = [repr(store), repr(store.backend), repr(store.codec.writer), str(store.capabilities)]
     calls: list[Callable[[], object]] = [
         lambda: store.create_instance("s1", name="wf", input={"a": 1}, custom_status="x"),
@@ -105,6 +119,10 @@ def _exercise(store: StateStore) -> list[str]:
         lambda: store.get_instance("s1", fetch_payloads=True),
         lambda: store.update("s1", lambda v: {"p": 2}),
         lambda: store.query(page_size=2),
+        lambda: store.query(name="wf", updated_from=datetime(2000, 1, 1, tzinfo=UTC)),
+        lambda: store.count(name="wf"),
+        lambda: store.get_many(["s1", "missing"], fetch_payloads=True),
+        lambda: store.purge_expired(),  # no retention: a ConfigurationError
         lambda: store.set_custom_status("missing", 1),
         lambda: store.set_custom_status("s1", object()),
         lambda: store.purge("s1"),

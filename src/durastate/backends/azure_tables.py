@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -63,7 +63,7 @@ from durastate.backends._azure_write_log import (
     probe_columns,
     write_columns,
 )
-from durastate.core.backend import Backend, RecentPayloads, skip_unreadable
+from durastate.core.backend import Backend, RecentPayloads, read_in_threads, skip_unreadable
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -814,6 +814,12 @@ class AzureTablesBackend(Backend):
             return self._probe(instance_id, select, retry)
         return self._get(instance_id, select)
 
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """No batched read in this service: a few reads at once on threads."""
+        return read_in_threads(self, instance_ids, fetch_payloads)
+
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         retry = self._retry(instance_id, "read", time.monotonic())
         self._ensure_table(instance_id)
@@ -1221,6 +1227,12 @@ def _odata_filter(query: InstanceQuery) -> str:
         clauses.append(f"{C_CREATED} ge {_datetime_literal(query.created_from)}")
     if query.created_to is not None:
         clauses.append(f"{C_CREATED} lt {_datetime_literal(query.created_to)}")
+    if query.name is not None and query.name.isprintable():  # others: the store filters
+        clauses.append(f"{C_NAME} eq {_quote(query.name)}")
+    if query.updated_from is not None:
+        clauses.append(f"{C_UPDATED} ge {_datetime_literal(query.updated_from)}")
+    if query.updated_to is not None:
+        clauses.append(f"{C_UPDATED} lt {_datetime_literal(query.updated_to)}")
     bounds = prefix_range(query.prefix) if query.prefix else None
     if bounds is not None:
         low, high = bounds

@@ -677,6 +677,19 @@ class DynamoDBBackend(Backend):
             return None
         return self._record(item, fetch_payloads)
 
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """One consistent BatchGetItem per 100 ids (unprocessed keys retried), no GetItem."""
+        found: dict[str, InstanceRecord | None] = dict.fromkeys(instance_ids)
+        now = time.time()
+        for start in range(0, len(instance_ids), 100):
+            items = self._batch_get(instance_ids[start : start + 100], fetch_payloads)
+            for instance_id, item in items.items():
+                if not self._expired(item, now):
+                    found[instance_id] = self._record(item, fetch_payloads)
+        return found
+
     def _old_item(self, instance_id: str, exc: botocore.exceptions.ClientError) -> Item | None:
         """The item that failed a condition: from the error (ALL_OLD), else one GetItem."""
         item: Item | None = exc.response.get("Item")  # type: ignore[assignment]

@@ -12,7 +12,7 @@ import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS instances (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS instances_by_status ON instances (runtime_status, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_created ON instances (created_at);
+CREATE INDEX IF NOT EXISTS instances_by_name ON instances (name, instance_id);
 """
 
 _METADATA_COLUMNS = (
@@ -80,6 +81,9 @@ _UPDATE_STATUS = (
     "WHERE instance_id = ? AND (custom_status IS NOT ? OR custom_status_encoding IS NOT ?)"
 )
 
+
+#: ids per ``IN (...)``: well under SQLite's bound on host parameters (999 before 3.32)
+_IN_CHUNK = 500
 
 _UPDATE_STATUS_IF_MATCH = _UPDATE_STATUS + " AND etag = ?"
 _READ_METADATA = f"SELECT {_METADATA_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608
@@ -467,6 +471,15 @@ class SQLiteBackend(Backend):
         if query.created_to is not None:
             clauses.append("created_at < ?")
             params.append(to_micros(query.created_to))
+        if query.name is not None:
+            clauses.append("name = ?")
+            params.append(query.name)
+        if query.updated_from is not None:  # no index: one would cost every status write
+            clauses.append("last_updated_at >= ?")
+            params.append(to_micros(query.updated_from))
+        if query.updated_to is not None:
+            clauses.append("last_updated_at < ?")
+            params.append(to_micros(query.updated_to))
         if query.prefix:
             # a range only: exact in code-point order (UTF-8 bytes compare the same way), and
             # unlike substr() it does not stop at a NUL inside the prefix
@@ -499,6 +512,30 @@ class SQLiteBackend(Backend):
                 skip_unreadable(exc, unreadable)
         token = after_token(page[-1][0]) if len(rows) > query.page_size else None
         return RecordPage(items, token, unreadable)
+
+    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """One ``GROUP BY`` over the query's WHERE clause."""
+        where, params = self._where(query, None)
+        sql = f"SELECT runtime_status, COUNT(*) FROM instances{where} GROUP BY runtime_status"  # noqa: S608
+        with self._guard("count"):
+            rows = self._connection().execute(sql, params).fetchall()
+        return {_STATUSES[status]: count for status, count in rows if status in _STATUSES}
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """One ``SELECT ... WHERE instance_id IN (...)`` per 500 ids."""
+        columns = _ALL_COLUMNS if fetch_payloads else _METADATA_COLUMNS
+        found: dict[str, InstanceRecord | None] = dict.fromkeys(instance_ids)
+        for start in range(0, len(instance_ids), _IN_CHUNK):
+            chunk = instance_ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {columns} FROM instances WHERE instance_id IN ({marks})"  # noqa: S608
+            with self._guard("read"):
+                rows = self._connection().execute(sql, chunk).fetchall()
+            for row in rows:
+                found[row[0]] = self._record(row, fetch_payloads)
+        return found
 
     def purge_by(self, query: InstanceQuery) -> int:
         """One DELETE with the query's WHERE clause."""

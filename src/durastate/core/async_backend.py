@@ -11,11 +11,13 @@ connection threads of its own), so the event loop never waits on I/O.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -82,6 +84,32 @@ class AsyncBackend(ABC):
     async def purge_by(self, query: InstanceQuery) -> int:
         """Delete every match; the number deleted."""
 
+    async def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """As `Backend.count`. Generic fallback: walk the pages of ``query``."""
+        counts: dict[RuntimeStatus, int] = {}
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = await self.query(page_query)
+            for record in page.items:
+                if query.matches(record):
+                    counts[record.runtime_status] = counts.get(record.runtime_status, 0) + 1
+            if page.continuation is None:
+                return counts
+            page_query = replace(page_query, continuation=page.continuation)
+
+    async def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """As `Backend.read_many`. Generic fallback: the reads, all at once."""
+        records = await asyncio.gather(
+            *(self.read(instance_id, fetch_payloads=fetch_payloads) for instance_id in instance_ids)
+        )
+        return dict(zip(instance_ids, records, strict=True))
+
+    async def purge_expired(self) -> int:
+        """As `Backend.purge_expired`: the default has no records of its own expiry."""
+        return 0
+
     @abstractmethod
     async def close(self) -> None:
         """Release connections (and threads)."""
@@ -144,6 +172,17 @@ class SyncBackendAdapter(AsyncBackend):
     async def purge_by(self, query: InstanceQuery) -> int:
         return await self._call(self.sync.purge_by, query)
 
+    async def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        return await self._call(self.sync.count, query)
+
+    async def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        return await self._call(self.sync.read_many, instance_ids, fetch_payloads=fetch_payloads)
+
+    async def purge_expired(self) -> int:
+        return await self._call(self.sync.purge_expired)
+
     async def close(self) -> None:
         await self._call(self.sync.close)
 
@@ -169,6 +208,7 @@ class Workers:
 
     def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
+        fn = functools.partial(contextvars.copy_context().run, fn)  # the caller's trace span
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._idle:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -21,18 +22,21 @@ from durastate.core.records import Capabilities, RuntimeStatus
 from durastate.core.store import (
     NOT_SET,
     StateStore,
+    Statuses,
+    count_query,
     page_query,
     purge_query,
     require_instance,
     update_backoff,
 )
-from durastate.errors import ConcurrencyError
+from durastate.errors import ConcurrencyError, InstanceExists
 
 if TYPE_CHECKING:
     from durastate.core.reporter import AsyncStatusReporter
     from durastate.core.watch import AsyncWatchHub
+    from durastate.telemetry import StoreTelemetry
 
-Statuses = RuntimeStatus | str | Iterable[RuntimeStatus | str] | None
+log = logging.getLogger(__name__)
 
 
 class AsyncStateStore:
@@ -47,6 +51,11 @@ class AsyncStateStore:
         self.backend = backend if backend is not None else store.backend.to_async()
         self.codec = store.codec
         self._watch_hub: AsyncWatchHub | None = None
+        self.telemetry: StoreTelemetry | None = None
+        if store.telemetry is not None:  # the sync face is traced: so is this one
+            from durastate.telemetry import instrument
+
+            instrument(self)
 
     def __repr__(self) -> str:
         return f"AsyncStateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
@@ -73,13 +82,29 @@ class AsyncStateStore:
     ) -> str:
         """As `StateStore.create_instance`."""
         new = self.store.new_instance(instance_id, name, input, custom_status, runtime_status)
-        return await self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        try:
+            return await self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        except InstanceExists:
+            if self.store.retention is None:
+                raise
+        # an expired run still stored under the id: the sync store's rule decides
+        current = await self.backend.read(instance_id)
+        if self.store.restart_over_expired(instance_id, current):
+            return await self.backend.create(new, restart_if_terminal=True)
+        await self.backend.delete(instance_id)
+        return await self.backend.create(new)
+
+    async def refuse_expired(self, instance_id: str) -> None:
+        """With retention, a write to an expired instance is refused as to an absent one."""
+        if self.store.retention is not None:
+            self.store.refuse_expired(instance_id, await self.backend.read(instance_id))
 
     async def set_custom_status(
         self, instance_id: str, value: Any, *, etag: str | None = None
     ) -> str:
         """As `StateStore.set_custom_status`: serialized and size-checked before any I/O."""
         payload = self.store.encode_custom_status(instance_id, value)
+        await self.refuse_expired(instance_id)
         result = await self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self.store.now()
         )
@@ -95,6 +120,7 @@ class AsyncStateStore:
     ) -> str:
         """As `StateStore.set_runtime_status`."""
         checked, payload = self.store.runtime_status_change(instance_id, status, output)
+        await self.refuse_expired(instance_id)
         write = self.backend.write_runtime_status
         set_output = output is not NOT_SET
         return await write(
@@ -137,7 +163,7 @@ class AsyncStateStore:
         """As `StateStore.get_instance`."""
         self.store.check_id(instance_id)
         record = await self.backend.read(instance_id, fetch_payloads=fetch_payloads)
-        return None if record is None else self.store.metadata(record, fetch_payloads)
+        return self.store.visible(record, fetch_payloads)
 
     async def get_custom_status(self, instance_id: str) -> Any:
         """As `StateStore.get_custom_status`."""
@@ -150,13 +176,16 @@ class AsyncStateStore:
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
         page_size: int = 100,
         continuation: str | None = None,
         fetch_payloads: bool = False,
     ) -> Page:
         """As `StateStore.query`."""
         query = page_query(**{key: value for key, value in locals().items() if key != "self"})
-        return self.store.page(await self.backend.query(query), fetch_payloads)
+        return self.store.page(await self.backend.query(query), query)
 
     async def iter_instances(
         self,
@@ -165,18 +194,45 @@ class AsyncStateStore:
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
         page_size: int = 100,
         fetch_payloads: bool = False,
     ) -> AsyncIterator[InstanceMetadata]:
         """As `StateStore.iter_instances`, page by page as the caller iterates."""
         query = page_query(**{key: value for key, value in locals().items() if key != "self"})
         while True:
-            page = self.store.page(await self.backend.query(query), fetch_payloads)
+            page = self.store.page(await self.backend.query(query), query)
             for item in page.items:
                 yield item
             if page.continuation is None:
                 return
             query = replace(query, continuation=page.continuation)
+
+    async def count(
+        self,
+        *,
+        runtime_status: Statuses = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
+    ) -> dict[RuntimeStatus, int]:
+        """As `StateStore.count`."""
+        query = count_query(**{key: value for key, value in locals().items() if key != "self"})
+        store = self.store
+        return store.tally([await self.backend.count(q) for q in store.count_queries(query)])
+
+    async def get_many(
+        self, instance_ids: Iterable[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceMetadata | None]:
+        """As `StateStore.get_many`."""
+        ids = self.store.many_ids(instance_ids)
+        records = await self.backend.read_many(ids, fetch_payloads=fetch_payloads)
+        return self.store.many(ids, records, fetch_payloads)
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -196,6 +252,26 @@ class AsyncStateStore:
         """As `StateStore.purge_by`."""
         query = purge_query(created_from, created_to, runtime_status, prefix)
         return await self.backend.purge_by(query)
+
+    async def purge_expired(self) -> int:
+        """As `StateStore.purge_expired`."""
+        sweep = self.store.expiry_sweep()
+        swept = await self.backend.purge_expired()
+        if sweep is None:
+            return swept
+        query = sweep.query
+        doomed: list[str] = []
+        while True:
+            page = await self.backend.query(query)
+            doomed.extend(sweep.expired_ids(page))
+            if page.continuation is None:
+                break
+            query = replace(query, continuation=page.continuation)
+        deleted = swept
+        for instance_id in doomed:
+            deleted += await self.backend.delete(instance_id)
+        log.info("purged %d expired instance(s)", deleted)
+        return deleted
 
     # -- watching and reporting -----------------------------------------------------------
 

@@ -22,7 +22,8 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -39,7 +40,7 @@ from durastate.core.records import (
 )
 from durastate.errors import CorruptRecord
 
-log = logging.getLogger("durastate")
+log = logging.getLogger(__name__)
 
 
 def skip_unreadable(error: CorruptRecord, unreadable: list[str]) -> None:
@@ -57,6 +58,7 @@ def skip_unreadable(error: CorruptRecord, unreadable: list[str]) -> None:
         error.reason,
     )
     unreadable.append(error.instance_id)
+
 
 if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
@@ -127,6 +129,36 @@ class Backend(ABC):
             page_query = replace(page_query, continuation=page.continuation)
         return sum(1 for instance_id in ids if self.delete(instance_id))
 
+    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """Matches per runtime status. Generic fallback: walk the pages of ``query`` (a
+        backend with an index or a server-side aggregate overrides it)."""
+        counts: dict[RuntimeStatus, int] = {}
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = self.query(page_query)
+            for record in page.items:
+                if query.matches(record):
+                    counts[record.runtime_status] = counts.get(record.runtime_status, 0) + 1
+            if page.continuation is None:
+                return counts
+            page_query = replace(page_query, continuation=page.continuation)
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """Records by id (``None`` where absent). Generic fallback: one ``read`` per id (a
+        backend with a batched request overrides it)."""
+        return {
+            instance_id: self.read(instance_id, fetch_payloads=fetch_payloads)
+            for instance_id in instance_ids
+        }
+
+    def purge_expired(self) -> int:
+        """Delete what the backend's own expiry (its ttl options) hides but still stores;
+        how many. The default has no such records: no native expiry, or a service that
+        sweeps by itself (Redis)."""
+        return 0
+
     def close(self) -> None:
         """Release connections; the default has nothing to release."""
 
@@ -147,6 +179,18 @@ class Backend(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def read_in_threads(
+    backend: Backend, instance_ids: Sequence[str], fetch_payloads: bool, workers: int = 8
+) -> dict[str, InstanceRecord | None]:
+    """``read_many`` for services without a batched read (Azure Tables, S3): the reads go
+    out on a few threads at once (their clients are thread-safe); the first error raises."""
+    if len(instance_ids) < 2:
+        return Backend.read_many(backend, instance_ids, fetch_payloads=fetch_payloads)
+    with ThreadPoolExecutor(min(workers, len(instance_ids)), "durastate-read") as pool:
+        records = pool.map(lambda i: backend.read(i, fetch_payloads=fetch_payloads), instance_ids)
+        return dict(zip(instance_ids, records, strict=True))
 
 
 class RecentPayloads:

@@ -110,14 +110,21 @@ class Filterable(Protocol):
     def runtime_status(self) -> RuntimeStatus: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def last_updated_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceQuery:
     """A filter over instances, as in Durable Task's OrchestrationQuery.
 
-    ``created_from`` is inclusive and ``created_to`` exclusive; ``runtime_status`` matches any
-    of the given statuses; ``continuation`` is the opaque token of the previous page.
+    ``created_from``/``updated_from`` are inclusive and ``created_to``/``updated_to``
+    exclusive; ``runtime_status`` matches any of the given statuses; ``name`` is the exact
+    workflow name; ``continuation`` is the opaque token of the previous page. Backends that
+    do not evaluate ``name`` or the update range themselves may ignore them: the store
+    applies `matches` to every page that has them.
     """
 
     runtime_status: frozenset[RuntimeStatus] | None = None
@@ -127,6 +134,14 @@ class InstanceQuery:
     page_size: int = 100
     continuation: str | None = None
     fetch_payloads: bool = False
+    name: str | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+
+    @property
+    def filters_beyond_the_basics(self) -> bool:
+        """True when ``name`` or the update range is set (filters added after version 1)."""
+        return self.name is not None or self.updated_from is not None or self.updated_to is not None
 
     def matches(self, record: Filterable) -> bool:
         """The reference semantics, used by backends that filter client-side."""
@@ -135,6 +150,12 @@ class InstanceQuery:
         if self.created_from is not None and record.created_at < self.created_from:
             return False
         if self.created_to is not None and record.created_at >= self.created_to:
+            return False
+        if self.name is not None and record.name != self.name:
+            return False
+        if self.updated_from is not None and record.last_updated_at < self.updated_from:
+            return False
+        if self.updated_to is not None and record.last_updated_at >= self.updated_to:
             return False
         return self.prefix is None or record.instance_id.startswith(self.prefix)
 

@@ -69,6 +69,7 @@ class _Reporter(Generic[S]):
         self._latest: bytes | None = None  # serialized, not yet wrapped in an envelope
         self._written: bytes | None = None
         self.active = False
+        self.reports = 0
         self.writes = 0
         self.failures = 0
         self.last_error: Exception | None = None
@@ -99,6 +100,7 @@ class _Reporter(Generic[S]):
         if len(data) > self._limit:
             raise PayloadTooLarge(instance_id, "custom_status", len(data), self._limit)
         self._latest = data
+        self.reports += 1
 
     @property
     def pending(self) -> bool:
@@ -135,6 +137,12 @@ class _Reporter(Generic[S]):
     def _exit_delays(self) -> Iterator[float]:
         """The pauses between the exit's write attempts (the last failure is raised)."""
         return (min(0.1 * 2**attempt, 1.0) for attempt in range(self._exit_retries))
+
+    def _record_exit(self) -> None:
+        """Tell the store's telemetry (if any) how many values were reported and written."""
+        telemetry = getattr(self._sync_face(self._store), "telemetry", None)
+        if telemetry is not None:
+            telemetry.record_reporter(self.reports, self.writes)
 
 
 class _Schedule(Generic[R]):
@@ -200,6 +208,12 @@ class StatusReporter(_Reporter["StateStore"]):
         traceback: TracebackType | None,
     ) -> None:
         self.active = False
+        try:
+            self._flush_on_exit()
+        finally:
+            self._record_exit()
+
+    def _flush_on_exit(self) -> None:
         for delay in self._exit_delays():
             try:
                 self.flush()
@@ -287,6 +301,7 @@ class AsyncStatusReporter(_Reporter["AsyncStateStore"]):
             store = self._store
             try:
                 payload = self._codec.wrap(data)
+                await store.refuse_expired(self._instance_id)  # as write_custom_status_payload
                 await store.backend.write_custom_status(
                     self._instance_id, payload, etag=None, now=store.store.now()
                 )
@@ -306,6 +321,12 @@ class AsyncStatusReporter(_Reporter["AsyncStateStore"]):
         traceback: TracebackType | None,
     ) -> None:
         self.active = False
+        try:
+            await self._flush_on_exit()
+        finally:
+            self._record_exit()
+
+    async def _flush_on_exit(self) -> None:
         for delay in self._exit_delays():
             try:
                 await self.flush()

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from durastate.core.backend import Backend
@@ -30,15 +30,18 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.core.retention import Retention, RetentionFrom
 from durastate.errors import (
     ConcurrencyError,
     ConfigurationError,
+    InstanceExists,
     InstanceNotFound,
     InvalidArgument,
     InvalidContinuationToken,
     MissingDependency,
 )
 from durastate.serializers.base import Serializer
+from durastate.telemetry import StoreTelemetry, instrument, provider_configured
 
 if TYPE_CHECKING:
     from durastate.core.reporter import StatusReporter
@@ -105,11 +108,18 @@ def _statuses(
         ) from None
 
 
+Statuses = RuntimeStatus | str | Iterable[RuntimeStatus | str] | None
+
+
 def _query(
-    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    runtime_status: Statuses,
     created_from: datetime | None,
     created_to: datetime | None,
     prefix: str | None,
+    *,
+    name: str | None = None,
+    updated_from: datetime | None = None,
+    updated_to: datetime | None = None,
     **paging: Any,
 ) -> InstanceQuery:
     """The backend query, every filter checked first (naive datetimes, non-str prefixes)."""
@@ -118,16 +128,22 @@ def _query(
         created_from=validate_moment(created_from, "created_from"),
         created_to=validate_moment(created_to, "created_to"),
         prefix=validate_prefix(prefix),
+        name=None if name is None else validate_name(name),
+        updated_from=validate_moment(updated_from, "updated_from"),
+        updated_to=validate_moment(updated_to, "updated_to"),
         **paging,
     )
 
 
 def page_query(
     *,
-    runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None,
+    runtime_status: Statuses,
     created_from: datetime | None,
     created_to: datetime | None,
     prefix: str | None,
+    name: str | None = None,
+    updated_from: datetime | None = None,
+    updated_to: datetime | None = None,
     page_size: int,
     continuation: str | None = None,
     fetch_payloads: bool = False,
@@ -143,6 +159,9 @@ def page_query(
         created_from,
         created_to,
         prefix,
+        name=name,
+        updated_from=updated_from,
+        updated_to=updated_to,
         page_size=page_size,
         continuation=continuation,
         fetch_payloads=fetch_payloads,
@@ -161,6 +180,43 @@ def purge_query(
             "purge_by needs a filter (created range, runtime status or prefix)"
         )
     return _query(runtime_status, created_from, created_to, prefix)
+
+
+def count_query(
+    *,
+    runtime_status: Statuses,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    prefix: str | None,
+    name: str | None,
+    updated_from: datetime | None,
+    updated_to: datetime | None,
+) -> InstanceQuery:
+    """``count``'s keyword arguments checked, as one backend query (sync and async)."""
+    return _query(
+        runtime_status,
+        created_from,
+        created_to,
+        prefix,
+        name=name,
+        updated_from=updated_from,
+        updated_to=updated_to,
+        page_size=1000,
+    )
+
+
+class ExpirySweep:
+    """The listing of ``purge_expired`` at one moment: the query, and which of its
+    records have expired (a backend may ignore the update range: each is checked)."""
+
+    def __init__(self, retention: Retention, now: datetime) -> None:
+        self.retention = retention
+        self.now = now
+        self.query = retention.expired_query(now)
+
+    def expired_ids(self, page: RecordPage) -> list[str]:
+        retention, now = self.retention, self.now
+        return [record.instance_id for record in page.items if retention.expired(record, now)]
 
 
 def update_backoff(attempt: int) -> float:
@@ -193,7 +249,14 @@ class StateStore:
         compress_above: int | None = None,
         clock: Clock | None = None,
         codec: PayloadCodec | None = None,
+        telemetry: bool | None = None,
+        retention: timedelta | None = None,
+        retention_from: RetentionFrom = "completed",
     ) -> None:
+        """``telemetry``: spans and metrics per call (`durastate.telemetry`); by default on
+        when OpenTelemetry is installed and a tracer or meter provider is configured.
+        ``retention``: how long an instance stays after its last update or its completion
+        (``retention_from``); see `durastate.core.retention`."""
         self.backend = backend
         self.codec = codec or _build_codec(serializer, accept, compress_above)
         caps = backend.capabilities
@@ -206,9 +269,13 @@ class StateStore:
         )
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
+        self.retention = Retention.of(retention, retention_from)
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
         self._watch_hub: SyncWatchHub | None = None
         self._watch_hub_lock = threading.Lock()
+        self.telemetry: StoreTelemetry | None = None
+        if telemetry or (telemetry is None and provider_configured()):
+            instrument(self)
 
     def __repr__(self) -> str:
         return f"StateStore(backend={self.backend!r}, serializer={self.codec.writer.id!r})"
@@ -239,7 +306,19 @@ class StateStore:
         custom status and output are gone.
         """
         new = self.new_instance(instance_id, name, input, custom_status, runtime_status)
-        return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        try:
+            return self.backend.create(new, restart_if_terminal=restart_if_terminal)
+        except InstanceExists:
+            if self.retention is None:
+                raise
+            return self._replace_expired(new)
+
+    def _replace_expired(self, new: NewInstance) -> str:
+        """Create over an expired run of the id (still stored: no native expiry swept it)."""
+        if self.restart_over_expired(new.instance_id, self.backend.read(new.instance_id)):
+            return self.backend.create(new, restart_if_terminal=True)  # atomic on the backend
+        self.backend.delete(new.instance_id)  # "updated": an expired run may still be live
+        return self.backend.create(new)
 
     def new_instance(
         self,
@@ -267,6 +346,28 @@ class StateStore:
         )
         return new
 
+    # Retention's decisions, shared with AsyncStateStore (which awaits the reads they need).
+
+    def restart_over_expired(self, instance_id: str, current: InstanceRecord | None) -> bool:
+        """After ``InstanceExists`` under a retention, given the id's record read again:
+        ``InstanceExists`` unless that run expired; then ``True`` to create over it with
+        ``restart_if_terminal`` (atomic on the backend), ``False`` to delete it first (a
+        run that is not terminal, expired under ``retention_from="updated"``, or gone)."""
+        assert self.retention is not None
+        if current is not None and not self.retention.expired(current, self._clock()):
+            raise InstanceExists(instance_id, current.runtime_status.value)
+        return current is not None and current.runtime_status.is_terminal
+
+    def refuse_expired(self, instance_id: str, current: InstanceRecord | None) -> None:
+        """With retention, a write to an expired instance is refused as to an absent one
+        (``current``: the instance's record, read just before the write)."""
+        assert self.retention is not None
+        if current is None or self.retention.expired(current, self._clock()):
+            raise InstanceNotFound(instance_id)
+
+    def _refuse_expired(self, instance_id: str) -> None:
+        self.refuse_expired(instance_id, self.backend.read(instance_id))
+
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
         if not (  # validate_instance_id's common case, inline: the hottest call
@@ -278,6 +379,8 @@ class StateStore:
         payload = self._encode_status(
             value, instance_id, "custom_status", self.max_custom_status_bytes
         )
+        if self.retention is not None:
+            self._refuse_expired(instance_id)
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
@@ -304,6 +407,8 @@ class StateStore:
         self, instance_id: str, payload: Payload, *, etag: str | None = None
     ) -> WriteResult:
         """Write an already encoded custom status (the reporter's path)."""
+        if self.retention is not None:
+            self._refuse_expired(instance_id)
         return self.backend.write_custom_status(instance_id, payload, etag=etag, now=self._clock())
 
     def set_runtime_status(
@@ -316,6 +421,8 @@ class StateStore:
     ) -> str:
         """Move the instance to ``status``; the output is written only when given."""
         status, payload = self.runtime_status_change(instance_id, status, output)
+        if self.retention is not None:
+            self._refuse_expired(instance_id)
         return self.backend.write_runtime_status(
             instance_id,
             status,
@@ -372,17 +479,36 @@ class StateStore:
             record = self.backend.read(instance_id)  # positional: keywords cost on a hot call
         if record is None:
             return None
+        if self.retention is not None and self.retention.expired(record, self._clock()):
+            return None
         return InstanceMetadata(record, self.codec, fetch_payloads)
 
     def metadata(self, record: InstanceRecord, fetch_payloads: bool) -> InstanceMetadata:
         """What a user gets for a backend record (payloads decode lazily)."""
         return InstanceMetadata(record, self.codec, fetch_payloads)
 
-    def page(self, page: RecordPage, fetch_payloads: bool) -> Page:
-        """What a user gets for a backend page."""
-        codec = self.codec
+    def visible(
+        self, record: InstanceRecord | None, fetch_payloads: bool
+    ) -> InstanceMetadata | None:
+        """What ``get_instance`` returns for a backend read: ``None`` when absent or expired."""
+        if record is None:
+            return None
+        if self.retention is not None and self.retention.expired(record, self._clock()):
+            return None
+        return InstanceMetadata(record, self.codec, fetch_payloads)
+
+    def page(self, page: RecordPage, query: InstanceQuery) -> Page:
+        """What a user gets for a backend page of ``query``: the filters a backend may not
+        evaluate itself (name, update range) checked again, expired instances left out."""
+        records = page.items
+        if query.filters_beyond_the_basics:  # a backend may not evaluate these itself
+            records = [record for record in records if query.matches(record)]
+        if self.retention is not None:
+            now, retention = self._clock(), self.retention
+            records = [record for record in records if not retention.expired(record, now)]
+        codec, fetch_payloads = self.codec, query.fetch_payloads
         return Page(
-            [InstanceMetadata(record, codec, fetch_payloads) for record in page.items],
+            [InstanceMetadata(record, codec, fetch_payloads) for record in records],
             page.continuation,
         )
 
@@ -393,17 +519,21 @@ class StateStore:
     def query(
         self,
         *,
-        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        runtime_status: Statuses = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
         page_size: int = 100,
         continuation: str | None = None,
         fetch_payloads: bool = False,
     ) -> Page:
         """One page of instances matching every given filter (statuses: any of).
 
-        ``created_from`` is inclusive, ``created_to`` exclusive. A page may hold fewer than
+        ``created_from``/``updated_from`` are inclusive, ``created_to``/``updated_to``
+        exclusive; ``name`` is the exact workflow name. A page may hold fewer than
         ``page_size`` items while a continuation token still follows.
         """
         query = page_query(
@@ -411,19 +541,25 @@ class StateStore:
             created_from=created_from,
             created_to=created_to,
             prefix=prefix,
+            name=name,
+            updated_from=updated_from,
+            updated_to=updated_to,
             page_size=page_size,
             continuation=continuation,
             fetch_payloads=fetch_payloads,
         )
-        return self.page(self.backend.query(query), fetch_payloads)
+        return self.page(self.backend.query(query), query)
 
     def iter_instances(
         self,
         *,
-        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        runtime_status: Statuses = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
         page_size: int = 100,
         fetch_payloads: bool = False,
     ) -> Iterator[InstanceMetadata]:
@@ -433,15 +569,85 @@ class StateStore:
             created_from=created_from,
             created_to=created_to,
             prefix=prefix,
+            name=name,
+            updated_from=updated_from,
+            updated_to=updated_to,
             page_size=page_size,
             fetch_payloads=fetch_payloads,
         )
         while True:
-            page = self.page(self.backend.query(query), fetch_payloads)
+            page = self.page(self.backend.query(query), query)
             yield from page.items
             if page.continuation is None:
                 return
             query = replace(query, continuation=page.continuation)
+
+    def count(
+        self,
+        *,
+        runtime_status: Statuses = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        prefix: str | None = None,
+        name: str | None = None,
+        updated_from: datetime | None = None,
+        updated_to: datetime | None = None,
+    ) -> dict[RuntimeStatus, int]:
+        """How many instances match, per runtime status (every status present, zeros too)."""
+        query = count_query(**{key: value for key, value in locals().items() if key != "self"})
+        return self.tally([self.backend.count(alive) for alive in self.count_queries(query)])
+
+    def count_queries(self, query: InstanceQuery) -> list[InstanceQuery]:
+        """The backend counts that together make ``count``'s answer: ``query`` itself, or
+        with a retention the queries of its unexpired matches."""
+        if self.retention is None:
+            return [query]
+        return self.retention.alive_queries(query, self._clock())
+
+    @staticmethod
+    def tally(counts: Iterable[dict[RuntimeStatus, int]]) -> dict[RuntimeStatus, int]:
+        """The backend counts of ``count_queries``, summed: every status present, zeros too."""
+        total = dict.fromkeys(RuntimeStatus, 0)
+        for partial in counts:
+            for status, number in partial.items():
+                total[status] += number
+        return total
+
+    def get_many(
+        self, instance_ids: Iterable[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceMetadata | None]:
+        """Each instance by id (``None`` where absent), in as few requests as the backend
+        allows; the keys keep the order of ``instance_ids`` (duplicates once)."""
+        ids = self.many_ids(instance_ids)
+        return self.many(
+            ids, self.backend.read_many(ids, fetch_payloads=fetch_payloads), fetch_payloads
+        )
+
+    def many_ids(self, instance_ids: Iterable[str]) -> list[str]:
+        """``get_many``'s ids checked, in order, each once."""
+        if isinstance(instance_ids, str):
+            raise InvalidArgument("get_many takes a collection of instance ids, not one str")
+        ids = list(dict.fromkeys(instance_ids))
+        for instance_id in ids:
+            validate_instance_id(instance_id, self._max_id_length)
+        return ids
+
+    def many(
+        self,
+        ids: list[str],
+        records: dict[str, InstanceRecord | None],
+        fetch_payloads: bool,
+    ) -> dict[str, InstanceMetadata | None]:
+        """What ``get_many`` returns for the backend's ``read_many`` answer (expired: None)."""
+        retention, now, codec = self.retention, self._clock(), self.codec
+        found: dict[str, InstanceMetadata | None] = {}
+        for instance_id in ids:
+            record = records.get(instance_id)
+            if record is None or (retention is not None and retention.expired(record, now)):
+                found[instance_id] = None
+            else:
+                found[instance_id] = InstanceMetadata(record, codec, fetch_payloads)
+        return found
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -455,11 +661,42 @@ class StateStore:
         *,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
-        runtime_status: RuntimeStatus | str | Iterable[RuntimeStatus | str] | None = None,
+        runtime_status: Statuses = None,
         prefix: str | None = None,
     ) -> int:
         """Delete every instance matching the filters; at least one filter is required."""
         return self.backend.purge_by(purge_query(created_from, created_to, runtime_status, prefix))
+
+    def purge_expired(self) -> int:
+        """Delete every expired instance: what the backend's own expiry left stored
+        (``Backend.purge_expired``), then what the store's ``retention`` expired (listed page
+        by page, then deleted one by one). How many were deleted."""
+        sweep = self.expiry_sweep()
+        swept = self.backend.purge_expired()
+        if sweep is None:
+            return swept
+        query = sweep.query
+        doomed: list[str] = []
+        while True:
+            page = self.backend.query(query)
+            doomed.extend(sweep.expired_ids(page))
+            if page.continuation is None:
+                break
+            query = replace(query, continuation=page.continuation)
+        deleted = swept + sum(1 for instance_id in doomed if self.backend.delete(instance_id))
+        log.info("purged %d expired instance(s)", deleted)
+        return deleted
+
+    def expiry_sweep(self) -> ExpirySweep | None:
+        """What ``purge_expired`` lists after the backend's own sweep: ``None`` without a
+        retention (only the backend's expiry), ``ConfigurationError`` with neither."""
+        retention = self.retention
+        if retention is None and not self.capabilities.ttl:
+            raise ConfigurationError(
+                "purge_expired needs a retention period: retention=timedelta(...) or "
+                "DURASTATE_RETENTION"
+            )
+        return None if retention is None else ExpirySweep(retention, self._clock())
 
     # -- helpers --------------------------------------------------------------------------
 

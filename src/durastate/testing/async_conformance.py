@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -159,6 +160,68 @@ class AsyncAndWatchConformance:
             assert len(running) == 7
             assert await aio.purge_by(prefix="q/") == 7
             assert [item.instance_id async for item in aio.iter_instances()] == ["other"]
+
+        run(check())
+
+    def test_async_count_get_many_filters_and_retention_agree_with_sync(
+        self, backend: Backend, clock: Any
+    ) -> None:
+        """The async store's count, get_many, new filters and purge_expired are the sync
+        store's decisions (one StateStore, one retention, one clock)."""
+        sync = StateStore(backend, clock=clock, retention=timedelta(hours=1))
+        sync.create_instance("r/old", name="a")
+        sync.set_runtime_status("r/old", "completed")
+        clock.advance(hours=2)  # r/old expired
+        middle = clock.advance(minutes=1)
+        sync.create_instance("r/run", name="a", runtime_status="running")
+        sync.create_instance("r/done", name="b")
+        sync.set_runtime_status("r/done", "completed")
+        clock.advance(minutes=1)
+        sync.create_instance("r/new", name="b")
+
+        async def check() -> None:
+            aio = AsyncStateStore(sync)  # the backend's own async face
+            filters: list[dict[str, Any]] = [
+                {},
+                {"name": "a"},
+                {"name": "b", "runtime_status": "completed"},
+                {"updated_from": middle},
+                {"updated_to": middle + timedelta(seconds=30), "prefix": "r/"},
+            ]
+            for where in filters:
+                counts = await aio.count(**where)
+                assert counts == sync.count(**where), where
+                ids = sorted([i.instance_id async for i in aio.iter_instances(**where)])
+                assert ids == sorted(i.instance_id for i in sync.iter_instances(**where)), where
+                page = await aio.query(page_size=100, **where)
+                assert sorted(i.instance_id for i in page.items) == ids or page.continuation
+            assert (await aio.count(name="a"))[RuntimeStatus.COMPLETED] == 0  # r/old expired
+            assert (await aio.count())[RuntimeStatus.RUNNING] == 1
+            wanted = ["r/run", "r/old", "missing", "r/run", "r/done"]
+            found = await aio.get_many(wanted, fetch_payloads=True)
+            expected = sync.get_many(wanted, fetch_payloads=True)
+            assert list(found) == list(expected) == ["r/run", "r/old", "missing", "r/done"]
+            assert {k: v and v.etag for k, v in found.items()} == {
+                k: v and v.etag for k, v in expected.items()
+            }
+            assert found["r/old"] is None
+            assert found["r/run"] is not None
+            assert await aio.get_instance("r/old") is None
+            with pytest.raises(InstanceNotFound):
+                await aio.set_custom_status("r/old", 1)
+            with pytest.raises(InstanceNotFound):
+                await aio.set_runtime_status("r/old", "running")
+            assert await aio.purge_expired() == 1
+            assert sync.purge_expired() == 0
+            clock.advance(hours=2)  # r/done expired too: its id can be created again
+            await aio.create_instance("r/done", name="c")
+            again = await aio.get_instance("r/done")
+            assert again is not None
+            assert (again.name, again.runtime_status) == ("c", "pending")
+            with pytest.raises(InstanceExists):
+                await aio.create_instance("r/run", name="a")  # running: never expires
+            assert await aio.count() == sync.count()
+            assert sync.count()[RuntimeStatus.RUNNING] == 1
 
         run(check())
 

@@ -44,10 +44,12 @@ from pydantic import BaseModel
 from durastate.core.backend import Backend
 from durastate.core.ids import MAX_NAME_LENGTH
 from durastate.core.records import Payload, RuntimeStatus
+from durastate.core.retention import RetentionFrom
 from durastate.core.store import StateStore
 from durastate.core.tokens import encode_token
 from durastate.errors import (
     ConcurrencyError,
+    ConfigurationError,
     CorruptRecord,
     InstanceExists,
     InstanceNotFound,
@@ -714,6 +716,121 @@ class BackendConformance(AsyncAndWatchConformance):
                 call()
         assert counting.total == 0
 
+    def _populate_named(
+        self, store: StateStore, clock: FakeClock
+    ) -> dict[str, tuple[str, RuntimeStatus, datetime]]:
+        """24 instances of two workflow names; each is last updated a minute after the one
+        before, in reverse order of creation. Returns id -> (name, status, last update)."""
+        made: dict[str, tuple[str, RuntimeStatus, datetime]] = {}
+        statuses = [RuntimeStatus.RUNNING, RuntimeStatus.COMPLETED, RuntimeStatus.PENDING]
+        ids = [f"named-{number:02d}" for number in range(24)]
+        for number, instance_id in enumerate(ids):
+            clock.advance(seconds=1)
+            store.create_instance(instance_id, name="resize" if number % 3 else "encode")
+        for number, instance_id in enumerate(reversed(ids)):
+            clock.advance(minutes=1)
+            status = statuses[number % 3]
+            store.set_runtime_status(instance_id, status)
+            made[instance_id] = (
+                "resize" if ids.index(instance_id) % 3 else "encode",
+                status,
+                clock.now,
+            )
+        return made
+
+    def test_query_by_name_and_update_time(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate_named(store, clock)
+        store.create_instance("resize-not-a-name", name="resize2")
+        resized = self._all_pages(store, name="resize")
+        assert sorted(resized) == sorted(i for i, (n, _, _) in made.items() if n == "resize")
+        moments = sorted(updated for _, _, updated in made.values())
+        start, end = moments[4], moments[17]
+        ranged = self._all_pages(store, updated_from=start, updated_to=end)
+        assert sorted(ranged) == sorted(i for i, (_, _, u) in made.items() if start <= u < end)
+        combined = self._all_pages(
+            store, name="encode", runtime_status="running", updated_from=start, prefix="named-"
+        )
+        assert sorted(combined) == sorted(
+            i
+            for i, (n, s, u) in made.items()
+            if n == "encode" and s is RuntimeStatus.RUNNING and u >= start
+        )
+        found = [item.instance_id for item in store.iter_instances(name="encode", page_size=2)]
+        assert sorted(found) == sorted(i for i, (n, _, _) in made.items() if n == "encode")
+        assert self._all_pages(store, name="nobody") == []
+        for awkward in ("it's", "ctl\u0001 name", "é漢字🙂"):
+            store.create_instance(f"awkward-{awkward}", name=awkward)
+            assert self._all_pages(store, name=awkward) == [f"awkward-{awkward}"]
+
+    def test_count_per_status(self, store: StateStore, clock: FakeClock) -> None:
+        made = self._populate_named(store, clock)
+
+        def expected(**keep: Any) -> dict[RuntimeStatus, int]:
+            counts = dict.fromkeys(RuntimeStatus, 0)
+            for instance_id, (name, status, updated) in made.items():
+                if (
+                    keep.get("name", name) == name
+                    and updated >= keep.get("since", updated)
+                    and instance_id.startswith(keep.get("prefix", ""))
+                ):
+                    counts[status] += 1
+            return counts
+
+        assert store.count() == expected()
+        assert store.count(name="resize") == expected(name="resize")
+        since = sorted(updated for _, _, updated in made.values())[10]
+        assert store.count(updated_from=since) == expected(since=since)
+        assert store.count(prefix="named-1", name="encode") == expected(
+            prefix="named-1", name="encode"
+        )
+        only = store.count(runtime_status=["running", "pending"])
+        assert only == {
+            status: (count if status in {RuntimeStatus.RUNNING, RuntimeStatus.PENDING} else 0)
+            for status, count in expected().items()
+        }
+        assert store.count(name="nobody") == dict.fromkeys(RuntimeStatus, 0)
+
+    def test_get_many(self, store: StateStore, counting: CountingBackend) -> None:
+        for number in range(30):
+            store.create_instance(f"many-{number}", name="wf", input=number, custom_status=-number)
+        wanted = ["many-3", "absent", "many-0", "many-29", "many-3", *AWKWARD_IDS[:3]]
+        counting.calls.clear()
+        found = store.get_many(wanted)
+        assert list(found) == list(dict.fromkeys(wanted))
+        assert found["absent"] is None
+        assert found["plain"] is None
+        three = found["many-3"]
+        assert three is not None
+        assert three.custom_status == -3
+        assert three.input is None
+        assert three.etag == store.get_instance("many-3").etag  # type: ignore[union-attr]
+        full = store.get_many([f"many-{number}" for number in range(30)], fetch_payloads=True)
+        assert [item.input for item in full.values() if item is not None] == list(range(30))
+        assert store.get_many([]) == {}
+        with pytest.raises(InvalidInstanceId):
+            store.get_many(["ok", ""])
+        with pytest.raises(InvalidArgument):
+            store.get_many("many-1")
+
+    def test_new_query_arguments_are_checked_before_any_io(
+        self, store: StateStore, counting: CountingBackend
+    ) -> None:
+        naive = datetime(2030, 1, 1)
+        calls: list[Callable[[], object]] = [
+            lambda: store.query(updated_from=naive),
+            lambda: store.query(updated_to=naive),
+            lambda: store.count(updated_from=naive),
+            lambda: store.count(runtime_status="nope"),
+            lambda: store.query(name=""),
+            lambda: store.count(name=5),  # type: ignore[arg-type]
+            lambda: list(store.iter_instances(name="x" * (MAX_NAME_LENGTH + 1))),
+        ]
+        counting.calls.clear()
+        for call in calls:
+            with pytest.raises(InvalidArgument):
+                call()
+        assert counting.total == 0
+
     def test_prefix_with_nul_finds_what_it_should(self, store: StateStore) -> None:
         ids = ["nu", "nul", "nul\u0000", "nul\u0000a", "nul\u0000b\u0000", "nul\u0001", "nula"]
         for instance_id in ids:
@@ -723,6 +840,97 @@ class BackendConformance(AsyncAndWatchConformance):
             assert sorted(self._all_pages(store, prefix=prefix)) == expected, repr(prefix)
         assert store.purge_by(prefix="nul\u0000") == 3
         assert sorted(self._all_pages(store)) == ["nu", "nul", "nul\u0001", "nula"]
+
+    # -- retention -------------------------------------------------------------------------
+
+    def _retaining(
+        self, backend: CountingBackend, clock: FakeClock, measured_from: RetentionFrom
+    ) -> StateStore:
+        return StateStore(
+            backend,
+            serializer="json",
+            clock=clock,
+            retention=timedelta(hours=1),
+            retention_from=measured_from,
+        )
+
+    def test_retention_from_completion(self, counting: CountingBackend, clock: FakeClock) -> None:
+        """An expired instance reads as absent, is left out of queries, counts and batch
+        reads, refuses writes, its id can be created again, and purge_expired deletes it;
+        a running one never expires."""
+        store = self._retaining(counting, clock, "completed")
+        store.create_instance("done", name="wf", custom_status=1)
+        store.create_instance("running", name="wf", custom_status=2)
+        store.set_runtime_status("done", "completed", output="o")
+        clock.advance(minutes=59)
+        assert store.get_instance("done") is not None
+        assert store.count(name="wf")[RuntimeStatus.COMPLETED] == 1
+        clock.advance(minutes=1)  # an hour after completion: expired
+
+        assert store.get_instance("done") is None
+        assert store.get_many(["done", "running"])["done"] is None
+        assert [item.instance_id for item in store.iter_instances()] == ["running"]
+        assert store.count() == {**dict.fromkeys(RuntimeStatus, 0), RuntimeStatus.PENDING: 1}
+        assert store.count(runtime_status="completed")[RuntimeStatus.COMPLETED] == 0
+        with pytest.raises(InstanceNotFound):
+            store.set_custom_status("done", 3)
+        with pytest.raises(InstanceNotFound):
+            store.set_runtime_status("done", "running")
+        with pytest.raises(InstanceNotFound):
+            store.update("done", lambda value: value)
+
+        clock.advance(days=30)
+        running = store.get_instance("running")
+        assert running is not None
+        assert running.custom_status == 2
+        store.set_custom_status("running", 4)
+
+        assert store.purge_expired() == 1
+        assert store.purge_expired() == 0
+        plain = StateStore(counting, serializer="json", clock=clock)  # no retention: gone
+        assert plain.get_instance("done") is None
+        assert plain.get_instance("running") is not None
+
+    def test_an_expired_id_can_be_created_again(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        for measured_from in ("completed", "updated"):
+            store = self._retaining(counting, clock, measured_from)
+            instance_id = f"again-{measured_from}"
+            store.create_instance(instance_id, name="wf", custom_status="old")
+            if measured_from == "completed":
+                store.set_runtime_status(instance_id, "failed")
+            with pytest.raises(InstanceExists):
+                store.create_instance(instance_id, name="wf")
+            clock.advance(hours=2)
+            store.create_instance(instance_id, name="wf2", custom_status="new")
+            again = store.get_instance(instance_id)
+            assert again is not None
+            assert (again.name, again.custom_status) == ("wf2", "new")
+            assert again.runtime_status is RuntimeStatus.PENDING
+
+    def test_retention_from_last_update(self, counting: CountingBackend, clock: FakeClock) -> None:
+        store = self._retaining(counting, clock, "updated")
+        store.create_instance("idle", name="wf")
+        store.create_instance("busy", name="wf")
+        for _ in range(3):
+            clock.advance(minutes=40)
+            store.set_custom_status("busy", clock.now.isoformat())
+        assert store.get_instance("idle") is None  # running, but idle for two hours
+        assert store.get_instance("busy") is not None
+        assert [item.instance_id for item in store.iter_instances()] == ["busy"]
+        assert sum(store.count().values()) == 1
+        assert store.purge_expired() == 1
+        assert StateStore(counting, clock=clock).get_instance("idle") is None
+
+    def test_retention_settings_are_checked(self, counting: CountingBackend) -> None:
+        with pytest.raises(InvalidArgument):
+            StateStore(counting, retention=timedelta(0))
+        with pytest.raises(InvalidArgument):
+            StateStore(counting, retention=timedelta(hours=1), retention_from="created")  # type: ignore[arg-type]
+        if not counting.capabilities.ttl:  # nothing could have expired: say what is missing
+            with pytest.raises(ConfigurationError):
+                StateStore(counting).purge_expired()
 
     # -- purge -----------------------------------------------------------------------------
 

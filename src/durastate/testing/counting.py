@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -73,6 +73,20 @@ class CountingBackend(Backend):
     def purge_by(self, query: InstanceQuery) -> int:
         self.calls["purge_by"] += 1
         return self.inner.purge_by(query)
+
+    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        self.calls["count"] += 1
+        return self.inner.count(query)
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        self.calls["read_many"] += 1
+        return self.inner.read_many(instance_ids, fetch_payloads=fetch_payloads)
+
+    def purge_expired(self) -> int:
+        self.calls["purge_expired"] += 1
+        return self.inner.purge_expired()
 
     def close(self) -> None:
         self.inner.close()

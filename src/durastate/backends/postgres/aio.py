@@ -277,6 +277,24 @@ class AsyncPostgresBackend(AsyncBackend):
         row = await self._run("read", instance_id, sql, (core.id_key(instance_id),))
         return None if row is None else core.record(row, fetch_payloads)
 
+    async def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """As `PostgresBackend.read_many`: one ``SELECT ... = ANY(%s)`` for every id."""
+        sql = core.read_many_statement(self._stmts.read_all if fetch_payloads else self._stmts.read)
+        keys = [core.id_key(instance_id) for instance_id in instance_ids]
+        rows = await self._run("read", None, sql, (keys,), many=True)
+        found: dict[str, InstanceRecord | None] = dict.fromkeys(instance_ids)
+        for row in rows:
+            record = core.record(row, fetch_payloads)
+            found[record.instance_id] = record
+        return found
+
+    async def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """As `PostgresBackend.count`: one ``GROUP BY`` over the query's WHERE clause."""
+        sql, params = core.count_statement(self._stmts, query)
+        return core.counts(await self._run("count", None, sql, params, many=True))
+
     async def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:

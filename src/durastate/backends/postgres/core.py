@@ -101,6 +101,11 @@ def id_key(instance_id: str) -> bytes:
     return instance_id.encode()
 
 
+def read_many_statement(read: str) -> str:
+    """A one-id read statement made to read every id of an array parameter."""
+    return read.replace("instance_id = %s", "instance_id = ANY(%s)", 1)
+
+
 def id_of(key: bytes) -> str:
     return bytes(key).decode()
 
@@ -539,6 +544,15 @@ def where(query: InstanceQuery, after: bytes | None = None) -> tuple[str, list[A
     if query.created_to is not None:
         clauses.append("created_at < %s")
         params.append(query.created_to)
+    if query.name is not None:
+        clauses.append("name = %s")
+        params.append(query.name)
+    if query.updated_from is not None:
+        clauses.append("last_updated_at >= %s")
+        params.append(query.updated_from)
+    if query.updated_to is not None:
+        clauses.append("last_updated_at < %s")
+        params.append(query.updated_to)
     if query.prefix:
         low, high = _prefix_range(query.prefix)
         clauses.append("instance_id >= %s AND instance_id < %s")
@@ -565,6 +579,17 @@ def page(rows: Sequence[Sequence[Any]], query: InstanceQuery) -> RecordPage:
     more = len(rows) > query.page_size
     token = encode_token({"pg": bytes(rows[query.page_size - 1][0]).hex()}) if more else None
     return RecordPage(items, token)
+
+
+def count_statement(stmts: Statements, query: InstanceQuery) -> tuple[str, list[Any]]:
+    """Matches per runtime status, counted by the server."""
+    clause, params = where(query)
+    return f"SELECT runtime_status, count(*) FROM {stmts.table}{clause} GROUP BY 1", params
+
+
+def counts(rows: Sequence[Sequence[Any]]) -> dict[RuntimeStatus, int]:
+    known = {status.value: status for status in RuntimeStatus}
+    return {known[status]: int(number) for status, number in rows if status in known}
 
 
 def purge_statement(stmts: Statements, query: InstanceQuery) -> tuple[str, list[Any]]:

@@ -272,6 +272,24 @@ class PostgresBackend(Backend):
         row = self._run("read", instance_id, sql, (core.id_key(instance_id),))
         return None if row is None else core.record(row, fetch_payloads)
 
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """One ``SELECT ... WHERE instance_id = ANY(%s)`` for every id."""
+        sql = core.read_many_statement(self._stmts.read_all if fetch_payloads else self._stmts.read)
+        keys = [core.id_key(instance_id) for instance_id in instance_ids]
+        rows = self._run("read", None, sql, (keys,), many=True)
+        found: dict[str, InstanceRecord | None] = dict.fromkeys(instance_ids)
+        for row in rows:
+            record = core.record(row, fetch_payloads)
+            found[record.instance_id] = record
+        return found
+
+    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """One ``GROUP BY`` over the query's WHERE clause."""
+        sql, params = core.count_statement(self._stmts, query)
+        return core.counts(self._run("count", None, sql, params, many=True))
+
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:

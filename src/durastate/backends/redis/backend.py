@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -60,6 +60,9 @@ def no_retries() -> Retry:
     blindly, so the drivers do their own (recognising) retry instead. (The async driver
     passes ``redis.asyncio.retry.Retry``, whose retry awaits.)"""
     return Retry(NoBackoff(), 0)
+
+
+_UNSENT: Any = object()  # a pipeline reply that never came
 
 
 class RedisPush:
@@ -232,6 +235,30 @@ class RedisBackend(Backend):
         call = self.core.read(instance_id, fetch_payloads)
         values = self._send(call, "read")
         return self.core.record(values, fetch_payloads, instance_id)
+
+    def read_many(
+        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
+    ) -> dict[str, InstanceRecord | None]:
+        """The read scripts of every id in one pipeline (one round trip); an id whose reply
+        failed (a script not loaded yet, a broken connection) is read alone, with the usual
+        retries and typed errors."""
+        calls = [self.core.read(instance_id, fetch_payloads) for instance_id in instance_ids]
+        replies: list[Any] = [_UNSENT] * len(calls)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for call in calls:
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                )
+            replies = pipe.execute(raise_on_error=False)
+        except exceptions.RedisError:
+            pass  # every id is read alone below
+        found: dict[str, InstanceRecord | None] = {}
+        for instance_id, call, reply in zip(instance_ids, calls, replies, strict=True):
+            if reply is _UNSENT or isinstance(reply, Exception):
+                reply = self._send(call, "read")
+            found[instance_id] = self.core.record(reply, fetch_payloads, instance_id)
+        return found
 
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
