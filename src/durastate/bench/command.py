@@ -80,6 +80,9 @@ def bench(
     async_cells: Annotated[bool, typer.Option(
         "--async/--no-async", help="Also measure the async store, the reporter writer and "
         "watch, side by side with the sync store.")] = False,
+    web_cells: Annotated[bool, typer.Option(
+        "--web/--no-web", help="Also measure the HTTP app of `durastate serve` (GET against "
+        "a minimal endpoint, SSE latency and fan-out; memory and SQLite only).")] = False,
 ) -> None:
     """Measure what a custom-status update costs: backends x serializers x payloads."""
     console = bench_console()
@@ -98,6 +101,7 @@ def bench(
         quick=quick, repeat=repeat, anchors=anchors, peers=peers, chart=chart, scale=scale,
         output=output, compare=compare_with, max_custom_status_bytes=max_status_bytes,
         command=shlex.join(["durastate", *sys.argv[1:]]), async_cells=async_cells,
+        web_cells=web_cells,
     )
     try:
         config.validate()

@@ -100,6 +100,7 @@ class BenchConfig:
     scale: bool = True  # query / iteration / footprint cells on embedded backends
     scale_counts: dict[str, int] = field(default_factory=lambda: dict(SCALE_SIZES))
     async_cells: bool = False  # bench/async_cells.py: async store, reporter writer, watch
+    web_cells: bool = False  # bench/web_cells.py: the HTTP app (memory and SQLite only)
 
     def applies(self, operation: str, serializer: str, kind: str, size: str = "150B") -> bool:
         """Whether this matrix runs ``operation`` for ``serializer``, ``kind`` and ``size``.

@@ -177,6 +177,40 @@ def target_rows(result: RunResult) -> list[list[str]]:
     return rows
 
 
+WEB_HEADERS = ["backend", "cell", "value", "detail"]
+
+
+def web_rows(result: RunResult) -> list[list[str]]:
+    """`--web`: the HTTP app's cells, one row each (the targets judge them)."""
+    rows = []
+    for m in result.durastate():
+        if not m.operation.startswith("web_"):
+            continue
+        if not m.ok:
+            rows.append([m.backend, m.operation, "error", (m.error or "")[:200]])
+            continue
+        e = m.extra
+        if m.operation == "web_get":
+            rows.append([m.backend, "GET /instances/{id} CPU", f"{_num(m.cpu_us)} µs/req",
+                         f"ratio {_ratio(e['cpu_ratio_vs_minimal'])} to minimal "
+                         f"{_num(e['minimal_cpu_us'])} µs/req; {_num(m.ops_per_s)} vs "
+                         f"{_num(e['minimal_requests_per_s'])} req/s; in-process "
+                         f"{_ratio(e['asgi_cpu_ratio_vs_minimal'])}"])
+        elif m.operation == "web_sse_latency":
+            how = "push" if e["push"] else f"poll {e['poll_interval_s']:g} s"
+            rows.append([m.backend, f"SSE latency ({how})",
+                         f"{_num((m.median_us or 0) / 1000)} ms",
+                         f"p90 {_num(e['p90_ms'])} ms, max {_num(e['max_ms'])} ms, "
+                         f"{m.ops} changes"])
+        elif m.operation == "web_sse_fanout":
+            rows.append([m.backend, f"{e['clients']:,} SSE clients, idle",
+                         f"{e['reads_per_interval']:.2f} reads/poll",
+                         f"poll {e['poll_interval_s']:g} s; 1 change: {e['delivered']}/"
+                         f"{e['clients']} clients, {_num((m.median_us or 0) / 1000)} ms, "
+                         f"{e['change_reads']} reads"])
+    return rows
+
+
 def compare_rows(comparisons: Sequence[Comparison]) -> list[list[str]]:
     rows = []
     for c in comparisons:
@@ -245,6 +279,11 @@ def print_report(result: RunResult, console: Console,
         console.print(rich_table("anchors and peers: their median µs; ratio = durastate / "
                                  "reference (interleaved rounds)", CONSOLE_REF_HEADERS, refs,
                                  {"backend": 20, "reference": 38}))
+    web = web_rows(result)
+    if web:
+        console.print(rich_table("HTTP app (durastate serve): one uvicorn worker, memory and "
+                                 "SQLite", WEB_HEADERS, web,
+                                 {"backend": 10, "cell": 26, "value": 16, "detail": 44}))
     if result.targets:
         console.print(rich_table("targets", CONSOLE_TARGET_HEADERS,
                                  console_target_rows(result),
@@ -348,6 +387,16 @@ def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") ->
                 markdown_table(HEADLINE_HEADERS, headline), ""]
     if result.targets:
         out += ["## Targets", "", markdown_table(TARGET_HEADERS, target_rows(result)), ""]
+    web = web_rows(result)
+    if web:
+        out += ["## HTTP app (`durastate serve`, `--web`)", "",
+                "GET: two uvicorn servers (one worker each, subprocesses) over the same kind "
+                "of store, the app and a minimal hand-written Starlette endpoint doing the same "
+                "read, hammered in interleaved rounds by 8 keep-alive connections; server CPU "
+                "from /proc per request. SSE latency: from `set_custom_status` returning to the "
+                "event at a client (memory: pushed; SQLite: written by a second store, polled). "
+                "Fan-out: backend reads counted while the clients sit idle, then for one "
+                "change.", "", markdown_table(WEB_HEADERS, web), ""]
     scale = scale_rows(result)
     if scale:
         out += ["## Queries, iteration and footprint by table size", "",

@@ -33,6 +33,11 @@ OPERATIONS = {
     "raw_iter_1k": "raw sqlite3 keyset paging over the same 1,000 rows, per row",
     "raw_iter_100k": "raw sqlite3 keyset paging over the same 100,000 rows, per row",
     "store_result": "Celery backend.store_result(task_id, meta, 'PROGRESS')",
+    "web_get": "GET /instances/{id} over one uvicorn worker: server CPU µs per request, "
+    "against a minimal hand-written Starlette endpoint (extra.minimal_*)",
+    "web_sse_latency": "set_custom_status returning -> the SSE event at a client (median)",
+    "web_sse_fanout": "concurrent SSE clients of one instance: backend reads per poll "
+    "interval while idle (extra); median_us: a change reaching every client",
 }
 
 

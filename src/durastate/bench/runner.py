@@ -41,6 +41,7 @@ from durastate.bench.references import Reference, Session
 from durastate.bench.results import Measurement, RunResult
 from durastate.bench.scale import fresh_backend, run_scale, scale_op
 from durastate.bench.targets import evaluate
+from durastate.bench.web_cells import WEB_SCHEMES, run_web_cells
 from durastate.core.backend import Backend
 from durastate.opening import open_backend, redact_url
 
@@ -86,6 +87,8 @@ def collect_meta(config: BenchConfig, backends: list[BackendSpec]) -> dict[str, 
         "kinds": config.kinds,
         "operations": config.operations,
         "quick": config.quick,
+        "async_cells": config.async_cells,
+        "web_cells": config.web_cells,
         "repeat": config.repeat,
         "effort": effort.__dict__,
         "max_custom_status_bytes": config.max_custom_status_bytes,
@@ -177,7 +180,11 @@ class Runner:
         scale = sum(1 for spec in self.backends if c.scale_operations(spec))
         refs = sum(len(self.references(spec)) for spec in self.backends) * len(c.payloads)
         asynchronous = len(self.backends) if c.async_cells else 0
-        return cells + scale + asynchronous + refs
+        web = sum(1 for spec in self.backends if self.web(spec))
+        return cells + scale + asynchronous + web + refs
+
+    def web(self, spec: BackendSpec) -> bool:
+        return self.config.web_cells and spec.scheme in WEB_SCHEMES
 
     def run(self, tick: Tick) -> RunResult:
         try:
@@ -203,6 +210,8 @@ class Runner:
             if c.scale_operations(spec):
                 tick(f"{spec.name}: skipped")
             if c.async_cells:
+                tick(f"{spec.name}: skipped")
+            if self.web(spec):
                 tick(f"{spec.name}: skipped")
             self.run_references(spec, tick)
             return
@@ -232,6 +241,12 @@ class Runner:
         if c.async_cells:  # a failing async cell is recorded with its error, not raised
             tick(f"{spec.name} async store, reporters, watch")
             self.result.measurements.extend(run_async_cells(spec, c.quick))
+        if self.web(spec):  # like the async cells: a failing cell carries its error
+            tick(f"{spec.name} HTTP app: GET, SSE latency, SSE fan-out")
+            self.result.measurements.extend(run_web_cells(spec, c.quick))
+        elif c.web_cells:
+            self.result.notes.append(f"web cells run on memory and SQLite only: none on "
+                                     f"{spec.name}")
         self.run_references(spec, tick)
 
     def paired_pair(self, spec: BackendSpec) -> StorePair | None:
@@ -327,6 +342,8 @@ class Runner:
             pair = self.open.pairs.get((cell["backend"], cell.get("serializer", "json")))
             if pair is None or cell["operation"] == "footprint":
                 continue  # a footprint is bytes, not time: its cell says how it was taken
+            if cell["operation"].startswith("web_"):
+                continue  # a server and its clients: the cell's extra figures say more
             payload = self.payload(cell.get("payload", "150B"), cell.get("kind", "dict"))
             try:
                 op = self._profile_op(pair, cell["operation"], payload)

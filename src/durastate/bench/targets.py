@@ -223,7 +223,60 @@ def _reporter(result: RunResult) -> list[dict[str, Any]]:
     return out
 
 
+def _web_cell(result: RunResult, backend: str, operation: str) -> Measurement | None:
+    found = result.find(subject="durastate", backend=backend, operation=operation)
+    return found[0] if found else None
+
+
+def _web(result: RunResult) -> list[dict[str, Any]]:
+    """`durastate bench --web`: only where the web cells ran (memory and SQLite)."""
+    out = []
+    for label in _labels(result, "memory", "sqlite"):
+        get = _web_cell(result, label, "web_get")
+        if get is not None:
+            ok = get.ok
+            out.append(_target(
+                "web-get-vs-minimal", "GET /instances/{id}, one uvicorn worker: server CPU per "
+                "request ≤ 1.2x a minimal Starlette endpoint reading the same store", label,
+                get.extra["cpu_ratio_vs_minimal"] if ok else None, 1.2, "x",
+                f"app {_fmt(get.cpu_us, ' µs')} ({_fmt(get.ops_per_s, ' req/s')}), minimal "
+                f"{_fmt(get.extra['minimal_cpu_us'], ' µs')} "
+                f"({_fmt(get.extra['minimal_requests_per_s'], ' req/s')}); median of "
+                f"interleaved rounds {get.extra['round_ratios']}" if ok else str(get.error),
+                {"backend": label, "operation": "web_get"}))
+        latency = _web_cell(result, label, "web_sse_latency")
+        if latency is not None:
+            ok = latency.ok
+            interval = latency.extra.get("poll_interval_s") if ok else None
+            limit = 50.0 if latency.extra.get("push", label in _labels(result, "memory")) \
+                else (interval or 0.0) * 1000 + 100
+            text = ("set_custom_status -> SSE event, worst of the samples ≤ 50 ms (push)"
+                    if limit == 50.0 else "set_custom_status -> SSE event, worst of the "
+                    "samples ≤ poll interval + 100 ms")
+            out.append(_target(
+                "web-sse-latency", text, label, latency.extra["max_ms"] if ok else None,
+                limit, "ms", f"median {_fmt(latency.median_us / 1000, ' ms')}, p90 "
+                f"{latency.extra['p90_ms']} ms over {latency.ops} changes; poll interval "
+                f"{interval if interval is not None else 'none (push)'}"
+                if ok and latency.median_us is not None else str(latency.error),
+                {"backend": label, "operation": "web_sse_latency"}))
+        fanout = _web_cell(result, label, "web_sse_fanout")
+        if fanout is not None:
+            ok = fanout.ok
+            e = fanout.extra
+            out.append(_target(
+                "web-sse-fanout-idle", "SSE clients of one instance, idle: ≤ 1 backend read "
+                "per poll interval (shared, not one per client)", label,
+                e["reads_per_interval"] if ok else None, 1.0, "reads",
+                f"{e['clients']} clients: {e['idle_reads']} reads over {e['idle_intervals']} "
+                f"intervals of {e['poll_interval_s']} s; one change reached "
+                f"{e['delivered']}/{e['clients']} clients with {e['change_reads']} reads"
+                if ok else str(fanout.error),
+                {"backend": label, "operation": "web_sse_fanout"}))
+    return out
+
+
 def evaluate(result: RunResult) -> list[dict[str, Any]]:
     """Every target that the run has figures for; ``passed`` is None when it could not run."""
     return [*_memory(result), *_reads(result), *_scale(result), *_sqlite(result),
-            *_network(result), *_report_cost(result), *_reporter(result)]
+            *_network(result), *_report_cost(result), *_reporter(result), *_web(result)]
