@@ -7,10 +7,12 @@ are counted with botocore's ``before-send`` event, which sees every HTTP request
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +27,9 @@ from durastate.backends.s3 import (
     escape_id,
     instance_key,
     unescape_id,
+)
+from durastate.backends.s3 import (
+    _Etag as S3Etag,
 )
 from durastate.core.backend import Backend
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
@@ -460,6 +465,122 @@ def test_runtime_change_invalidates_the_custom_status_etag(backend: S3Backend) -
     assert current is not None
     assert current.etag != etag
     assert current.runtime_status is RuntimeStatus.SUSPENDED
+
+
+def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
+    moto_server: RunningEmulator,
+) -> None:
+    """B reads while A's runtime change is between its status commit and its record PUT.
+
+    Before the record carried VER, B got A's new etag with the old runtime status, and once
+    A's record PUT landed the same etag stood for COMPLETED (watch missed the change). Now B
+    waits, then settles the record at the committed VER; A's record PUT then fails its
+    ``If-Match`` (a conflict for A, whose change is lost), so the etag B saw keeps its content.
+    """
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        etag = a.create(new("torn"))
+        seen: list[Any] = []
+
+        def between(request: Any, **_: Any) -> None:
+            if request.method == "PUT" and "/records/" in request.url and not seen:
+                seen.append(b.read("torn"))
+
+        a.client.meta.events.register("before-send.s3.PutObject", between)
+        outcome: BaseException | None = None
+        try:
+            a.write_runtime_status(
+                "torn", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=etag,
+                now=T0,
+            )
+        except ConcurrencyError as exc:
+            outcome = exc
+        mid, after = seen[0], b.read("torn")
+        assert mid is not None
+        assert after is not None
+        if after.etag == mid.etag:
+            assert after.runtime_status is mid.runtime_status  # one etag, one content
+        assert (mid.runtime_status, after.runtime_status) == (
+            RuntimeStatus.RUNNING, RuntimeStatus.RUNNING if outcome else RuntimeStatus.COMPLETED)
+        assert mid.etag != etag  # the commit landed: the caller's etag is stale either way
+
+
+def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
+    backend: S3Backend,
+) -> None:
+    """The status object renewed by hand (the commit), the record never rewritten: the
+    committed VER wins, with the content the record holds, stable from the first read on."""
+    etag = backend.create(new("dead"))
+    backend.write_custom_status("dead", status(b'"mine"'), etag=etag, now=T0)
+    current = backend._load_status("dead", backend._status_key("dead"))
+    assert current is not None
+    backend._put_status_object(
+        "dead", replace(S3Etag.parse("dead", etag), ver="deadbeef00"), current.payload,
+        current.updated_at, replacing=current,
+    )
+    first = backend.read("dead", fetch_payloads=True)
+    second = backend.read("dead", fetch_payloads=True)
+    assert first is not None
+    assert second is not None
+    assert first == second
+    assert first.etag.split(".")[1] == "deadbeef00"
+    assert (first.runtime_status, first.custom_status) == (
+        RuntimeStatus.RUNNING, status(b'"mine"'))
+    assert first.input == Payload(b'{"x": 1}', "json")
+    backend.write_runtime_status(
+        "dead", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=first.etag, now=T0
+    )
+    done = backend.read("dead")
+    assert done is not None
+    assert done.runtime_status is RuntimeStatus.COMPLETED
+
+
+def test_records_written_before_ver_read_as_consistent(backend: S3Backend) -> None:
+    """A record without VER in its header (written by an older version) is never torn."""
+    backend.create(new("old"))
+    key = backend._key("old")
+    body = backend.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    line, _, rest = body.partition(b"\n")
+    header = json.loads(line)
+    del header["ver"]
+    backend.client.put_object(
+        Bucket=BUCKET, Key=key, Body=json.dumps(header).encode() + b"\n" + rest
+    )
+    got = backend.read("old")
+    assert got is not None
+    assert got.custom_status == status(b'"start"')
+    backend.write_runtime_status(
+        "old", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=got.etag, now=T0
+    )
+    done = backend.read("old")
+    assert done is not None
+    assert done.runtime_status is RuntimeStatus.COMPLETED
+
+
+def test_a_read_during_a_delete_sees_the_instance_whole_or_not_at_all(
+    moto_server: RunningEmulator,
+) -> None:
+    """Between the delete's two DELETEs, readers and listings see no instance (before, the
+    record without its status object read as the run's first state with etag RUN.0.0.0)."""
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
+            make_backend(moto_server.endpoint, prefix=prefix) as b:
+        a.create(new("purged"))
+        a.write_custom_status("purged", status(b'"later"'), etag=None, now=T0)
+        seen: list[Any] = []
+
+        def between(request: Any, **_: Any) -> None:
+            if request.method == "DELETE" and not seen:
+                seen.append("first")
+            elif request.method == "DELETE" and len(seen) == 1:
+                seen.append(b.read("purged"))
+                seen.append(b.query(InstanceQuery()).items)
+
+        a.client.meta.events.register("before-send.s3.DeleteObject", between)
+        assert a.delete("purged")
+        assert seen[1:] == [None, []]
+        assert b.read("purged") is None
 
 
 def test_create_races_insert_once(moto_server: RunningEmulator) -> None:

@@ -4,7 +4,7 @@ Layout (``P`` is the prefix, ``K`` the escaped instance id, see `instance_key`):
 
     P/records/K   JSON header line + first custom-status bytes + input bytes + output bytes
                   (written by create and by runtime-status changes; never by a
-                  custom-status update)
+                  custom-status update); the header's ``ver`` is the VER it goes with
     P/status/K    b"ds2 RUN VER WRITE ENCODING\\n" + custom-status bytes;
                   metadata ``cs-updated``, ``w`` (= WRITE) and ``p`` (the WRITE it replaced)
 
@@ -18,11 +18,26 @@ object a new ETag. The etag handed to callers is ``RUN.VER.WRITE.MD5``:
   the new bytes) hashes to ``MD5``, the bytes are unchanged and one HEAD with ``If-Match``
   replaces the PUT (only S3 knows whether another process wrote since);
 - a runtime-status change (rare) reads both objects, renews VER with a conditional PUT of
-  the status object (the commit), then rewrites the record with ``If-Match`` on its ETag;
+  the status object (the commit), then rewrites the record, stamped with that VER, with
+  ``If-Match`` on its ETag;
+- a read gets the record, then the status object. If their VERs differ (a runtime change
+  between its two PUTs: the new etag with the old runtime status, or the reverse), it
+  reads again after a short pause, so one etag always stands for one content. If the pair
+  stays torn (~150 ms: the writer died between its PUTs, or is that slow), the committed VER
+  wins: the reader rewrites the record at that VER, its content unchanged, with
+  ``If-Match`` (`S3Backend._settle`); the change is lost, and a late record PUT of its
+  writer fails its ``If-Match``. A record without ``ver`` (written before the record
+  carried it) is taken as consistent. No status object beside the record: 1 more GET of
+  the record tells a create not sealed yet (record still there) from a delete (gone);
+- delete removes the record (the commit), then the status object: readers never see the
+  record without its status object in mid-delete. A crash between the two leaves a status
+  object without a record, which no reader or listing shows, create replaces, and a second
+  delete removes;
 - create is ``If-None-Match: *`` (a restart: ``If-Match``) on the record, which carries the
   run's first custom status, so the new run is visible whole at once; then a conditional
-  PUT seals the status object for the new run (`S3Backend._seal`) without undoing a write
-  of the new run that got there first.
+  PUT seals the status object for the new run (`S3Backend._seal`) at the record's VER
+  without undoing a write of the new run that got there first (the etag of a run not
+  sealed yet carries the record's VER, so such a write keeps the two in step).
 
 Every PUT carries its write token in metadata ``w``, and a status write the token it
 replaced in ``p``. When botocore retried a conditional PUT after an attempt that may have
@@ -43,6 +58,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -77,6 +93,7 @@ from durastate.core.records import (
 )
 from durastate.core.tokens import InvalidContinuationToken, decode_token, encode_token
 from durastate.errors import (
+    BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
@@ -95,6 +112,8 @@ _HEADER_RANGE = 8192  # first bytes fetched when only the record's header is wan
 _MAX_RETRIES = 16  # last-write-wins loops give up (ConcurrencyError) after this many tries
 _NO_STATUS = "0"  # the MD5 part of an etag when the run has no status object yet
 _KNOWN_CAPACITY = 4096
+_TORN_WAITS = 5  # torn reads waited out (5, 10, 20, 40, 80 ms) before the reader settles
+_TORN_TRIES = 10  # reads of one instance that keep finding a torn pair before giving up
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")  # what botocore accepts (S3 is stricter)
 
 # ASCII kept as-is: letters, digits and the punctuation S3 documents as safe or harmless.
@@ -268,6 +287,7 @@ class _Record:
     custom_status: Payload | None = None
     custom_status_updated_at: datetime | None = None
     has_custom_status: bool = True
+    ver: str | None = None  # the status VER this record goes with; None: written before VER
 
 
 def _payload_head(payload: Payload | None) -> list[Any] | None:
@@ -288,6 +308,8 @@ def _record_body(record: _Record) -> bytes:
         "in": _payload_head(record.input),
         "out": _payload_head(record.output),
     }
+    if record.ver is not None:
+        header["ver"] = record.ver
     line = json.dumps(header, separators=(",", ":")).encode("ascii")  # ensure_ascii: no \n
     parts = [line, b"\n"]
     payloads = (record.custom_status, record.input, record.output)
@@ -363,10 +385,31 @@ def _parse_record(instance_id: str, body: bytes, s3_etag: str, complete: bool) -
             custom_status=custom,
             custom_status_updated_at=_parse_time(instance_id, custom_at) if custom_at else None,
             has_custom_status=header.get("cs") is None or custom is not None,
+            ver=_parse_ver(header.get("ver")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         reason = f"record object is malformed ({type(exc).__name__})"
         raise CorruptRecord(instance_id, reason) from None
+
+
+def _parse_ver(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isascii() or not value.isalnum():
+        raise ValueError("bad ver")
+    return value
+
+
+def _torn(record: _Record, status: _Status | None) -> bool:
+    """Do the two objects come from different runtime changes (a reader caught a runtime
+    change between its two PUTs, or its writer died there)? Records written before the
+    record carried VER, and statuses of another run (not sealed yet), cannot be torn."""
+    return (
+        status is not None
+        and status.run == record.run
+        and record.ver is not None
+        and record.ver != status.ver
+    )
 
 
 def _current_status(
@@ -382,11 +425,12 @@ def _current_status(
 def _compose(record: _Record, status: _Status | None, fetch_payloads: bool) -> InstanceRecord:
     """The caller's view of a record and the status object found beside it."""
     custom, updated = _current_status(record, status)
-    etag = (
-        _Etag(record.run, status.ver, status.write, status.md5)
-        if status
-        else _Etag(record.run, _NO_STATUS, _NO_STATUS, _NO_STATUS)
-    )
+    if status is not None and (status.run == record.run or record.ver is None):
+        etag = _Etag(record.run, status.ver, status.write, status.md5)
+    elif status is not None:  # not sealed yet: a CAS with this etag writes the record's VER
+        etag = _Etag(record.run, str(record.ver), status.write, status.md5)
+    else:
+        etag = _Etag(record.run, record.ver or _NO_STATUS, _NO_STATUS, _NO_STATUS)
     last = max(record.last_updated_at, updated) if updated else record.last_updated_at
     return InstanceRecord(
         instance_id=record.instance_id,
@@ -722,6 +766,7 @@ class S3Backend(Backend):
             has_payloads=True,
             custom_status=new.custom_status,
             custom_status_updated_at=new.created_at if new.custom_status else None,
+            ver=_token(),  # the seal gives the status object this VER
         )
         key = self._key(new.instance_id)
         replacing = False
@@ -793,7 +838,7 @@ class S3Backend(Backend):
             try:
                 etag = self._put_status_object(
                     record.instance_id,
-                    _Etag(record.run, _token(), "", ""),
+                    _Etag(record.run, record.ver or _token(), "", ""),
                     record.custom_status,
                     record.custom_status_updated_at,
                     replacing=current,
@@ -836,16 +881,73 @@ class S3Backend(Backend):
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
         """2 GETs: the record (only its first bytes unless ``fetch_payloads``) and the status
-        (+1 GET of the whole record when a first custom status counts and is longer)."""
+        (+1 GET of the whole record when a first custom status counts and is longer; +1 GET
+        of the record when there is no status object; during a runtime change see
+        `_load_pair`)."""
         self._ready()
         key = self._key(instance_id)
-        record = self._load_record(instance_id, key, payloads=fetch_payloads)
-        if record is None:
+        pair = self._load_pair(instance_id, payloads=fetch_payloads)
+        if pair is None:
             return None
-        status = self._load_status(instance_id, self._status_key(instance_id))
+        record, status = pair
         result = _compose(self._with_first_status(record, status, key), status, fetch_payloads)
         self._known.set(instance_id, _Etag.parse(instance_id, result.etag))
         return result
+
+    def _load_pair(
+        self, instance_id: str, *, payloads: bool
+    ) -> tuple[_Record, _Status | None] | None:
+        """The record and its status object, from one and the same runtime change; ``None``
+        when there is no record.
+
+        No status object beside a record: a create before its seal, or a delete (record
+        first, then status object) that ran between the two GETs; 1 more GET of the record
+        tells (gone: no instance). A torn pair (the record's VER is not the status object's:
+        a runtime change between its two PUTs) is read again after a short pause; if it
+        stays torn, the reader settles it (`_settle`).
+        """
+        key, status_key = self._key(instance_id), self._status_key(instance_id)
+        for attempt in range(_TORN_TRIES):
+            record = self._load_record(instance_id, key, payloads=payloads)
+            if record is None:
+                return None
+            status = self._load_status(instance_id, status_key)
+            if status is None:
+                again = self._load_record(instance_id, key, payloads=payloads)
+                return None if again is None else (again, None)
+            if not _torn(record, status):
+                return record, status
+            if attempt < _TORN_WAITS:
+                time.sleep(0.005 * 2**attempt)
+            else:
+                self._settle(instance_id, key, record, status)
+        raise BackendUnavailable(
+            f"s3 read of {instance_id[:80]!r}: the record kept changing under the reader"
+        )
+
+    def _settle(self, instance_id: str, key: str, record: _Record, status: _Status) -> None:
+        """The committed VER wins: stamp the record read (its content unchanged) with the
+        status object's VER, with ``If-Match`` on the record read.
+
+        The runtime change that committed that VER and has not rewritten the record by now is
+        lost (its writer died, or is slow: its own ``If-Match`` on the record then fails, and
+        it reports a conflict or, without an etag, tries again); the etag keeps standing for
+        the content readers were shown. Any failure (the writer caught up, a delete, an
+        unknown outcome) just means: read again.
+        """
+        whole = record if record.has_payloads else self._load_record(
+            instance_id, key, payloads=True
+        )
+        if whole is None or whole.s3_etag != record.s3_etag:
+            return
+        with contextlib.suppress(_PreconditionFailed, _Missing, _OutcomeUnknown):
+            self._put(
+                key,
+                instance_id,
+                _record_body(replace(whole, ver=status.ver)),
+                write=_token(),
+                if_match=whole.s3_etag,
+            )
 
     def _with_first_status(self, record: _Record, status: _Status | None, key: str) -> _Record:
         """``record`` with its first custom status fetched, if that is the one that counts."""
@@ -855,7 +957,13 @@ class S3Backend(Backend):
         return whole if whole is not None and whole.run == record.run else record
 
     def delete(self, instance_id: str) -> bool:
-        """1 HEAD + 2 DELETEs (status first, so a crash leaves no status without a record)."""
+        """1 HEAD + 2 DELETEs: the record first (the commit: a reader that finds the record
+        but no status object looks at the record again, see `_load_pair`), then the status
+        object.
+
+        A crash between them leaves a status object without a record: readers and listings
+        see no instance, create replaces it (`_seal`), and deleting again removes it.
+        """
         self._ready()
         key = self._key(instance_id)
         try:
@@ -868,9 +976,9 @@ class S3Backend(Backend):
         except _Missing:
             existed = False
         self._known.forget(instance_id)
-        self._delete_object(self._status_key(instance_id), instance_id)
         if existed:
             self._delete_object(key, instance_id)
+        self._delete_object(self._status_key(instance_id), instance_id)
         return existed
 
     # -- custom status ----------------------------------------------------------------------
@@ -980,7 +1088,8 @@ class S3Backend(Backend):
         etag: str | None,
         now: datetime,
     ) -> str:
-        """2 GETs + 2 conditional PUTs: renew the status object's version, then the record."""
+        """2 GETs + 2 conditional PUTs: renew the status object's version, then the record
+        (stamped with it). The GETs wait out another runtime change as a read does."""
         self._ready()
         tag = _Etag.parse(instance_id, etag) if etag is not None else None
         attempt = 0
@@ -1008,11 +1117,11 @@ class S3Backend(Backend):
         tag: _Etag | None,
         now: datetime,
     ) -> _Etag:
-        key, status_key = self._key(instance_id), self._status_key(instance_id)
-        record = self._load_record(instance_id, key, payloads=True)
-        if record is None:
+        key = self._key(instance_id)
+        pair = self._load_pair(instance_id, payloads=True)
+        if pair is None:
             raise InstanceNotFound(instance_id)
-        current = self._load_status(instance_id, status_key)
+        record, current = pair
         seen = _Etag.parse(instance_id, _compose(record, current, False).etag)
         if tag is not None and tag != seen:
             raise ConcurrencyError(instance_id, str(tag))
@@ -1025,6 +1134,7 @@ class S3Backend(Backend):
             raise _PreconditionFailed from None  # deleted in between: the next try says so
         changed = replace(
             record,
+            ver=new.ver,
             runtime_status=status,
             last_updated_at=now,
             output=output if set_output else record.output,
@@ -1044,7 +1154,8 @@ class S3Backend(Backend):
 
         Cost: 1 ListObjectsV2 per 1000 instances under the id prefix, 1 ranged GET of each
         record's header, and 1 GET of the status object (plus the full record when
-        ``fetch_payloads``) per match. Pages follow key order; the token holds the last key.
+        ``fetch_payloads``) per match; a match with no status object or a torn pair is read
+        again as `read` does. Pages follow key order; the token holds the last key.
         """
         return self._page(query, None)
 
@@ -1145,6 +1256,13 @@ class S3Backend(Backend):
                 return None
             record = whole
         status = self._load_status(record.instance_id, self._statuses + suffix)
+        if status is None or _torn(record, status):  # rare: mid-create or delete, or torn
+            pair = self._load_pair(record.instance_id, payloads=query.fetch_payloads)
+            if pair is None:
+                return None
+            record, status = pair
+            if not query.matches(_compose(record, status, False)):
+                return None
         record = self._with_first_status(record, status, key)
         return _compose(record, status, query.fetch_payloads)
 
