@@ -102,7 +102,7 @@ def _microseconds(value: float, _: object) -> str:
 
 
 def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     labels = [label for label, _ in rows]
     series: list[str] = []
@@ -132,6 +132,8 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
     wide = high / max(low, 1e-9) > 1e3  # over three decades: 1-2-5 ticks would collide
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(_microseconds))
+    # a panel spanning under a decade would label its minor ticks 3x10^0, 4x10^0, ...
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", which="major", color="0.85")
     ax.set_xlabel("median µs per operation (log scale) — lower is better", fontsize=8)
