@@ -1,0 +1,143 @@
+"""Operations as plans: one sans-I/O generator per backend operation, run sync or async.
+
+A backend core writes each operation (create, write a status, read, a query page, an
+offload upload) once, as a generator that yields what it wants sent and receives what came
+back. It decides everything (requests, conditions, what a response means, whether to read
+again after a lost answer) and never touches a socket, sleeps or awaits. `run` executes a
+plan over the sync `HttpDriver`, `arun` over the async `AsyncHttpDriver`: the only code the
+sync and async backends do not share is the one line that calls one or the other, so there
+are no sync/async twins. A plan is unit-tested by driving it by hand with `send()`.
+
+A plan yields one of:
+
+- `Exchange`: one request (with its "may this have landed?" hook); receives the
+  `HttpResponse`;
+- `Batch`: several exchanges that may go concurrently (a batch of reads, the parts of an
+  offloaded payload); receives the responses in the same order;
+- `Pause`: wait this many seconds (a short back-off the core decides, e.g. before reading
+  again while another writer finishes); receives ``None``.
+
+Its return value is the operation's result; its exceptions are the operation's typed errors.
+An error of the driver (``BackendUnavailable``, ``OutcomeUnknown`` after the retry budget) is
+thrown into the plan at its ``yield``, so the core may catch it (say, to read back whether a
+write whose answer was lost landed) or let it propagate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from durastate.transport.messages import HttpRequest, HttpResponse
+from durastate.transport.policy import LandedHook
+
+if TYPE_CHECKING:
+    from durastate.transport.aio import AsyncHttpDriver
+    from durastate.transport.sync import HttpDriver
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Send ``request``; ``may_have_landed`` lets the policy retry a write whose answer was
+    lost when the core can recognise its own write afterwards."""
+
+    request: HttpRequest
+    may_have_landed: LandedHook | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Exchanges that may be sent concurrently (at most ``concurrency`` at a time)."""
+
+    exchanges: tuple[Exchange, ...]
+    concurrency: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait ``seconds`` before going on."""
+
+    seconds: float
+
+
+Step: TypeAlias = Exchange | Batch | Pause
+Plan: TypeAlias = Generator[Step, Any, T]
+
+
+def run(plan: Plan[T], driver: HttpDriver) -> T:
+    """Execute ``plan`` over the sync driver (a batch on a few threads)."""
+    reply: Any = None
+    failure: BaseException | None = None
+    try:
+        while True:
+            step = plan.send(reply) if failure is None else plan.throw(failure)
+            failure = None
+            try:
+                if type(step) is Exchange:
+                    reply = driver.send(step.request, step.may_have_landed)
+                elif isinstance(step, Batch):
+                    reply = _run_batch(step, driver)
+                elif isinstance(step, Pause):
+                    time.sleep(step.seconds)
+                    reply = None
+                else:
+                    raise TypeError(f"a plan yielded {type(step).__name__}, not a Step")
+            except Exception as exc:  # the plan decides: it may catch it (OutcomeUnknown)
+                failure = exc
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def _run_batch(batch: Batch, driver: HttpDriver) -> list[HttpResponse]:
+    exchanges = batch.exchanges
+    if len(exchanges) <= 1 or batch.concurrency <= 1:
+        return [driver.send(e.request, e.may_have_landed) for e in exchanges]
+    with ThreadPoolExecutor(min(batch.concurrency, len(exchanges))) as pool:
+        return list(pool.map(lambda e: driver.send(e.request, e.may_have_landed), exchanges))
+
+
+async def arun(plan: Plan[T], driver: AsyncHttpDriver) -> T:
+    """Execute ``plan`` over the async driver (a batch concurrently on the event loop)."""
+    reply: Any = None
+    failure: BaseException | None = None
+    try:
+        while True:
+            step = plan.send(reply) if failure is None else plan.throw(failure)
+            failure = None
+            try:
+                if type(step) is Exchange:
+                    reply = await driver.send(step.request, step.may_have_landed)
+                elif isinstance(step, Batch):
+                    reply = await _arun_batch(step, driver)
+                elif isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                    reply = None
+                else:
+                    raise TypeError(f"a plan yielded {type(step).__name__}, not a Step")
+            except Exception as exc:  # the plan decides: it may catch it (OutcomeUnknown)
+                failure = exc
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def _arun_batch(batch: Batch, driver: AsyncHttpDriver) -> list[HttpResponse]:
+    limit = asyncio.Semaphore(max(1, batch.concurrency))
+
+    async def one(exchange: Exchange) -> HttpResponse:
+        async with limit:
+            return await driver.send(exchange.request, exchange.may_have_landed)
+
+    return list(await asyncio.gather(*(one(e) for e in batch.exchanges)))
+
+
+def exchange(request: HttpRequest, may_have_landed: LandedHook | None = None) -> Exchange:
+    """Shorthand for ``yield exchange(request)`` in a plan."""
+    return Exchange(request, may_have_landed)
