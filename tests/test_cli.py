@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -216,6 +216,32 @@ def test_query_by_name_and_update_time_count_and_get_many(url: str) -> None:
     assert shown["c"]["runtime_status"] == "completed"
 
 
+def test_create_with_its_own_ttl_and_purge_it_when_expired(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = runner.invoke(app, ["create", "short", "--name", "wf", "--ttl", "PT90M", "--url", url])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["create", "plain", "--name", "wf", "--url", url])
+    assert result.exit_code == 0, result.output
+    backend = SQLiteBackend.from_url(url)
+    stored = backend.read("short")
+    assert stored is not None
+    assert stored.ttl == timedelta(minutes=90)
+    long_ago = FakeClock(datetime(2020, 1, 1, tzinfo=UTC))
+    with StateStore(backend, clock=long_ago, expiring=True) as store:
+        store.set_runtime_status("short", "completed")  # completed in 2020: expired by now
+        store.set_runtime_status("plain", "completed")
+    monkeypatch.setenv("DURASTATE_EXPIRING", "1")
+    _purge_expired_deletes(url, gone="short", kept="plain")  # plain: no ttl, no retention
+    for bad in ("soon", "-5", "0"):
+        result = runner.invoke(app, ["create", "x", "--name", "wf", "--ttl", bad, "--url", url])
+        assert result.exit_code == 1
+        assert "ttl" in result.output
+        assert "Traceback" not in result.output
+    with open_store(url) as store:
+        assert store.get_instance("x") is None
+
+
 def test_purge_expired_uses_the_configured_retention(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,9 +254,14 @@ def test_purge_expired_uses_the_configured_retention(
     assert result.exit_code == 1
     assert "retention" in result.output
     monkeypatch.setenv("DURASTATE_RETENTION", "P1D")
+    _purge_expired_deletes(url, gone="old", kept="live")
+
+
+def _purge_expired_deletes(url: str, *, gone: str, kept: str) -> None:
+    """``durastate purge --expired`` deletes exactly ``gone`` of the two instances."""
     result = runner.invoke(app, ["purge", "--expired", "--url", url])
     assert result.exit_code == 0, result.output
     assert "purged 1" in result.output
     with open_store(url) as store:
-        assert store.get_instance("old") is None
-        assert store.get_instance("live") is not None
+        assert store.get_instance(gone) is None
+        assert store.get_instance(kept) is not None

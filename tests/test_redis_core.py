@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -93,8 +93,11 @@ def test_create_call() -> None:
         b"[1]",
         "json",
         "",
+        "",  # no ttl of its own
     )
     assert call.as_retry().args[6] == "1"
+    own = rc.create(replace(new, ttl=timedelta(minutes=5, microseconds=3)), restart=False)
+    assert own.args[-1] == 300_000_003  # the run's own ttl, in microseconds
 
 
 def test_runtime_status_call() -> None:
@@ -149,6 +152,7 @@ def test_record_from_fields_and_corrupt_fields() -> None:
         b"etag",
         b'"s"',
         b"json",
+        b"90000000",  # the run's own ttl, microseconds
         b"[1]",
         b"json",
         None,
@@ -156,12 +160,13 @@ def test_record_from_fields_and_corrupt_fields() -> None:
     ]
     record = RedisCore.record(values, True)
     assert record is not None
+    assert record.ttl == timedelta(seconds=90)
     assert record.created_at == NOW
     assert record.custom_status_updated_at is None
     assert record.custom_status == Payload(b'"s"', "json")
     assert record.input == Payload(b"[1]", "json")
     assert record.output is None
-    assert RedisCore.record([None] * 9, False) is None
+    assert RedisCore.record([None] * 10, False) is None
     bad = list(values)
     bad[2] = b"exploded"
     with pytest.raises(CorruptRecord, match="job"):

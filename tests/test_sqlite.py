@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from durastate import open_store
+from durastate.backends import sqlite as sqlite_module
 from durastate.backends.sqlite import SQLiteBackend, _prefix_upper_bound
 from durastate.core.records import InstanceQuery, RuntimeStatus
 from durastate.core.store import StateStore
@@ -149,3 +151,32 @@ def test_write_without_etag_skipped_as_unchanged_then_overtaken_still_wins(
     assert got.etag == etag
     with pytest.raises(ConcurrencyError):  # with an etag it is still compare-and-swap
         racing.set_custom_status("lww", "theirs", etag="stale")
+
+
+def test_a_file_written_before_per_instance_ttl_opens_and_reads_as_before(tmp_path: Path) -> None:
+    """Layout compatibility: a file without the ``ttl_micros`` column gets it when opened;
+    its records read with no ttl, and new runs store theirs."""
+    path = tmp_path / "old.db"
+    old_schema = sqlite_module.SCHEMA.replace(",\n    ttl_micros INTEGER", "")
+    assert "ttl_micros" not in old_schema
+    with sqlite3.connect(path) as connection:
+        connection.executescript(old_schema)
+        connection.execute(
+            "INSERT INTO instances (instance_id, name, runtime_status, created_at, "
+            "last_updated_at, etag) VALUES ('old', 'wf', 'completed', 0, 0, 'e1')"
+        )
+    connection.close()
+    backend = SQLiteBackend(path)
+    try:
+        old = backend.read("old")
+        assert old is not None
+        assert (old.name, old.ttl) == ("wf", None)
+        store = StateStore(backend, expiring=True)
+        store.create_instance("new", name="wf", ttl=timedelta(hours=2))
+        new = backend.read("new")
+        assert new is not None
+        assert new.ttl == timedelta(hours=2)
+        assert [item.instance_id for item in store.iter_instances()] == ["new", "old"]
+    finally:
+        backend.close()
+    SQLiteBackend(path).close()  # opening it again finds the column in place

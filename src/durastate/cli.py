@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from durastate.config import parse_duration
 from durastate.core.models import InstanceMetadata
 from durastate.core.records import RuntimeStatus
 from durastate.core.store import StateStore
@@ -163,13 +164,24 @@ def create(
     instance_id: str,
     name: Annotated[str, typer.Option(help="workflow name")],
     input_json: Annotated[str, typer.Option("--input", help="input as JSON")] = "null",
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="this instance's own retention period (seconds, or ISO 8601 like P7D), "
+            "measured as the store's retention is"
+        ),
+    ] = None,
     url: UrlOption = None,
     serializer: SerializerOption = None,
 ) -> None:
     """Create an instance (insert-only)."""
     try:
-        with _store(url, serializer) as store:
-            etag = store.create_instance(instance_id, name=name, input=_parse(input_json))
+        own_ttl = None if ttl is None else parse_duration(ttl, "--ttl")
+        options: dict[str, Any] = {} if own_ttl is None else {"expiring": True}
+        with open_store(url, serializer=serializer, **options) as store:
+            etag = store.create_instance(
+                instance_id, name=name, input=_parse(input_json), ttl=own_ttl
+            )
     except DurastateError as exc:
         raise _fail(exc) from None
     _say(f"created {instance_id!r} etag={etag}")

@@ -16,7 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +34,25 @@ from pydantic_settings import (
 
 from durastate.errors import ConfigurationError
 from durastate.redaction import mask_options, redact_url
+
+
+def seconds_or_iso(value: Any) -> Any:
+    """A duration as users type it: ``"3600"`` (seconds) becomes a number; anything else
+    (ISO 8601 like ``P7D``, a timedelta) is left for pydantic to read."""
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        return float(value)
+    return value
+
+
+def parse_duration(text: str, what: str) -> timedelta:
+    """A duration typed on the command line (seconds, or ISO 8601); a clear error if not."""
+    try:
+        return TypeAdapter(timedelta).validate_python(seconds_or_iso(text))
+    except ValidationError:
+        raise ConfigurationError(
+            f"{what} must be seconds or an ISO 8601 duration like PT1H or P7D, "
+            f"not {text[:40]!r}"
+        ) from None
 
 DEFAULT_URL = "sqlite:///durastate.db"
 
@@ -125,14 +151,17 @@ class Settings(BaseSettings):
         "like P7D); none: instances stay until purged",
     )
     retention_from: Literal["updated", "completed"] = "completed"
+    expiring: bool | None = Field(
+        default=None,
+        description="honour each instance's own ttl without a store-wide retention "
+        "(on whenever retention is set)",
+    )
 
     @field_validator("retention", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         """``DURASTATE_RETENTION=3600``: a plain number of seconds, as well as ISO 8601."""
-        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
-            return float(value)
-        return value
+        return seconds_or_iso(value)
 
     @field_validator("pickle_keys", mode="before")
     @classmethod

@@ -88,6 +88,7 @@ def open_store(
         clock=clock,
         retention=settings.retention,
         retention_from=settings.retention_from,
+        expiring=settings.expiring,
     )
 
 

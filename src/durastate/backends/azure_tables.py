@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Self, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -210,12 +210,17 @@ C_CREATED = "CreatedTime"
 C_UPDATED = "LastUpdatedTime"
 C_STATUS_UPDATED = "CustomStatusUpdatedTime"
 C_OFFLOADED = "Offloaded"  # set once a payload of this run went to a blob: purge sweeps
+# The run's own ttl (create_instance(ttl=...)) in microseconds, as a Double (exact below
+# 2**53, and never an Int32/Int64 question); absent on runs without one.
+C_TTL = "TtlMicros"
 F_CUSTOM = "CustomStatus"
 F_INPUT = "Input"
 F_OUTPUT = "Output"
 _FIELD_NAMES = {F_CUSTOM: "custom_status", F_INPUT: "input", F_OUTPUT: "output"}
 
-_BASE_COLUMNS = [C_ID, C_NAME, C_STATUS, C_CREATED, C_UPDATED, C_STATUS_UPDATED, C_OFFLOADED]
+_BASE_COLUMNS = [
+    C_ID, C_NAME, C_STATUS, C_CREATED, C_UPDATED, C_STATUS_UPDATED, C_OFFLOADED, C_TTL,
+]  # fmt: skip
 
 
 def _field_columns(field: str) -> list[str]:
@@ -664,6 +669,8 @@ class AzureTablesBackend(Backend):
             C_UPDATED: new.created_at,
             **write_columns(new_write_id()),
         }
+        if new.ttl is not None:
+            entity[C_TTL] = float(new.ttl // timedelta(microseconds=1))
         uploaded: list[str] = []
         try:
             for field, payload in ((F_CUSTOM, new.custom_status), (F_INPUT, new.input)):
@@ -862,6 +869,9 @@ class AzureTablesBackend(Backend):
             raise CorruptRecord(instance_id, detail) from None
         if created is None or updated is None:
             raise CorruptRecord(instance_id, "timestamps are missing")
+        ttl = entity.get(C_TTL)
+        if ttl is not None and not isinstance(ttl, int | float):
+            raise CorruptRecord(instance_id, f"{C_TTL} is not a number")
         return InstanceRecord(
             instance_id=instance_id,
             name=str(entity.get(C_NAME, "")),
@@ -873,6 +883,7 @@ class AzureTablesBackend(Backend):
             custom_status=payloads.get(F_CUSTOM),
             input=payloads.get(F_INPUT),
             output=payloads.get(F_OUTPUT),
+            ttl=None if ttl is None else timedelta(microseconds=int(ttl)),
         )
 
     # -- writes ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Layout (table ``TABLE`` from ``dynamodb://TABLE``):
   ``F_encoding``;
 - GSI ``by_status_created``: partition ``runtime_status``, sort ``created_at``, KEYS_ONLY, so
   a custom-status update never writes to the index (it changes no projected attribute);
+- ``ttl_micros`` (N): the run's own ttl (``create_instance(ttl=...)``), absent when none;
 - optional TTL attribute (epoch seconds). DynamoDB deletes expired items lazily, so an item
   whose TTL has passed reads as absent here, is skipped by queries and may be recreated.
 
@@ -103,6 +104,7 @@ _MAX_QUERY_CALLS: Final = 8  # GSI queries per page before a short page is retur
 ID, NAME, STATUS, CREATED = "instance_id", "name", "runtime_status", "created_at"
 UPDATED, CS_UPDATED, ETAG = "last_updated_at", "custom_status_updated_at", "etag"
 PREVIOUS = "previous_etag"  # the etag each update replaced: recognises a lost answer
+OWN_TTL = "ttl_micros"  # the run's own ttl (create_instance(ttl=...)), N; absent if none
 CS, INPUT, OUTPUT = "custom_status", "input", "output"
 _NAMES: Final = {
     "#id": ID,
@@ -521,6 +523,7 @@ class DynamoDBBackend(Backend):
                 custom_status=self._payload(item, instance_id, CS),
                 input=self._payload(item, instance_id, INPUT) if fetch_payloads else None,
                 output=self._payload(item, instance_id, OUTPUT) if fetch_payloads else None,
+                ttl=timedelta(microseconds=int(item[OWN_TTL]["N"])) if OWN_TTL in item else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise CorruptRecord(instance_id, f"bad attribute ({type(exc).__name__})") from None
@@ -540,6 +543,7 @@ class DynamoDBBackend(Backend):
             CS,
             f"{CS}_encoding",
             f"{CS}_ref",
+            OWN_TTL,
         ]
         if self._ttl is not None:
             attributes.append(self._ttl)
@@ -608,6 +612,8 @@ class DynamoDBBackend(Backend):
             item[f"{field}_encoding"] = {"S": payload.encoding}
         if new.custom_status is not None:
             item[CS_UPDATED] = {"S": created}
+        if new.ttl is not None:
+            item[OWN_TTL] = {"N": str(new.ttl // timedelta(microseconds=1))}
         if self._ttl is not None and self.options.ttl_seconds is not None:
             expires = int(new.created_at.timestamp()) + self.options.ttl_seconds
             item[self._ttl] = {"N": str(expires)}

@@ -58,6 +58,7 @@ class _Row:
         "name",
         "output",
         "runtime_status",
+        "ttl",
     )
 
     def __init__(self, new: NewInstance, etag: str) -> None:
@@ -70,6 +71,7 @@ class _Row:
         self.custom_status_updated_at = new.created_at if new.custom_status else None
         self.input = _own(new.input)
         self.output: Payload | None = None
+        self.ttl = new.ttl
         self.etag = etag
         self.cached: InstanceRecord | None = None
 
@@ -94,6 +96,7 @@ class _Row:
             self.custom_status,
             self.input if fetch_payloads else None,
             self.output if fetch_payloads else None,
+            self.ttl,
         )
 
 

@@ -4,7 +4,8 @@ Layout (``P`` is the prefix, ``K`` the escaped instance id, see `instance_key`):
 
     P/records/K   JSON header line + first custom-status bytes + input bytes + output bytes
                   (written by create and by runtime-status changes; never by a
-                  custom-status update); the header's ``ver`` is the VER it goes with
+                  custom-status update); the header's ``ver`` is the VER it goes with,
+                  its ``ttl`` the run's own ttl in microseconds (absent: none)
     P/status/K    b"ds2 RUN VER WRITE ENCODING\\n" + custom-status bytes;
                   metadata ``cs-updated``, ``w`` (= WRITE) and ``p`` (the WRITE it replaced)
 
@@ -63,7 +64,7 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self, TypeVar
 
 import boto3  # noqa: F401 - imported eagerly so a missing SDK names the 'aws' extra
@@ -288,6 +289,7 @@ class _Record:
     custom_status_updated_at: datetime | None = None
     has_custom_status: bool = True
     ver: str | None = None  # the status VER this record goes with; None: written before VER
+    ttl: timedelta | None = None  # the run's own ttl (header "ttl", microseconds)
 
 
 def _payload_head(payload: Payload | None) -> list[Any] | None:
@@ -310,6 +312,8 @@ def _record_body(record: _Record) -> bytes:
     }
     if record.ver is not None:
         header["ver"] = record.ver
+    if record.ttl is not None:
+        header["ttl"] = record.ttl // timedelta(microseconds=1)
     line = json.dumps(header, separators=(",", ":")).encode("ascii")  # ensure_ascii: no \n
     parts = [line, b"\n"]
     payloads = (record.custom_status, record.input, record.output)
@@ -386,6 +390,7 @@ def _parse_record(instance_id: str, body: bytes, s3_etag: str, complete: bool) -
             custom_status_updated_at=_parse_time(instance_id, custom_at) if custom_at else None,
             has_custom_status=header.get("cs") is None or custom is not None,
             ver=_parse_ver(header.get("ver")),
+            ttl=None if header.get("ttl") is None else timedelta(microseconds=int(header["ttl"])),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         reason = f"record object is malformed ({type(exc).__name__})"
@@ -443,6 +448,7 @@ def _compose(record: _Record, status: _Status | None, fetch_payloads: bool) -> I
         custom_status=custom,
         input=record.input if fetch_payloads else None,
         output=record.output if fetch_payloads else None,
+        ttl=record.ttl,
     )
 
 
@@ -767,6 +773,7 @@ class S3Backend(Backend):
             custom_status=new.custom_status,
             custom_status_updated_at=new.created_at if new.custom_status else None,
             ver=_token(),  # the seal gives the status object this VER
+            ttl=new.ttl,
         )
         key = self._key(new.instance_id)
         replacing = False

@@ -61,16 +61,23 @@ CREATE TABLE IF NOT EXISTS instances (
     input BLOB,
     input_encoding TEXT,
     output BLOB,
-    output_encoding TEXT
+    output_encoding TEXT,
+    ttl_micros INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS instances_by_status ON instances (runtime_status, instance_id);
 CREATE INDEX IF NOT EXISTS instances_by_created ON instances (created_at);
 CREATE INDEX IF NOT EXISTS instances_by_name ON instances (name, instance_id);
 """
+# Files written before per-instance ttl lack its column: it is added when such a file opens.
+_ADD_TTL = "ALTER TABLE instances ADD COLUMN ttl_micros INTEGER"
+_TTL_INDEX = (
+    "CREATE INDEX IF NOT EXISTS instances_with_ttl ON instances (instance_id) "
+    "WHERE ttl_micros IS NOT NULL"
+)
 
 _METADATA_COLUMNS = (
     "instance_id, name, runtime_status, created_at, last_updated_at, "
-    "custom_status_updated_at, etag, custom_status, custom_status_encoding"
+    "custom_status_updated_at, etag, custom_status, custom_status_encoding, ttl_micros"
 )
 _ALL_COLUMNS = _METADATA_COLUMNS + ", input, input_encoding, output, output_encoding"
 _TERMINAL = tuple(sorted(status.value for status in TERMINAL_STATUSES))
@@ -193,7 +200,16 @@ class SQLiteBackend(Backend):
         with self._guard("open"):
             if self.path != ":memory:":
                 Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self._connection().executescript(SCHEMA)
+            connection = self._connection()
+            connection.executescript(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(instances)")}
+            if "ttl_micros" not in columns:
+                try:
+                    connection.execute(_ADD_TTL)
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+            connection.execute(_TTL_INDEX)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -297,8 +313,9 @@ class SQLiteBackend(Backend):
                 status_updated,
                 row[6],
                 _payload(row[7], row[8]),
-                _payload(row[9], row[10]) if fetch_payloads else None,
-                _payload(row[11], row[12]) if fetch_payloads else None,
+                _payload(row[10], row[11]) if fetch_payloads else None,
+                _payload(row[12], row[13]) if fetch_payloads else None,
+                None if row[9] is None else timedelta(microseconds=row[9]),
             )
         except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
             raise CorruptRecord(instance_id, f"sqlite row: {exc!r}") from None
@@ -331,11 +348,13 @@ class SQLiteBackend(Backend):
             status.encoding if status else None,
             new.input.data if new.input else None,
             new.input.encoding if new.input else None,
+            None if new.ttl is None else new.ttl // MICROSECOND,
         )
         sql = (
             "INSERT INTO instances (instance_id, name, runtime_status, created_at, "
             "last_updated_at, custom_status_updated_at, etag, custom_status, "
-            "custom_status_encoding, input, input_encoding) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            "custom_status_encoding, input, input_encoding, ttl_micros) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         )
         if restart_if_terminal:
             sql += (
@@ -346,7 +365,7 @@ class SQLiteBackend(Backend):
                 "etag = excluded.etag, custom_status = excluded.custom_status, "
                 "custom_status_encoding = excluded.custom_status_encoding, "
                 "input = excluded.input, input_encoding = excluded.input_encoding, "
-                "output = NULL, output_encoding = NULL "
+                "output = NULL, output_encoding = NULL, ttl_micros = excluded.ttl_micros "
                 f"WHERE runtime_status IN {_TERMINAL!r}"
             )
         with self._transaction("create", new.instance_id) as connection:
@@ -480,6 +499,8 @@ class SQLiteBackend(Backend):
         if query.updated_to is not None:
             clauses.append("last_updated_at < ?")
             params.append(to_micros(query.updated_to))
+        if query.with_ttl:
+            clauses.append("ttl_micros IS NOT NULL")
         if query.prefix:
             # a range only: exact in code-point order (UTF-8 bytes compare the same way), and
             # unlike substr() it does not stop at a NUL inside the prefix

@@ -13,17 +13,18 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from durastate.core.async_backend import AsyncBackend
 from durastate.core.models import InstanceMetadata, Page
-from durastate.core.records import Capabilities, RuntimeStatus
+from durastate.core.records import Capabilities, InstanceQuery, RuntimeStatus
 from durastate.core.store import (
     NOT_SET,
     StateStore,
     Statuses,
     count_query,
+    next_page,
     page_query,
     purge_query,
     require_instance,
@@ -79,9 +80,12 @@ class AsyncStateStore:
         custom_status: Any = NOT_SET,
         runtime_status: RuntimeStatus | str = RuntimeStatus.PENDING,
         restart_if_terminal: bool = False,
+        ttl: timedelta | None = None,
     ) -> str:
         """As `StateStore.create_instance`."""
-        new = self.store.new_instance(instance_id, name, input, custom_status, runtime_status)
+        new = self.store.new_instance(
+            instance_id, name, input, custom_status, runtime_status, ttl
+        )
         try:
             return await self.backend.create(new, restart_if_terminal=restart_if_terminal)
         except InstanceExists:
@@ -223,8 +227,14 @@ class AsyncStateStore:
     ) -> dict[RuntimeStatus, int]:
         """As `StateStore.count`."""
         query = count_query(**{key: value for key, value in locals().items() if key != "self"})
-        store = self.store
-        return store.tally([await self.backend.count(q) for q in store.count_queries(query)])
+        plan = self.store.count_plan(query)
+        counts = [await self.backend.count(alive) for alive in plan.counts]
+        listing = plan.ttl_query
+        while listing is not None:
+            page = await self.backend.query(listing)
+            plan.correct(page)
+            listing = next_page(listing, page)
+        return plan.total(counts)
 
     async def get_many(
         self, instance_ids: Iterable[str], *, fetch_payloads: bool = False
@@ -259,16 +269,14 @@ class AsyncStateStore:
         swept = await self.backend.purge_expired()
         if sweep is None:
             return swept
-        query = sweep.query
-        doomed: list[str] = []
-        while True:
-            page = await self.backend.query(query)
-            doomed.extend(sweep.expired_ids(page))
-            if page.continuation is None:
-                break
-            query = replace(query, continuation=page.continuation)
+        for query in sweep.queries:
+            listing: InstanceQuery | None = query
+            while listing is not None:
+                page = await self.backend.query(listing)
+                sweep.collect(page)
+                listing = next_page(listing, page)
         deleted = swept
-        for instance_id in doomed:
+        for instance_id in sweep.doomed:
             deleted += await self.backend.delete(instance_id)
         log.info("purged %d expired instance(s)", deleted)
         return deleted

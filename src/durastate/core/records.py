@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -68,6 +68,7 @@ class NewInstance:
     created_at: datetime
     input: Payload | None
     custom_status: Payload | None
+    ttl: timedelta | None = None
 
 
 @dataclass(slots=True)
@@ -78,7 +79,9 @@ class InstanceRecord:
     frozen dataclass costs twice as much to build.
 
     ``input`` and ``output`` are ``None`` when absent or when the read did not ask for them;
-    ``custom_status`` is ``None`` only when no status was ever set on this run.
+    ``custom_status`` is ``None`` only when no status was ever set on this run; ``ttl`` is
+    the run's own retention period (``create_instance(ttl=...)``), ``None`` when it has none
+    (see `durastate.core.retention`).
     """
 
     instance_id: str
@@ -91,6 +94,7 @@ class InstanceRecord:
     custom_status: Payload | None = None
     input: Payload | None = None
     output: Payload | None = None
+    ttl: timedelta | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +118,8 @@ class Filterable(Protocol):
     def name(self) -> str: ...
     @property
     def last_updated_at(self) -> datetime: ...
+    @property
+    def ttl(self) -> timedelta | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +128,10 @@ class InstanceQuery:
 
     ``created_from``/``updated_from`` are inclusive and ``created_to``/``updated_to``
     exclusive; ``runtime_status`` matches any of the given statuses; ``name`` is the exact
-    workflow name; ``continuation`` is the opaque token of the previous page. Backends that
-    do not evaluate ``name`` or the update range themselves may ignore them: the store
-    applies `matches` to every page that has them.
+    workflow name; ``with_ttl`` keeps only the runs created with their own ttl (what expiry
+    lists); ``continuation`` is the opaque token of the previous page. Backends that do not
+    evaluate ``name``, the update range or ``with_ttl`` themselves may ignore them: the
+    store applies `matches` to every page that has them.
     """
 
     runtime_status: frozenset[RuntimeStatus] | None = None
@@ -137,11 +144,18 @@ class InstanceQuery:
     name: str | None = None
     updated_from: datetime | None = None
     updated_to: datetime | None = None
+    with_ttl: bool = False
 
     @property
     def filters_beyond_the_basics(self) -> bool:
-        """True when ``name`` or the update range is set (filters added after version 1)."""
-        return self.name is not None or self.updated_from is not None or self.updated_to is not None
+        """True when ``name``, the update range or ``with_ttl`` is set (filters added after
+        version 1)."""
+        return (
+            self.name is not None
+            or self.updated_from is not None
+            or self.updated_to is not None
+            or self.with_ttl
+        )
 
     def matches(self, record: Filterable) -> bool:
         """The reference semantics, used by backends that filter client-side."""
@@ -156,6 +170,8 @@ class InstanceQuery:
         if self.updated_from is not None and record.last_updated_at < self.updated_from:
             return False
         if self.updated_to is not None and record.last_updated_at >= self.updated_to:
+            return False
+        if self.with_ttl and record.ttl is None:
             return False
         return self.prefix is None or record.instance_id.startswith(self.prefix)
 

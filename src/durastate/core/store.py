@@ -30,7 +30,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
-from durastate.core.retention import Retention, RetentionFrom
+from durastate.core.retention import Retention, RetentionFrom, checked_period
 from durastate.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -206,17 +206,59 @@ def count_query(
 
 
 class ExpirySweep:
-    """The listing of ``purge_expired`` at one moment: the query, and which of its
+    """The listings of ``purge_expired`` at one moment: the queries, and which of their
     records have expired (a backend may ignore the update range: each is checked)."""
 
     def __init__(self, retention: Retention, now: datetime) -> None:
         self.retention = retention
         self.now = now
-        self.query = retention.expired_query(now)
+        self.queries = retention.expired_queries(now)
+        self.doomed: dict[str, None] = {}  # ids in order, each once (the listings overlap)
 
-    def expired_ids(self, page: RecordPage) -> list[str]:
+    def collect(self, page: RecordPage) -> None:
         retention, now = self.retention, self.now
-        return [record.instance_id for record in page.items if retention.expired(record, now)]
+        for record in page.items:
+            if retention.expired(record, now):
+                self.doomed[record.instance_id] = None
+
+
+class CountPlan:
+    """``count`` at one moment: the backend counts to add up, and (with expiry) the listing
+    of runs with their own ttl, each counted by its own rule (`Retention.correction`)."""
+
+    def __init__(self, query: InstanceQuery, retention: Retention | None, now: datetime) -> None:
+        self.query = query
+        self.retention = retention
+        self.now = now
+        self.counts = [query] if retention is None else retention.alive_queries(query, now)
+        self.ttl_query = None if retention is None else retention.ttl_query(query)
+        self._corrections: dict[RuntimeStatus, int] = {}
+
+    def correct(self, page: RecordPage) -> None:
+        """Take one page of ``ttl_query`` into account."""
+        retention, query, corrections = self.retention, self.ttl_query, self._corrections
+        assert retention is not None
+        assert query is not None
+        now = self.now
+        for record in page.items:
+            if query.matches(record):  # the backend may ignore with_ttl or the new filters
+                status = record.runtime_status
+                corrections[status] = corrections.get(status, 0) + retention.correction(record, now)
+
+    def total(self, counts: Iterable[dict[RuntimeStatus, int]]) -> dict[RuntimeStatus, int]:
+        """The answer: the backend counts and the corrections summed, every status present."""
+        total = dict.fromkeys(RuntimeStatus, 0)
+        for partial in (*counts, self._corrections):
+            for status, number in partial.items():
+                total[status] += number
+        return total
+
+
+def next_page(query: InstanceQuery, page: RecordPage) -> InstanceQuery | None:
+    """The query of the page after ``page``; ``None`` after the last one."""
+    if page.continuation is None:
+        return None
+    return replace(query, continuation=page.continuation)
 
 
 def update_backoff(attempt: int) -> float:
@@ -252,11 +294,14 @@ class StateStore:
         telemetry: bool | None = None,
         retention: timedelta | None = None,
         retention_from: RetentionFrom = "completed",
+        expiring: bool | None = None,
     ) -> None:
         """``telemetry``: spans and metrics per call (`durastate.telemetry`); by default on
         when OpenTelemetry is installed and a tracer or meter provider is configured.
         ``retention``: how long an instance stays after its last update or its completion
-        (``retention_from``); see `durastate.core.retention`."""
+        (``retention_from``); see `durastate.core.retention`. ``expiring``: honour expiry
+        (each run's own ``ttl``) without a store-wide period; on whenever ``retention`` is
+        set. A store that honours expiry reads an instance before each write to it."""
         self.backend = backend
         self.codec = codec or _build_codec(serializer, accept, compress_above)
         caps = backend.capabilities
@@ -269,7 +314,7 @@ class StateStore:
         )
         self._max_id_length = caps.max_instance_id_length
         self._clock = clock or utc_now_ms
-        self.retention = Retention.of(retention, retention_from)
+        self.retention = Retention.of(retention, retention_from, expiring)
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
         self._watch_hub: SyncWatchHub | None = None
         self._watch_hub_lock = threading.Lock()
@@ -298,14 +343,17 @@ class StateStore:
         custom_status: Any = NOT_SET,
         runtime_status: RuntimeStatus | str = RuntimeStatus.PENDING,
         restart_if_terminal: bool = False,
+        ttl: timedelta | None = None,
     ) -> str:
         """Insert a new run and return its etag.
 
         ``InstanceExists`` if a run with this id exists, unless it is terminal and
         ``restart_if_terminal`` is set: then the new run replaces it, and the old run's
-        custom status and output are gone.
+        custom status and output are gone. ``ttl``: this run's own retention period, in
+        place of the store's (measured the same way, ``retention_from``); it is stored with
+        the run, so every store that honours expiry sees it.
         """
-        new = self.new_instance(instance_id, name, input, custom_status, runtime_status)
+        new = self.new_instance(instance_id, name, input, custom_status, runtime_status, ttl)
         try:
             return self.backend.create(new, restart_if_terminal=restart_if_terminal)
         except InstanceExists:
@@ -327,10 +375,19 @@ class StateStore:
         input: Any,
         custom_status: Any,
         runtime_status: RuntimeStatus | str,
+        ttl: timedelta | None = None,
     ) -> NewInstance:
         """``create_instance``'s arguments checked and encoded: the record to insert."""
         validate_instance_id(instance_id, self._max_id_length)
         validate_name(name)
+        if ttl is not None:
+            checked_period(ttl, "ttl")
+            if self.retention is None:
+                raise ConfigurationError(
+                    "a ttl needs a store that honours expiry: StateStore(..., expiring=True) "
+                    "(DURASTATE_EXPIRING=1) or a retention period (retention=... or "
+                    "DURASTATE_RETENTION)"
+                )
         status_payload = None
         if custom_status is not NOT_SET:
             status_payload = self._encode(
@@ -343,6 +400,7 @@ class StateStore:
             created_at=self._clock(),
             input=self._encode(input, instance_id, "input", self.max_payload_bytes),
             custom_status=status_payload,
+            ttl=ttl,
         )
         return new
 
@@ -595,23 +653,18 @@ class StateStore:
     ) -> dict[RuntimeStatus, int]:
         """How many instances match, per runtime status (every status present, zeros too)."""
         query = count_query(**{key: value for key, value in locals().items() if key != "self"})
-        return self.tally([self.backend.count(alive) for alive in self.count_queries(query)])
+        plan = self.count_plan(query)
+        counts = [self.backend.count(alive) for alive in plan.counts]
+        listing = plan.ttl_query
+        while listing is not None:
+            page = self.backend.query(listing)
+            plan.correct(page)
+            listing = next_page(listing, page)
+        return plan.total(counts)
 
-    def count_queries(self, query: InstanceQuery) -> list[InstanceQuery]:
-        """The backend counts that together make ``count``'s answer: ``query`` itself, or
-        with a retention the queries of its unexpired matches."""
-        if self.retention is None:
-            return [query]
-        return self.retention.alive_queries(query, self._clock())
-
-    @staticmethod
-    def tally(counts: Iterable[dict[RuntimeStatus, int]]) -> dict[RuntimeStatus, int]:
-        """The backend counts of ``count_queries``, summed: every status present, zeros too."""
-        total = dict.fromkeys(RuntimeStatus, 0)
-        for partial in counts:
-            for status, number in partial.items():
-                total[status] += number
-        return total
+    def count_plan(self, query: InstanceQuery) -> CountPlan:
+        """What ``count`` asks the backend, now (shared with the async store)."""
+        return CountPlan(query, self.retention, self._clock())
 
     def get_many(
         self, instance_ids: Iterable[str], *, fetch_payloads: bool = False
@@ -675,15 +728,13 @@ class StateStore:
         swept = self.backend.purge_expired()
         if sweep is None:
             return swept
-        query = sweep.query
-        doomed: list[str] = []
-        while True:
-            page = self.backend.query(query)
-            doomed.extend(sweep.expired_ids(page))
-            if page.continuation is None:
-                break
-            query = replace(query, continuation=page.continuation)
-        deleted = swept + sum(1 for instance_id in doomed if self.backend.delete(instance_id))
+        for query in sweep.queries:
+            listing: InstanceQuery | None = query
+            while listing is not None:
+                page = self.backend.query(listing)
+                sweep.collect(page)
+                listing = next_page(listing, page)
+        deleted = swept + sum(1 for doomed in sweep.doomed if self.backend.delete(doomed))
         log.info("purged %d expired instance(s)", deleted)
         return deleted
 
@@ -693,8 +744,9 @@ class StateStore:
         retention = self.retention
         if retention is None and not self.capabilities.ttl:
             raise ConfigurationError(
-                "purge_expired needs a retention period: retention=timedelta(...) or "
-                "DURASTATE_RETENTION"
+                "purge_expired needs a store that honours expiry: a retention period "
+                "(retention=timedelta(...) or DURASTATE_RETENTION) or expiring=True "
+                "(DURASTATE_EXPIRING=1)"
             )
         return None if retention is None else ExpirySweep(retention, self._clock())
 

@@ -24,6 +24,7 @@ from durastate.core.records import RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import (
     ConcurrencyError,
+    ConfigurationError,
     InstanceExists,
     InstanceNotFound,
     InvalidInstanceId,
@@ -222,6 +223,39 @@ class AsyncAndWatchConformance:
                 await aio.create_instance("r/run", name="a")  # running: never expires
             assert await aio.count() == sync.count()
             assert sync.count()[RuntimeStatus.RUNNING] == 1
+
+        run(check())
+
+    def test_async_own_ttl_agrees_with_sync(self, backend: Backend, clock: Any) -> None:
+        """``AsyncStateStore.create_instance(ttl=...)`` stores the run's own ttl, and the
+        async count, listing, writes and purge_expired judge it as the sync store does."""
+        sync = StateStore(backend, clock=clock, expiring=True)
+
+        async def check() -> None:
+            aio = AsyncStateStore(sync)
+            await aio.create_instance("at/short", name="wf", ttl=timedelta(minutes=5))
+            await aio.create_instance("at/long", name="wf", ttl=timedelta(hours=5))
+            await aio.create_instance("at/plain", name="wf")
+            for instance_id in ("at/short", "at/long", "at/plain"):
+                await aio.set_runtime_status(instance_id, "completed")
+            stored = backend.read("at/short")
+            assert stored is not None
+            assert stored.ttl == timedelta(minutes=5)
+            clock.advance(minutes=5)
+            assert await aio.get_instance("at/short") is None
+            listed = sorted([item.instance_id async for item in aio.iter_instances()])
+            assert listed == ["at/long", "at/plain"]
+            assert await aio.count() == sync.count()
+            assert (await aio.count())[RuntimeStatus.COMPLETED] == 2
+            with pytest.raises(InstanceNotFound):
+                await aio.set_custom_status("at/short", 1)
+            with pytest.raises(ConfigurationError):
+                await AsyncStateStore(StateStore(backend)).create_instance(
+                    "at/x", name="wf", ttl=timedelta(hours=1)
+                )
+            assert await aio.purge_expired() == 1
+            assert backend.read("at/short") is None
+            await aio.create_instance("at/short", name="again")  # the id is free again
 
         run(check())
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel
 
 from durastate.core.backend import Backend
 from durastate.core.ids import MAX_NAME_LENGTH
-from durastate.core.records import Payload, RuntimeStatus
+from durastate.core.records import InstanceQuery, Payload, RuntimeStatus
 from durastate.core.retention import RetentionFrom
 from durastate.core.store import StateStore
 from durastate.core.tokens import encode_token
@@ -854,6 +854,16 @@ class BackendConformance(AsyncAndWatchConformance):
             retention_from=measured_from,
         )
 
+    @staticmethod
+    def _assert_refuses_writes(store: StateStore, instance_id: str) -> None:
+        """Every kind of write to the (expired) instance is refused as to an absent one."""
+        with pytest.raises(InstanceNotFound):
+            store.set_custom_status(instance_id, 3)
+        with pytest.raises(InstanceNotFound):
+            store.set_runtime_status(instance_id, "running")
+        with pytest.raises(InstanceNotFound):
+            store.update(instance_id, lambda value: value)
+
     def test_retention_from_completion(self, counting: CountingBackend, clock: FakeClock) -> None:
         """An expired instance reads as absent, is left out of queries, counts and batch
         reads, refuses writes, its id can be created again, and purge_expired deletes it;
@@ -872,12 +882,7 @@ class BackendConformance(AsyncAndWatchConformance):
         assert [item.instance_id for item in store.iter_instances()] == ["running"]
         assert store.count() == {**dict.fromkeys(RuntimeStatus, 0), RuntimeStatus.PENDING: 1}
         assert store.count(runtime_status="completed")[RuntimeStatus.COMPLETED] == 0
-        with pytest.raises(InstanceNotFound):
-            store.set_custom_status("done", 3)
-        with pytest.raises(InstanceNotFound):
-            store.set_runtime_status("done", "running")
-        with pytest.raises(InstanceNotFound):
-            store.update("done", lambda value: value)
+        self._assert_refuses_writes(store, "done")
 
         clock.advance(days=30)
         running = store.get_instance("running")
@@ -931,6 +936,131 @@ class BackendConformance(AsyncAndWatchConformance):
         if not counting.capabilities.ttl:  # nothing could have expired: say what is missing
             with pytest.raises(ConfigurationError):
                 StateStore(counting).purge_expired()
+
+    # -- per-instance ttl ---------------------------------------------------------------------
+
+    def _alive_ids(self, store: StateStore, **where: Any) -> list[str]:
+        return sorted(item.instance_id for item in store.iter_instances(page_size=2, **where))
+
+    def _check_counts_match_listing(self, store: StateStore, **where: Any) -> None:
+        """``count`` is exact: per status, what listing the same filters finds."""
+        listed: dict[RuntimeStatus, int] = dict.fromkeys(RuntimeStatus, 0)
+        for item in store.iter_instances(**where):
+            listed[item.runtime_status] += 1
+        assert store.count(**where) == listed, where
+
+    def test_own_ttl_is_stored_and_expires_the_run(
+        self, counting: CountingBackend, clock: FakeClock, open_other_backend: OpenOther
+    ) -> None:
+        """A run's own ttl is persisted (another backend object reads it exactly), expires
+        that run alone, measured from completion: it reads as absent, is left out of
+        listings, counts and batch reads, refuses writes, its id can be created again (the
+        new run without the old ttl), and purge_expired deletes it, page by page."""
+        store = StateStore(counting, serializer="json", clock=clock, expiring=True)
+        odd = timedelta(minutes=90, microseconds=250)  # microseconds survive the round trip
+        store.create_instance("ttl/short", name="wf", custom_status=0, ttl=timedelta(hours=1))
+        store.create_instance("ttl/odd", name="wf", ttl=odd)
+        store.create_instance("ttl/running", name="wf", ttl=timedelta(hours=1))
+        store.create_instance("ttl/plain", name="wf")
+        for instance_id in ("ttl/short", "ttl/odd", "ttl/plain"):
+            store.set_runtime_status(instance_id, "completed", output="o")
+        other = open_other_backend()
+        stored = {i: other.read(f"ttl/{i}") for i in ("short", "odd", "running", "plain")}
+        assert {i: r and r.ttl for i, r in stored.items()} == {
+            "short": timedelta(hours=1), "odd": odd, "running": timedelta(hours=1), "plain": None,
+        }  # fmt: skip
+        full = other.read("ttl/odd", fetch_payloads=True)
+        assert full is not None
+        assert full.ttl == odd
+        pages = [other.query(InstanceQuery(prefix="ttl/", page_size=10))]
+        assert {r.instance_id: r.ttl for page in pages for r in page.items}["ttl/odd"] == odd
+
+        clock.advance(minutes=59)
+        assert self._alive_ids(store) == ["ttl/odd", "ttl/plain", "ttl/running", "ttl/short"]
+        self._check_counts_match_listing(store)
+        clock.advance(minutes=1)  # an hour after completion: ttl/short expired
+        assert store.get_instance("ttl/short") is None
+        many = store.get_many(["ttl/short", "ttl/odd"])
+        assert many["ttl/short"] is None
+        assert many["ttl/odd"] is not None
+        assert self._alive_ids(store) == ["ttl/odd", "ttl/plain", "ttl/running"]
+        assert store.count(runtime_status="completed")[RuntimeStatus.COMPLETED] == 2
+        for where in ({}, {"name": "wf"}, {"prefix": "ttl/s"}, {"runtime_status": "pending"}):
+            self._check_counts_match_listing(store, **where)
+        self._assert_refuses_writes(store, "ttl/short")
+
+        clock.advance(days=30)  # the running one never expires; ttl/odd has
+        assert self._alive_ids(store) == ["ttl/plain", "ttl/running"]
+        self._check_counts_match_listing(store)
+        store.create_instance("ttl/short", name="wf2", custom_status="new")  # its id again
+        again = other.read("ttl/short")
+        assert again is not None
+        assert (again.name, again.ttl) == ("wf2", None)  # the new run has no ttl
+        for index in range(5):  # more than one page of expired runs
+            store.create_instance(f"ttl/many/{index}", name="wf", ttl=timedelta(seconds=1))
+            store.set_runtime_status(f"ttl/many/{index}", "failed")
+        clock.advance(seconds=1)
+        assert store.purge_expired() == 6  # ttl/odd and the five
+        assert store.purge_expired() == 0
+        assert other.read("ttl/odd") is None
+        assert self._alive_ids(store) == ["ttl/plain", "ttl/running", "ttl/short"]
+
+    def test_own_ttl_overrides_the_store_retention(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        """With a store-wide retention, a run's own ttl replaces it for that run, shorter or
+        longer, and counts stay exact while the two rules disagree."""
+        store = self._retaining(counting, clock, "completed")  # one hour
+        store.create_instance("o/short", name="wf", ttl=timedelta(minutes=10))
+        store.create_instance("o/long", name="wf", ttl=timedelta(hours=5))
+        store.create_instance("o/plain", name="wf")
+        for instance_id in ("o/short", "o/long", "o/plain"):
+            store.set_runtime_status(instance_id, "terminated")
+        clock.advance(minutes=10)
+        assert self._alive_ids(store) == ["o/long", "o/plain"]
+        self._check_counts_match_listing(store)
+        self._check_counts_match_listing(store, runtime_status="terminated")
+        clock.advance(hours=1)
+        assert self._alive_ids(store) == ["o/long"]
+        assert store.get_instance("o/plain") is None
+        assert store.count()[RuntimeStatus.TERMINATED] == 1
+        self._check_counts_match_listing(store, updated_to=clock.now)
+        assert store.purge_expired() == 2
+        assert self._alive_ids(store) == ["o/long"]
+        store.set_custom_status("o/long", "still here")  # a write renews its ttl's start
+        clock.advance(hours=4, minutes=59)
+        assert self._alive_ids(store) == ["o/long"]
+        clock.advance(minutes=1)
+        assert self._alive_ids(store) == []
+        assert sum(store.count().values()) == 0
+        self._assert_refuses_writes(store, "o/long")
+
+    def test_own_ttl_measured_from_the_last_update(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        store = StateStore(counting, clock=clock, expiring=True, retention_from="updated")
+        store.create_instance("u/idle", name="wf", ttl=timedelta(minutes=30))
+        store.create_instance("u/busy", name="wf", ttl=timedelta(minutes=30))
+        for _ in range(3):
+            clock.advance(minutes=20)
+            store.set_custom_status("u/busy", clock.now.isoformat())
+        assert store.get_instance("u/idle") is None  # running, but idle past its ttl
+        assert self._alive_ids(store) == ["u/busy"]
+        self._check_counts_match_listing(store)
+        assert store.purge_expired() == 1
+
+    def test_ttl_is_checked_before_any_io(self, counting: CountingBackend) -> None:
+        plain = StateStore(counting)
+        expiring = StateStore(counting, expiring=True)
+        counting.calls.clear()
+        for bad in (timedelta(0), timedelta(seconds=-1), 5, "1h"):
+            with pytest.raises(InvalidArgument, match="ttl"):
+                expiring.create_instance("t", name="wf", ttl=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="expiring=True"):
+            plain.create_instance("t", name="wf", ttl=timedelta(hours=1))
+        with pytest.raises(InvalidArgument):
+            StateStore(counting, retention=timedelta(hours=1), expiring=False)
+        assert counting.total == 0
 
     # -- purge -----------------------------------------------------------------------------
 

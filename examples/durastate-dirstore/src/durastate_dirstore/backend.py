@@ -141,6 +141,7 @@ class _Stored:
     custom_status: Payload | None
     input: _Ref | None
     output: _Ref | None
+    ttl_micros: int | None = None  # the run's own ttl; absent from records written before
 
     def dump(self) -> bytes:
         status = self.custom_status
@@ -159,6 +160,8 @@ class _Stored:
             "input": _dump_ref(self.input),
             "output": _dump_ref(self.output),
         }
+        if self.ttl_micros is not None:
+            document["ttl_micros"] = self.ttl_micros
         return json.dumps(document, separators=(",", ":")).encode("ascii")
 
     @classmethod
@@ -186,6 +189,9 @@ class _Stored:
                 ),
                 input=_load_ref(document["input"]),
                 output=_load_ref(document["output"]),
+                ttl_micros=None
+                if document.get("ttl_micros") is None
+                else _integer(document["ttl_micros"]),
             )
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise CorruptRecord(label, f"dirstore record: {exc}") from None
@@ -203,6 +209,7 @@ class _Stored:
             custom_status=self.custom_status,
             input=input,
             output=output,
+            ttl=None if self.ttl_micros is None else timedelta(microseconds=self.ttl_micros),
         )
 
 
@@ -497,6 +504,7 @@ class DirStoreBackend(Backend):
                 custom_status=new.custom_status,
                 input=input_ref,
                 output=None,
+                ttl_micros=None if new.ttl is None else new.ttl // timedelta(microseconds=1),
             )
             self._replace(self._record_path(key), stored.dump())
             if old is not None:  # the previous run's payload files

@@ -59,6 +59,7 @@ VERSION_TABLE: Final = (
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TERMINAL_SQL: Final = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 _LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 new_etag = _EtagSource()
 
@@ -136,7 +137,7 @@ def _prefix_range(prefix: str) -> tuple[bytes, bytes | None]:
 
 _META_COLUMNS: Final = (
     "instance_id, name, runtime_status, created_at, last_updated_at, "
-    "custom_status_updated_at, etag, custom_status, custom_status_encoding"
+    "custom_status_updated_at, etag, custom_status, custom_status_encoding, ttl_micros"
 )
 _ALL_COLUMNS: Final = _META_COLUMNS + ", input, input_encoding, output, output_encoding"
 
@@ -189,9 +190,10 @@ def statements(options: PostgresOptions) -> Statements:
     insert = (
         f"WITH changed AS (INSERT INTO {table} (instance_id, name, runtime_status, "
         "created_at, last_updated_at, custom_status_updated_at, etag, run_id, custom_status, "
-        "custom_status_encoding, input, input_encoding, expires_at) VALUES (%(id)s, %(name)s, "
-        "%(status)s, %(now)s, %(now)s, %(status_at)s, %(new_etag)s, %(new_etag)s, %(data)s, "
-        f"%(encoding)s, %(input)s, %(input_encoding)s, {'now() + %(ttl)s' if ttl else 'NULL'}) "
+        "custom_status_encoding, input, input_encoding, expires_at, ttl_micros) VALUES (%(id)s, "
+        "%(name)s, %(status)s, %(now)s, %(now)s, %(status_at)s, %(new_etag)s, %(new_etag)s, "
+        f"%(data)s, %(encoding)s, %(input)s, %(input_encoding)s, "
+        f"{'now() + %(ttl)s' if ttl else 'NULL'}, %(ttl_micros)s) "
         "ON CONFLICT (instance_id) DO UPDATE SET name = EXCLUDED.name, "
         "runtime_status = EXCLUDED.runtime_status, created_at = EXCLUDED.created_at, "
         "last_updated_at = EXCLUDED.last_updated_at, "
@@ -199,6 +201,7 @@ def statements(options: PostgresOptions) -> Statements:
         "run_id = EXCLUDED.run_id, custom_status = EXCLUDED.custom_status, "
         "custom_status_encoding = EXCLUDED.custom_status_encoding, input = EXCLUDED.input, "
         "input_encoding = EXCLUDED.input_encoding, output = NULL, output_encoding = NULL, "
+        "ttl_micros = EXCLUDED.ttl_micros, "
         f"expires_at = EXCLUDED.expires_at WHERE {table}.expires_at <= now(){{restart}} "
         f"RETURNING instance_id{notify}) "
         "SELECT (SELECT count(*) FROM changed), "
@@ -211,7 +214,10 @@ def statements(options: PostgresOptions) -> Statements:
             "created_at timestamptz NOT NULL, last_updated_at timestamptz NOT NULL, "
             "custom_status_updated_at timestamptz, etag text NOT NULL, run_id text NOT NULL, "
             "custom_status bytea, custom_status_encoding text, input bytea, "
-            "input_encoding text, output bytea, output_encoding text, expires_at timestamptz)",
+            "input_encoding text, output bytea, output_encoding text, expires_at timestamptz, "
+            "ttl_micros bigint)",
+            # tables made before per-instance ttl get its column
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ttl_micros bigint",
             f"CREATE INDEX IF NOT EXISTS {table}_by_status_created "
             f"ON {table} (runtime_status, created_at)",
             f"CREATE INDEX IF NOT EXISTS {table}_by_created ON {table} (created_at)",
@@ -223,7 +229,9 @@ def statements(options: PostgresOptions) -> Statements:
         ),
         schema_probe=(
             f"SELECT to_regclass('{table}') IS NOT NULL "
-            "AND to_regclass('durastate_schema') IS NOT NULL"
+            "AND to_regclass('durastate_schema') IS NOT NULL "
+            f"AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('{table}') "
+            "AND attname = 'ttl_micros' AND NOT attisdropped)"
         ),
         schema_version=f"SELECT version FROM durastate_schema WHERE table_name = '{table}'",
         read=f"SELECT {_META_COLUMNS} FROM {table} WHERE instance_id = %s AND {_LIVE}",
@@ -264,7 +272,8 @@ def schema_present(probe: Sequence[Any] | None, options: PostgresOptions) -> boo
         return True
     if not options.create_table:
         raise ConfigurationError(
-            f"postgresql table {options.table!r} does not exist and create_table is False"
+            f"postgresql table {options.table!r} does not exist (or lacks the ttl_micros "
+            "column of this version) and create_table is False"
         )
     return False
 
@@ -349,6 +358,7 @@ def create_params(new: NewInstance, etag: str, ttl: timedelta | None) -> dict[st
         "input": new.input.data if new.input is not None else None,
         "input_encoding": new.input.encoding if new.input is not None else None,
         "ttl": ttl,
+        "ttl_micros": None if new.ttl is None else new.ttl // _MICROSECOND,
     }
 
 
@@ -511,8 +521,9 @@ def record(row: Sequence[Any], fetch_payloads: bool) -> InstanceRecord:
             custom_status_updated_at=row[5],
             etag=row[6],
             custom_status=_payload(row[7], row[8]),
-            input=_payload(row[9], row[10]) if fetch_payloads else None,
-            output=_payload(row[11], row[12]) if fetch_payloads else None,
+            input=_payload(row[10], row[11]) if fetch_payloads else None,
+            output=_payload(row[12], row[13]) if fetch_payloads else None,
+            ttl=None if row[9] is None else timedelta(microseconds=row[9]),
         )
     except (ValueError, TypeError, IndexError) as exc:
         raise CorruptRecord(instance_id, f"postgresql row: {exc}") from None
@@ -553,6 +564,8 @@ def where(query: InstanceQuery, after: bytes | None = None) -> tuple[str, list[A
     if query.updated_to is not None:
         clauses.append("last_updated_at < %s")
         params.append(query.updated_to)
+    if query.with_ttl:
+        clauses.append("ttl_micros IS NOT NULL")
     if query.prefix:
         low, high = _prefix_range(query.prefix)
         clauses.append("instance_id >= %s AND instance_id < %s")

@@ -49,8 +49,9 @@ from durastate.transport.policy import OutcomeUnknown
 PURGE_BATCH: Final = 500
 _QUERY_BUDGET: Final = 1000  # index entries one query call examines at most
 
-METADATA_FIELDS: Final = ("id", "n", "s", "c", "u", "cu", "e", "cs", "ce")
+METADATA_FIELDS: Final = ("id", "n", "s", "c", "u", "cu", "e", "cs", "ce", "t")  # t: own ttl
 ALL_FIELDS: Final = (*METADATA_FIELDS, "i", "ie", "o", "oe")
+_MICROSECOND: Final = timedelta(microseconds=1)
 Reply = Any  # what redis-py returns for a script: nested lists of bytes, ints and None
 
 
@@ -190,6 +191,7 @@ class RedisCore:
             given.data if given else b"",
             given.encoding if given else "",
             self._expires(new.created_at),
+            "" if new.ttl is None else new.ttl // _MICROSECOND,
         )
         keys = (self.instance_key(new.instance_id), *self._index_keys)
         return ScriptCall(CREATE, keys, args, new.instance_id, retry_at=6)
@@ -301,8 +303,9 @@ class RedisCore:
                 custom_status_updated_at=None if updated is None else _from_micros(updated),
                 etag=_text(values[6]),
                 custom_status=_payload(values[7], values[8]),
-                input=_payload(values[9], values[10]) if fetch_payloads else None,
-                output=_payload(values[11], values[12]) if fetch_payloads else None,
+                input=_payload(values[10], values[11]) if fetch_payloads else None,
+                output=_payload(values[12], values[13]) if fetch_payloads else None,
+                ttl=None if values[9] is None else timedelta(microseconds=int(values[9])),
             )
         except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
             raise CorruptRecord(name, f"redis hash: {type(exc).__name__}") from None

@@ -87,7 +87,8 @@ return 'o' .. wid
 
 # KEYS: hash, all ids, created, one set per status. ARGV: id, name, status, created, write
 # id, restart, retry, status data, status encoding or '', input data, input encoding or '',
-# expire-at ms or ''. Reply: {'ok', etag} | {'exists', status} | {'unknown'}.
+# expire-at ms or '', own ttl in microseconds or ''. Reply: {'ok', etag} | {'exists', status}
+# | {'unknown'}.
 CREATE: Final = (
     _COMMON
     + """
@@ -109,6 +110,7 @@ if ARGV[9] ~= '' then
 end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'i', ARGV[10], 'ie', ARGV[11]) end
 if ARGV[12] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[13]) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[4 + STATUS_OFFSET[ARGV[3]]], 0, ARGV[1])
@@ -178,7 +180,7 @@ QUERY: Final = (
 local kp, limit, what = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local idprefix, from, to = ARGV[4], ARGV[5], ARGV[6]
 local plan, budget = ARGV[7], tonumber(ARGV[11])
-local fields = {'id', 'n', 's', 'c', 'u', 'cu', 'e', 'cs', 'ce'}
+local fields = {'id', 'n', 's', 'c', 'u', 'cu', 'e', 'cs', 'ce', 't'}
 if what == '1' then
   for _, name in ipairs({'i', 'ie', 'o', 'oe'}) do table.insert(fields, name) end
 end
