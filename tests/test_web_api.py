@@ -208,10 +208,70 @@ def test_query_pages_with_the_continuation_header(served: Served) -> None:
         ("createdTimeFrom=yesterday", "createdTimeFrom"),
         ("createdTimeTo=2020-13-01", "createdTimeTo"),
         ("showInput=maybe", "showInput"),
+        ("lastUpdatedTimeFrom=soon", "lastUpdatedTimeFrom"),
+        ("lastUpdatedTimeTo=2020-02-30T00:00:00Z", "lastUpdatedTimeTo"),
+        ("name=" + "n" * 1100, "name"),
     ],
 )
 def test_bad_query_parameters_are_400_problems(served: Served, query: str, parameter: str) -> None:
     assert_problem(served.http.get(f"/instances?{query}"), 400, parameter)
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("runtimeStatus=Sleeping", "runtimeStatus"),
+        ("createdTimeFrom=yesterday", "createdTimeFrom"),
+        ("lastUpdatedTimeTo=later", "lastUpdatedTimeTo"),
+        ("name=" + "n" * 1100, "name"),
+    ],
+)
+def test_bad_count_parameters_are_400_problems(served: Served, query: str, parameter: str) -> None:
+    assert_problem(served.http.get(f"/counts?{query}"), 400, parameter)
+    assert_problem(served.http.get(f"{DF}/counts?{query}"), 400, parameter)
+
+
+def test_query_by_name_and_last_update(served: Served) -> None:
+    served.create("n-1")
+    time.sleep(0.01)  # timestamps are milliseconds: n-2 is created after n-1
+    served.server.call(served.store.create_instance("n-2", name="thumbnail"))
+    between = served.server.call(served.store.get_instance("n-2"))
+    assert between is not None
+    served.set_status("n-1", {"step": 2})  # n-1: created before the cut, updated after
+    cut = between.last_updated_at.isoformat().replace("+00:00", "Z")
+    created_before = served.http.get(f"/instances?createdTimeTo={cut}").json()
+    assert [item["instanceId"] for item in created_before] == ["n-1"]
+    by_name = served.http.get("/instances?name=thumbnail").json()
+    assert [item["instanceId"] for item in by_name] == ["n-2"]
+    assert served.http.get("/instances?name=nothing-by-this-name").json() == []
+    newer = served.http.get(f"/instances?lastUpdatedTimeFrom={cut}").json()
+    assert sorted(item["instanceId"] for item in newer) == ["n-1", "n-2"]
+    older = served.http.get(f"{DF}/instances?lastUpdatedTimeTo={cut}").json()
+    assert older == []
+    after = served.http.get("/instances", params={"lastUpdatedTimeFrom": cut, "name": "resize"})
+    assert [item["instanceId"] for item in after.json()] == ["n-1"]
+
+
+def test_counts_per_status_with_the_query_filters(served: Served) -> None:
+    served.create("k-1")
+    served.create("k-2", "completed")
+    served.create("k-3", "failed")
+    served.create("x-1")
+    served.server.call(served.store.create_instance("k-4", name="other"))
+    response = served.http.get("/counts")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    everything = response.json()
+    assert everything == {
+        "Pending": 1, "Running": 2, "Completed": 1, "Failed": 1, "Terminated": 0,
+        "Suspended": 0,
+    }  # fmt: skip
+    running = served.http.get(f"{DF}/counts?runtimeStatus=Running,Completed&instanceIdPrefix=k-")
+    assert running.json() == {**dict.fromkeys(everything, 0), "Running": 1, "Completed": 1}
+    assert served.http.get("/counts?name=other").json()["Pending"] == 1
+    assert sum(served.http.get("/counts?createdTimeFrom=2999-01-01T00:00:00Z").json().values()) == 0
+    served.create("count")  # an instance may be called "count": its status URL still works
+    assert served.http.get("/instances/count").json()["instanceId"] == "count"
 
 
 def test_a_forged_continuation_token_is_a_400_problem(served: Served) -> None:
@@ -253,6 +313,8 @@ def test_a_token_guards_every_data_route(store_factory: Any) -> None:
         ("GET", "/instances/t-1"),
         ("GET", f"{DF}/instances/t-1"),
         ("GET", "/instances"),
+        ("GET", "/counts"),
+        ("GET", f"{DF}/counts"),
         ("GET", "/instances/t-1/events"),
         ("DELETE", "/instances/t-1"),
     ]:

@@ -126,10 +126,7 @@ class StatusApi:
             show_input = status.flag(params, "showInput", False)
             show_output = status.flag(params, "showOutput", True)
             page = await self.store.query(
-                runtime_status=status.statuses(params),
-                created_from=status.moment(params, "createdTimeFrom"),
-                created_to=status.moment(params, "createdTimeTo"),
-                prefix=params.get("instanceIdPrefix") or None,
+                **status.filters(params),
                 page_size=status.top(params),
                 continuation=request.headers.get("x-ms-continuation-token") or None,
                 fetch_payloads=show_input or show_output,
@@ -142,6 +139,14 @@ class StatusApi:
         if page.continuation is not None:
             headers["x-ms-continuation-token"] = page.continuation
         return Response(body, 200, headers=headers, media_type=JSON)
+
+    async def count_instances(self, request: Request) -> Response:
+        """How many instances match, per runtime status (what a dashboard shows)."""
+        try:
+            counts = await self.store.count(**status.filters(request.query_params))
+        except DurastateError as error:
+            return problem_of(error, parameter="query")
+        return Response(orjson.dumps(status.counts_body(counts)), 200, media_type=JSON)
 
     async def purge(self, request: Request) -> Response:
         instance_id = request.path_params["instance_id"]
@@ -255,6 +260,8 @@ def build_app(
         Route("/instances/{instance_id:path}/events", api.events, methods=["GET"]),
         Route("/instances", api.list_instances, methods=["GET"]),
         Route("/instances/{instance_id:path}", api.purge, methods=["DELETE"]),
+        # not /instances/count: that is the status URL of an instance named "count"
+        Route("/counts", api.count_instances, methods=["GET"]),
     ]
     routes = [
         *instance_routes,

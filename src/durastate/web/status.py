@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
+from durastate.core.ids import validate_name
 from durastate.core.models import InstanceMetadata
 from durastate.core.records import RuntimeStatus
+from durastate.errors import InvalidArgument
 from durastate.web.problems import BadRequest
 
 #: Durable Functions' spelling of each runtime status.
@@ -113,6 +115,38 @@ def moment(params: Mapping[str, str], name: str) -> datetime | None:
     except ValueError:
         raise BadRequest(name, f"{name} is not an ISO-8601 time: {text[:40]!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def workflow_name(params: Mapping[str, str], name: str = "name") -> str | None:
+    """The exact workflow name (the ``name`` of the status body), or ``None`` for any."""
+    text = params.get(name)
+    if not text:
+        return None
+    try:
+        return validate_name(text)
+    except InvalidArgument as error:
+        raise BadRequest(name, f"{name}: {error}") from None
+
+
+def filters(params: Mapping[str, str]) -> dict[str, Any]:
+    """The instance filters of a query string, as the store's keyword arguments (shared by
+    the instance list and the counts). Names follow the status body: ``createdTimeFrom``/
+    ``createdTimeTo`` and ``lastUpdatedTimeFrom``/``lastUpdatedTimeTo`` (from inclusive,
+    to exclusive), ``name``, ``runtimeStatus``, ``instanceIdPrefix``."""
+    return {
+        "runtime_status": statuses(params),
+        "created_from": moment(params, "createdTimeFrom"),
+        "created_to": moment(params, "createdTimeTo"),
+        "updated_from": moment(params, "lastUpdatedTimeFrom"),
+        "updated_to": moment(params, "lastUpdatedTimeTo"),
+        "name": workflow_name(params),
+        "prefix": params.get("instanceIdPrefix") or None,
+    }
+
+
+def counts_body(counts: Mapping[RuntimeStatus, int]) -> dict[str, int]:
+    """``{"Pending": 0, "Running": 3, ...}``: every status, in Durable Functions' spelling."""
+    return {PASCAL[status]: counts.get(status, 0) for status in RuntimeStatus}
 
 
 def top(params: Mapping[str, str], default: int = 100) -> int:
