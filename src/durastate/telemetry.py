@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING, Any, Final
 from durastate.errors import ConcurrencyError, DurastateError, MissingDependency
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from durastate.core.async_store import AsyncStateStore
+    from durastate.core.models import InstanceMetadata
     from durastate.core.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -271,6 +274,16 @@ class StoreTelemetry:
 
     def record_watch_latency(self, seconds: float) -> None:
         self.watch_latency.record(seconds, self.attributes)
+
+    def record_watch_delivery(self, item: InstanceMetadata, now: datetime) -> None:
+        """A watcher is handed a change now: how long after its write (the later of
+        ``last_updated_at`` and ``custom_status_updated_at``, by the store's clock; never
+        below zero when another machine's clock runs ahead)."""
+        changed_at = item.last_updated_at
+        status_at = item.custom_status_updated_at
+        if status_at is not None and status_at > changed_at:
+            changed_at = status_at
+        self.record_watch_latency(max((now - changed_at).total_seconds(), 0.0))
 
 
 def _store_call(

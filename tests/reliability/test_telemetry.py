@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +22,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from durastate import open_async_store, open_store
+from durastate.core.async_store import AsyncStateStore
 from durastate.core.records import RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import ConcurrencyError
 from durastate.telemetry import instrument
+from durastate.testing.conformance import FakeClock
 
 from .backends import BackendSpec, store_object, sync_face, unique
 
@@ -189,6 +192,70 @@ def test_async_reporter_metrics_and_spans(traced: Traced) -> None:
     assert traced.children(count) == ["durastate.backend.count"]
     # memory's count is the generic fallback: its page query is a request too, as on sync
     assert dict(count.attributes or {})["durastate.requests"] == 2
+
+
+def _watch_latencies(traced: Traced) -> list[tuple[int, float]]:
+    """(count, sum) of each data point of the watch-latency histogram."""
+    data = traced.reader.get_metrics_data()
+    if data is None:  # nothing recorded at all yet
+        return []
+    return [
+        (point.count, point.sum)  # type: ignore[union-attr]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "durastate.watch.latency"
+        for point in metric.data.data_points
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])  # pushed, polled
+def test_watch_latency_is_recorded_for_each_change_delivered(
+    traced: Traced, scheme: str, tmp_path: Path
+) -> None:
+    """From a change's write to the watcher being handed it, by the store's clock: the
+    state found on subscribing is not a delivered change and records nothing."""
+    clock = FakeClock()
+    url = f"sqlite:///{tmp_path / 'watch.db'}" if scheme == "sqlite" else "memory://"
+    with open_store(url, clock=clock) as store:
+        instrument(
+            store, tracer_provider=traced.tracer_provider, meter_provider=traced.meter_provider
+        )
+        store.create_instance("w", name="wf", custom_status=0)
+        changes = store.watch("w", poll_interval=0.05)
+        assert next(changes).custom_status == 0
+        assert _watch_latencies(traced) == []
+        store.set_custom_status("w", 1)
+        clock.advance(seconds=2.5)  # handed over 2.5 s after it was written
+        assert next(changes).custom_status == 1
+        store.set_runtime_status("w", "completed")
+        clock.advance(milliseconds=40)
+        assert next(changes).runtime_status is RuntimeStatus.COMPLETED
+        assert list(changes) == []
+    ((deliveries, seconds),) = _watch_latencies(traced)
+    assert deliveries == 2
+    assert seconds == pytest.approx(2.54)
+
+
+def test_async_watch_latency_is_recorded(traced: Traced) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with AsyncStateStore(open_store("memory://", clock=clock)) as store:
+            instrument(
+                store, tracer_provider=traced.tracer_provider, meter_provider=traced.meter_provider
+            )
+            await store.create_instance("w", name="wf")
+            changes = store.watch("w", poll_interval=0.05)
+            assert (await anext(changes)).custom_status is None
+            await store.set_runtime_status("w", "failed")
+            clock.advance(seconds=7)
+            assert (await anext(changes)).runtime_status is RuntimeStatus.FAILED
+
+    asyncio.run(scenario())
+    ((deliveries, seconds),) = _watch_latencies(traced)
+    assert deliveries == 1
+    assert seconds == pytest.approx(7.0)
 
 
 def _assert_nothing_leaks(spans: list[ReadableSpan], spec: BackendSpec) -> None:

@@ -271,10 +271,14 @@ def watch_sync(
         seen = feed.version  # subscribed: from here on nothing is missed
         started = time.monotonic()
         metadata = store.get_instance(instance_id)
+        first = True  # the state found on subscribing: not a change delivered
         while True:
             item = cursor.observe(metadata)
             if item is not None:
+                if store.telemetry is not None and not first:
+                    store.telemetry.record_watch_delivery(item, store.now())
                 yield item
+            first = False
             if cursor.done:
                 return
             with condition:
@@ -359,10 +363,14 @@ async def watch_async(
         seen = feed.version  # subscribed: from here on nothing is missed
         started = time.monotonic()
         metadata = await store.get_instance(instance_id)
+        first = True  # the state found on subscribing: not a change delivered
         while True:
             item = cursor.observe(metadata)
             if item is not None:
+                if store.telemetry is not None and not first:
+                    store.telemetry.record_watch_delivery(item, store.store.now())
                 yield item
+            first = False
             if cursor.done:
                 return
             while feed.version == seen:
