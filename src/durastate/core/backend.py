@@ -19,15 +19,14 @@ Semantics (Dapr's, adapted to workflow instances):
 from __future__ import annotations
 
 import logging
-import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from durastate.core.lru import DEFAULT_CAPACITY, LRU
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -200,24 +199,17 @@ class RecentPayloads:
     holds P; a later write of P with etag E can then be skipped without any I/O.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, tuple[str, Payload]] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._entries: LRU[str, tuple[str, Payload]] = LRU(capacity)
 
     def remember(self, instance_id: str, etag: str, payload: Payload | None) -> None:
-        with self._lock:
-            if payload is None:
-                self._entries.pop(instance_id, None)
-                return
-            self._entries[instance_id] = (etag, payload)
-            self._entries.move_to_end(instance_id)
-            if len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+        if payload is None:
+            self._entries.pop(instance_id)
+        else:
+            self._entries.put(instance_id, (etag, payload))
 
     def forget(self, instance_id: str) -> None:
-        with self._lock:
-            self._entries.pop(instance_id, None)
+        self._entries.pop(instance_id)
 
     def unchanged(self, instance_id: str, etag: str | None, payload: Payload) -> bool:
         """True when ``etag`` is the one at which exactly ``payload`` was stored."""
