@@ -45,9 +45,9 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
     SerializationError,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024  # bytea holds 1 GB; keep well below

@@ -43,8 +43,8 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 PURGE_BATCH: Final = 500
 _QUERY_BUDGET: Final = 1000  # index entries one query call examines at most
