@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from durastate.core.backend import Backend
-from durastate.core.codec import PayloadCodec
+from durastate.core.codec import PayloadCodec, build_codec
 from durastate.core.ids import (
     validate_instance_id,
     validate_moment,
@@ -38,7 +38,6 @@ from durastate.errors import (
     InstanceNotFound,
     InvalidArgument,
     InvalidContinuationToken,
-    MissingDependency,
 )
 from durastate.serializers.base import Serializer
 from durastate.telemetry import StoreTelemetry, instrument, provider_configured
@@ -258,7 +257,7 @@ class StateStore:
         ``retention``: how long an instance stays after its last update or its completion
         (``retention_from``); see `durastate.core.retention`."""
         self.backend = backend
-        self.codec = codec or _build_codec(serializer, accept, compress_above)
+        self.codec = codec or build_codec(serializer, accept, compress_above=compress_above)
         caps = backend.capabilities
         inline = None if caps.offload else caps.max_payload_bytes
         self.max_custom_status_bytes = _tighter(max_custom_status_bytes, inline)
@@ -747,25 +746,3 @@ def _tighter(limit: int | None, other: int | None) -> int | None:
         return limit
     return min(limit, other)
 
-
-def _build_codec(
-    serializer: str | Serializer,
-    accept: Iterable[str | Serializer] | None,
-    compress_above: int | None,
-) -> PayloadCodec:
-    from durastate.registry import serializer_class
-
-    def build(item: str | Serializer) -> Serializer:
-        return serializer_class(item)() if isinstance(item, str) else item
-
-    writer = build(serializer)
-    readers = {writer.id: writer}
-    for item in accept if accept is not None else ("json", "msgpack"):
-        try:
-            reader = writer if item == writer.id else build(item)
-        except MissingDependency:
-            if accept is not None:
-                raise
-            continue  # msgpack is an extra; without it, it is simply not a default reader
-        readers.setdefault(reader.id, reader)
-    return PayloadCodec(writer, readers, compress_above=compress_above)
