@@ -412,7 +412,6 @@ class AzureTablesBackend(Backend):
         skips_unchanged=False,
         native_query=True,
         ttl=False,
-        transactions=False,
         cross_process=True,
         max_instance_id_length=MAX_ID_LENGTH,
         extra={"key_limit_utf16": str(KEY_LIMIT), "property_limit_bytes": str(PROPERTY_LIMIT)},

@@ -8,10 +8,14 @@ Semantics (Dapr's, adapted to workflow instances):
 - Writes take an optional etag. With one, the write succeeds only if it still matches
   (``ConcurrencyError`` otherwise); without one, last write wins. A missing instance is
   ``InstanceNotFound``. No backend reads before it writes on the custom-status path.
-- ``write_custom_status`` writes only the custom status and its timestamps. When the stored
-  bytes already equal the new ones and the etag (if given) matches, it writes nothing and
-  returns the old etag with ``written=False``; backends that cannot tell without a read
-  declare ``skips_unchanged=False`` and may still skip when given a current etag.
+- ``write_custom_status`` writes only the custom status and its timestamps. Every backend
+  must skip a write of the bytes it wrote (or read) at the etag it is given, while that
+  etag is current: nothing is written, and it returns that etag with ``written=False``. A
+  stale etag is ``ConcurrencyError``, unchanged bytes or not. Without an etag, a backend
+  declaring ``skips_unchanged`` compares with the stored bytes and skips the same way; one
+  that cannot tell without a read declares ``skips_unchanged=False`` and writes
+  (``written=True``). The conformance suite checks all three
+  (``test_capability_skips_unchanged``, ``test_unchanged_bytes_are_not_written``).
 - Timestamps come from the store (``now``) so every backend records the same clock.
 - Backends never deserialize payloads; they keep ``Payload.data`` and ``Payload.encoding``.
 """

@@ -288,7 +288,6 @@ def capabilities(options: PostgresOptions) -> Capabilities:
         skips_unchanged=True,
         native_query=True,
         ttl=options.ttl_seconds is not None,
-        transactions=False,
         push=options.notify,
         max_instance_id_length=512,
     )
