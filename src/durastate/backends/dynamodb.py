@@ -289,7 +289,7 @@ class DynamoDBBackend(Backend):
     scheme = "dynamodb"
     capabilities = Capabilities(
         max_payload_bytes=INLINE_LIMIT,
-        offload=False,
+        offload=True,
         skips_unchanged=True,
         native_query=True,
         ttl=True,

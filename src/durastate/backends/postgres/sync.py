@@ -23,6 +23,7 @@ from durastate.backends.postgres.errors import translate
 from durastate.backends.postgres.listen import PostgresListener
 from durastate.core.backend import Backend
 from durastate.core.records import (
+    Capabilities,
     InstanceQuery,
     InstanceRecord,
     NewInstance,
@@ -43,6 +44,9 @@ class PostgresBackend(Backend):
     """Instances in one PostgreSQL table (layout and costs: `core` and docs/postgres.md)."""
 
     scheme = "postgresql"
+    # what the backend can do with its options (the CLI lists this); an instance says what
+    # is on (ttl_seconds, notify)
+    capabilities = Capabilities(max_payload_bytes=core.MAX_PAYLOAD_BYTES, ttl=True, push=True)
     async_mode: ClassVar[str] = "native"
 
     def __init__(self, url: str, options: core.PostgresOptions | None = None) -> None:
