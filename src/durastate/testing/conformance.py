@@ -219,6 +219,17 @@ def _same_fixture_again(request: pytest.FixtureRequest, backend: Backend) -> Ope
     return open_other
 
 
+def _every_payload_round_trips(store: StateStore, instance_id: str, size: int) -> None:
+    """Input, output and custom status of one instance, each ``size`` bytes of JSON, are
+    stored and read back."""
+    value = json_of_size(size)
+    store.create_instance(instance_id, name="wf", input=value, custom_status=value)
+    store.set_runtime_status(instance_id, RuntimeStatus.COMPLETED, output=value)
+    got = store.get_instance(instance_id, fetch_payloads=True)
+    assert got is not None
+    assert (got.input, got.output, got.custom_status) == (value, value, value)
+
+
 class BackendConformance(AsyncAndWatchConformance):
     """Subclass this and provide a function-scoped ``backend`` fixture (fresh and empty).
 
@@ -573,12 +584,7 @@ class BackendConformance(AsyncAndWatchConformance):
         store = StateStore(
             counting, max_custom_status_bytes=size, max_payload_bytes=size, clock=clock
         )
-        value = json_of_size(size)
-        store.create_instance("at-limit", name="wf", input=value, custom_status=value)
-        store.set_runtime_status("at-limit", RuntimeStatus.COMPLETED, output=value)
-        got = store.get_instance("at-limit", fetch_payloads=True)
-        assert got is not None
-        assert (got.input, got.output, got.custom_status) == (value, value, value)
+        _every_payload_round_trips(store, "at-limit", size)
 
     def test_capability_offload(self, counting: CountingBackend, clock: FakeClock) -> None:
         """``offload``: payloads beyond the inline limit and beyond any service row limit
@@ -591,12 +597,7 @@ class BackendConformance(AsyncAndWatchConformance):
         )
         if caps.offload:
             size = max(caps.max_payload_bytes or 0, LARGEST_CHECKED_PAYLOAD) + 1024
-            value = json_of_size(size)
-            store.create_instance("offloaded", name="wf", input=value, custom_status=value)
-            store.set_runtime_status("offloaded", RuntimeStatus.COMPLETED, output=value)
-            got = store.get_instance("offloaded", fetch_payloads=True)
-            assert got is not None
-            assert (got.input, got.output, got.custom_status) == (value, value, value)
+            _every_payload_round_trips(store, "offloaded", size)
             return
         if caps.max_payload_bytes is None:
             return  # no inline limit, nothing to offload: the check above covers the size
