@@ -89,3 +89,15 @@ def test_the_example_registers_through_the_one_entry_point_group() -> None:
     assert project["entry-points"][BACKEND_GROUP] == {
         "dirstore": "durastate_dirstore:DirStoreBackend"
     }
+
+
+def test_outcome_unknown_is_one_error_class_wherever_it_is_imported_from() -> None:
+    import durastate
+    import durastate.transport
+    import durastate.transport.policy
+
+    assert durastate.OutcomeUnknown is OutcomeUnknown
+    assert durastate.transport.OutcomeUnknown is OutcomeUnknown
+    assert durastate.transport.policy.OutcomeUnknown is OutcomeUnknown
+    assert OutcomeUnknown.__module__ == "durastate.errors"
+    assert issubclass(OutcomeUnknown, BackendUnavailable)
