@@ -82,6 +82,27 @@ def _hides_non_finite(value: Any, data: bytes) -> bool:
     return orjson.loads(data) != plain and _non_finite_float(plain)
 
 
+#: Whether encoded bytes hold a ``null`` that might stand for a NaN or an infinity.
+may_hide_non_finite = _has_null
+
+
+def refuse_non_finite(value: Any, data: bytes) -> None:
+    """``SerializationError`` when a ``null`` in ``data`` (orjson's output for ``value``)
+    stands for a NaN or an infinity; called only when `may_hide_non_finite` says so."""
+    # A plain tree is walked once in Python (cheaper than reading ``data`` back and
+    # comparing); anything else, or a tree the walk cannot decide, goes the general way.
+    verdict = _plain_non_finite(value) if type(value) in _NESTED else None
+    if verdict is None:
+        verdict = _hides_non_finite(value, data)
+    if verdict:
+        raise SerializationError("json cannot serialize NaN or infinity exactly")
+
+
+def cannot_serialize(exc: Exception) -> SerializationError:
+    """The error for a value orjson refused (its ``TypeError``)."""
+    return SerializationError(f"json cannot serialize this value: {exc}")
+
+
 class JsonSerializer(Serializer):
     """JSON types round-trip exactly; other values are converted the way orjson does.
 
@@ -99,15 +120,9 @@ class JsonSerializer(Serializer):
         try:
             data = orjson.dumps(value, default=plain_default)
         except TypeError as exc:
-            raise SerializationError(f"json cannot serialize this value: {exc}") from None
-        if _has_null(data):  # orjson writes NaN and the infinities as null
-            # A plain tree is walked once in Python (cheaper than reading ``data`` back and
-            # comparing); anything else, or a tree the walk cannot decide, goes the general way.
-            verdict = _plain_non_finite(value) if type(value) in _NESTED else None
-            if verdict is None:
-                verdict = _hides_non_finite(value, data)
-            if verdict:
-                raise SerializationError("json cannot serialize NaN or infinity exactly")
+            raise cannot_serialize(exc) from None
+        if may_hide_non_finite(data):  # orjson writes NaN and the infinities as null
+            refuse_non_finite(value, data)
         return data
 
     def loads(self, data: bytes, *, instance_id: str) -> Any:
