@@ -203,6 +203,39 @@ def _network(result: RunResult) -> list[dict[str, Any]]:
     return out
 
 
+def _lean_limit(result: RunResult, label: str, sdk: Measurement) -> str:
+    """The lean cell's own CPU over the SDK anchor's, same operation and payload."""
+    for lean in result.measurements:
+        if (lean.subject == "lean" and lean.backend == label and lean.ok and lean.cpu_us
+                and lean.operation == sdk.operation and lean.payload == sdk.payload
+                and sdk.cpu_us):
+            return f" (lean limit {lean.cpu_us / sdk.cpu_us:.2f}x)"
+    return ""
+
+
+def _sdk_fraction(result: RunResult) -> list[dict[str, Any]]:
+    """Issue 11: a fraction of the official SDK's client CPU, the lean limit alongside."""
+    out = []
+    for label in _labels(result, *NETWORK):
+        for tid, text, operation, limit in (
+            ("network-update-vs-sdk", "set_custom_status client CPU ≤ 0.4x the official "
+             "SDK's conditional write (default client)", "raw_update", 0.4),
+            ("network-read-vs-sdk", "get_instance + custom_status client CPU ≤ 0.5x the "
+             "official SDK's read", "raw_read", 0.5),
+        ):
+            refs = [r for r in _refs(result, label, "anchor") if r.operation == operation
+                    and "default client" in r.name and r.compares_to != "update_lww"]
+            ref, value = _worst(refs, "ratio_cpu")
+            cell = {"backend": label, "operation": ref.compares_to or "read",
+                    "payload": ref.payload, "reference": ref.name} if ref else {
+                        "backend": label, "operation": "read" if operation == "raw_read"
+                        else "update_cas"}
+            detail = "; ".join(f"{r.name} {r.payload}: {r.extra.get('ratio_cpu')}x"
+                               f"{_lean_limit(result, label, r)}" for r in refs)
+            out.append(_target(tid, text, label, value, limit, "x", detail, cell))
+    return out
+
+
 def _reporter(result: RunResult) -> list[dict[str, Any]]:
     out = []
     for b in result.meta.get("backends", []):
@@ -284,4 +317,5 @@ def _web(result: RunResult) -> list[dict[str, Any]]:
 def evaluate(result: RunResult) -> list[dict[str, Any]]:
     """Every target that the run has figures for; ``passed`` is None when it could not run."""
     return [*_memory(result), *_reads(result), *_scale(result), *_sqlite(result),
-            *_network(result), *_report_cost(result), *_reporter(result), *_web(result)]
+            *_network(result), *_sdk_fraction(result), *_report_cost(result),
+            *_reporter(result), *_web(result)]
