@@ -122,3 +122,25 @@ def test_lean_cells_sit_next_to_the_sdk_anchors_and_reach_the_targets(tmp_path: 
         for tid in ("network-update-vs-sdk", "network-read-vs-sdk"):
             assert targets[tid]["value"] is not None, targets[tid]
             assert "lean limit" in targets[tid]["detail"], targets[tid]["detail"]
+
+
+@pytest.mark.emulator
+def test_async_cell_sits_next_to_the_async_sdk_where_it_is_installed(tmp_path: Path) -> None:
+    from durastate.bench.async_sdk import async_sdk_update
+    from durastate.bench.report import summary_markdown
+
+    assert async_sdk_update(BackendSpec("dynamodb://t", {}), quick=True) is None  # no aiobotocore
+    with emulators.running(emulators.start_azurite()) as azurite:
+        conn = emulators.azurite_connection_string(azurite)
+        spec = BackendSpec("azure-tables://durastateaiocell", {"connection_string": conn},
+                           "azure-tables@azurite")
+        cell = async_sdk_update(spec, quick=True)
+    assert cell is not None
+    assert cell.ok, cell.error
+    assert cell.cpu_us
+    for key in ("cpu_ratio_vs_async_sdk", "lean_cpu_ratio_vs_async_sdk", "sdk_cpu_us"):
+        assert cell.extra[key] > 0, key
+    result = RunResult(meta={"backends": []}, measurements=[cell])
+    summary = summary_markdown(result, chart_name=None)
+    assert "## Async store" in summary
+    assert "aio.TableClient.update_entity" in summary

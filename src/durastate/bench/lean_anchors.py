@@ -43,6 +43,32 @@ def _connection_settings(connection_string: str) -> dict[str, str]:
     return {name.strip().lower(): value.strip() for name, _, value in pairs}
 
 
+def azure_endpoint_and_key(connection_string: str) -> tuple[str, AccountKey]:
+    """The table endpoint and the account key of a connection string."""
+    settings = _connection_settings(connection_string)
+    endpoint = settings.get("tableendpoint") or (
+        f"{settings.get('defaultendpointsprotocol', 'https')}://"
+        f"{settings['accountname']}.table.{settings.get('endpointsuffix', 'core.windows.net')}"
+    )
+    return endpoint, AccountKey(settings["accountname"], settings["accountkey"])
+
+
+def azure_entity_path(table: str, key: str) -> str:
+    return f"/{table}(PartitionKey='{quote(key, safe='')}',RowKey='')"
+
+
+def azure_merge(endpoint: str, key: AccountKey, path: str, status: bytes,
+                etag: str) -> HttpRequest:
+    """A signed MERGE of the entity's ``CustomStatus`` with ``If-Match``."""
+    body = orjson.dumps({"CustomStatus": status.decode()})
+    request = HttpRequest.to("MERGE", endpoint, path, headers={
+        "x-ms-version": "2019-02-02", "dataserviceversion": "3.0",
+        "content-type": "application/json",
+        "accept": "application/json;odata=nometadata", "if-match": etag,
+    }, body=body)
+    return sign_table_shared_key(request, key)
+
+
 class LeanAzureTables:
     """One entity per instance (PartitionKey = id, RowKey = ""), as the backend lays it out."""
 
@@ -50,32 +76,16 @@ class LeanAzureTables:
         from azure.core.exceptions import ResourceExistsError
         from azure.data.tables import TableServiceClient
 
-        settings = _connection_settings(connection_string)
-        self.endpoint = settings.get("tableendpoint") or (
-            f"{settings.get('defaultendpointsprotocol', 'https')}://"
-            f"{settings['accountname']}.table.{settings.get('endpointsuffix', 'core.windows.net')}"
-        )
-        self.key = AccountKey(settings["accountname"], settings["accountkey"])
+        self.endpoint, self.key = azure_endpoint_and_key(connection_string)
         self.read = read
         with TableServiceClient.from_connection_string(connection_string) as service, \
                 contextlib.suppress(ResourceExistsError):
             service.create_table(RAW_TABLE)
         self.driver = HttpDriver(TransportOptions())
 
-    def _entity_path(self, key: str) -> str:
-        return f"/{RAW_TABLE}(PartitionKey='{quote(key, safe='')}',RowKey='')"
-
-    def _merge(self, key: str, status: bytes, etag: str) -> HttpRequest:
-        body = orjson.dumps({"CustomStatus": status.decode()})
-        request = HttpRequest.to("MERGE", self.endpoint, self._entity_path(key), headers={
-            "x-ms-version": "2019-02-02", "dataserviceversion": "3.0",
-            "content-type": "application/json",
-            "accept": "application/json;odata=nometadata", "if-match": etag,
-        }, body=body)
-        return sign_table_shared_key(request, self.key)
-
     def op(self, values: tuple[Any, Any], key: str) -> Op:
-        send, dumps, path = self.driver.send, orjson.dumps, self._entity_path(key)
+        send, dumps, path = self.driver.send, orjson.dumps, azure_entity_path(RAW_TABLE, key)
+        endpoint, account = self.endpoint, self.key
         put = HttpRequest.to("PUT", self.endpoint, path, headers={  # insert or replace
             "x-ms-version": "2019-02-02", "dataserviceversion": "3.0",
             "content-type": "application/json", "accept": "application/json;odata=nometadata",
@@ -94,7 +104,7 @@ class LeanAzureTables:
             return get_entity
 
         def merge_if_match(i: int) -> None:
-            answer = send(self._merge(key, dumps(values[i & 1]), state[0]))
+            answer = send(azure_merge(endpoint, account, path, dumps(values[i & 1]), state[0]))
             state[0] = str(_expect(answer, 204, "Azure MERGE").header("etag"))
 
         return merge_if_match

@@ -236,6 +236,31 @@ def _sdk_fraction(result: RunResult) -> list[dict[str, Any]]:
     return out
 
 
+S3_COLD_REASON = (
+    "a cold store has no etag, and S3 has no \"write only if the object exists\" condition "
+    "(If-Match needs the ETag, If-None-Match only takes *): one unconditional PUT would "
+    "create a status object for a deleted or never-created instance instead of raising "
+    "InstanceNotFound and would have to guess the current run, so the write reads the "
+    "status object first (1 GET + 1 PUT); see docs/s3.md and "
+    "benchmarks/results/profiles/s3-cold-lww.md"
+)
+
+
+def _s3_cold(result: RunResult) -> list[dict[str, Any]]:
+    """Issue 10: S3 last-write-wins on a cold store in 1 request, or the reason it is not."""
+    out = []
+    for label in _labels(result, "s3"):
+        cold = _cell(result, label, "update_cold")
+        value = cold.http_requests if cold else None
+        detail = "requests per first last-write-wins update through a backend opened just before"
+        if value is not None and value > 1:
+            detail += f"; not 1 because {S3_COLD_REASON}"
+        out.append(_target("s3-cold-lww", "S3 last-write-wins on a cold store: 1 request "
+                           "(stale etags must still fail)", label, value, 1.0, " requests",
+                           detail, {"backend": label, "operation": "update_cold"}))
+    return out
+
+
 def _reporter(result: RunResult) -> list[dict[str, Any]]:
     out = []
     for b in result.meta.get("backends", []):
@@ -317,5 +342,5 @@ def _web(result: RunResult) -> list[dict[str, Any]]:
 def evaluate(result: RunResult) -> list[dict[str, Any]]:
     """Every target that the run has figures for; ``passed`` is None when it could not run."""
     return [*_memory(result), *_reads(result), *_scale(result), *_sqlite(result),
-            *_network(result), *_sdk_fraction(result), *_report_cost(result),
+            *_network(result), *_sdk_fraction(result), *_s3_cold(result), *_report_cost(result),
             *_reporter(result), *_web(result)]
