@@ -63,6 +63,7 @@ Clock = Callable[[], datetime]
 
 
 _last_millisecond: tuple[int, datetime] = (0, datetime.fromtimestamp(0, UTC))
+_time_ns = time.time_ns  # a global, not an attribute lookup, on every write
 
 
 def utc_now_ms() -> datetime:
@@ -72,7 +73,7 @@ def utc_now_ms() -> datetime:
     built once and reused (the pair is swapped in one assignment, so threads agree).
     """
     global _last_millisecond
-    millis = time.time_ns() // 1_000_000
+    millis = _time_ns() // 1_000_000
     last = _last_millisecond
     if last[0] == millis:
         return last[1]
