@@ -153,13 +153,14 @@ class AsyncPostgresBackend(AsyncBackend):
             if remaining <= 0:
                 raise psycopg_pool.PoolTimeout("deadline passed")
             try:
-                return await self._pool.getconn(min(remaining, POOL_SLICE))
+                with self._spare.waiting():
+                    return await self._pool.getconn(min(remaining, POOL_SLICE))
             except psycopg_pool.PoolTimeout:
                 if _monotonic() >= deadline:
                     raise
 
     async def _release(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        if not self._spare.keep(connection, self._pool):
+        if not self._spare.keep(connection):
             assert self._pool is not None
             await self._pool.putconn(connection)
 

@@ -7,7 +7,10 @@ the session (``statement_timeout`` and ``TimeZone=UTC``, so timestamps come back
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -84,11 +87,16 @@ class SpareConnections:
     and replaces connections; a spare one that broke meanwhile fails its next call, which
     then takes the same recovery as any other break. LIFO also keeps the most recently used
     connection, whose statements are already prepared, in use.
+
+    Who waits in the pool is counted here (`waiting`), by the drivers around each
+    ``getconn``: the pool's own count is private.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._idle: list[Any] = []
+        self._waiters = 0
+        self._count_lock = threading.Lock()
 
     def take(self) -> Any | None:
         try:
@@ -96,10 +104,22 @@ class SpareConnections:
         except IndexError:
             return None
 
-    def keep(self, connection: Any, pool: Any) -> bool:
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait in the pool: while anyone waits there, released connections go
+        back to the pool (to the waiter) instead of to the spares."""
+        with self._count_lock:
+            self._waiters += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._waiters -= 1
+
+    def keep(self, connection: Any) -> bool:
         """Keep a healthy, idle connection for the next call; False: give it to the pool,
         which also happens whenever a caller waits in the pool (it would starve)."""
-        if len(self._idle) >= self.limit or bool(getattr(pool, "_waiting", None)):
+        if self._waiters or len(self._idle) >= self.limit:
             return False
         pgconn = connection.pgconn  # (``connection.info`` builds an object per access)
         if pgconn.status != _OK or pgconn.transaction_status != _IDLE:

@@ -146,13 +146,14 @@ class PostgresBackend(Backend):
             if remaining <= 0:
                 raise psycopg_pool.PoolTimeout("deadline passed")
             try:
-                return self._pool.getconn(min(remaining, POOL_SLICE))
+                with self._spare.waiting():
+                    return self._pool.getconn(min(remaining, POOL_SLICE))
             except psycopg_pool.PoolTimeout:
                 if _monotonic() >= deadline:
                     raise
 
     def _release(self, connection: psycopg.Connection[Any]) -> None:
-        if not self._spare.keep(connection, self._pool):
+        if not self._spare.keep(connection):
             assert self._pool is not None
             self._pool.putconn(connection)
 
