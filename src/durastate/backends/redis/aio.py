@@ -7,8 +7,7 @@ core's: this module only awaits. ``RedisBackend.to_async()`` gives one to `Async
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any, Self
 
 import redis.asyncio
@@ -19,24 +18,17 @@ from durastate.backends.redis.backend import capabilities_for
 from durastate.backends.redis.options import RedisTarget
 from durastate.backends.redis.plans import Pipelined, RedisPlans, Step
 from durastate.backends.redis.push import AsyncRedisPush
-from durastate.core.async_backend import AsyncBackend
-from durastate.core.records import (
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
-from durastate.core.steps import Pause, adrive
+from durastate.core.planned import AsyncPlannedBackend
+from durastate.core.steps import Pause
 
 
-class AsyncRedisBackend(AsyncBackend):
+class AsyncRedisBackend(AsyncPlannedBackend):
     """``RedisBackend`` as coroutines: same URL, options, layout, plans and semantics; the
     async face `RedisBackend.to_async` gives `AsyncStateStore`."""
 
     scheme = "redis"
+
+    plans: RedisPlans
 
     def __init__(self, target: RedisTarget) -> None:
         self.target = target
@@ -82,49 +74,3 @@ class AsyncRedisBackend(AsyncBackend):
         assert type(step) is Pause
         await asyncio.sleep(step.seconds)
         return None
-
-    # -- the contract: `RedisPlans`' operations, awaited over redis.asyncio ---------------
-
-    async def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return await adrive(self.plans.create(new, restart_if_terminal), self._perform)
-
-    async def read(
-        self, instance_id: str, *, fetch_payloads: bool = False
-    ) -> InstanceRecord | None:
-        return await adrive(self.plans.read(instance_id, fetch_payloads), self._perform)
-
-    async def read_many(
-        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
-    ) -> dict[str, InstanceRecord | None]:
-        return await adrive(self.plans.read_many(instance_ids, fetch_payloads), self._perform)
-
-    async def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
-        return await adrive(self.plans.count(query), self._perform)
-
-    async def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        plan = self.plans.write_custom_status(instance_id, payload, etag, now)
-        return await adrive(plan, self._perform)
-
-    async def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        plan = self.plans.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return await adrive(plan, self._perform)
-
-    async def delete(self, instance_id: str) -> bool:
-        return await adrive(self.plans.delete(instance_id), self._perform)
-
-    async def query(self, query: InstanceQuery) -> RecordPage:
-        return await adrive(self.plans.query(query), self._perform)
-
-    async def purge_by(self, query: InstanceQuery) -> int:
-        return await adrive(self.plans.purge_by(query), self._perform)

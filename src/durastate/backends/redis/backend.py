@@ -8,8 +8,7 @@ script recognises the first attempt by its write id (see ``scripts`` and ``plans
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import redis
@@ -19,18 +18,11 @@ from redis.retry import Retry
 from durastate.backends.redis.options import RedisTarget
 from durastate.backends.redis.plans import Pipelined, RedisPlans, Step
 from durastate.backends.redis.push import RedisPush
-from durastate.core.backend import Backend
+from durastate.core.planned import PlannedBackend
 from durastate.core.records import (
     Capabilities,
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
 )
-from durastate.core.steps import Pause, drive
+from durastate.core.steps import Pause
 
 if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
@@ -55,13 +47,15 @@ def no_retries() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-class RedisBackend(Backend):
+class RedisBackend(PlannedBackend):
     """Instances as Redis hashes with sorted-set indexes (see ``core`` for the layout)."""
 
     scheme = "redis"
     # what the backend can do (the CLI lists this); an instance says whether expiry is on
     capabilities = Capabilities(max_payload_bytes=MAX_VALUE_BYTES, ttl=True, push=True)
     async_mode: ClassVar[str] = "native"
+
+    plans: RedisPlans
 
     def __init__(self, target: RedisTarget) -> None:
         self.target = target
@@ -107,47 +101,3 @@ class RedisBackend(Backend):
         assert type(step) is Pause
         time.sleep(step.seconds)
         return None
-
-    # -- the contract: `RedisPlans`' operations, performed by redis-py ----------------------
-
-    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return drive(self.plans.create(new, restart_if_terminal), self._perform)
-
-    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        return drive(self.plans.read(instance_id, fetch_payloads), self._perform)
-
-    def read_many(
-        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
-    ) -> dict[str, InstanceRecord | None]:
-        return drive(self.plans.read_many(instance_ids, fetch_payloads), self._perform)
-
-    def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
-        return drive(self.plans.count(query), self._perform)
-
-    def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        plan = self.plans.write_custom_status(instance_id, payload, etag, now)
-        return drive(plan, self._perform)
-
-    def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        plan = self.plans.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return drive(plan, self._perform)
-
-    def delete(self, instance_id: str) -> bool:
-        return drive(self.plans.delete(instance_id), self._perform)
-
-    def query(self, query: InstanceQuery) -> RecordPage:
-        return drive(self.plans.query(query), self._perform)
-
-    def purge_by(self, query: InstanceQuery) -> int:
-        return drive(self.plans.purge_by(query), self._perform)

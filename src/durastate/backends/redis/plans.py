@@ -20,6 +20,7 @@ from redis import exceptions
 from durastate.backends.redis.core import RedisCore, Reply, ScriptCall
 from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
+from durastate.core.planned import BackendPlans
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -53,7 +54,7 @@ def eval_source(call: ScriptCall) -> Command:
     return ("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
 
 
-class RedisPlans:
+class RedisPlans(BackendPlans):
     """The operations of one store (its core and its target's timeout and secrets)."""
 
     def __init__(self, target: RedisTarget) -> None:
