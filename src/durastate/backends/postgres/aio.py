@@ -69,14 +69,8 @@ class AsyncPostgresBackend(AsyncPlannedBackend):
             if self._pool is None:
                 await adrive(self.plans.prepare_schema(), self._perform)
                 pool: AsyncPool = psycopg_pool.AsyncConnectionPool(
-                    self._connecting.conninfo,
-                    kwargs={"autocommit": True},
                     configure=self._connecting.anote_pid,
-                    min_size=self.options.min_pool_size,
-                    max_size=self.options.max_pool_size,
-                    timeout=self.options.timeout,
-                    name=f"durastate-async-{self.options.table}",
-                    open=False,
+                    **self._connecting.pool_kwargs("durastate-async"),
                 )
                 try:  # wait for the first connections: a call queued on an empty pool grows it
                     await pool.open(wait=True, timeout=self.options.timeout)

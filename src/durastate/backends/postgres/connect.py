@@ -41,6 +41,7 @@ class Connecting:
         except ValueError:
             raise ConfigurationError("invalid postgresql URL (host or port)") from None
         self.redacted = f"{scheme}://{host}{port}{parts.path}"
+        self.options = options
         settings = f"-c statement_timeout={options.server_timeout_ms} -c TimeZone=UTC"
         try:
             self.conninfo = make_conninfo(
@@ -58,6 +59,20 @@ class Connecting:
         # the server process of each pooled connection, noted when it opens: after a break
         # libpq no longer says, and the lost-write recovery must wait for that process
         self.pids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def pool_kwargs(self, name: str) -> dict[str, Any]:
+        """What ``ConnectionPool`` and ``AsyncConnectionPool`` are made with, but for their
+        ``configure`` hook (`note_pid` / `anote_pid`)."""
+        options = self.options
+        return {
+            "conninfo": self.conninfo,
+            "kwargs": {"autocommit": True},
+            "min_size": options.min_pool_size,
+            "max_size": options.max_pool_size,
+            "timeout": options.timeout,
+            "name": f"{name}-{options.table}",
+            "open": False,
+        }
 
     def kwargs(self) -> dict[str, Any]:
         return {"conninfo": self.conninfo, "autocommit": True}

@@ -150,6 +150,17 @@ class PostgresPlans(BackendPlans):
                 if _monotonic() >= deadline:
                     raise
 
+    def armed(
+        self, deadline: float, operation: str, instance_id: str | None
+    ) -> Plan[Step, tuple[Any, int]]:
+        """A connection (the typed error if none comes in time) and the key of its socket's
+        deadline (`deadlines.arm`)."""
+        try:
+            connection = yield from self.connection(deadline)
+        except psycopg.Error as exc:
+            raise self.error(exc, operation, instance_id) from None
+        return connection, deadlines.arm(connection.fileno(), deadline)
+
     def run(
         self, operation: str, instance_id: str | None, sql: str, params: Any, many: bool = False
     ) -> Plan[Step, Any]:
@@ -157,11 +168,7 @@ class PostgresPlans(BackendPlans):
         deadline (sending these twice changes nothing, or only a count)."""
         deadline = _monotonic() + self.timeout
         while True:
-            try:
-                connection = yield from self.connection(deadline)
-            except psycopg.Error as exc:
-                raise self.error(exc, operation, instance_id) from None
-            key = deadlines.arm(connection.fileno(), deadline)
+            connection, key = yield from self.armed(deadline, operation, instance_id)
             try:
                 return (yield Execute(connection, sql, params, many))
             except psycopg.Error as exc:
@@ -186,11 +193,7 @@ class PostgresPlans(BackendPlans):
         """One write statement; its row (if any), or `core.LANDED` when a lost answer was
         ours."""
         deadline = _monotonic() + self.timeout
-        try:
-            connection = yield from self.connection(deadline)
-        except psycopg.Error as exc:
-            raise self.error(exc, operation, instance_id) from None
-        key = deadlines.arm(connection.fileno(), deadline)
+        connection, key = yield from self.armed(deadline, operation, instance_id)
         try:
             row: Sequence[Any] | None = yield Execute(connection, sql, params)
         except psycopg.Error as exc:

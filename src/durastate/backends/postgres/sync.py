@@ -54,14 +54,7 @@ class PostgresBackend(PlannedBackend):
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         drive(self.plans.prepare_schema(), self._perform)
         self._pool = psycopg_pool.ConnectionPool(
-            self._connecting.conninfo,
-            kwargs={"autocommit": True},
-            configure=self._connecting.note_pid,
-            min_size=self.options.min_pool_size,
-            max_size=self.options.max_pool_size,
-            timeout=self.options.timeout,
-            name=f"durastate-{self.options.table}",
-            open=False,
+            configure=self._connecting.note_pid, **self._connecting.pool_kwargs("durastate")
         )
         try:  # wait for the first connections: a call queued on an empty pool grows it
             self._pool.open(wait=True, timeout=self.options.timeout)

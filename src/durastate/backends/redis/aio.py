@@ -14,7 +14,6 @@ import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
-from durastate.backends.redis.backend import capabilities_for
 from durastate.backends.redis.options import RedisTarget
 from durastate.backends.redis.plans import Pipelined, RedisPlans, Step
 from durastate.backends.redis.push import AsyncRedisPush
@@ -31,10 +30,8 @@ class AsyncRedisBackend(AsyncPlannedBackend):
     plans: RedisPlans
 
     def __init__(self, target: RedisTarget) -> None:
-        self.target = target
         self.plans = RedisPlans(target)
-        self.core = self.plans.core
-        self.capabilities = capabilities_for(target)
+        self.target, self.core, self.capabilities = target, self.plans.core, self.plans.capabilities
         self._pool = redis.asyncio.ConnectionPool.from_url(
             target.address, retry=AsyncRetry(NoBackoff(), 0), **target.pool_kwargs()
         )

@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from durastate.backends.redis.options import RedisTarget
-from durastate.backends.redis.plans import Pipelined, RedisPlans, Step
+from durastate.backends.redis.plans import MAX_VALUE_BYTES, Pipelined, RedisPlans, Step
 from durastate.backends.redis.push import RedisPush
 from durastate.core.planned import PlannedBackend
 from durastate.core.records import (
@@ -26,18 +26,6 @@ from durastate.core.steps import Pause
 
 if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
-
-MAX_VALUE_BYTES = 512 * 1024 * 1024  # Redis's limit for one string
-
-
-def capabilities_for(target: RedisTarget) -> Capabilities:
-    return Capabilities(
-        max_payload_bytes=MAX_VALUE_BYTES,
-        skips_unchanged=True,
-        native_query=True,
-        ttl=target.options.ttl_seconds is not None,
-        push=True,
-    )
 
 
 def no_retries() -> Retry:
@@ -58,10 +46,8 @@ class RedisBackend(PlannedBackend):
     plans: RedisPlans
 
     def __init__(self, target: RedisTarget) -> None:
-        self.target = target
         self.plans = RedisPlans(target)
-        self.core = self.plans.core
-        self.capabilities = capabilities_for(target)
+        self.target, self.core, self.capabilities = target, self.plans.core, self.plans.capabilities
         self._pool = redis.ConnectionPool.from_url(
             target.address, retry=no_retries(), **target.pool_kwargs()
         )

@@ -22,6 +22,7 @@ from durastate.backends.redis.failures import Attempts
 from durastate.backends.redis.options import RedisTarget
 from durastate.core.planned import BackendPlans
 from durastate.core.records import (
+    Capabilities,
     InstanceQuery,
     InstanceRecord,
     NewInstance,
@@ -54,12 +55,26 @@ def eval_source(call: ScriptCall) -> Command:
     return ("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
 
 
+MAX_VALUE_BYTES = 512 * 1024 * 1024  # Redis's limit for one string
+
+
+def capabilities_for(target: RedisTarget) -> Capabilities:
+    return Capabilities(
+        max_payload_bytes=MAX_VALUE_BYTES,
+        skips_unchanged=True,
+        native_query=True,
+        ttl=target.options.ttl_seconds is not None,
+        push=True,
+    )
+
+
 class RedisPlans(BackendPlans):
     """The operations of one store (its core and its target's timeout and secrets)."""
 
     def __init__(self, target: RedisTarget) -> None:
         self.target = target
         self.core = RedisCore(target.options.prefix, target.options.ttl_seconds)
+        self.capabilities = capabilities_for(target)
 
     def sent(self, call: ScriptCall, operation: str) -> Plan[Step, Reply]:
         """A script's reply; `Attempts` decides what follows a failure (see there)."""

@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub as AsyncPubSub
 from redis.client import PubSub
 
 from durastate.backends.redis.core import RedisCore
-from durastate.core.push import Listeners, reconnect_delay
+from durastate.core.push import Listeners, reconnect_delay, stop_reader
 
 log = logging.getLogger(__name__)
 
@@ -272,9 +272,7 @@ class AsyncRedisPush:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop_reader(task)
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
