@@ -67,6 +67,7 @@ class Account:
     table: Service
     blob: Service | None
     admin: Callable[[], TableClient]
+    bearer: BearerTokenCache | None = None  # the async store refreshes it with await
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -75,8 +76,9 @@ def _split(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), parts.query
 
 
-def _auth(credential: Any, sas: str, account: str, blob: bool) -> Auth:
-    """The lean signature for an SDK credential (or a SAS found in a URL)."""
+def _auth(credential: Any, sas: str, blob: bool, bearer: BearerTokenCache | None = None) -> Auth:
+    """The lean signature for an SDK credential (or a SAS found in a URL); ``bearer`` is
+    the token cache of a ``TokenCredential`` (one for both services)."""
     if sas:
         return Dated(SasToken(sas))
     if isinstance(credential, AzureNamedKeyCredential):
@@ -87,8 +89,8 @@ def _auth(credential: Any, sas: str, account: str, blob: bool) -> Auth:
         return BlobSharedKey(key) if blob else TableSharedKey(key)
     if isinstance(credential, AzureSasCredential):
         return Dated(SasToken(credential.signature))
-    if credential is not None and hasattr(credential, "get_token"):
-        return Dated(BearerTokenCache(credential))
+    if bearer is not None:
+        return Dated(bearer)
     raise ConfigurationError("azure-tables: the credential cannot sign requests")
 
 
@@ -135,12 +137,12 @@ def _from_connection_string(options: AzureTablesOptions, connection_string: str)
     client = TableClient.from_connection_string(connection_string, options.table)
     table_url, sas = _split(client.url)
     account = str(client.account_name or "")
-    table = Service(Endpoint(table_url), _auth(client.credential, sas, account, blob=False))
+    table = Service(Endpoint(table_url), _auth(client.credential, sas, blob=False))
     blob: Service | None = None
     try:
         blobs = BlobServiceClient.from_connection_string(connection_string)
         blob_url, blob_sas = _split(blobs.url)
-        blob = Service(Endpoint(blob_url), _auth(blobs.credential, blob_sas, account, blob=True))
+        blob = Service(Endpoint(blob_url), _auth(blobs.credential, blob_sas, blob=True))
     except (ValueError, ConfigurationError):
         blob = None  # a table-only connection string: no offload
 
@@ -158,20 +160,22 @@ def _from_account_url(options: AzureTablesOptions) -> Account:
     host = urlsplit(table_url).hostname or ""
     account = options.account_name or host.split(".")[0]
     credential = _credential(options, account, sas)
-    table = Service(Endpoint(table_url), _auth(credential, sas, account, blob=False))
+    bearer = BearerTokenCache(credential) if hasattr(credential, "get_token") else None
+    table = Service(Endpoint(table_url), _auth(credential, sas, blob=False, bearer=bearer))
     blob_url = (
         options.blob_account_url.get_secret_value()
         if options.blob_account_url is not None
         else account_url.replace(".table.", ".blob.")
     )
     blob_base, blob_sas = _split(blob_url)
-    blob = Service(Endpoint(blob_base), _auth(credential, blob_sas or sas, account, blob=True))
+    blob_auth = _auth(credential, blob_sas or sas, blob=True, bearer=bearer)
+    blob = Service(Endpoint(blob_base), blob_auth)
     kwargs = _client_kwargs(options)
 
     def admin() -> TableClient:
         return TableClient(account_url, options.table, credential=credential, **kwargs)
 
-    return Account(account, table, blob, admin)
+    return Account(account, table, blob, admin, bearer)
 
 
 def _credential(options: AzureTablesOptions, account: str, sas: str) -> Any:

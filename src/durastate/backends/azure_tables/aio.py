@@ -41,6 +41,7 @@ class AsyncAzureTablesBackend(AsyncBackend):
         self.core = sync.core
         self.capabilities = sync.capabilities
         self._driver = AsyncHttpDriver(sync.options.transport())
+        self._bearer = sync.account.bearer
 
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
@@ -52,6 +53,8 @@ class AsyncAzureTablesBackend(AsyncBackend):
     async def _run(self, plan: Plan[T], instance_id: str | None = None) -> T:
         if not self.sync.tables.ready:
             await asyncio.to_thread(self.sync.ensure_table, instance_id)
+        if self._bearer is not None:
+            await self._bearer.header_async()  # an AsyncTokenCredential is awaited here
         return await arun(plan, self._driver)
 
     async def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
