@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import statistics
 import sys
 import time
@@ -253,11 +255,37 @@ def report(title: str, figures: dict[str, Figures]) -> str:
     return "\n".join(lines)
 
 
+def profile(face: str, count: int = 1000) -> int:
+    """A cProfile of ``count`` updates: where a sync or async update spends its time."""
+    print(f"# cProfile of {count} {face} set_custom_status(etag=...) on Azurite, one at a time")
+    print(f"# command: {' '.join(sys.argv)}  ('poll' is waiting for the emulator)")
+    with emulators.running(emulators.start_azurite()) as azurite:
+        bench = Bench(azurite)
+        try:
+            run = bench.durastate_async() if face == "async" else bench.durastate_sync()
+            run(50)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            run(count)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        finally:
+            bench.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--ops", type=int, default=20, help="calls per contender per round")
+    parser.add_argument(
+        "--profile",
+        choices=["sync", "async"],
+        help="print a cProfile (cumulative) of 1000 updates of that store instead",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        return profile(args.profile)
     print(f"# azure-tables vs the SDKs: {args.rounds} interleaved rounds x {args.ops} calls")
     print(f"command: {' '.join(sys.argv)}")
     with emulators.running(emulators.start_azurite()) as azurite:
