@@ -32,15 +32,15 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient
 
 from durastate.backends.azure_tables.options import ENV_CONNECTION_STRING, AzureTablesOptions
-from durastate.backends.azure_tables.requests import (
-    Auth,
-    BlobSharedKey,
-    Dated,
-    Endpoint,
-    TableSharedKey,
-)
+from durastate.backends.azure_tables.requests import Auth, Dated, Endpoint, SharedKey
 from durastate.errors import BackendUnavailable, ConfigurationError, DurastateError
-from durastate.transport.azure_auth import AccountKey, BearerTokenCache, SasToken
+from durastate.transport.azure_auth import (
+    AccountKey,
+    BearerTokenCache,
+    SasToken,
+    sign_blob_shared_key,
+    sign_table_shared_key,
+)
 
 _NOT_CONFIGURED = (
     "azure-tables has no account configured: set the environment variable "
@@ -83,10 +83,10 @@ def _auth(credential: Any, sas: str, blob: bool, bearer: BearerTokenCache | None
         return Dated(SasToken(sas))
     if isinstance(credential, AzureNamedKeyCredential):
         key = AccountKey(credential.named_key.name, credential.named_key.key)
-        return BlobSharedKey(key) if blob else TableSharedKey(key)
+        return SharedKey(key, sign_blob_shared_key if blob else sign_table_shared_key)
     if isinstance(getattr(credential, "account_key", None), str):  # the Blob SDK's own policy
         key = AccountKey(str(credential.account_name), credential.account_key)
-        return BlobSharedKey(key) if blob else TableSharedKey(key)
+        return SharedKey(key, sign_blob_shared_key if blob else sign_table_shared_key)
     if isinstance(credential, AzureSasCredential):
         return Dated(SasToken(credential.signature))
     if bearer is not None:

@@ -7,7 +7,7 @@ means.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from typing import Final, Protocol
 from urllib.parse import quote, urlsplit
@@ -17,8 +17,6 @@ from durastate.transport.azure_auth import (
     AccountKey,
     BearerTokenCache,
     SasToken,
-    sign_blob_shared_key,
-    sign_table_shared_key,
 )
 from durastate.transport.messages import HttpRequest
 
@@ -35,34 +33,21 @@ class Auth(Protocol):
     def apply(self, request: HttpRequest) -> HttpRequest: ...
 
 
-class TableSharedKey:
-    """SharedKey for the Table service (what the SDK signs with an account key)."""
+class SharedKey:
+    """SharedKey from an account key, with the service's signer (``sign_table_shared_key``
+    or ``sign_blob_shared_key``: the two services sign different strings)."""
 
-    __slots__ = ("key",)
+    __slots__ = ("key", "sign")
 
-    def __init__(self, key: AccountKey) -> None:
+    def __init__(self, key: AccountKey, sign: Callable[[HttpRequest, AccountKey], HttpRequest]):
         self.key = key
+        self.sign = sign
 
     def apply(self, request: HttpRequest) -> HttpRequest:
-        return sign_table_shared_key(request, self.key)
+        return self.sign(request, self.key)
 
     def __repr__(self) -> str:
-        return f"TableSharedKey({self.key!r})"
-
-
-class BlobSharedKey:
-    """SharedKey for the Blob service."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: AccountKey) -> None:
-        self.key = key
-
-    def apply(self, request: HttpRequest) -> HttpRequest:
-        return sign_blob_shared_key(request, self.key)
-
-    def __repr__(self) -> str:
-        return f"BlobSharedKey({self.key!r})"
+        return f"SharedKey({self.key!r}, {self.sign.__name__})"
 
 
 class Dated:
