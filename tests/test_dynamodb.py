@@ -6,6 +6,7 @@ nothing here patches boto3.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -696,3 +697,32 @@ class TestConformanceOnMotoWithOffloadAndTtl(_SecondObjectOnTheSameTable, Backen
         with make_backend(moto_server.endpoint, offload_bucket=bucket, offload_threshold=4096,
                           ttl_attribute="expires_at", ttl_seconds=10**9) as created:
             yield created
+
+
+# -- the async face -------------------------------------------------------------------------
+
+
+def test_the_async_store_runs_the_native_async_backend_on_the_loop_alone(
+    server: RunningEmulator,
+) -> None:
+    """The async store gets `AsyncDynamoDBBackend` (the same core over aiohttp): 50
+    concurrent creates and status writes start no thread, and the sync face reads them."""
+    from durastate import AsyncStateStore
+    from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend
+
+    async def check(store: AsyncStateStore) -> set[threading.Thread]:
+        before = set(threading.enumerate())
+        await asyncio.gather(*(store.create_instance(f"a{n}", name="wf") for n in range(50)))
+        await asyncio.gather(*(store.set_custom_status(f"a{n}", n) for n in range(50)))
+        page = await store.query(page_size=100)
+        assert sorted(i.instance_id for i in page.items) == sorted(f"a{n}" for n in range(50))
+        started = set(threading.enumerate()) - before
+        await store.close()
+        return started
+
+    with StateStore(make_backend(server.endpoint)) as sync_store:
+        aio = AsyncStateStore(sync_store)
+        assert type(aio.backend) is AsyncDynamoDBBackend
+        assert type(sync_store.backend).async_mode == "native"
+        assert asyncio.run(check(aio)) == set()
+        assert sync_store.get_custom_status("a7") == 7

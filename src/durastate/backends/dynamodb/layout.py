@@ -44,7 +44,7 @@ PAYLOAD_FIELDS: Final = (CS, INPUT, OUTPUT)
 def timestamp(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds: fixed width, so strings sort as instants do."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def ceil_ms(moment: datetime) -> datetime:
