@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import statistics
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -38,7 +39,14 @@ from durastate.core.store import StateStore
 from durastate.testing import emulators
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, from anywhere
-from benchmarks.lean_clients import AWS_KEYS, Contender, boto_client, interleave, table
+from benchmarks.lean_clients import (
+    AWS_KEYS,
+    Contender,
+    Figures,
+    boto_client,
+    interleave,
+    table,
+)
 
 VALUE = {"stage": "resize", "done": 41, "eta_s": 12.5}
 CREDENTIALS: dict[str, Any] = {
@@ -233,6 +241,22 @@ def aio_contender(
     return AsyncCalls(update, runner)
 
 
+def side_ratios(figures: dict[str, Figures]) -> str:
+    """The async targets: durastate-async against the sync store and the async SDK, as
+    medians of per-round ratios."""
+    lines = []
+    for other in ("durastate", "aio-sdk"):
+        if other in figures:
+            ratios = [
+                a / b
+                for a, b in zip(
+                    figures["durastate-async"].cpu_us, figures[other].cpu_us, strict=True
+                )
+            ]
+            lines.append(f"durastate-async / {other}: {statistics.median(ratios):.2f}")
+    return "\n" + "; ".join(lines) + " (client CPU, median of per-round ratios)"
+
+
 @contextlib.contextmanager
 def started(only: set[str]) -> Iterator[list[tuple[str, str]]]:
     with contextlib.ExitStack() as stack:
@@ -263,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 for operation, group in contenders(endpoint, args.aio, closing).items():
                     figures = interleave(group, args.rounds, args.ops)
                     print(table(f"{operation} ({label})", figures), flush=True)
+                    print(side_ratios(figures), flush=True)
     return 0
 
 

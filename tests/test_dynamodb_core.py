@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from durastate.backends.dynamodb.options import parse_url
 from durastate.backends.dynamodb.plans import DynamoCore
 from durastate.backends.dynamodb.requests import DynamoRequests, TableLayout
 from durastate.core.records import Payload, WriteResult
@@ -263,3 +264,26 @@ def test_a_read_decodes_the_item_and_leaves_out_input_and_output() -> None:
     assert record.custom_status == Payload(b'"half"', "json")
     assert record.created_at == NOW
     assert record.custom_status_updated_at is None
+
+
+def test_options_are_typed_the_same_from_the_url_and_from_keywords() -> None:
+    from_url = parse_url(
+        "dynamodb",
+        "dynamodb://workflows?create_table=false&offload_threshold=4096&max_attempts=2",
+        {},
+    )
+    from_keywords = parse_url(
+        "dynamodb",
+        "dynamodb://workflows",
+        {"create_table": False, "offload_threshold": 4096, "max_attempts": 2},
+    )
+    assert from_url == from_keywords
+    options, aws = from_url
+    assert (options.create_table, options.offload_threshold, aws.max_attempts) == (
+        False, 4096, 2)
+    with pytest.raises(ConfigurationError, match="create_table"):
+        parse_url("dynamodb", "dynamodb://workflows?create_table=perhaps", {})
+    with pytest.raises(ConfigurationError, match="no_such_option"):
+        parse_url("dynamodb", "dynamodb://workflows", {"no_such_option": 1})
+    _, aws = parse_url("dynamodb", "dynamodb://workflows", {"aws_secret_access_key": "s3cr3t"})
+    assert "s3cr3t" not in repr(aws)
