@@ -275,15 +275,21 @@ class StoreTelemetry:
     def record_watch_latency(self, seconds: float) -> None:
         self.watch_latency.record(seconds, self.attributes)
 
-    def record_watch_delivery(self, item: InstanceMetadata, now: datetime) -> None:
-        """A watcher is handed a change now: how long after its write (the later of
-        ``last_updated_at`` and ``custom_status_updated_at``, by the store's clock; never
-        below zero when another machine's clock runs ahead)."""
-        changed_at = item.last_updated_at
-        status_at = item.custom_status_updated_at
-        if status_at is not None and status_at > changed_at:
-            changed_at = status_at
-        self.record_watch_latency(max((now - changed_at).total_seconds(), 0.0))
+    def watch_delivery(
+        self, clock: Callable[[], datetime]
+    ) -> Callable[[InstanceMetadata], None]:
+        """What a watcher calls as it hands over a change: records how long after its write
+        (the later of ``last_updated_at`` and ``custom_status_updated_at``) by the store's
+        ``clock``, never below zero when another machine's clock runs ahead."""
+
+        def delivered(item: InstanceMetadata) -> None:
+            changed_at = item.last_updated_at
+            status_at = item.custom_status_updated_at
+            if status_at is not None and status_at > changed_at:
+                changed_at = status_at
+            self.record_watch_latency(max((clock() - changed_at).total_seconds(), 0.0))
+
+        return delivered
 
 
 def _store_call(

@@ -46,22 +46,37 @@ MIN_POLL_DELAY: Final = 0.01
 
 
 class WatchCursor:
-    """What one watcher has yielded: the etag it saw last, and whether it is done."""
+    """What one watcher has yielded: the etag it saw last, and whether it is done.
 
-    def __init__(self, instance_id: str, since_etag: str | None) -> None:
+    ``delivered`` (the store's telemetry, when on) hears of each change handed over after
+    the first read: the state found on subscribing is not a delivered change.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        since_etag: str | None,
+        delivered: Callable[[InstanceMetadata], None] | None = None,
+    ) -> None:
         self.instance_id = instance_id
         self.etag = since_etag
         self.done = False
+        self._delivered = delivered
+        self._first = True
 
-    def observe(self, metadata: InstanceMetadata | None) -> InstanceMetadata | None:
-        """The state to yield, or ``None`` when it is the one already seen."""
+    def observe(self, metadata: InstanceMetadata | None) -> tuple[InstanceMetadata, ...]:
+        """The states to yield for a read: it, or none when it is the one already seen
+        (then ``done`` says whether to stop)."""
         if metadata is None:
             raise InstanceNotFound(self.instance_id)
         self.done = metadata.runtime_status.is_terminal
+        first, self._first = self._first, False
         if metadata.etag == self.etag:
-            return None
+            return ()
         self.etag = metadata.etag
-        return metadata
+        if self._delivered is not None and not first:
+            self._delivered(metadata)
+        return (metadata,)
 
 
 def poll_interval_of(value: float | None) -> float:
@@ -266,19 +281,15 @@ def watch_sync(
     store: StateStore, instance_id: str, since_etag: str | None, poll_interval: float | None
 ) -> Iterator[InstanceMetadata]:
     interval = poll_interval_of(poll_interval)
-    cursor = WatchCursor(instance_id, since_etag)
+    telemetry = store.telemetry
+    delivered = None if telemetry is None else telemetry.watch_delivery(store.now)
+    cursor = WatchCursor(instance_id, since_etag, delivered)
     with store.watch_hub().feed(instance_id, interval) as (feed, condition):
         seen = feed.version  # subscribed: from here on nothing is missed
         started = time.monotonic()
         metadata = store.get_instance(instance_id)
-        first = True  # the state found on subscribing: not a change delivered
         while True:
-            item = cursor.observe(metadata)
-            if item is not None:
-                if store.telemetry is not None and not first:
-                    store.telemetry.record_watch_delivery(item, store.now())
-                yield item
-            first = False
+            yield from cursor.observe(metadata)
             if cursor.done:
                 return
             with condition:
@@ -358,19 +369,16 @@ async def watch_async(
     store: AsyncStateStore, instance_id: str, since_etag: str | None, poll_interval: float | None
 ) -> AsyncIterator[InstanceMetadata]:
     interval = poll_interval_of(poll_interval)
-    cursor = WatchCursor(instance_id, since_etag)
+    telemetry = store.telemetry
+    delivered = None if telemetry is None else telemetry.watch_delivery(store.store.now)
+    cursor = WatchCursor(instance_id, since_etag, delivered)
     async with store.watch_hub().feed(instance_id, interval) as (feed, changed):
         seen = feed.version  # subscribed: from here on nothing is missed
         started = time.monotonic()
         metadata = await store.get_instance(instance_id)
-        first = True  # the state found on subscribing: not a change delivered
         while True:
-            item = cursor.observe(metadata)
-            if item is not None:
-                if store.telemetry is not None and not first:
-                    store.telemetry.record_watch_delivery(item, store.store.now())
+            for item in cursor.observe(metadata):
                 yield item
-            first = False
             if cursor.done:
                 return
             while feed.version == seen:

@@ -47,26 +47,26 @@ from pathlib import Path
 from typing import Any, Final, Self
 from urllib.parse import unquote
 
-from durastate.core.backend import Backend, skip_unreadable
-from durastate.core.records import (
-    Capabilities,
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
-from durastate.core.tokens import after_token, decode_after
-from durastate.errors import (
+from durastate.backend import (
+    Backend,
     BackendUnavailable,
+    Capabilities,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
     InstanceExists,
     InstanceNotFound,
+    InstanceQuery,
+    InstanceRecord,
     InvalidInstanceId,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+    after_token,
+    decode_after,
+    skip_unreadable,
 )
 
 FORMAT: Final = "durastate-dirstore"
@@ -504,7 +504,7 @@ class DirStoreBackend(Backend):
                 custom_status=new.custom_status,
                 input=input_ref,
                 output=None,
-                ttl_micros=None if new.ttl is None else new.ttl // timedelta(microseconds=1),
+                ttl_micros=new.ttl_micros,
             )
             self._replace(self._record_path(key), stored.dump())
             if old is not None:  # the previous run's payload files

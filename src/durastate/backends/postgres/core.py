@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from durastate.backends.sqlite import _EtagSource
+from durastate.core.etags import EtagSource
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -45,9 +45,9 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
     SerializationError,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024  # bytea holds 1 GB; keep well below
@@ -59,9 +59,8 @@ VERSION_TABLE: Final = (
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TERMINAL_SQL: Final = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 _LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
-_MICROSECOND: Final = timedelta(microseconds=1)
 
-new_etag = _EtagSource()
+new_etag = EtagSource()
 
 
 class PostgresOptions(BaseModel):
@@ -297,7 +296,6 @@ def capabilities(options: PostgresOptions) -> Capabilities:
         skips_unchanged=True,
         native_query=True,
         ttl=options.ttl_seconds is not None,
-        transactions=False,
         push=options.notify,
         max_instance_id_length=512,
     )
@@ -358,7 +356,7 @@ def create_params(new: NewInstance, etag: str, ttl: timedelta | None) -> dict[st
         "input": new.input.data if new.input is not None else None,
         "input_encoding": new.input.encoding if new.input is not None else None,
         "ttl": ttl,
-        "ttl_micros": None if new.ttl is None else new.ttl // _MICROSECOND,
+        "ttl_micros": new.ttl_micros,
     }
 
 
