@@ -127,9 +127,16 @@ class RetryPolicy:
         self.options = options or TransportOptions()
         self._random = random.Random(seed)
 
-    def call(self, request: HttpRequest, may_have_landed: LandedHook | None = None) -> Call:
+    def call(
+        self,
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        deadline: float | None = None,
+    ) -> Call:
+        """``deadline`` (a `time.monotonic` instant) ends the call sooner than the options'
+        own deadline: an operation of several requests ends by one deadline."""
         _check_sendable(request)
-        return Call(self, request, may_have_landed)
+        return Call(self, request, may_have_landed, deadline)
 
     def backoff(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**retry)]."""
@@ -143,13 +150,19 @@ class Call:
     __slots__ = ("_hook", "_policy", "_request", "_started", "attempts", "deadline", "unknown")
 
     def __init__(
-        self, policy: RetryPolicy, request: HttpRequest, may_have_landed: LandedHook | None
+        self,
+        policy: RetryPolicy,
+        request: HttpRequest,
+        may_have_landed: LandedHook | None,
+        deadline: float | None = None,
     ) -> None:
         self._policy = policy
         self._request = request
         self._hook = may_have_landed
         self._started = time.monotonic()
         self.deadline = self._started + policy.options.deadline
+        if deadline is not None and deadline < self.deadline:
+            self.deadline = deadline
         self.attempts = 0
         self.unknown = False
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from durastate.backends.sqlite import _EtagSource
+from durastate.core.etags import EtagSource
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -60,7 +60,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TERMINAL_SQL: Final = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 _LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
 
-new_etag = _EtagSource()
+new_etag = EtagSource()
 
 
 class PostgresOptions(BaseModel):
