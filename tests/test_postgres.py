@@ -31,6 +31,7 @@ from durastate.errors import (
     ConfigurationError,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
 )
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import (
@@ -40,7 +41,6 @@ from durastate.testing.emulators import (
     restart,
     start_postgres,
 )
-from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.backends import BackendSpec, opened, postgres_spec
 from tests.reliability.pgproxy import PostgresFaultProxy, proxy_for, with_port
 from tests.reliability.test_secrets import _describe, _exercise

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypedDict, Unpack
 
 from durastate.core import store_plans
 from durastate.core.backend import Backend
-from durastate.core.codec import PayloadCodec
+from durastate.core.codec import PayloadCodec, build_codec
 from durastate.core.ids import (
     validate_instance_id,
     validate_moment,
@@ -39,7 +39,6 @@ from durastate.errors import (
     InstanceNotFound,
     InvalidArgument,
     InvalidContinuationToken,
-    MissingDependency,
 )
 from durastate.serializers.base import Serializer
 from durastate.telemetry import StoreTelemetry, instrument, provider_configured
@@ -64,6 +63,7 @@ Clock = Callable[[], datetime]
 
 
 _last_millisecond: tuple[int, datetime] = (0, datetime.fromtimestamp(0, UTC))
+_time_ns = time.time_ns  # a global, not an attribute lookup, on every write
 
 
 def utc_now_ms() -> datetime:
@@ -73,7 +73,7 @@ def utc_now_ms() -> datetime:
     built once and reused (the pair is swapped in one assignment, so threads agree).
     """
     global _last_millisecond
-    millis = time.time_ns() // 1_000_000
+    millis = _time_ns() // 1_000_000
     last = _last_millisecond
     if last[0] == millis:
         return last[1]
@@ -231,7 +231,7 @@ class StateStore:
         ``retention``: how long an instance stays after its last update or its completion
         (``retention_from``); see `durastate.core.retention`."""
         self.backend = backend
-        self.codec = codec or _build_codec(serializer, accept, compress_above)
+        self.codec = codec or build_codec(serializer, accept, compress_above=compress_above)
         caps = backend.capabilities
         inline = None if caps.offload else caps.max_payload_bytes
         self.max_custom_status_bytes = _tighter(max_custom_status_bytes, inline)
@@ -241,6 +241,8 @@ class StateStore:
             self.codec.max_inflated_bytes, max_custom_status_bytes, max_payload_bytes or 0
         )
         self._max_id_length = caps.max_instance_id_length
+        # the last id the hot calls found valid; a fresh object at first, never a caller's
+        self._checked_id: object = object()
         self._clock = clock or utc_now_ms
         self.retention = Retention.of(retention, retention_from)
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
@@ -336,12 +338,8 @@ class StateStore:
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
-        if not (  # validate_instance_id's common case, inline: the hottest call
-            type(instance_id) is str
-            and 0 < len(instance_id) <= self._max_id_length
-            and instance_id.isascii()
-        ):
-            validate_instance_id(instance_id, self._max_id_length)
+        if instance_id is not self._checked_id:  # a hot loop passes the same str again
+            self._check_hot_id(instance_id)
         payload = self._encode_status(
             value, instance_id, "custom_status", self.max_custom_status_bytes
         )
@@ -350,6 +348,18 @@ class StateStore:
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
+
+    def _check_hot_id(self, instance_id: str) -> None:
+        """``validate_instance_id`` for the hot calls; an exact str that passes is kept, so
+        the same object passed again (a loop's id) is known valid by identity alone."""
+        if (
+            type(instance_id) is str
+            and 0 < len(instance_id) <= self._max_id_length
+            and instance_id.isascii()
+        ):
+            self._checked_id = instance_id
+        else:
+            validate_instance_id(instance_id, self._max_id_length)
 
     def check_id(self, instance_id: str) -> None:
         """``InvalidInstanceId`` unless this store's backend can hold the id."""
@@ -425,12 +435,8 @@ class StateStore:
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceMetadata | None:
         """The instance with its custom status, or ``None``; input/output only when asked."""
-        if not (  # validate_instance_id's common case, inline: every read
-            type(instance_id) is str
-            and 0 < len(instance_id) <= self._max_id_length
-            and instance_id.isascii()
-        ):
-            validate_instance_id(instance_id, self._max_id_length)
+        if instance_id is not self._checked_id:  # a polling loop passes the same str again
+            self._check_hot_id(instance_id)
         if fetch_payloads:
             record = self.backend.read(instance_id, fetch_payloads=True)
         else:
@@ -653,25 +659,3 @@ def _tighter(limit: int | None, other: int | None) -> int | None:
         return limit
     return min(limit, other)
 
-
-def _build_codec(
-    serializer: str | Serializer,
-    accept: Iterable[str | Serializer] | None,
-    compress_above: int | None,
-) -> PayloadCodec:
-    from durastate.registry import serializer_class
-
-    def build(item: str | Serializer) -> Serializer:
-        return serializer_class(item)() if isinstance(item, str) else item
-
-    writer = build(serializer)
-    readers = {writer.id: writer}
-    for item in accept if accept is not None else ("json", "msgpack"):
-        try:
-            reader = writer if item == writer.id else build(item)
-        except MissingDependency:
-            if accept is not None:
-                raise
-            continue  # msgpack is an extra; without it, it is simply not a default reader
-        readers.setdefault(reader.id, reader)
-    return PayloadCodec(writer, readers, compress_above=compress_above)

@@ -45,9 +45,9 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
     SerializationError,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024  # bytea holds 1 GB; keep well below
@@ -288,7 +288,6 @@ def capabilities(options: PostgresOptions) -> Capabilities:
         skips_unchanged=True,
         native_query=True,
         ttl=options.ttl_seconds is not None,
-        transactions=False,
         push=options.notify,
         max_instance_id_length=512,
     )

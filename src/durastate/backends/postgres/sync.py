@@ -29,6 +29,7 @@ from durastate.backends.postgres.plans import (
     Step,
 )
 from durastate.core.planned import PlannedBackend
+from durastate.core.records import Capabilities
 from durastate.core.steps import drive
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class PostgresBackend(PlannedBackend):
     """Instances in one PostgreSQL table (layout and costs: `core` and docs/postgres.md)."""
 
     scheme = "postgresql"
+    # what the backend can do with its options (the CLI lists this); an instance says what
+    # is on (ttl_seconds, notify)
+    capabilities = Capabilities(max_payload_bytes=core.MAX_PAYLOAD_BYTES, ttl=True, push=True)
     async_mode: ClassVar[str] = "native"
 
     plans: PostgresPlans

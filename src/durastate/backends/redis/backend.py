@@ -39,7 +39,8 @@ class RedisBackend(PlannedBackend):
     """Instances as Redis hashes with sorted-set indexes (see ``core`` for the layout)."""
 
     scheme = "redis"
-    # what the backend can do (the CLI lists this); an instance says whether expiry is on
+    # what the backend can do with its options (the CLI lists this); an instance says
+    # whether expiry is on
     capabilities = Capabilities(max_payload_bytes=MAX_VALUE_BYTES, ttl=True, push=True)
     async_mode: ClassVar[str] = "native"
 

@@ -44,8 +44,8 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 PURGE_BATCH: Final = 500
 COUNT_BATCH: Final = 5000  # matches one count call tallies at most (no record is sent)
