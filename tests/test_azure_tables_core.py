@@ -4,6 +4,7 @@ and a lost answer recognised, by driving the plans by hand (`plan.send`, `plan.t
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from durastate.errors import (
 )
 from durastate.transport import HttpRequest, HttpResponse, OutcomeUnknown
 from durastate.transport.plans import Exchange, Step
+from durastate.transport.policy import RetryPolicy, TransportOptions
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 ETAG = "W/\"datetime'2030-01-02T03%3A04%3A05.6789010Z'\""
@@ -235,3 +237,23 @@ def test_missing_table_and_refused_key_are_configuration_errors() -> None:
 def test_entity_json_round_trips_types() -> None:
     entity = {"A": T0, "B": b"\xff", "C": "text", "D": True}
     assert decode_entity(orjson.loads(entity_json(entity))) == entity
+
+
+def test_every_request_of_a_call_ends_by_the_calls_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The write and the read after its lost answer carry one deadline, and the driver's
+    retry policy keeps to it (a call of several requests never takes several timeouts)."""
+    _ids(monkeypatch, "a" + "1" * 15)
+    started = time.monotonic()
+    plan = write_custom_status(_core(operation_timeout=2.5), "job", Payload(b"1", "json"), ETAG, T0)
+    write = next(plan)
+    probe = plan.throw(OutcomeUnknown("lost"))
+    assert isinstance(write, Exchange)
+    assert isinstance(probe, Exchange)
+    assert write.deadline is not None
+    assert write.deadline == probe.deadline
+    assert started + 2.5 <= write.deadline <= time.monotonic() + 2.5
+    call = RetryPolicy(TransportOptions(deadline=30)).call(probe.request, None, write.deadline)
+    assert call.deadline == write.deadline
+    assert call.timeouts().total <= 2.5
