@@ -4,9 +4,11 @@ and a lost answer recognised, by driving the plans by hand (`plan.send`, `plan.t
 from __future__ import annotations
 
 import base64
+import gzip
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -24,6 +26,7 @@ from durastate.backends.azure_tables.plans import (
 from durastate.backends.azure_tables.requests import Endpoint, TableRequests
 from durastate.core.records import NewInstance, Payload, RuntimeStatus
 from durastate.errors import (
+    BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
@@ -257,3 +260,29 @@ def test_every_request_of_a_call_ends_by_the_calls_deadline(
     call = RetryPolicy(TransportOptions(deadline=30)).call(probe.request, None, write.deadline)
     assert call.deadline == write.deadline
     assert call.timeouts().total <= 2.5
+
+
+def test_an_offloaded_status_goes_to_a_create_only_blob_then_the_row() -> None:
+    """A payload over the threshold: a gzip blob `PUT` with ``If-None-Match: *`` (a resend
+    of a landed upload meets 409: ours), then the MERGE naming it. If the upload's outcome
+    stays unknown, the write surely did not happen: a plain `BackendUnavailable`."""
+    big = Payload(b'"' + b"z" * 70_000 + b'"', "json")
+    plan = write_custom_status(_core(), "job", big, ETAG, T0)
+    upload = next(plan)
+    assert isinstance(upload, Exchange)
+    assert upload.may_have_landed is not None  # the transport may resend it
+    request = upload.request
+    assert (request.method, request.headers["if-none-match"]) == ("PUT", "*")
+    assert request.path.startswith("/devstoreaccount1/c/Instances/")
+    assert gzip.decompress(request.body) == big.data
+    merge = _req(plan.send(_answer(409, x_ms_error_code="BlobAlreadyExists")))
+    columns = orjson.loads(merge.body)
+    assert (columns["CustomStatus"], columns["Offloaded"]) == ("", True)
+    assert request.path.endswith(quote(columns["CustomStatusBlob"], safe="/"))
+
+    again = write_custom_status(_core(), "job", big, ETAG, T0)
+    next(again)
+    with pytest.raises(BackendUnavailable) as raised:
+        again.throw(OutcomeUnknown("PUT ...: gave up; an earlier attempt may have been applied"))
+    assert not isinstance(raised.value, OutcomeUnknown)
+    assert "'job'" in str(raised.value)
