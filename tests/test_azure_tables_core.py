@@ -238,7 +238,7 @@ def test_missing_table_and_refused_key_are_configuration_errors() -> None:
 
 
 def test_entity_json_round_trips_types() -> None:
-    entity = {"A": T0, "B": b"\xff", "C": "text", "D": True}
+    entity = {"A": T0, "B": b"\xff", "C": "text", "D": True, "E": 1e12}
     assert decode_entity(orjson.loads(entity_json(entity))) == entity
 
 
