@@ -63,8 +63,9 @@ _TYPE_SUFFIX = "@odata.type"
 
 def datetime_text(value: datetime) -> str:
     """``Edm.DateTime`` as the SDK writes it: UTC, microseconds, ``Z``."""
-    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # cheaper than strftime
 
 
 def entity_json(entity: Mapping[str, Any]) -> bytes:
