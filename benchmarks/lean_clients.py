@@ -454,7 +454,15 @@ def contenders(service: Service, with_httpx: bool) -> dict[str, Contender]:
 def measure(
     service: Service, rounds: int, ops: int, with_httpx: bool = False
 ) -> dict[str, Figures]:
-    running = contenders(service, with_httpx)
+    return interleave(contenders(service, with_httpx), rounds, ops)
+
+
+def interleave(
+    running: dict[str, Contender], rounds: int, ops: int, baseline: str = "sdk"
+) -> dict[str, Figures]:
+    """Runs every contender ``ops`` times per round, in rotating order; CPU and wall per
+    op, and the ratio of each contender's CPU to ``baseline``'s in the same round. Closes
+    the contenders when done."""
     try:
         for contender in running.values():
             contender.run(max(ops // 2, 3))  # warm-up: connections, caches, imports
@@ -471,7 +479,7 @@ def measure(
                 figures[name].cpu_us.append(cpu)
                 cpu_of_round[name] = cpu
             for name in names:
-                figures[name].ratio.append(cpu_of_round[name] / cpu_of_round["sdk"])
+                figures[name].ratio.append(cpu_of_round[name] / cpu_of_round[baseline])
         return figures
     finally:
         for contender in running.values():
@@ -479,9 +487,14 @@ def measure(
 
 
 def report(service: Service, figures: dict[str, Figures]) -> str:
+    return table(service.name, figures)
+
+
+def table(title: str, figures: dict[str, Figures], baseline: str = "sdk") -> str:
     lines = [
-        f"\n### {service.name}\n",
-        "| contender | client CPU µs | wall µs | CPU ratio to sdk (median of per-round ratios) |",
+        f"\n### {title}\n",
+        f"| contender | client CPU µs | wall µs | CPU ratio to {baseline} "
+        "(median of per-round ratios) |",
         "|---|---|---|---|",
     ]
     for name, figure in figures.items():

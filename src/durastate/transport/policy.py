@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from durastate.errors import BackendUnavailable, SerializationError
+from durastate.errors import BackendUnavailable, OutcomeUnknown, SerializationError
 from durastate.transport.messages import HttpRequest, HttpResponse
 
 __all__ = [
@@ -116,11 +116,6 @@ def default_may_have_landed(request: HttpRequest, failure: Failure) -> bool:
     if failure.stage != "response":
         return False
     return failure.status not in _REFUSED_STATUSES
-
-
-class OutcomeUnknown(BackendUnavailable):
-    """An unsafe request may have been applied, its answer was lost, and nobody said a
-    retry could recognise it: it was not retried."""
 
 
 class RetryPolicy:
