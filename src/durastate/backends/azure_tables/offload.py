@@ -23,10 +23,15 @@ from durastate.backends.azure_tables.budget import Budget
 from durastate.backends.azure_tables.requests import BLOB_VERSION, Auth, Endpoint
 from durastate.backends.azure_tables.responses import error_code
 from durastate.core.compression import inflate
-from durastate.errors import BackendUnavailable, ConfigurationError, DurastateError
+from durastate.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    DurastateError,
+    OutcomeUnknown,
+)
 from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.plans import Step
-from durastate.transport.policy import OutcomeUnknown, default_may_have_landed
+from durastate.transport.policy import default_may_have_landed
 
 BLOB_SUFFIX: Final = ".json.gz"
 DEFAULT_CONTAINER: Final = "durastate-payloads"
