@@ -80,6 +80,18 @@ from durastate.backends._aws import (
     refused,
     safe_endpoint,
 )
+from durastate.backends.s3.keys import (
+    HASH_SUFFIX_BYTES as _HASH_SUFFIX_BYTES,
+)
+from durastate.backends.s3.keys import (
+    MAX_KEY_BYTES,
+    escape_id,
+    instance_key,
+    unescape_id,
+)
+from durastate.backends.s3.keys import (
+    listing_prefix as _listing_prefix,
+)
 from durastate.core.backend import Backend, read_in_threads, skip_unreadable
 from durastate.core.records import (
     Capabilities,
@@ -106,8 +118,6 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Backend", "escape_id", "instance_key"]
 
-MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
-_HASH_SUFFIX_BYTES = 2 + 64  # "%~" + sha256 hex, for ids whose escaped form is too long
 _HEADER_RANGE = 8192  # first bytes fetched when only the record's header is wanted
 _MAX_RETRIES = 16  # last-write-wins loops give up (ConcurrencyError) after this many tries
 _NO_STATUS = "0"  # the MD5 part of an etag when the run has no status object yet
@@ -115,68 +125,6 @@ _KNOWN_CAPACITY = 4096
 _TORN_WAITS = 5  # torn reads waited out (5, 10, 20, 40, 80 ms) before the reader settles
 _TORN_TRIES = 10  # reads of one instance that keep finding a torn pair before giving up
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")  # what botocore accepts (S3 is stricter)
-
-# ASCII kept as-is: letters, digits and the punctuation S3 documents as safe or harmless.
-# Everything else in ASCII ('/', '%', controls, and S3's "characters to avoid") is %XX.
-_SAFE_ASCII = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!-_.*'()&$@=;:+ ,?"
-)
-
-
-# -- instance ids -> keys -------------------------------------------------------------------
-
-
-def _escape_char(char: str) -> str:
-    code = ord(char)
-    keep = (
-        char in _SAFE_ASCII
-        if code < 0x80
-        else not (code <= 0x9F or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF))
-    )
-    if keep:
-        return char
-    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
-
-
-def escape_id(instance_id: str) -> str:
-    """Percent-encode, character by character, what S3 keys should not carry.
-
-    Per-character escaping makes ``escape_id(a + b) == escape_id(a) + escape_id(b)``, so the
-    escaped form of an id prefix is a prefix of the escaped id (prefix queries are key-prefix
-    listings). ``%`` is always escaped, so the mapping is reversible (`unescape_id`).
-    """
-    return "".join(_escape_char(char) for char in instance_id)
-
-
-def unescape_id(escaped: str) -> str:
-    """The inverse of `escape_id` (for people reading keys; the backend never needs it)."""
-    return urllib.parse.unquote(escaped, errors="surrogatepass")
-
-
-def _truncate_utf8(text: str, limit: int) -> str:
-    """The longest prefix of ``text`` whose UTF-8 form has at most ``limit`` bytes."""
-    raw = text.encode("utf-8")
-    return text if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
-
-
-def instance_key(instance_id: str, budget: int) -> str:
-    """The key suffix of an id: its escaped form, or, if over ``budget`` bytes, a hashed one.
-
-    A long id keeps the first ``budget - 66`` bytes of its escaped form (so prefix listings
-    still find it) followed by ``%~`` and the SHA-256 of the id. ``%~`` never occurs in an
-    escaped id, so hashed keys cannot collide with plain ones.
-    """
-    escaped = escape_id(instance_id)
-    if len(escaped.encode("utf-8")) <= budget:
-        return escaped
-    digest = hashlib.sha256(instance_id.encode("utf-8")).hexdigest()
-    return _truncate_utf8(escaped, budget - _HASH_SUFFIX_BYTES) + "%~" + digest
-
-
-def _listing_prefix(id_prefix: str, budget: int) -> str:
-    """A key prefix shared by every id starting with ``id_prefix``, plain or hashed."""
-    return _truncate_utf8(escape_id(id_prefix), budget - _HASH_SUFFIX_BYTES)
-
 
 # -- the etag --------------------------------------------------------------------------------
 
