@@ -1,8 +1,9 @@
 """S3 backend against moto_server over real HTTP (the session fixture in conftest.py).
 
 moto_server enforces ``If-Match`` / ``If-None-Match: *`` on PutObject (checked below), so the
-concurrency tests here exercise S3's own conditional writes. Nothing patches boto3; requests
-are counted with botocore's ``before-send`` event, which sees every HTTP request sent.
+concurrency tests here exercise S3's own conditional writes. Nothing is mocked; requests
+are counted, and other writers act between them, by `intercept`, which sees every request
+the backend's driver sends to moto_server.
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from durastate.backends.s3 import (
     instance_key,
     unescape_id,
 )
-from durastate.backends.s3 import (
-    _Etag as S3Etag,
-)
+from durastate.backends.s3.layout import Etag as S3Etag
 from durastate.core.backend import Backend
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
@@ -46,6 +45,8 @@ from durastate.errors import (
 from durastate.opening import open_backend
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import RunningEmulator, free_port
+from durastate.transport import HttpRequest, HttpResponse, LandedHook
+from durastate.transport.plans import Plan, run
 
 pytestmark = pytest.mark.emulator
 
@@ -72,15 +73,35 @@ def backend(moto_server: RunningEmulator) -> Iterator[S3Backend]:
         yield created
 
 
+def intercept(backend: S3Backend, before: Callable[[HttpRequest], None]) -> None:
+    """Call ``before(request)`` ahead of every request the backend sends (then sent as is)."""
+    send = backend.driver.send
+
+    def sending(request: HttpRequest, may_have_landed: LandedHook | None = None) -> HttpResponse:
+        before(request)
+        return send(request, may_have_landed)
+
+    backend.driver.send = sending  # type: ignore[method-assign]
+
+
+def record_key(backend: S3Backend, instance_id: str) -> str:
+    return backend.core.keys.record_key(instance_id)
+
+
+def run_plan(backend: S3Backend, plan: Plan[Any]) -> Any:
+    """Run one of the core's plans (a step of an operation) over the backend's driver."""
+    return run(plan, backend.driver)
+
+
 class Requests:
-    """Every HTTP request a client sends, as (method, path) pairs."""
+    """Every HTTP request a backend sends, as (method, path) pairs."""
 
     def __init__(self, backend: S3Backend) -> None:
         self.sent: list[tuple[str, str]] = []
-        backend.client.meta.events.register("before-send.s3", self._record)
+        intercept(backend, self._record)
 
-    def _record(self, request: Any, **_: Any) -> None:
-        self.sent.append((request.method, request.url.split("?")[0].rsplit("/", 2)[-2]))
+    def _record(self, request: HttpRequest) -> None:
+        self.sent.append((request.method, request.path.rsplit("/", 2)[-2]))
 
     def clear(self) -> None:
         self.sent.clear()
@@ -124,7 +145,7 @@ class TestS3Conformance(BackendConformance):
     @pytest.fixture
     def corrupt_record(self, backend: S3Backend) -> Callable[[str], None]:
         def corrupt(instance_id: str) -> None:  # the record object overwritten with garbage
-            key = backend._records + instance_key(instance_id, backend._budget)
+            key = record_key(backend, instance_id)
             backend.client.put_object(Bucket=backend.bucket, Key=key, Body=b"\x00garbage{")
 
         return corrupt
@@ -135,7 +156,7 @@ class TestS3Conformance(BackendConformance):
 
 def test_moto_server_enforces_conditional_puts(backend: S3Backend) -> None:
     backend.create(new("probe"))
-    client, key = backend.client, backend._status_key("probe")
+    client, key = backend.client, backend.core.keys.status_key("probe")
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         client.put_object(Bucket=BUCKET, Key=key, Body=b"x", IfNoneMatch="*")
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
@@ -168,7 +189,7 @@ def test_long_ids_are_hashed_but_still_listed_by_prefix(backend: S3Backend) -> N
     long_ids = ["🙂" * 400 + "a", "🙂" * 400 + "b", "🙂" * 512]
     for number, instance_id in enumerate(long_ids):
         backend.create(new(instance_id, custom=str(number).encode()))
-    assert all("%~" in backend._key(i) for i in long_ids)
+    assert all("%~" in record_key(backend, i) for i in long_ids)
     page = backend.query(InstanceQuery(prefix="🙂" * 400))
     assert sorted(r.instance_id for r in page.items) == sorted(long_ids)
     page = backend.query(InstanceQuery(prefix="🙂" * 400 + "a"))
@@ -256,7 +277,7 @@ def test_update_without_any_known_etag_costs_one_get_and_one_put(
 
 def test_status_update_leaves_the_record_object_alone(backend: S3Backend) -> None:
     etag = backend.create(new("alone", data=b'{"input": "' + b"i" * 5000 + b'"}'))
-    key = backend._key("alone")
+    key = record_key(backend, "alone")
     before = backend.client.head_object(Bucket=BUCKET, Key=key)
     time.sleep(1.1)  # LastModified has one-second resolution
     for n in range(3):
@@ -365,7 +386,7 @@ def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) 
             make_backend(moto_server.endpoint, prefix=prefix) as b:
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/status/" in request.url and not seen:
                 got = b.read("c")
                 assert got is not None
@@ -373,7 +394,7 @@ def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) 
                 seen.append(b.write_custom_status("c", status(b'"B"'), etag=got.etag, now=T0))
 
         a._ready()
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         a.create(new("c", custom=b'"first"'))
         assert seen[0] == status(b'"first"')  # the reader saw the new run whole
         assert seen[1].written  # B's compare-and-swap succeeded ...
@@ -393,7 +414,7 @@ def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
             make_backend(moto_server.endpoint, prefix=prefix) as b:
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/status/" in request.url and not seen:
                 got = b.read("big")
                 assert got is not None
@@ -401,7 +422,7 @@ def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
                 seen.append(b.query(InstanceQuery()).items[0].custom_status)
 
         a._ready()
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         a.create(new("big", custom=big))
         assert seen == [status(big), status(big)]
 
@@ -416,11 +437,11 @@ def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
         )
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/status/" in request.url and not seen:
                 seen.append(b.read("r", fetch_payloads=True))
 
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         a.create(new("r", custom=b'"new"'), restart_if_terminal=True)
         mid = seen[0]
         assert (mid.runtime_status, mid.custom_status, mid.output) == (
@@ -438,12 +459,12 @@ def test_restart_survives_its_status_object_vanishing_before_the_seal(
     )
     deleted: list[bool] = []
 
-    def vanish(request: Any, **_: Any) -> None:
+    def vanish(request: HttpRequest) -> None:
         if request.method == "PUT" and "/status/" in request.url and not deleted:
             deleted.append(True)
-            backend.client.delete_object(Bucket=BUCKET, Key=backend._status_key("v"))
+            backend.client.delete_object(Bucket=BUCKET, Key=backend.core.keys.status_key("v"))
 
-    backend.client.meta.events.register("before-send.s3.PutObject", vanish)
+    intercept(backend, vanish)
     fresh = backend.create(new("v", custom=b'"new"'), restart_if_terminal=True)
     got = backend.read("v")
     assert got is not None
@@ -483,11 +504,11 @@ def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
         etag = a.create(new("torn"))
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/records/" in request.url and not seen:
                 seen.append(b.read("torn"))
 
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         outcome: BaseException | None = None
         try:
             a.write_runtime_status(
@@ -513,12 +534,12 @@ def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
     committed VER wins, with the content the record holds, stable from the first read on."""
     etag = backend.create(new("dead"))
     backend.write_custom_status("dead", status(b'"mine"'), etag=etag, now=T0)
-    current = backend._load_status("dead", backend._status_key("dead"))
+    current = run_plan(backend, backend.core._load_status("dead"))
     assert current is not None
-    backend._put_status_object(
+    run_plan(backend, backend.core._put_status_object(
         "dead", replace(S3Etag.parse("dead", etag), ver="deadbeef00"), current.payload,
         current.updated_at, replacing=current,
-    )
+    ))
     first = backend.read("dead", fetch_payloads=True)
     second = backend.read("dead", fetch_payloads=True)
     assert first is not None
@@ -539,7 +560,7 @@ def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
 def test_records_written_before_ver_read_as_consistent(backend: S3Backend) -> None:
     """A record without VER in its header (written by an older version) is never torn."""
     backend.create(new("old"))
-    key = backend._key("old")
+    key = record_key(backend, "old")
     body = backend.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     line, _, rest = body.partition(b"\n")
     header = json.loads(line)
@@ -570,14 +591,14 @@ def test_a_read_during_a_delete_sees_the_instance_whole_or_not_at_all(
         a.write_custom_status("purged", status(b'"later"'), etag=None, now=T0)
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "DELETE" and not seen:
                 seen.append("first")
             elif request.method == "DELETE" and len(seen) == 1:
                 seen.append(b.read("purged"))
                 seen.append(b.query(InstanceQuery()).items)
 
-        a.client.meta.events.register("before-send.s3.DeleteObject", between)
+        intercept(a, between)
         assert a.delete("purged")
         assert seen[1:] == [None, []]
         assert b.read("purged") is None
@@ -652,7 +673,7 @@ def test_encodings_are_kept(backend: S3Backend) -> None:
 
 def test_corrupt_record_object_is_reported(backend: S3Backend) -> None:
     backend.create(new("broken"))
-    backend.client.put_object(Bucket=BUCKET, Key=backend._key("broken"), Body=b"garbage")
+    backend.client.put_object(Bucket=BUCKET, Key=record_key(backend, "broken"), Body=b"garbage")
     with pytest.raises(CorruptRecord) as raised:
         backend.read("broken")
     assert raised.value.instance_id == "broken"
@@ -721,8 +742,8 @@ def test_record_copied_under_another_ids_key_is_refused(backend: S3Backend) -> N
     """An object moved to another id's key must never read or list as that other id."""
     backend.create(new("a", custom=b'"mine"'))
     backend.create(new("b"))
-    source = f"{BUCKET}/{backend._key('a')}"
-    backend.client.copy_object(Bucket=BUCKET, Key=backend._key("b"), CopySource=source)
+    source = f"{BUCKET}/{record_key(backend, 'a')}"
+    backend.client.copy_object(Bucket=BUCKET, Key=record_key(backend, "b"), CopySource=source)
     with pytest.raises(CorruptRecord) as raised:
         backend.read("b")
     assert raised.value.instance_id == "b"
@@ -735,18 +756,18 @@ def test_one_corrupt_record_does_not_break_listing_and_is_purged(
 ) -> None:
     for name in ("p-1", "p-2", "p-3"):
         backend.create(new(name))
-    backend.client.put_object(Bucket=BUCKET, Key=backend._key("p-2"), Body=b"garbage")
+    backend.client.put_object(Bucket=BUCKET, Key=record_key(backend, "p-2"), Body=b"garbage")
     listed = [r.instance_id for r in backend.query(InstanceQuery(page_size=1000)).items]
     assert listed == ["p-1", "p-3"]
     # durastate's warning names the instance, not the object key (botocore's own DEBUG
     # lines, captured when an earlier test turned DEBUG on, name keys: not ours to judge)
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("durastate"))
     assert "'p-2'" in ours
-    assert backend._key("p-2") not in ours
+    assert record_key(backend, "p-2") not in ours
     assert backend.purge_by(InstanceQuery(prefix="p-")) == 3
     assert backend.query(InstanceQuery()).items == []
     with pytest.raises(botocore.exceptions.ClientError):
-        backend.client.head_object(Bucket=BUCKET, Key=backend._key("p-2"))
+        backend.client.head_object(Bucket=BUCKET, Key=record_key(backend, "p-2"))
 
 
 # -- configuration and failures ----------------------------------------------------------------
@@ -772,7 +793,7 @@ def test_from_url_and_registry(moto_server: RunningEmulator) -> None:
         endpoint_url=moto_server.endpoint, aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    assert from_query._create_bucket is False
+    assert from_query._options.create_bucket is False
     assert from_query.client.meta.region_name == "eu-west-1"
     from_query.close()
 

@@ -2,7 +2,8 @@
 
 A sans-I/O core over the lean HTTP transport (docs/s3.md): `keys` (ids as keys), `objects`
 (S3 object requests and answers), `layout` (the two objects' bodies and the etag),
-`options`, `plans` (the operations, written once), `backend` (sync) and `aio` (async).
+`options`, `plans` (the operations, written once), `backend` (sync), `aio` (async, made by
+``S3Backend.to_async()``) and `bucket` (bucket creation through boto3).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the registry test
 
     raise MissingDependency("backend 's3'", "aws", exc.name or "boto3") from None
 
+from durastate.backends.s3.backend import S3Backend
 from durastate.backends.s3.keys import MAX_KEY_BYTES, escape_id, instance_key, unescape_id
-from durastate.backends.s3.legacy import S3Backend, _Etag
+from durastate.backends.s3.options import S3Options
 
-__all__ = ["MAX_KEY_BYTES", "S3Backend", "_Etag", "escape_id", "instance_key", "unescape_id"]
+__all__ = ["MAX_KEY_BYTES", "S3Backend", "S3Options", "escape_id", "instance_key", "unescape_id"]

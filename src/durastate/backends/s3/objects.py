@@ -89,9 +89,7 @@ class S3Objects:
     clock: Callable[[], datetime] | None = None
 
     @classmethod
-    def for_endpoint(
-        cls, signer: SigV4Signer, bucket: str, endpoint_url: str | None
-    ) -> S3Objects:
+    def for_endpoint(cls, signer: SigV4Signer, bucket: str, endpoint_url: str | None) -> S3Objects:
         """Path style on a given endpoint (moto_server, MinIO: as botocore does for IP
         hosts); AWS's own endpoint virtual-hosted when the bucket name allows it."""
         if endpoint_url:
