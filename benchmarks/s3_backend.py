@@ -11,7 +11,7 @@ per call, interleaved rounds, the ratio to the SDK being the median of per-round
 - a query page of 10 instances: the backend's ``query`` against boto3's ``list_objects_v2``
   and the same 20 ``get_object`` calls.
 
-Run: ``.venv/bin/python benchmarks/s3_backend.py [--rounds 15] [--ops 20]``
+Run from the checkout: ``.venv/bin/python -m benchmarks.s3_backend [--rounds 15] [--ops 20]``
 """
 
 from __future__ import annotations

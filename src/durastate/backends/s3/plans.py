@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from durastate.backends._aws import outcome_unknown
 from durastate.backends.s3.keys import KeyLayout
 from durastate.backends.s3.layout import (
     NO_STATUS,
@@ -84,15 +85,6 @@ TORN_TRIES = 10  # reads of one instance that keep finding a torn pair before gi
 class UnknownWrite(Exception):
     """A retried conditional PUT got 412, and the object holds a write that is not ours:
     an earlier attempt may have landed and been overwritten since, or never have landed."""
-
-
-def outcome_unknown(operation: str, instance_id: str) -> BackendUnavailable:
-    """Never a ``ConcurrencyError``: ``update()`` would re-apply its function to a value
-    that may already contain it."""
-    return BackendUnavailable(
-        f"{operation} of instance {instance_id!r}: an answer was lost and the retry found "
-        "another write in place; whether this one was applied is unknown"
-    )
 
 
 class KnownEtags:
