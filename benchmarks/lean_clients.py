@@ -454,14 +454,15 @@ def contenders(service: Service, with_httpx: bool) -> dict[str, Contender]:
 def measure(
     service: Service, rounds: int, ops: int, with_httpx: bool = False
 ) -> dict[str, Figures]:
-    return measure_contenders(contenders(service, with_httpx), rounds, ops)
+    return interleave(contenders(service, with_httpx), rounds, ops)
 
 
-def measure_contenders(
-    running: dict[str, Contender], rounds: int, ops: int, base: str = "sdk"
+def interleave(
+    running: dict[str, Contender], rounds: int, ops: int, baseline: str = "sdk"
 ) -> dict[str, Figures]:
-    """Interleaved rounds of ``ops`` calls per contender (the order rotates each round);
-    client CPU and wall per call, and each round's CPU ratio to ``base``. Closes them."""
+    """Runs every contender ``ops`` times per round, in rotating order; CPU and wall per
+    op, and the ratio of each contender's CPU to ``baseline``'s in the same round. Closes
+    the contenders when done."""
     try:
         for contender in running.values():
             contender.run(max(ops // 2, 3))  # warm-up: connections, caches, imports
@@ -478,7 +479,7 @@ def measure_contenders(
                 figures[name].cpu_us.append(cpu)
                 cpu_of_round[name] = cpu
             for name in names:
-                figures[name].ratio.append(cpu_of_round[name] / cpu_of_round[base])
+                figures[name].ratio.append(cpu_of_round[name] / cpu_of_round[baseline])
         return figures
     finally:
         for contender in running.values():
@@ -489,22 +490,17 @@ def report(service: Service, figures: dict[str, Figures]) -> str:
     return table(service.name, figures)
 
 
-def table(title: str, figures: dict[str, Figures], base: str = "sdk") -> str:
-    """A markdown table of the figures: medians, and the median of per-round ratios."""
+def table(title: str, figures: dict[str, Figures], baseline: str = "sdk") -> str:
     lines = [
         f"\n### {title}\n",
-        f"| contender | client CPU µs | wall µs | CPU ratio to {base} "
+        f"| contender | client CPU µs | wall µs | CPU ratio to {baseline} "
         "(median of per-round ratios) |",
         "|---|---|---|---|",
     ]
-    base_cpu = figures[base].cpu_us
     for name, figure in figures.items():
-        ratio = statistics.median(
-            cpu / of_base for cpu, of_base in zip(figure.cpu_us, base_cpu, strict=True)
-        )
         lines.append(
             f"| {name} | {statistics.median(figure.cpu_us):,.0f} | "
-            f"{statistics.median(figure.wall_us):,.0f} | {ratio:.2f} |"
+            f"{statistics.median(figure.wall_us):,.0f} | {statistics.median(figure.ratio):.2f} |"
         )
     return "\n".join(lines)
 

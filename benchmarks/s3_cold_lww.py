@@ -35,9 +35,14 @@ def _counted(backend: S3Backend) -> list[str]:
     sent: list[str] = []
     send = backend.driver.send
 
-    def counting(request: HttpRequest, may_have_landed: LandedHook | None = None) -> HttpResponse:
+    def counting(
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
         sent.append(request.method)
-        return send(request, may_have_landed)
+        return send(request, may_have_landed, deadline=deadline)
 
     backend.driver.send = counting  # type: ignore[method-assign]
     return sent

@@ -1,12 +1,11 @@
 """get_many is one batched request where the service has one (counted on the real clients).
 
-DynamoDB: botocore's own ``before-call`` events count the API calls sent to the server.
+DynamoDB: the backend's driver counts the requests it sends, by DynamoDB operation.
 SQLite: the connection's trace callback sees every statement it runs.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from durastate.core.store import StateStore
 from durastate.testing.emulators import RunningEmulator
 
 from .test_dynamodb import (
+    CallCounter,
     make_backend,
     server,  # noqa: F401  (the moto and dynalite fixture)
 )
@@ -43,12 +43,7 @@ def test_dynamodb_get_many_is_batch_get_item_only(server: RunningEmulator) -> No
     backend: DynamoDBBackend = make_backend(server.endpoint)
     with StateStore(backend) as store:
         _fill(store)
-        calls: Counter[str] = Counter()
-
-        def count(model: Any, **_: Any) -> None:
-            calls[model.name] += 1
-
-        backend.client.meta.events.register("before-call.dynamodb", count)
+        calls = CallCounter(backend).calls
         _check(store.get_many(IDS))
         assert calls == {"BatchGetItem": 2}  # 150 ids: 100 + 50, and never a GetItem
 

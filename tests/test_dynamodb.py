@@ -6,6 +6,7 @@ nothing here patches boto3.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ from durastate.errors import (
 )
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import RunningEmulator, free_port
+from durastate.transport import HttpRequest, HttpResponse
 
 pytestmark = pytest.mark.emulator
 
@@ -88,14 +90,21 @@ def new(instance_id: str, *, status: RuntimeStatus = RuntimeStatus.RUNNING,
 
 
 class CallCounter:
-    """Counts the HTTP requests a client sends, by operation (botocore's before-send)."""
+    """Counts the HTTP requests a backend sends, by DynamoDB operation (``x-amz-target``),
+    at its driver: every request of the lean path goes through ``driver.send``."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, backend: DynamoDBBackend) -> None:
         self.calls: Counter[str] = Counter()
-        client.meta.events.register("before-send", self._count)
+        send = backend.driver.send
 
-    def _count(self, event_name: str, **_: Any) -> None:
-        self.calls[event_name.rsplit(".", 1)[-1]] += 1
+        def counting(
+            request: HttpRequest, may_have_landed: Any = None, *, deadline: float | None = None
+        ) -> HttpResponse:
+            target = request.headers.get("x-amz-target", f"S3.{request.method}")
+            self.calls[target.rsplit(".", 1)[-1]] += 1
+            return send(request, may_have_landed, deadline=deadline)
+
+        backend.driver.send = counting  # type: ignore[method-assign]
 
 
 # -- records --------------------------------------------------------------------------------
@@ -232,7 +241,7 @@ def test_stale_etag_with_unchanged_bytes_fails_across_backends(server: RunningEm
         mine, theirs = Payload(b'"P"', "json"), Payload(b'"Q"', "json")
         e1 = a.write_custom_status("x", mine, etag=None, now=T0).etag
         b.write_custom_status("x", theirs, etag=None, now=T0)
-        counter = CallCounter(a.client)
+        counter = CallCounter(a)
         with pytest.raises(ConcurrencyError):
             a.write_custom_status("x", mine, etag=e1, now=T0)
         assert counter.calls["UpdateItem"] == 1
@@ -246,7 +255,7 @@ def test_unchanged_bytes_at_the_current_etag_cost_one_failed_condition(
 ) -> None:
     """Identical bytes at a current etag write nothing, but the service is asked."""
     etag = backend.create(new("same"))
-    counter = CallCounter(backend.client)
+    counter = CallCounter(backend)
     result = backend.write_custom_status("same", Payload(b'"start"', "json"), etag=etag, now=T0)
     assert result == WriteResult(etag, written=False)
     assert counter.calls["UpdateItem"] == 1
@@ -256,7 +265,7 @@ def test_one_custom_status_update_is_one_update_item(
     backend: DynamoDBBackend, server: RunningEmulator
 ) -> None:
     etag = backend.create(new("n"))
-    counter = CallCounter(backend.client)
+    counter = CallCounter(backend)
     backend.write_custom_status("n", Payload(b'{"pct": 42}', "json"), etag=etag, now=T0)
     assert counter.calls == Counter({"UpdateItem": 1})
     counter.calls.clear()
@@ -275,7 +284,7 @@ def test_store_set_custom_status_costs_one_request(server: RunningEmulator) -> N
     with make_backend(server.endpoint) as backend:
         store = StateStore(backend, serializer="json", max_custom_status_bytes=16384)
         etag = store.create_instance("hot", name="wf", input={"big": "x" * 1000})
-        counter = CallCounter(backend.client)
+        counter = CallCounter(backend)
         for percent in range(10):
             etag = store.set_custom_status("hot", {"percent": percent}, etag=etag)
         assert counter.calls == Counter({"UpdateItem": 10})
@@ -690,3 +699,32 @@ class TestConformanceOnMotoWithOffloadAndTtl(_SecondObjectOnTheSameTable, Backen
         with make_backend(moto_server.endpoint, offload_bucket=bucket, offload_threshold=4096,
                           ttl_attribute="expires_at", ttl_seconds=10**9) as created:
             yield created
+
+
+# -- the async face -------------------------------------------------------------------------
+
+
+def test_the_async_store_runs_the_native_async_backend_on_the_loop_alone(
+    server: RunningEmulator,
+) -> None:
+    """The async store gets `AsyncDynamoDBBackend` (the same core over aiohttp): 50
+    concurrent creates and status writes start no thread, and the sync face reads them."""
+    from durastate import AsyncStateStore
+    from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend
+
+    async def check(store: AsyncStateStore) -> set[threading.Thread]:
+        before = set(threading.enumerate())
+        await asyncio.gather(*(store.create_instance(f"a{n}", name="wf") for n in range(50)))
+        await asyncio.gather(*(store.set_custom_status(f"a{n}", n) for n in range(50)))
+        page = await store.query(page_size=100)
+        assert sorted(i.instance_id for i in page.items) == sorted(f"a{n}" for n in range(50))
+        started = set(threading.enumerate()) - before
+        await store.close()
+        return started
+
+    with StateStore(make_backend(server.endpoint)) as sync_store:
+        aio = AsyncStateStore(sync_store)
+        assert type(aio.backend) is AsyncDynamoDBBackend
+        assert type(sync_store.backend).async_mode == "native"
+        assert asyncio.run(check(aio)) == set()
+        assert sync_store.get_custom_status("a7") == 7

@@ -59,12 +59,11 @@ BUCKET = "durastate-tests"
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 
-def make_backend(endpoint: str, *, bucket: str = BUCKET, prefix: str | None = None,
-                 **options: Any) -> S3Backend:
+def make_backend(
+    endpoint: str, *, bucket: str = BUCKET, prefix: str | None = None, **options: Any
+) -> S3Backend:
     prefix = prefix if prefix is not None else f"t-{uuid.uuid4().hex[:12]}"
-    return S3Backend.from_url(
-        f"s3://{bucket}/{prefix}", endpoint_url=endpoint, **CREDS, **options
-    )
+    return S3Backend.from_url(f"s3://{bucket}/{prefix}", endpoint_url=endpoint, **CREDS, **options)
 
 
 @pytest.fixture
@@ -77,9 +76,14 @@ def intercept(backend: S3Backend, before: Callable[[HttpRequest], None]) -> None
     """Call ``before(request)`` ahead of every request the backend sends (then sent as is)."""
     send = backend.driver.send
 
-    def sending(request: HttpRequest, may_have_landed: LandedHook | None = None) -> HttpResponse:
+    def sending(
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
         before(request)
-        return send(request, may_have_landed)
+        return send(request, may_have_landed, deadline=deadline)
 
     backend.driver.send = sending  # type: ignore[method-assign]
 
@@ -111,8 +115,13 @@ class Requests:
         return [method for method, _ in self.sent]
 
 
-def new(instance_id: str, *, status: RuntimeStatus = RuntimeStatus.RUNNING,
-        custom: bytes | None = b'"start"', data: bytes = b'{"x": 1}') -> NewInstance:
+def new(
+    instance_id: str,
+    *,
+    status: RuntimeStatus = RuntimeStatus.RUNNING,
+    custom: bytes | None = b'"start"',
+    data: bytes = b'{"x": 1}',
+) -> NewInstance:
     return NewInstance(
         instance_id=instance_id,
         name="wf",
@@ -225,8 +234,10 @@ def test_stale_etag_with_unchanged_bytes_fails_across_backends(
 ) -> None:
     """A writes P (etag E1), B writes Q, A writes P again with E1: a conflict, Q stays."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         a.create(new("x", custom=None))
         e1 = a.write_custom_status("x", status(b'"P"'), etag=None, now=T0).etag
         b.write_custom_status("x", status(b'"Q"'), etag=None, now=T0)
@@ -249,8 +260,10 @@ def test_unchanged_status_without_etag_costs_one_head(backend: S3Backend) -> Non
 def test_unchanged_skip_works_across_backends(moto_server: RunningEmulator) -> None:
     """Another process cannot know its etag is current: one HEAD confirms, no PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as one, \
-            make_backend(moto_server.endpoint, prefix=prefix) as two:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as one,
+        make_backend(moto_server.endpoint, prefix=prefix) as two,
+    ):
         etag = one.create(new("shared", custom=b'"x"'))
         two._ready()  # the bucket check of first use, outside the count
         requests = Requests(two)
@@ -263,8 +276,10 @@ def test_update_without_any_known_etag_costs_one_get_and_one_put(
 ) -> None:
     """A cold last-write-wins update: the status object's ETag, then a conditional PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as one, \
-            make_backend(moto_server.endpoint, prefix=prefix) as two:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as one,
+        make_backend(moto_server.endpoint, prefix=prefix) as two,
+    ):
         one.create(new("cold"))
         two._ready()
         requests = Requests(two)
@@ -338,16 +353,22 @@ def test_two_backends_racing_on_one_etag_one_wins(
     moto_server: RunningEmulator, rounds: range
 ) -> None:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as one, \
-            make_backend(moto_server.endpoint, prefix=prefix) as two:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as one,
+        make_backend(moto_server.endpoint, prefix=prefix) as two,
+    ):
         etag = one.create(new("race"))
         for n in rounds:
-            outcomes = _race([
-                lambda n=n, e=etag: one.write_custom_status(
-                    "race", status(f'"one-{n}"'.encode()), etag=e, now=T0),
-                lambda n=n, e=etag: two.write_custom_status(
-                    "race", status(f'"two-{n}"'.encode()), etag=e, now=T0),
-            ])
+            outcomes = _race(
+                [
+                    lambda n=n, e=etag: one.write_custom_status(
+                        "race", status(f'"one-{n}"'.encode()), etag=e, now=T0
+                    ),
+                    lambda n=n, e=etag: two.write_custom_status(
+                        "race", status(f'"two-{n}"'.encode()), etag=e, now=T0
+                    ),
+                ]
+            )
             assert sum(o is None for o in outcomes) == 1, outcomes
             assert all(isinstance(o, ConcurrencyError) for o in outcomes if o is not None)
             current = one.read("race")
@@ -361,29 +382,39 @@ def test_runtime_and_custom_writers_racing_on_one_etag(backend: S3Backend) -> No
     for n in range(8):
         instance_id = f"mixed-{n}"
         etag = backend.create(new(instance_id))
-        outcomes = _race([
-            lambda i=instance_id, e=etag: backend.write_custom_status(
-                i, status(b'"custom"'), etag=e, now=T0),
-            lambda i=instance_id, e=etag: backend.write_runtime_status(
-                i, RuntimeStatus.COMPLETED, output=None, set_output=False, etag=e, now=T0),
-        ])
+        outcomes = _race(
+            [
+                lambda i=instance_id, e=etag: backend.write_custom_status(
+                    i, status(b'"custom"'), etag=e, now=T0
+                ),
+                lambda i=instance_id, e=etag: backend.write_runtime_status(
+                    i, RuntimeStatus.COMPLETED, output=None, set_output=False, etag=e, now=T0
+                ),
+            ]
+        )
         assert sum(o is None for o in outcomes) == 1, outcomes
         got = backend.read(instance_id)
         assert got is not None
         if outcomes[0] is None:
             assert (got.custom_status, got.runtime_status) == (
-                status(b'"custom"'), RuntimeStatus.RUNNING)
+                status(b'"custom"'),
+                RuntimeStatus.RUNNING,
+            )
         else:
             assert (got.custom_status, got.runtime_status) == (
-                status(b'"start"'), RuntimeStatus.COMPLETED)
+                status(b'"start"'),
+                RuntimeStatus.COMPLETED,
+            )
 
 
 def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) -> None:
     """Between create's two PUTs, another store reads the new run whole (its first custom
     status included) and its compare-and-swap there is not undone by create's second PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         seen: list[Any] = []
 
         def between(request: HttpRequest) -> None:
@@ -410,8 +441,10 @@ def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
     fetched only the record's first bytes fetch the rest when it does not fit."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     big = b'"' + b"s" * 20_000 + b'"'
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         seen: list[Any] = []
 
         def between(request: HttpRequest) -> None:
@@ -429,8 +462,10 @@ def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
 
 def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         etag = a.create(new("r", custom=b'"old"'))
         a.write_runtime_status(
             "r", RuntimeStatus.COMPLETED, output=status(b"1"), set_output=True, etag=etag, now=T0
@@ -445,7 +480,10 @@ def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
         a.create(new("r", custom=b'"new"'), restart_if_terminal=True)
         mid = seen[0]
         assert (mid.runtime_status, mid.custom_status, mid.output) == (
-            RuntimeStatus.RUNNING, status(b'"new"'), None)
+            RuntimeStatus.RUNNING,
+            status(b'"new"'),
+            None,
+        )
 
 
 def test_restart_survives_its_status_object_vanishing_before_the_seal(
@@ -499,8 +537,10 @@ def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
     ``If-Match`` (a conflict for A, whose change is lost), so the etag B saw keeps its content.
     """
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         etag = a.create(new("torn"))
         seen: list[Any] = []
 
@@ -512,7 +552,11 @@ def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
         outcome: BaseException | None = None
         try:
             a.write_runtime_status(
-                "torn", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=etag,
+                "torn",
+                RuntimeStatus.COMPLETED,
+                output=None,
+                set_output=False,
+                etag=etag,
                 now=T0,
             )
         except ConcurrencyError as exc:
@@ -523,7 +567,9 @@ def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
         if after.etag == mid.etag:
             assert after.runtime_status is mid.runtime_status  # one etag, one content
         assert (mid.runtime_status, after.runtime_status) == (
-            RuntimeStatus.RUNNING, RuntimeStatus.RUNNING if outcome else RuntimeStatus.COMPLETED)
+            RuntimeStatus.RUNNING,
+            RuntimeStatus.RUNNING if outcome else RuntimeStatus.COMPLETED,
+        )
         assert mid.etag != etag  # the commit landed: the caller's etag is stale either way
 
 
@@ -536,18 +582,23 @@ def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
     backend.write_custom_status("dead", status(b'"mine"'), etag=etag, now=T0)
     current = run_plan(backend, backend.core._load_status("dead"))
     assert current is not None
-    run_plan(backend, backend.core._put_status_object(
-        "dead", replace(S3Etag.parse("dead", etag), ver="deadbeef00"), current.payload,
-        current.updated_at, replacing=current,
-    ))
+    run_plan(
+        backend,
+        backend.core._put_status_object(
+            "dead",
+            replace(S3Etag.parse("dead", etag), ver="deadbeef00"),
+            current.payload,
+            current.updated_at,
+            replacing=current,
+        ),
+    )
     first = backend.read("dead", fetch_payloads=True)
     second = backend.read("dead", fetch_payloads=True)
     assert first is not None
     assert second is not None
     assert first == second
     assert first.etag.split(".")[1] == "deadbeef00"
-    assert (first.runtime_status, first.custom_status) == (
-        RuntimeStatus.RUNNING, status(b'"mine"'))
+    assert (first.runtime_status, first.custom_status) == (RuntimeStatus.RUNNING, status(b'"mine"'))
     assert first.input == Payload(b'{"x": 1}', "json")
     backend.write_runtime_status(
         "dead", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=first.etag, now=T0
@@ -585,8 +636,10 @@ def test_a_read_during_a_delete_sees_the_instance_whole_or_not_at_all(
     """Between the delete's two DELETEs, readers and listings see no instance (before, the
     record without its status object read as the run's first state with etag RUN.0.0.0)."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         a.create(new("purged"))
         a.write_custom_status("purged", status(b'"later"'), etag=None, now=T0)
         seen: list[Any] = []
@@ -651,8 +704,12 @@ def test_large_input_and_output_survive_runtime_changes(backend: S3Backend) -> N
     big_in, big_out = b'"' + b"i" * 300_000 + b'"', b'"' + b"o" * 200_000 + b'"'
     etag = backend.create(new("io", data=big_in))
     etag = backend.write_runtime_status(
-        "io", RuntimeStatus.COMPLETED, output=Payload(big_out, "json"), set_output=True,
-        etag=etag, now=T0,
+        "io",
+        RuntimeStatus.COMPLETED,
+        output=Payload(big_out, "json"),
+        set_output=True,
+        etag=etag,
+        now=T0,
     )
     backend.write_custom_status("io", status(b"1"), etag=etag, now=T0)
     got = backend.read("io", fetch_payloads=True)
@@ -774,9 +831,7 @@ def test_one_corrupt_record_does_not_break_listing_and_is_purged(
 
 
 def test_from_url_and_registry(moto_server: RunningEmulator) -> None:
-    opened = open_backend(
-        f"s3://{BUCKET}/a/b/", endpoint_url=moto_server.endpoint, **CREDS
-    )
+    opened = open_backend(f"s3://{BUCKET}/a/b/", endpoint_url=moto_server.endpoint, **CREDS)
     assert isinstance(opened, S3Backend)
     assert (opened.bucket, opened.prefix) == (BUCKET, "a/b")
     assert "testing" not in repr(opened)
@@ -790,7 +845,8 @@ def test_from_url_and_registry(moto_server: RunningEmulator) -> None:
     assert "hunter2" not in str(raised.value)
     from_query = S3Backend.from_url(
         f"s3://{BUCKET}/q?create_bucket=false&region=eu-west-1",
-        endpoint_url=moto_server.endpoint, aws_access_key_id="testing",
+        endpoint_url=moto_server.endpoint,
+        aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
     assert from_query._options.create_bucket is False
@@ -809,16 +865,20 @@ def test_missing_bucket_without_create_is_a_configuration_error(
     moto_server: RunningEmulator,
 ) -> None:
     bucket = f"ds-{uuid.uuid4().hex[:16]}"
-    with make_backend(moto_server.endpoint, bucket=bucket, create_bucket=False) as created, \
-            pytest.raises(ConfigurationError, match="NoSuchBucket"):
+    with (
+        make_backend(moto_server.endpoint, bucket=bucket, create_bucket=False) as created,
+        pytest.raises(ConfigurationError, match="NoSuchBucket"),
+    ):
         created.read("x")
 
 
 def test_unreachable_endpoint_is_backend_unavailable_in_bounded_time() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with make_backend(dead, max_attempts=2, connect_timeout=0.5, read_timeout=0.5) as created, \
-            pytest.raises(BackendUnavailable) as raised:
+    with (
+        make_backend(dead, max_attempts=2, connect_timeout=0.5, read_timeout=0.5) as created,
+        pytest.raises(BackendUnavailable) as raised,
+    ):
         created.write_custom_status("x", status(b"1"), etag=None, now=T0)
     assert time.monotonic() - started < 10
     assert "testing" not in str(raised.value)

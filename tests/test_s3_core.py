@@ -11,7 +11,7 @@ import pytest
 
 from durastate.backends.s3.keys import KeyLayout
 from durastate.backends.s3.layout import Etag
-from durastate.backends.s3.plans import KnownEtags, S3Core
+from durastate.backends.s3.plans import S3Core, known_etags
 from durastate.core.records import NewInstance, Payload, RuntimeStatus, WriteResult
 from durastate.errors import BackendUnavailable, ConcurrencyError, InstanceExists
 from durastate.transport import HttpRequest, HttpResponse, default_may_have_landed
@@ -24,7 +24,7 @@ OLD = Etag("run1", "ver1", "w1", "0" * 32)
 
 
 def core() -> S3Core:
-    return S3Core(objects_at(ENDPOINT), KeyLayout.under("p"), KnownEtags())
+    return S3Core(objects_at(ENDPOINT), KeyLayout.under("p"), known_etags())
 
 
 def first(plan: Plan[Any]) -> HttpRequest:

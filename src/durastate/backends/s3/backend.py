@@ -12,7 +12,7 @@ from durastate.backends.s3.bucket import BucketAdmin
 from durastate.backends.s3.keys import KeyLayout
 from durastate.backends.s3.objects import S3Objects
 from durastate.backends.s3.options import S3Options, check_bucket, credentials_of, parse_url
-from durastate.backends.s3.plans import KnownEtags, S3Core
+from durastate.backends.s3.plans import S3Core, known_etags
 from durastate.core.backend import Backend, read_in_threads
 from durastate.core.records import (
     Capabilities,
@@ -64,7 +64,7 @@ class S3Backend(Backend):
             credentials_of(self._options), self._options.signing_region(), "s3", s3=True
         )
         objects = S3Objects.for_endpoint(signer, bucket, self._options.endpoint())
-        self.core = S3Core(objects, layout, KnownEtags())
+        self.core = S3Core(objects, layout, known_etags())
         self.admin = BucketAdmin(bucket, self._options, create=self._options.create_bucket)
         self.driver = HttpDriver(self._options.transport())
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -52,6 +50,7 @@ from durastate.backends.s3.objects import (
     written_etag,
 )
 from durastate.core.backend import skip_unreadable
+from durastate.core.lru import LRU
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -87,27 +86,9 @@ class UnknownWrite(Exception):
     an earlier attempt may have landed and been overwritten since, or never have landed."""
 
 
-class KnownEtags:
+def known_etags() -> LRU[str, Etag]:
     """The last etag this backend saw per instance, so an update without one needs no read."""
-
-    def __init__(self, capacity: int = KNOWN_CAPACITY) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, Etag] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, instance_id: str) -> Etag | None:
-        return self._entries.get(instance_id)
-
-    def set(self, instance_id: str, etag: Etag) -> None:
-        with self._lock:
-            self._entries[instance_id] = etag
-            self._entries.move_to_end(instance_id)
-            if len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
-
-    def forget(self, instance_id: str) -> None:
-        with self._lock:
-            self._entries.pop(instance_id, None)
+    return LRU(KNOWN_CAPACITY)
 
 
 def contention_pause(attempt: int) -> Plan[None]:
@@ -123,7 +104,7 @@ class S3Core:
 
     objects: S3Objects
     keys: KeyLayout
-    known: KnownEtags
+    known: LRU[str, Etag]
 
     # -- one request each ------------------------------------------------------------------
 
@@ -308,7 +289,7 @@ class S3Core:
                 yield from contention_pause(attempt)
                 attempt += 1
                 continue  # the next look tells whether another writer (or ours) is there
-            self.known.set(record.instance_id, etag)
+            self.known.put(record.instance_id, etag)
             return etag
 
     def _put_status_object(
@@ -348,7 +329,7 @@ class S3Core:
         record, status = pair
         record = yield from self._with_first_status(record, status, key)
         result = compose(record, status, fetch_payloads)
-        self.known.set(instance_id, Etag.parse(instance_id, result.etag))
+        self.known.put(instance_id, Etag.parse(instance_id, result.etag))
         return result
 
     def _load_pair(
@@ -413,7 +394,7 @@ class S3Core:
         key = self.keys.record_key(instance_id)
         response = yield from self._send(self.objects.head(key))
         existed = head_metadata(response, "head_object", self.bucket, instance_id) is not None
-        self.known.forget(instance_id)
+        self.known.pop(instance_id)
         if existed:
             yield from self._delete_object(key, instance_id)
         yield from self._delete_object(self.keys.status_key(instance_id), instance_id)
@@ -439,7 +420,7 @@ class S3Core:
             try:
                 return (yield from self._put_status(instance_id, payload, known, now))
             except (ConcurrencyError, InstanceNotFound, UnknownWrite):
-                self.known.forget(instance_id)
+                self.known.pop(instance_id)
         return (yield from self._put_status_lww(instance_id, payload, now))
 
     def _put_status(
@@ -456,7 +437,7 @@ class S3Core:
             raise ConcurrencyError(instance_id, str(tag)) from None
         except ObjectMissing:
             raise InstanceNotFound(instance_id) from None
-        self.known.set(instance_id, new)
+        self.known.put(instance_id, new)
         return WriteResult(str(new))
 
     def _head_status(self, instance_id: str, tag: Etag) -> Plan[None]:
@@ -523,7 +504,7 @@ class S3Core:
                 if tag is not None:
                     raise outcome_unknown("runtime-status update", instance_id) from None
             else:
-                self.known.set(instance_id, new)
+                self.known.put(instance_id, new)
                 return str(new)
             yield from contention_pause(attempt)
             attempt += 1
