@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.backends._aws import safe_endpoint
+from durastate.backends.aws_common import credentials_of
 from durastate.backends.s3.bucket import BucketAdmin
 from durastate.backends.s3.keys import KeyLayout
 from durastate.backends.s3.objects import S3Objects
-from durastate.backends.s3.options import S3Options, check_bucket, credentials_of, parse_url
+from durastate.backends.s3.options import S3Options, check_bucket, parse_url
 from durastate.backends.s3.plans import S3Core, known_etags
 from durastate.core.backend import Backend, read_in_threads
 from durastate.core.records import (

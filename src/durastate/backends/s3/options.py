@@ -2,29 +2,25 @@
 
 ``s3://BUCKET/PREFIX?region=...&endpoint_url=...`` plus keyword options (keywords win),
 validated once by `S3Options` (pydantic: ``create_bucket=false`` from a URL is a bool like
-any other). Secrets are ``SecretStr``: never in a repr or an error. Credentials come from
-the explicit keys when given, otherwise from botocore's own chain (environment, profiles,
-SSO, container, instance metadata), read on first use and then afresh for every signature
-so that refreshable credentials rotate.
+any other). Secrets are ``SecretStr``: never in a repr or an error. The keys themselves
+and the transport's bounds come from `durastate.backends.aws_common`, shared with the other
+lean AWS backend.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import urllib.parse
 from typing import Any
 
-import botocore.exceptions
-import botocore.session
 from pydantic import ValidationError
 
-from durastate.backends._aws import NO_CREDENTIALS_HINT, AwsOptions
+from durastate.backends._aws import AwsOptions
+from durastate.backends.aws_common import transport_options
 from durastate.errors import ConfigurationError
 from durastate.transport import TransportOptions
-from durastate.transport.aws_sigv4 import AwsCredentials, FrozenCredentials
 
-__all__ = ["S3Options", "S3Url", "credentials_of", "parse_url"]
+__all__ = ["S3Options", "S3Url", "check_bucket", "parse_url"]
 
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")  # what botocore accepts (S3 is stricter)
 
@@ -52,16 +48,8 @@ class S3Options(AwsOptions):
             raise ConfigurationError(f"invalid s3 option(s): {fields}") from None
 
     def transport(self) -> TransportOptions:
-        """The driver's bounds: each attempt ``connect_timeout`` + ``read_timeout`` at most,
-        ``max_attempts`` of them, the whole call within their sum."""
-        per_attempt = self.connect_timeout + self.read_timeout
-        return TransportOptions(
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            max_attempts=self.max_attempts,
-            deadline=self.max_attempts * per_attempt,
-            pool_size=self.max_pool_connections,
-        )
+        """The driver's bounds (see `aws_common.transport_options`)."""
+        return transport_options(self)
 
     def signing_region(self) -> str:
         region = self.resolved_region()
@@ -122,51 +110,3 @@ def check_bucket(bucket: str) -> str:
             f"(got {len(bucket)} characters): s3://BUCKET/PREFIX"
         )
     return bucket
-
-
-class _ChainOnFirstUse:
-    """botocore's credential chain, looked up when the first request is signed (looking
-    may ask instance metadata: not at open), then kept (botocore refreshes it)."""
-
-    def __init__(self, profile_name: str | None) -> None:
-        self._profile = profile_name
-        self._credentials: Any = None
-        self._lock = threading.Lock()
-
-    def get_frozen_credentials(self) -> Any:
-        if self._credentials is None:
-            with self._lock:
-                if self._credentials is None:
-                    self._credentials = self._look_up()
-        return self._credentials.get_frozen_credentials()
-
-    def _look_up(self) -> Any:
-        try:
-            session = botocore.session.Session(profile=self._profile)
-            found = session.get_credentials()
-        except botocore.exceptions.ProfileNotFound:
-            raise ConfigurationError(f"AWS profile {self._profile!r} not found") from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise ConfigurationError(
-                f"AWS credentials could not be loaded ({type(exc).__name__})"
-            ) from None
-        if found is None:
-            raise ConfigurationError(f"no AWS credentials found: {NO_CREDENTIALS_HINT}")
-        return found
-
-
-def credentials_of(options: AwsOptions) -> AwsCredentials:
-    """Explicit keys, or botocore's chain (with ``profile_name`` when given)."""
-    secret = options.aws_secret_access_key
-    if options.aws_access_key_id and secret is None:
-        raise ConfigurationError("aws_access_key_id is set but aws_secret_access_key is not")
-    if options.aws_access_key_id and secret is not None:
-        token = options.aws_session_token
-        return AwsCredentials(
-            fixed=FrozenCredentials(
-                options.aws_access_key_id,
-                secret.get_secret_value(),
-                token.get_secret_value() if token else None,
-            )
-        )
-    return AwsCredentials(_ChainOnFirstUse(options.profile_name))
