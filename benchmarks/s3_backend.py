@@ -5,7 +5,8 @@ per call, interleaved rounds, the ratio to the SDK being the median of per-round
 
 - a custom-status update carrying its etag: ``StateStore.set_custom_status`` (sync) and
   ``AsyncStateStore.set_custom_status`` (one at a time) against boto3 ``put_object`` with
-  ``IfMatch`` (same ~60-byte JSON), and the lean limit (a signed PUT over ``HttpDriver``);
+  ``IfMatch`` (same ~60-byte JSON), and the lean limits (a signed PUT over ``HttpDriver``,
+  and over ``AsyncHttpDriver``);
 - ``get_instance``: the store against boto3's two ``get_object`` of the same objects
   (the record's first 8 KiB, the status object);
 - a query page of 10 instances: the backend's ``query`` against boto3's ``list_objects_v2``
@@ -28,6 +29,7 @@ from benchmarks.lean_clients import (
     AWS_KEYS,
     STATUS,
     Contender,
+    LeanAsync,
     LeanSync,
     boto_client,
     interleave,
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         writes: dict[str, Contender] = {
             "sdk": service.sdk(False),
             "lean-sync": LeanSync(service),
+            "lean-async": LeanAsync(service),
             "durastate-sync": StoreWrites(store),
             "durastate-async": AsyncStoreWrites(_store(moto.endpoint, bucket)),
         }
