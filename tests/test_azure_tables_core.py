@@ -286,3 +286,26 @@ def test_an_offloaded_status_goes_to_a_create_only_blob_then_the_row() -> None:
         again.throw(OutcomeUnknown("PUT ...: gave up; an earlier attempt may have been applied"))
     assert not isinstance(raised.value, OutcomeUnknown)
     assert "'job'" in str(raised.value)
+
+
+def test_options_from_the_url_and_keywords_are_typed_alike() -> None:
+    """One model: booleans, numbers and the TLS flag parse the same from a URL's query as
+    from keywords; a bad value names the option, never the value; secrets stay hidden."""
+    from_url = parse_options(
+        "azure-tables://Tab?create_table=off&offload=0&verify=false&retry_total=5", {}
+    )
+    from_keywords = parse_options(
+        "azure-tables://Tab", {"create_table": False, "offload": False, "verify": False,
+                               "retry_total": 5}
+    )  # fmt: skip
+    assert from_url == from_keywords
+    assert from_url.transport().max_attempts == 6
+    assert parse_options("azure-tables://Tab?verify=/etc/ca.pem", {}).verify == "/etc/ca.pem"
+    secret = "c2VjcmV0LWtleS1zaG91bGQtbm90LXNob3c="
+    with pytest.raises(ConfigurationError) as raised:
+        parse_options("azure-tables://Tab", {"retry_total": "many", "account_key": secret})
+    assert "retry_total" in str(raised.value)
+    assert "many" not in str(raised.value)
+    options = parse_options("azure-tables://Tab", {"account_key": secret, "proxy": secret})
+    assert secret not in repr(options)
+    assert secret not in str(options.model_dump())
