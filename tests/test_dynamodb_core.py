@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from durastate.backends.dynamodb import DynamoDBBackend
 from durastate.backends.dynamodb.options import parse_url
 from durastate.backends.dynamodb.plans import DynamoCore
 from durastate.backends.dynamodb.requests import DynamoRequests, TableLayout
@@ -287,3 +288,20 @@ def test_options_are_typed_the_same_from_the_url_and_from_keywords() -> None:
         parse_url("dynamodb", "dynamodb://workflows", {"no_such_option": 1})
     _, aws = parse_url("dynamodb", "dynamodb://workflows", {"aws_secret_access_key": "s3cr3t"})
     assert "s3cr3t" not in repr(aws)
+
+
+@pytest.mark.parametrize("endpoint", ["ftp:/s3cr3t", "http://h:s3cr3t", "http://"])
+def test_a_malformed_offload_endpoint_is_refused_at_open_without_echo(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        DynamoDBBackend.from_url(
+            "dynamodb://workflows",
+            endpoint_url="http://127.0.0.1:9",
+            offload_bucket="bucket",
+            offload_endpoint_url=endpoint,
+            create_table=False,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            region="us-east-1",
+        )
+    assert "s3cr3t" not in str(raised.value)
+    assert "offload" in str(raised.value)
