@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-anchors", action="store_true")
     parser.add_argument("--no-embedded", action="store_true", help="network backends only")
+    parser.add_argument("--no-async", action="store_true",
+                        help="without the async cells (async store, async SDK where installed)")
     parser.add_argument("--only", action="append", default=None,
                         help="only these backend labels (repeatable)")
     parser.add_argument("--compare", type=Path, default=None)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             specs = [s for s in specs if s.name in args.only]
         config = BenchConfig(
             backends=specs, quick=args.quick, repeat=args.repeat, output=output,
-            anchors=not args.no_anchors, peers=not args.no_peers,
+            anchors=not args.no_anchors, peers=not args.no_peers, async_cells=not args.no_async,
             command=shlex.join(["python", "benchmarks/run_full.py", *sys.argv[1:]]),
         )
         result = run_bench(config, console=console)

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 from azure.core.pipeline import PipelineRequest
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from durastate import open_store
-from durastate.backends import azure_tables
 from durastate.backends.azure_tables import (
     HASH_MARK,
     KEY_LIMIT,
@@ -29,7 +28,9 @@ from durastate.backends.azure_tables import (
     prefix_range,
     unescape_key,
     utf16_length,
+    write_log,
 )
+from durastate.backends.azure_tables.options import parse_options
 from durastate.core.backend import Backend
 from durastate.core.compression import DEFAULT_MAX_INFLATED_BYTES
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
@@ -46,8 +47,14 @@ from durastate.errors import (
     PayloadTooLarge,
 )
 from durastate.testing import BackendConformance, closing_opener
-from durastate.testing.emulators import AZURITE_KEY, RunningEmulator, azurite_connection_string
-from durastate.transport import OutcomeUnknown
+from durastate.testing.emulators import (
+    AZURITE_KEY,
+    RunningEmulator,
+    azurite_connection_string,
+    free_port,
+)
+from durastate.transport import HttpDriver, HttpRequest, HttpResponse, OutcomeUnknown
+from durastate.transport.policy import TransportOptions
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 CONTAINER = "durastate-test-payloads"
@@ -58,29 +65,62 @@ def _table_name() -> str:
 
 
 class RequestCounter:
-    """Counts every HTTP attempt (the hook runs after the retry policy)."""
+    """Counts every request: the SDK's (its ``raw_request_hook``, which creates the table)
+    and the lean transport's (`RecordingDriver`)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
     def __call__(self, request: PipelineRequest[Any]) -> None:
+        self.record(request.http_request.method, request.http_request.url)
+
+    def record(self, method: str, url: str) -> None:
         with self._lock:
-            self.requests.append((request.http_request.method, request.http_request.url))
+            self.requests.append((method, url))
 
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
 
 
+class RecordingDriver(HttpDriver):
+    """The sync driver, telling ``hook`` about each request before it is sent (a write
+    whose answer was lost is sent again by the backend's plan, so each send is one try)."""
+
+    def __init__(self, options: TransportOptions, hook: Any) -> None:
+        super().__init__(options)
+        self.hook = hook
+
+    def send(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.hook.record(request.method, request.url)
+        return super().send(request, *args, **kwargs)
+
+
 def _open(
     emulator: RunningEmulator, table: str | None = None, **options: Any
 ) -> AzureTablesBackend:
     options.setdefault("container", CONTAINER)
-    return AzureTablesBackend.from_url(
+    return _from_url(
         f"azure-tables://{table or _table_name()}",
         connection_string=azurite_connection_string(emulator),
         **options,
+    )
+
+
+def _from_url(url: str, **options: Any) -> AzureTablesBackend:
+    """``from_url``; with ``raw_request_hook``, the lean requests go to that hook too."""
+    parsed = parse_options(url, options)
+    hook = options.get("raw_request_hook")
+    if hook is None:
+        return AzureTablesBackend(parsed)
+    return AzureTablesBackend(parsed, driver=RecordingDriver(parsed.transport(), hook))
+
+
+def _sdk_table(emulator: RunningEmulator, backend: AzureTablesBackend) -> TableClient:
+    """The official SDK's client of the backend's table (the test's oracle)."""
+    return TableClient.from_connection_string(
+        azurite_connection_string(emulator), backend.table_name
     )
 
 
@@ -591,8 +631,9 @@ def _replace_blob(emulator: RunningEmulator, container: str, name: str, body: by
         service.get_container_client(container).upload_blob(name, body, overwrite=True)
 
 
-def _status_blob(backend: AzureTablesBackend, instance_id: str) -> str:
-    row = backend._table.get_entity(partition_key(instance_id), "")
+def _status_blob(emulator: RunningEmulator, backend: AzureTablesBackend, instance_id: str) -> str:
+    with _sdk_table(emulator, backend) as table:
+        row = table.get_entity(partition_key(instance_id), "")
     return str(row["CustomStatusBlob"])
 
 
@@ -615,7 +656,7 @@ def test_damaged_blob_is_corrupt_record_for_that_instance_alone(
     backend.create(_new("fine"))
     backend.write_custom_status("hurt", _big(200_000), etag=None, now=T0)
     backend.write_custom_status("fine", _big(200_000), etag=None, now=T0)
-    name = _status_blob(backend, "hurt")
+    name = _status_blob(azurite, backend, "hurt")
     service = BlobServiceClient.from_connection_string(azurite_connection_string(azurite))
     with service:
         body = service.get_container_client(CONTAINER).download_blob(name).readall()
@@ -642,12 +683,13 @@ def test_corrupt_records_spare_listing_and_purge(
     ids = [f"c-{n}" for n in range(6)]
     for number, instance_id in enumerate(ids):
         store.create_instance(instance_id, name="wf", custom_status=number)
-    backend._table.update_entity(
-        {"PartitionKey": partition_key("c-1"), "RowKey": "", "RuntimeStatus": "zombie"},
-        mode=UpdateMode.MERGE,
-    )
+    with _sdk_table(azurite, backend) as table:
+        table.update_entity(
+            {"PartitionKey": partition_key("c-1"), "RowKey": "", "RuntimeStatus": "zombie"},
+            mode=UpdateMode.MERGE,
+        )
     store.set_custom_status("c-3", "x" * 200_000)
-    _replace_blob(azurite, CONTAINER, _status_blob(backend, "c-3"), b"\x1f\x8b\x08")
+    _replace_blob(azurite, CONTAINER, _status_blob(azurite, backend, "c-3"), b"\x1f\x8b\x08")
     backend.write_custom_status("c-4", Payload(b"\xff{not json", "json"), etag=None, now=T0)
     for fetch in (False, True):
         with caplog.at_level(logging.WARNING, logger="durastate"):
@@ -824,11 +866,25 @@ def test_unreachable_service_is_backend_unavailable_without_secrets() -> None:
     backend.close()
 
 
-def test_transport_skips_proxy_environment(backend: AzureTablesBackend) -> None:
-    backend.create(_new("proxy"))
-    pipeline: Any = backend._table._client._client._pipeline
-    assert pipeline._transport._use_env_settings is False
-    assert pipeline._transport.session.trust_env is False
+def test_transport_skips_proxy_environment(
+    azurite: RunningEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxy variables pointing nowhere change nothing: neither the lean transport nor the
+    SDK client that creates the table reads them (unless ``use_env_proxies=True``)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.setenv("NO_PROXY", "")
+    backend = _open(azurite, operation_timeout=5)
+    try:
+        etag = backend.create(_new("proxy"))
+        backend.write_custom_status("proxy", _big(100_000), etag=etag, now=T0)  # a blob too
+        record = backend.read("proxy")
+        assert record is not None
+        assert record.custom_status == _big(100_000)
+    finally:
+        monkeypatch.undo()  # the test's own SDK client (which drops the table) reads them
+        _drop(azurite, backend)
 
 
 def test_open_store_by_url(azurite: RunningEmulator) -> None:
@@ -868,8 +924,10 @@ class FaultOnce:
         self.before_probe: Any = None
 
     def __call__(self, request: PipelineRequest[Any]) -> None:
-        self.counter(request)
-        method = request.http_request.method
+        self.record(request.http_request.method, request.http_request.url)
+
+    def record(self, method: str, url: str) -> None:
+        self.counter.record(method, url)
         if method == self.method:
             self.seen += 1
             if self.seen > self.times:
@@ -900,7 +958,7 @@ def _through(proxy: Any, table: str, hook: FaultOnce, **options: Any) -> AzureTa
         f"TableEndpoint={proxy.url};"
     )
     options.setdefault("create_table", False)
-    return AzureTablesBackend.from_url(
+    return _from_url(
         f"azure-tables://{table}", connection_string=connection_string, offload=False,
         raw_request_hook=hook, retry_backoff_factor=0.01, **options,
     )  # fmt: skip
@@ -972,7 +1030,7 @@ def test_merge_dropped_before_the_server_is_sent_again(
 def _write_ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
     """Fix the next write tokens (in call order), so a test knows their history columns."""
     queue = list(ids)
-    monkeypatch.setattr(azure_tables, "new_write_id", lambda: queue.pop(0), raising=False)
+    monkeypatch.setattr(write_log, "new_write_id", lambda: queue.pop(0))
 
 
 def _race(
@@ -1110,13 +1168,14 @@ def test_restart_whose_answer_was_lost_is_our_own(backend: AzureTablesBackend, p
     backend.write_runtime_status(
         "again", RuntimeStatus.FAILED, output=None, set_output=False, etag=None, now=T0
     )
-    hook = _faulty(proxy, "PUT", "drop_after")  # azure-core retries the PUT: 412
+    hook = _faulty(proxy, "PUT", "drop_after")  # the replace lands, its answer is lost
     flaky = _through(proxy, backend.table_name, hook)
     try:
         etag = flaky.create(_new("again", custom=b'"new"'), restart_if_terminal=True)
     finally:
         flaky.close()
-    assert hook.methods[:4] == ["POST", "GET", "PUT", "PUT"]
+    # insert (409), read, replace (lost), insert (409), read: our write token, ours
+    assert hook.methods == ["POST", "GET", "PUT", "POST", "GET"]
     record = backend.read("again")
     assert record is not None
     assert record.etag == etag
@@ -1134,7 +1193,8 @@ def test_table_creation_is_sent_again_after_a_broken_connection(
         flaky.create(_new("first"))
     finally:
         flaky.close()
-    assert hook.methods == ["POST", "POST", "POST"]  # table, table again (409), entity
+    # the SDK creates the table (answer lost), again (409); the lean transport the entity
+    assert hook.methods == ["POST", "POST", "POST"]
     direct = _open(azurite, table=table, create_table=False)
     try:
         assert direct.read("first") is not None

@@ -97,10 +97,12 @@ class CallCounter:
         self.calls: Counter[str] = Counter()
         send = backend.driver.send
 
-        def counting(request: HttpRequest, may_have_landed: Any = None) -> HttpResponse:
+        def counting(
+            request: HttpRequest, may_have_landed: Any = None, *, deadline: float | None = None
+        ) -> HttpResponse:
             target = request.headers.get("x-amz-target", f"S3.{request.method}")
             self.calls[target.rsplit(".", 1)[-1]] += 1
-            return send(request, may_have_landed)
+            return send(request, may_have_landed, deadline=deadline)
 
         backend.driver.send = counting  # type: ignore[method-assign]
 

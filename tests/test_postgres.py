@@ -20,6 +20,7 @@ import pytest
 
 from durastate import open_store
 from durastate.backends.postgres import PostgresBackend, PostgresOptions, core
+from durastate.backends.postgres.connect import SpareConnections
 from durastate.bench import BackendSpec as BenchSpec
 from durastate.bench import BenchConfig, run_bench
 from durastate.core.backend import Backend
@@ -30,6 +31,7 @@ from durastate.errors import (
     ConfigurationError,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
 )
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import (
@@ -39,7 +41,6 @@ from durastate.testing.emulators import (
     restart,
     start_postgres,
 )
-from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.backends import BackendSpec, opened, postgres_spec
 from tests.reliability.pgproxy import PostgresFaultProxy, proxy_for, with_port
 from tests.reliability.test_secrets import _describe, _exercise
@@ -439,3 +440,20 @@ def test_start_postgres_runs_unprivileged_in_a_throwaway_directory() -> None:
         server.stop()
     assert server.process.poll() is not None
     assert not data.exists()
+
+
+def test_a_released_connection_goes_to_the_pool_while_anyone_waits_there(
+    postgres_server: RunningEmulator,
+) -> None:
+    """The spares are counted out of the pool's private queue: while a caller waits in
+    the pool (``waiting``), a released connection goes to it, not to the spares."""
+    spare = SpareConnections(4)
+    with psycopg.connect(postgres_server.endpoint, autocommit=True) as connection:
+        with spare.waiting():
+            assert not spare.keep(connection)
+        assert spare.take() is None
+        assert spare.keep(connection)
+        assert spare.take() is connection
+        connection.execute("BEGIN")
+        assert not spare.keep(connection)  # in a transaction: never a spare
+        connection.execute("ROLLBACK")

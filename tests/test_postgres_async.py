@@ -96,6 +96,14 @@ class AwaitedBackend(Backend):
     def purge_by(self, query: InstanceQuery) -> int:
         return self._await(self.inner.purge_by(query))
 
+    def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """The driver's LISTEN, started on its loop (it declares ``push``)."""
+
+        async def on_the_loop() -> Callable[[], None]:
+            return self.inner.subscribe(instance_id, notify)
+
+        return self._await(on_the_loop())
+
     def close(self) -> None:
         self._await(self.inner.aclose())
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -27,11 +27,11 @@ from durastate.errors import (
     DurastateError,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
 )
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.conformance import FakeClock
 from durastate.testing.emulators import RunningEmulator, free_port
-from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.faultproxy import RespFaultProxy
 
 pytestmark = pytest.mark.emulator

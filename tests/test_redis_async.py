@@ -11,10 +11,15 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
+import redis
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
+from redis.connection import AbstractConnection as SyncConnection
 
 from durastate.backends.redis import RedisBackend
 from durastate.backends.redis.aio import AsyncRedisBackend
@@ -307,3 +312,80 @@ def test_async_frozen_server_is_unavailable_within_the_timeout() -> None:
                 return problems
 
         assert asyncio.run(scenario()) == []
+
+
+# -- round trips: the async driver sends what the sync one sends -------------------------
+
+
+class RoundTrips:
+    """Counts what redis-py writes to its sockets, sync and async: one ``send_packed_command``
+    per round trip (a pipeline packs all its commands into one)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = 0
+        for connection_class in (SyncConnection, AsyncConnection):
+            original = connection_class.send_packed_command
+            monkeypatch.setattr(connection_class, "send_packed_command", self._counting(original))
+
+    def _counting(self, original: Any) -> Any:
+        def send_packed_command(connection: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent += 1
+            return original(connection, *args, **kwargs)
+
+        return send_packed_command
+
+    def during(self, call: Callable[[], T]) -> tuple[T, int]:
+        before = self.sent
+        result = call()
+        return result, self.sent - before
+
+
+T = TypeVar("T")
+MANY = 2_500  # more than a page of the generic count (1,000): it would take 3 round trips
+
+
+def test_async_count_and_read_many_take_the_sync_drivers_round_trips(
+    redis_server: RunningEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both are native on both drivers: ``count`` one script call for 2,500 instances
+    (counted on the server, no record sent), ``read_many`` one pipeline for 40 ids."""
+    url, prefix = redis_server.endpoints["redis"], _prefix()
+    sync = RedisBackend.from_url(url, prefix=prefix)
+    client = redis.Redis.from_url(url)
+    try:
+        statuses = [RuntimeStatus.RUNNING, RuntimeStatus.COMPLETED, RuntimeStatus.FAILED]
+        for number in range(MANY):
+            sync.create(_new(f"i{number:05}", status=statuses[number % 3], minute=number % 60))
+        ids = [f"i{number:05}" for number in range(0, 80, 2)]
+        query = InstanceQuery(runtime_status=frozenset(statuses[:2]), page_size=1000)
+        trips = RoundTrips(monkeypatch)
+
+        async def async_side() -> tuple[Any, int, Any, int]:
+            async with AsyncRedisBackend.from_url(url, prefix=prefix) as db:
+                await db.read("i00000")  # the connection's handshake, outside the count
+                before = trips.sent
+                counted = await db.count(query)
+                middle = trips.sent
+                found = await db.read_many(ids)
+                return counted, middle - before, found, trips.sent - middle
+
+        sync.read("i00000")
+        sync.query(InstanceQuery(page_size=1))  # the server caches the query script
+        sync_counts, sync_count_trips = trips.during(lambda: sync.count(query))
+        sync_found, sync_read_trips = trips.during(lambda: sync.read_many(ids))
+        async_counts, async_count_trips, async_found, async_read_trips = asyncio.run(async_side())
+    finally:
+        client.close()
+        sync.close()
+    assert (
+        sync_counts
+        == async_counts
+        == {
+            RuntimeStatus.RUNNING: (MANY + 2) // 3,
+            RuntimeStatus.COMPLETED: (MANY + 1) // 3,
+        }
+    )
+    assert sync_found == async_found
+    assert [record.instance_id for record in sync_found.values() if record] == ids
+    assert (sync_count_trips, sync_read_trips) == (1, 1)
+    assert (async_count_trips, async_read_trips) == (1, 1)

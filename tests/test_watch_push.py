@@ -266,3 +266,82 @@ def test_the_last_watcher_leaving_unsubscribes(backend: Backend, server: Running
     assert len(listeners) == 0
     if isinstance(backend, RedisBackend):
         eventually(lambda: subscriptions(server, backend, "job") == 0)
+
+
+# -- Redis without +subscribe: push refused, watch polls ---------------------------------------
+
+
+@pytest.fixture
+def no_subscribe_url(redis_server: RunningEmulator) -> Iterator[str]:
+    """A Redis user allowed every command and key but SUBSCRIBE (an ACL set at runtime)."""
+    name = f"nosub{uuid.uuid4().hex[:8]}"
+    with redis.Redis.from_url(redis_server.endpoints["redis"]) as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", name, "on", ">secret-pw", "~*", "&*", "+@all", "-subscribe"
+        )
+        try:
+            yield redis_server.endpoints["redis"].replace("://", f"://{name}:secret-pw@", 1)
+        finally:
+            admin.execute_command("ACL", "DELUSER", name)
+
+
+def refusal_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelname == "WARNING" and "redis push" in record.getMessage()
+    ]
+
+
+def test_sync_watch_without_subscribe_permission_polls_and_warns_once(
+    no_subscribe_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NOPERM stops the push (no reconnecting): the watchers already subscribed are
+    notified every second, later ones poll; one WARNING, however many watchers."""
+    caplog.set_level("WARNING")
+    prefix = f"n{uuid.uuid4().hex[:12]}:"
+    with StateStore(RedisBackend.from_url(no_subscribe_url, prefix=prefix)) as store:
+        store.create_instance("job", name="wf")
+        store.create_instance("other", name="wf")
+        first = Watcher(store, "job")
+        assert first.next(5.0).custom_status is None
+        store.set_custom_status("job", 1)
+        assert first.next(5.0).custom_status == 1
+        later = store.watch("other", poll_interval=0.1)
+        assert next(later).custom_status is None
+        store.set_custom_status("other", 2)
+        assert next(later).custom_status == 2
+        store.set_runtime_status("job", "completed")
+        assert first.next(5.0).runtime_status == "completed"
+        time.sleep(1.5)  # a push that kept reconnecting would warn again meanwhile
+    assert len(refusal_warnings(caplog)) == 1, caplog.records
+
+
+def test_async_watch_without_subscribe_permission_polls_and_warns_once(
+    no_subscribe_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING")
+    prefix = f"n{uuid.uuid4().hex[:12]}:"
+
+    async def scenario() -> None:
+        sync = StateStore(RedisBackend.from_url(no_subscribe_url, prefix=prefix))
+        async with AsyncStateStore(sync) as store:
+            await store.create_instance("job", name="wf")
+            await store.create_instance("other", name="wf")
+            first = store.watch("job", poll_interval=NEVER)
+            assert (await asyncio.wait_for(anext(first), 5.0)).custom_status is None
+            await store.set_custom_status("job", 1)
+            assert (await asyncio.wait_for(anext(first), 5.0)).custom_status == 1
+            later = store.watch("other", poll_interval=0.1)
+            assert (await asyncio.wait_for(anext(later), 5.0)).custom_status is None
+            await store.set_custom_status("other", 2)
+            assert (await asyncio.wait_for(anext(later), 5.0)).custom_status == 2
+            await asyncio.sleep(1.5)  # a push that kept reconnecting would warn again
+            for instance_id, states in (("job", first), ("other", later)):
+                await store.set_runtime_status(instance_id, "completed")
+                state = await asyncio.wait_for(anext(states), 5.0)
+                assert state.runtime_status == "completed"
+        sync.close()
+
+    asyncio.run(scenario())
+    assert len(refusal_warnings(caplog)) == 1, caplog.records

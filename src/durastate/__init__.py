@@ -21,6 +21,7 @@ from durastate.errors import (
     InvalidContinuationToken,
     InvalidInstanceId,
     MissingDependency,
+    OutcomeUnknown,
     PayloadTooLarge,
     SerializationError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidContinuationToken",
     "InvalidInstanceId",
     "MissingDependency",
+    "OutcomeUnknown",
     "Page",
     "PayloadTooLarge",
     "RuntimeStatus",

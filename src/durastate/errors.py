@@ -75,6 +75,11 @@ class BackendUnavailable(DurastateError):
     """The backend could not be reached or kept failing within the configured time."""
 
 
+class OutcomeUnknown(BackendUnavailable):
+    """A write may have been applied, its answer was lost, and no retry could recognise it:
+    it was not retried (a blind retry could apply it twice). Read the instance to see."""
+
+
 class InvalidArgument(DurastateError, ValueError):
     """An argument of a call is of the wrong type or out of range (a workflow name that is not
     a string or too long, a naive datetime in a query, ...); refused before any I/O."""
@@ -115,6 +120,7 @@ __all__ = [
     "InvalidContinuationToken",
     "InvalidInstanceId",
     "MissingDependency",
+    "OutcomeUnknown",
     "PayloadTooLarge",
     "SerializationError",
 ]

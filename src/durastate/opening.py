@@ -9,16 +9,16 @@ from typing import Any
 from durastate.config import Settings, load_settings
 from durastate.core.async_store import AsyncStateStore
 from durastate.core.backend import Backend
-from durastate.core.codec import PayloadCodec
+from durastate.core.codec import build_codec
 from durastate.core.store import StateStore
 from durastate.errors import ConfigurationError, DurastateError
 from durastate.redaction import redact_url, scrub, secrets_of
-from durastate.registry import backend_class, scheme_of, serializer_class
+from durastate.registry import backend_class, scheme_of
 from durastate.serializers.base import Serializer
 
 _SETTINGS_FIELDS = set(Settings.model_fields) - {"url", "options"}
 
-__all__ = ["build_codec", "build_serializer", "open_backend", "open_store", "redact_url"]
+__all__ = ["open_async_store", "open_backend", "open_store", "redact_url"]
 
 
 def open_backend(url: str, **options: Any) -> Backend:
@@ -43,25 +43,6 @@ def open_backend(url: str, **options: Any) -> Backend:
         raise ConfigurationError(f"cannot open {redact_url(url)}: {message}") from None
 
 
-def build_serializer(serializer_id: str, settings: Settings) -> Serializer:
-    return serializer_class(serializer_id).from_settings(settings)
-
-
-def build_codec(settings: Settings, serializer: Serializer | None = None) -> PayloadCodec:
-    """The writer from settings (or the given instance), readers from the accept-list."""
-    writer = serializer or build_serializer(settings.serializer, settings)
-    readers: dict[str, Serializer] = {writer.id: writer}
-    for serializer_id in settings.accepted_serializers():
-        if serializer_id not in readers:
-            try:
-                readers[serializer_id] = build_serializer(serializer_id, settings)
-            except ConfigurationError:
-                if serializer_id == settings.serializer or settings.accept is not None:
-                    raise
-                # a default reader whose extra is missing (msgpack) is simply not offered
-    return PayloadCodec(writer, readers, compress_above=settings.compress_above)
-
-
 def open_store(
     url: str | None = None,
     *,
@@ -79,7 +60,12 @@ def open_store(
     settings = load_settings(url=url, serializer=serializer_id, **store_options)
     backend_options = {**settings.options, **options}
     backend = open_backend(settings.url, **backend_options)
-    codec = build_codec(settings, serializer if isinstance(serializer, Serializer) else None)
+    codec = build_codec(
+        serializer if isinstance(serializer, Serializer) else settings.serializer,
+        settings.accept,
+        compress_above=settings.compress_above,
+        settings=settings,
+    )
     return StateStore(
         backend,
         codec=codec,

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from durastate.errors import BackendUnavailable, InstanceExists
+from durastate.errors import BackendUnavailable, InstanceExists, OutcomeUnknown
 from durastate.testing.emulators import RunningEmulator
-from durastate.transport.policy import OutcomeUnknown
 from tests.reliability.backends import POSTGRES_FAST, BackendSpec, opened, postgres_spec
 from tests.reliability.conftest import PrivateEmulator
 from tests.reliability.faultproxy import Fault

@@ -12,13 +12,15 @@ import pytest
 from durastate_dirstore import DirStoreBackend, id_from_key, instance_key
 
 from durastate import open_store
-from durastate.core.backend import Backend
-from durastate.core.records import NewInstance, Payload, RuntimeStatus
-from durastate.errors import (
+from durastate.backend import (
+    Backend,
     BackendUnavailable,
     ConfigurationError,
     CorruptRecord,
     InstanceExists,
+    NewInstance,
+    Payload,
+    RuntimeStatus,
 )
 from durastate.registry import backends
 from durastate.testing import BackendConformance, FakeClock

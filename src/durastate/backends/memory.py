@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 Listeners = dict[str, list[Callable[[], None]]]
 
 
+# b"".join of the bytes and b"" allocates an exactly sized copy (one bytes object alone would
+# come back as itself); measured ~60 ns cheaper than memoryview(data).tobytes()
+_join = b"".join
+
+
 def _own(payload: Payload | None) -> Payload | None:
     """A copy of the payload's bytes, exactly sized.
 
@@ -42,7 +47,7 @@ def _own(payload: Payload | None) -> Payload | None:
     """
     if payload is None:
         return None
-    return Payload(memoryview(payload.data).tobytes(), payload.serializer, payload.compression)
+    return Payload(_join((payload.data, b"")), payload.serializer, payload.compression)
 
 
 class _Row:
@@ -194,7 +199,7 @@ class MemoryBackend(Backend):
     _namespaces: dict[str, _Namespace] = {}
     _namespaces_lock = threading.Lock()
     _etags = itertools.count(1)  # one counter per process: etags never repeat across runs
-    _next_number = _etags.__next__
+    _next_etag_text = map(str, _etags).__next__  # the next etag as text, in one C call
 
     def __init__(self, namespace: str = "") -> None:
         self.namespace = namespace
@@ -206,6 +211,8 @@ class MemoryBackend(Backend):
         self._space = space
         self._rows = space.rows
         self._lock = space.lock
+        self._acquire = space.lock.acquire
+        self._release = space.lock.release
         self._listeners = space.listeners
 
     @classmethod
@@ -218,7 +225,7 @@ class MemoryBackend(Backend):
         return f"MemoryBackend(namespace={self.namespace!r})"
 
     def _next_etag(self) -> str:
-        return str(next(self._etags))
+        return self._next_etag_text()
 
     # -- push -----------------------------------------------------------------------------
 
@@ -288,7 +295,8 @@ class MemoryBackend(Backend):
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
         data = payload.data
-        with self._lock:
+        self._acquire()  # the lock's own methods, bound once: cheaper than `with` here
+        try:
             row = self._rows.get(instance_id)
             if row is None:
                 raise InstanceNotFound(instance_id)
@@ -304,14 +312,16 @@ class MemoryBackend(Backend):
                 return WriteResult(row.etag, False)
             # the same bytes, exactly sized (see _own); swapped in place: a Payload is
             # immutable in value, and this one is ours from here on
-            payload.data = memoryview(data).tobytes()
+            payload.data = _join((data, b""))
             row.custom_status = payload
             row.cached = None
             row.custom_status_updated_at = row.last_updated_at = now
-            row.etag = etag = str(self._next_number())
+            row.etag = etag = self._next_etag_text()
             if self._listeners:  # one truth test when nobody watches
                 self._announce(instance_id)
-            return WriteResult(etag)
+        finally:
+            self._release()
+        return WriteResult(etag)
 
     def write_runtime_status(
         self,

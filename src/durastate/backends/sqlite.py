@@ -8,17 +8,17 @@ statement and one commit, with no read before it.
 
 from __future__ import annotations
 
-import itertools
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from durastate.core.backend import Backend, skip_unreadable
+from durastate.core.clock import EPOCH, to_micros
+from durastate.core.etags import EtagSource
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -43,9 +43,7 @@ from durastate.errors import (
 if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SQLITE_ASYNC_THREADS = 4
-MICROSECOND = timedelta(microseconds=1)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -90,42 +88,7 @@ _READ_METADATA = f"SELECT {_METADATA_COLUMNS} FROM instances WHERE instance_id =
 _READ_ALL = f"SELECT {_ALL_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608
 
 
-_last_micros: tuple[datetime | None, int] = (None, 0)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the epoch; the store's clock repeats one datetime per millisecond,
-    so the last conversion is kept (swapped in one assignment: thread-safe)."""
-    global _last_micros
-    last = _last_micros
-    if last[0] is moment:
-        return last[1]
-    micros = (moment - EPOCH) // MICROSECOND
-    _last_micros = (moment, micros)
-    return micros
-
-
-def from_micros(micros: int | None) -> datetime | None:
-    return None if micros is None else EPOCH + timedelta(microseconds=micros)
-
-
-class _EtagSource:
-    """Unique etags without a system call per write: a random per-process prefix and a
-    counter. The prefix is drawn again in a forked child, so two processes never share one."""
-
-    def __init__(self) -> None:
-        self.reset()
-        os.register_at_fork(after_in_child=self.reset)
-
-    def reset(self) -> None:
-        self.prefix = os.urandom(6).hex()
-        self.counter = itertools.count(1)
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter):x}"
-
-
-_new_etag = _EtagSource()
+_new_etag = EtagSource()
 
 
 def _unavailable(operation: str, instance_id: str | None, exc: sqlite3.Error) -> BackendUnavailable:

@@ -10,6 +10,8 @@ must, and writes one small record per update:
   user builds it by default and once with durastate's transport (no per-call proxy lookup);
 - DynamoDB: ``update_item`` with a version condition (what a compare-and-swap costs);
 - S3: ``put_object`` (last write wins) and ``put_object(IfMatch=...)`` (compare-and-swap);
+- reads on the network services: ``get_entity``, ``get_item`` (consistent), ``get_object``,
+  each followed by ``orjson.loads`` of the status (what ``get_instance`` is compared with);
 - PostgreSQL: psycopg ``UPDATE ... WHERE id = %s AND etag = %s`` (prepared, autocommit) on one
   connection, and the same through a ``psycopg_pool.ConnectionPool`` as durastate uses.
 
@@ -118,7 +120,7 @@ class SqliteAnchor:
 
 
 class AzureTablesAnchor:
-    def __init__(self, connection_string: str, tuned: bool) -> None:
+    def __init__(self, connection_string: str, tuned: bool, read: bool = False) -> None:
         from azure.core.exceptions import ResourceExistsError
         from azure.core.pipeline.transport import RequestsTransport
         from azure.data.tables import TableClient
@@ -126,6 +128,7 @@ class AzureTablesAnchor:
         kwargs: dict[str, Any] = {}
         if tuned:
             kwargs["transport"] = RequestsTransport(use_env_settings=False)
+        self.read = read  # get_entity + orjson.loads instead of the update
         self.table = TableClient.from_connection_string(connection_string, RAW_TABLE, **kwargs)
         with contextlib.suppress(ResourceExistsError):
             self.table.create_table()
@@ -138,6 +141,13 @@ class AzureTablesAnchor:
         entity = {"PartitionKey": key, "RowKey": "", "CustomStatus": dumps(values[1]).decode()}
         state = [str(table.upsert_entity(entity)["etag"])]
         merge, if_match = UpdateMode.MERGE, MatchConditions.IfNotModified
+        if self.read:
+            loads = orjson.loads
+
+            def get_entity(i: int) -> None:
+                loads(table.get_entity(key, "")["CustomStatus"])
+
+            return get_entity
 
         def update_entity(i: int) -> None:
             entity = {"PartitionKey": key, "RowKey": "",
@@ -152,9 +162,10 @@ class AzureTablesAnchor:
 
 
 class DynamoDBAnchor:
-    def __init__(self, target: AwsTarget, tuned: bool = False) -> None:
+    def __init__(self, target: AwsTarget, tuned: bool = False, read: bool = False) -> None:
         import boto3
 
+        self.read = read  # get_item (consistent) + orjson.loads instead of the update
         self.client = boto3.client("dynamodb", **target.client_kwargs(tuned=tuned))
         existing = self.client.list_tables().get("TableNames", [])
         if RAW_DYNAMO_TABLE not in existing:
@@ -173,6 +184,14 @@ class DynamoDBAnchor:
         client.put_item(TableName=RAW_DYNAMO_TABLE, Item={
             "pk": {"S": key}, "ver": {"N": "0"}, "cs": {"B": dumps(values[1])}})
         state = [0]
+        if self.read:
+            loads, get = orjson.loads, client.get_item
+
+            def get_item(i: int) -> None:
+                loads(get(TableName=RAW_DYNAMO_TABLE, Key={"pk": {"S": key}},
+                          ConsistentRead=True)["Item"]["cs"]["B"])
+
+            return get_item
 
         def update_item(i: int) -> None:
             version = state[0]
@@ -196,9 +215,11 @@ class DynamoDBAnchor:
 
 
 class S3Anchor:
-    def __init__(self, target: AwsTarget, conditional: bool, tuned: bool = False) -> None:
+    def __init__(self, target: AwsTarget, conditional: bool, tuned: bool = False,
+                 read: bool = False) -> None:
         import boto3
 
+        self.read = read  # get_object + orjson.loads instead of the put
         self.client = boto3.client("s3", **target.client_kwargs(tuned=tuned))
         self.conditional = conditional
         buckets = [b["Name"] for b in self.client.list_buckets().get("Buckets", [])]
@@ -208,6 +229,13 @@ class S3Anchor:
     def op(self, values: tuple[Any, Any], key: str) -> Op:
         client, dumps, bucket = self.client, orjson.dumps, RAW_BUCKET
         state = [str(client.put_object(Bucket=bucket, Key=key, Body=dumps(values[1]))["ETag"])]
+        if self.read:
+            loads, get = orjson.loads, client.get_object
+
+            def get_object(i: int) -> None:
+                loads(get(Bucket=bucket, Key=key)["Body"].read())
+
+            return get_object
         if self.conditional:
             def put_if_match(i: int) -> None:
                 state[0] = client.put_object(Bucket=bucket, Key=key, Body=dumps(values[i & 1]),
@@ -285,7 +313,10 @@ def _sqlite_path(spec: BackendSpec) -> Path:
 
 
 def anchors_for(spec: BackendSpec) -> list[Reference]:
-    """The anchors that run on the same server as ``spec``; none for unknown schemes."""
+    """The anchors that run on the same server as ``spec``; none for unknown schemes.
+    Network backends also get the lean limit (`durastate.bench.lean_anchors`)."""
+    from durastate.bench.lean_anchors import lean_anchors_for
+
     scheme = spec.scheme
     if scheme in ("redis", "rediss", "unix"):
         from durastate.bench.redis_references import redis_anchors
@@ -317,6 +348,10 @@ def anchors_for(spec: BackendSpec) -> list[Reference]:
                       "orjson", "update_cas", lambda: AzureTablesAnchor(conn, tuned=False)),
             Reference("anchor", "azure-data-tables update_entity If-Match (no proxy lookup)",
                       "orjson", "update_cas", lambda: AzureTablesAnchor(conn, tuned=True)),
+            Reference("anchor", "azure-data-tables get_entity (default client)", "orjson",
+                      "read", lambda: AzureTablesAnchor(conn, tuned=False, read=True),
+                      operation="raw_read"),
+            *lean_anchors_for(spec.scheme, spec.url, spec.options),
         ]
     if scheme in ("postgresql", "postgres"):
         url = spec.url
@@ -333,6 +368,10 @@ def anchors_for(spec: BackendSpec) -> list[Reference]:
                       "orjson", "update_cas", lambda: DynamoDBAnchor(target)),
             Reference("anchor", "boto3 update_item (version condition, no validation)",
                       "orjson", "update_cas", lambda: DynamoDBAnchor(target, tuned=True)),
+            Reference("anchor", "boto3 get_item (consistent, default client)", "orjson",
+                      "read", lambda: DynamoDBAnchor(target, read=True),
+                      operation="raw_read"),
+            *lean_anchors_for(spec.scheme, spec.url, spec.options),
         ]
     if scheme == "s3":
         return [
@@ -342,6 +381,10 @@ def anchors_for(spec: BackendSpec) -> list[Reference]:
                       "update_cas", lambda: S3Anchor(target, conditional=True)),
             Reference("anchor", "boto3 put_object IfMatch (no validation)", "orjson",
                       "update_cas", lambda: S3Anchor(target, conditional=True, tuned=True)),
+            Reference("anchor", "boto3 get_object (default client)", "orjson", "read",
+                      lambda: S3Anchor(target, conditional=False, read=True),
+                      operation="raw_read"),
+            *lean_anchors_for(spec.scheme, spec.url, spec.options),
         ]
     return []
 

@@ -239,12 +239,17 @@ CELLS = (set_status_one_at_a_time, updates_in_flight, reporter_threads, watch_co
 
 def run_async_cells(spec: BackendSpec, quick: bool) -> list[Measurement]:
     """Every async cell on one backend; a cell that fails is recorded with its error."""
+    from durastate.bench.async_sdk import async_sdk_update
+
     out: list[Measurement] = []
-    for cell in CELLS:
+    for cell in (*CELLS, async_sdk_update):
         try:
-            out.append(cell(spec, quick))
+            measured = cell(spec, quick)
         except Exception as exc:
             failed = _measurement(spec, cell.__name__)
             failed.error = f"{type(exc).__name__}: {exc}"[:500]
             out.append(failed)
+            continue
+        if measured is not None:  # None: no async SDK installed for this backend
+            out.append(measured)
     return out

@@ -310,6 +310,11 @@ def run_report_cell(pair: StorePair, payload: PayloadPair, effort: Effort,
     m.http_requests = http.requests / i
     m.extra = {
         "paired_serialize_cpu_us": statistics.median(alone) / 1e3,
+        # report()'s cost over the serializer: the median of the per-round differences, so a
+        # round slowed by load counts on both sides of its own difference, not in one median
+        "paired_overhead_cpu_us": statistics.median(
+            mine - theirs for mine, theirs in zip(cpus, alone, strict=True)
+        ) / 1e3,
         "reporter_writes": reporter.writes,
         "backend_writes": writes,
         "elapsed_s": round(elapsed, 4),

@@ -178,6 +178,7 @@ def target_rows(result: RunResult) -> list[list[str]]:
 
 
 WEB_HEADERS = ["backend", "cell", "value", "detail"]
+ASYNC_HEADERS = WEB_HEADERS
 
 
 def web_rows(result: RunResult) -> list[list[str]]:
@@ -208,6 +209,31 @@ def web_rows(result: RunResult) -> list[list[str]]:
                          f"poll {e['poll_interval_s']:g} s; 1 change: {e['delivered']}/"
                          f"{e['clients']} clients, {_num((m.median_us or 0) / 1000)} ms, "
                          f"{e['change_reads']} reads"])
+    return rows
+
+
+def async_rows(result: RunResult) -> list[list[str]]:
+    """The async cells that compare with something in the same run: the sync store, and
+    (where the async SDK is installed) the async SDK and the lean async limit."""
+    rows = []
+    for m in result.durastate():
+        if m.operation not in ("async_set_status", "async_update_vs_sdk"):
+            continue
+        if not m.ok:
+            rows.append([m.backend, m.operation, "error", (m.error or "")[:200]])
+            continue
+        e = m.extra
+        if m.operation == "async_set_status":
+            rows.append([m.backend, "async set_custom_status, one at a time",
+                         f"{_num(m.cpu_us)} µs CPU", f"{_ratio(e['cpu_ratio_vs_sync'])} the "
+                         f"sync store ({_num(e['sync_cpu_us'])} µs)"])
+        else:
+            rows.append([m.backend, "async set_custom_status with etag vs the async SDK",
+                         f"{_num(m.cpu_us)} µs CPU",
+                         f"{_ratio(e['cpu_ratio_vs_async_sdk'])} {e['sdk']} "
+                         f"({_num(e['sdk_cpu_us'])} µs); lean async limit "
+                         f"{_num(e['lean_cpu_us'])} µs "
+                         f"({_ratio(e['lean_cpu_ratio_vs_async_sdk'])})"])
     return rows
 
 
@@ -397,6 +423,12 @@ def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") ->
                 "event at a client (memory: pushed; SQLite: written by a second store, polled). "
                 "Fan-out: backend reads counted while the clients sit idle, then for one "
                 "change.", "", markdown_table(WEB_HEADERS, web), ""]
+    asynchronous = async_rows(result)
+    if asynchronous:
+        out += ["## Async store (`--async`)", "",
+                "Process CPU per update (every thread), medians of interleaved rounds in one "
+                "event loop; the ratio is durastate / the reference.", "",
+                markdown_table(ASYNC_HEADERS, asynchronous), ""]
     scale = scale_rows(result)
     if scale:
         out += ["## Queries, iteration and footprint by table size", "",

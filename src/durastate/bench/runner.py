@@ -351,7 +351,7 @@ class Runner:
                 ops = 20_000 if local else 3000 if pair.spec.scheme == "sqlite" else 200
                 if cell["operation"].startswith(("query_", "iter_")):
                     ops = 200 if cell["operation"].startswith("query_") else 3
-                cpu = target["id"].startswith("network-cpu")
+                cpu = target["id"].startswith("network-")  # client CPU targets
                 target["profile"] = profile_op(op, ops, cpu=cpu)
                 reference = self.open.named.get((cell["backend"], cell.get("reference", "")))
                 if reference is not None:

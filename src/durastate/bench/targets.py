@@ -127,6 +127,10 @@ def _report_cost(result: RunResult) -> list[dict[str, Any]]:
         for size in result.meta.get("payloads", []):
             report, alone = (_cell(result, label, "report", size),
                              _cell(result, label, "serialize", size))
+            overhead = report.extra.get("paired_overhead_cpu_us") if report else None
+            if overhead is not None:
+                extra.append((overhead, size))
+                continue
             paired = report.extra.get("paired_serialize_cpu_us") if report else None
             if paired is None and alone is not None:
                 paired = alone.cpu_us  # a run from before the paired rounds
@@ -134,8 +138,9 @@ def _report_cost(result: RunResult) -> list[dict[str, Any]]:
                 extra.append((report.cpu_us - paired, size))
         worst = max(extra) if extra else None
         out.append(_target("report-overhead", "report() ≤ the serializer alone + 0.3 µs, at "
-                           "every size (json dict; client CPU in rounds alternating with the "
-                           "serializer alone)", label, worst[0] if worst else None, 0.3,
+                           "every size (json dict; client CPU, median of the differences of "
+                           "rounds alternating with the serializer alone)", label,
+                           worst[0] if worst else None, 0.3,
                            "µs", "; ".join(f"{size}: +{value:.3f} µs" for value, size in extra),
                            {"backend": label, "operation": "report",
                             "payload": worst[1] if worst else "150B"}))
@@ -195,6 +200,64 @@ def _network(result: RunResult) -> list[dict[str, Any]]:
                         "backend": label, "operation": "update_cas"}
             out.append(_target(tid, text, label, value, limit, "x", _detail(refs, "ratio_cpu"),
                                cell, strict))
+    return out
+
+
+def _lean_limit(result: RunResult, label: str, sdk: Measurement) -> str:
+    """The lean cell's own CPU over the SDK anchor's, same operation and payload."""
+    for lean in result.measurements:
+        if (lean.subject == "lean" and lean.backend == label and lean.ok and lean.cpu_us
+                and lean.operation == sdk.operation and lean.payload == sdk.payload
+                and sdk.cpu_us):
+            return f" (lean limit {lean.cpu_us / sdk.cpu_us:.2f}x)"
+    return ""
+
+
+def _sdk_fraction(result: RunResult) -> list[dict[str, Any]]:
+    """Issue 11: a fraction of the official SDK's client CPU, the lean limit alongside."""
+    out = []
+    for label in _labels(result, *NETWORK):
+        for tid, text, operation, limit in (
+            ("network-update-vs-sdk", "set_custom_status client CPU ≤ 0.4x the official "
+             "SDK's conditional write (default client)", "raw_update", 0.4),
+            ("network-read-vs-sdk", "get_instance + custom_status client CPU ≤ 0.5x the "
+             "official SDK's read", "raw_read", 0.5),
+        ):
+            refs = [r for r in _refs(result, label, "anchor") if r.operation == operation
+                    and "default client" in r.name and r.compares_to != "update_lww"]
+            ref, value = _worst(refs, "ratio_cpu")
+            cell = {"backend": label, "operation": ref.compares_to or "read",
+                    "payload": ref.payload, "reference": ref.name} if ref else {
+                        "backend": label, "operation": "read" if operation == "raw_read"
+                        else "update_cas"}
+            detail = "; ".join(f"{r.name} {r.payload}: {r.extra.get('ratio_cpu')}x"
+                               f"{_lean_limit(result, label, r)}" for r in refs)
+            out.append(_target(tid, text, label, value, limit, "x", detail, cell))
+    return out
+
+
+S3_COLD_REASON = (
+    "a cold store has no etag, and S3 has no \"write only if the object exists\" condition "
+    "(If-Match needs the ETag, If-None-Match only takes *): one unconditional PUT would "
+    "create a status object for a deleted or never-created instance instead of raising "
+    "InstanceNotFound and would have to guess the current run, so the write reads the "
+    "status object first (1 GET + 1 PUT); see docs/s3.md and "
+    "benchmarks/results/profiles/s3-cold-lww.md"
+)
+
+
+def _s3_cold(result: RunResult) -> list[dict[str, Any]]:
+    """Issue 10: S3 last-write-wins on a cold store in 1 request, or the reason it is not."""
+    out = []
+    for label in _labels(result, "s3"):
+        cold = _cell(result, label, "update_cold")
+        value = cold.http_requests if cold else None
+        detail = "requests per first last-write-wins update through a backend opened just before"
+        if value is not None and value > 1:
+            detail += f"; not 1 because {S3_COLD_REASON}"
+        out.append(_target("s3-cold-lww", "S3 last-write-wins on a cold store: 1 request "
+                           "(stale etags must still fail)", label, value, 1.0, " requests",
+                           detail, {"backend": label, "operation": "update_cold"}))
     return out
 
 
@@ -279,4 +342,5 @@ def _web(result: RunResult) -> list[dict[str, Any]]:
 def evaluate(result: RunResult) -> list[dict[str, Any]]:
     """Every target that the run has figures for; ``passed`` is None when it could not run."""
     return [*_memory(result), *_reads(result), *_scale(result), *_sqlite(result),
-            *_network(result), *_report_cost(result), *_reporter(result), *_web(result)]
+            *_network(result), *_sdk_fraction(result), *_s3_cold(result), *_report_cost(result),
+            *_reporter(result), *_web(result)]

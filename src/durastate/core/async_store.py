@@ -10,33 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
+from durastate.core import store_plans
 from durastate.core.async_backend import AsyncBackend
 from durastate.core.models import InstanceMetadata, Page
 from durastate.core.records import Capabilities, RuntimeStatus
+from durastate.core.steps import adrive
 from durastate.core.store import (
     NOT_SET,
+    Filters,
     StateStore,
     Statuses,
     count_query,
     page_query,
     purge_query,
-    require_instance,
-    update_backoff,
 )
-from durastate.errors import ConcurrencyError, InstanceExists
+from durastate.core.store_plans import require_instance
+from durastate.errors import InstanceExists
 
 if TYPE_CHECKING:
     from durastate.core.reporter import AsyncStatusReporter
     from durastate.core.watch import AsyncWatchHub
     from durastate.telemetry import StoreTelemetry
-
-log = logging.getLogger(__name__)
 
 
 class AsyncStateStore:
@@ -87,12 +86,7 @@ class AsyncStateStore:
         except InstanceExists:
             if self.store.retention is None:
                 raise
-        # an expired run still stored under the id: the sync store's rule decides
-        current = await self.backend.read(instance_id)
-        if self.store.restart_over_expired(instance_id, current):
-            return await self.backend.create(new, restart_if_terminal=True)
-        await self.backend.delete(instance_id)
-        return await self.backend.create(new)
+        return await adrive(store_plans.replace_expired(self.store, new), self._perform)
 
     async def refuse_expired(self, instance_id: str) -> None:
         """With retention, a write to an expired instance is refused as to an absent one."""
@@ -140,20 +134,7 @@ class AsyncStateStore:
         Only an etag conflict is retried: any other failure (an unknown outcome) is raised,
         so ``fn`` is never applied again to a write that may have landed.
         """
-        for attempt in range(retries + 1):
-            current = require_instance(await self.get_instance(instance_id), instance_id)
-            new_value = fn(current.custom_status)
-            if inspect.isawaitable(new_value):
-                new_value = await new_value
-            try:
-                await self.set_custom_status(instance_id, new_value, etag=current.etag)
-            except ConcurrencyError:
-                if attempt == retries:
-                    raise
-                await asyncio.sleep(update_backoff(attempt))
-                continue
-            return new_value
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await adrive(store_plans.update(self.store, instance_id, fn, retries), self._perform)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -172,36 +153,25 @@ class AsyncStateStore:
     async def query(
         self,
         *,
-        runtime_status: Statuses = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        prefix: str | None = None,
-        name: str | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
         page_size: int = 100,
         continuation: str | None = None,
         fetch_payloads: bool = False,
+        **filters: Unpack[Filters],
     ) -> Page:
         """As `StateStore.query`."""
-        query = page_query(**{key: value for key, value in locals().items() if key != "self"})
+        query = page_query(
+            page_size=page_size,
+            continuation=continuation,
+            fetch_payloads=fetch_payloads,
+            **filters,
+        )
         return self.store.page(await self.backend.query(query), query)
 
     async def iter_instances(
-        self,
-        *,
-        runtime_status: Statuses = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        prefix: str | None = None,
-        name: str | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
-        page_size: int = 100,
-        fetch_payloads: bool = False,
+        self, *, page_size: int = 100, fetch_payloads: bool = False, **filters: Unpack[Filters]
     ) -> AsyncIterator[InstanceMetadata]:
         """As `StateStore.iter_instances`, page by page as the caller iterates."""
-        query = page_query(**{key: value for key, value in locals().items() if key != "self"})
+        query = page_query(page_size=page_size, fetch_payloads=fetch_payloads, **filters)
         while True:
             page = self.store.page(await self.backend.query(query), query)
             for item in page.items:
@@ -210,19 +180,9 @@ class AsyncStateStore:
                 return
             query = replace(query, continuation=page.continuation)
 
-    async def count(
-        self,
-        *,
-        runtime_status: Statuses = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        prefix: str | None = None,
-        name: str | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
-    ) -> dict[RuntimeStatus, int]:
+    async def count(self, **filters: Unpack[Filters]) -> dict[RuntimeStatus, int]:
         """As `StateStore.count`."""
-        query = count_query(**{key: value for key, value in locals().items() if key != "self"})
+        query = count_query(**filters)
         store = self.store
         return store.tally([await self.backend.count(q) for q in store.count_queries(query)])
 
@@ -255,32 +215,24 @@ class AsyncStateStore:
 
     async def purge_expired(self) -> int:
         """As `StateStore.purge_expired`."""
-        sweep = self.store.expiry_sweep()
-        swept = await self.backend.purge_expired()
-        if sweep is None:
-            return swept
-        query = sweep.query
-        doomed: list[str] = []
-        while True:
-            page = await self.backend.query(query)
-            doomed.extend(sweep.expired_ids(page))
-            if page.continuation is None:
-                break
-            query = replace(query, continuation=page.continuation)
-        deleted = swept
-        for instance_id in doomed:
-            deleted += await self.backend.delete(instance_id)
-        log.info("purged %d expired instance(s)", deleted)
-        return deleted
+        return await adrive(store_plans.purge_expired(self.store), self._perform)
+
+    async def _perform(self, step: store_plans.Step) -> Any:
+        """One step of a `store_plans` plan, awaited (``update``'s function too, when it
+        returns an awaitable)."""
+        if isinstance(step, store_plans.Call):
+            owner = self.backend if step.on_backend else self
+            return await getattr(owner, step.name)(*step.args, **step.kwargs)
+        if isinstance(step, store_plans.Apply):
+            value = step.fn(step.value)
+            return (await value) if inspect.isawaitable(value) else value
+        await asyncio.sleep(step.seconds)
+        return None
 
     # -- watching and reporting -----------------------------------------------------------
 
     def watch(
-        self,
-        instance_id: str,
-        *,
-        since_etag: str | None = None,
-        poll_interval: float | None = None,
+        self, instance_id: str, *, since_etag: str | None = None, poll_interval: float | None = None
     ) -> AsyncIterator[InstanceMetadata]:
         """As `StateStore.watch`, as an async iterator (``async for state in ...``)."""
         from durastate.core.watch import watch_async

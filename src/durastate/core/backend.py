@@ -8,10 +8,14 @@ Semantics (Dapr's, adapted to workflow instances):
 - Writes take an optional etag. With one, the write succeeds only if it still matches
   (``ConcurrencyError`` otherwise); without one, last write wins. A missing instance is
   ``InstanceNotFound``. No backend reads before it writes on the custom-status path.
-- ``write_custom_status`` writes only the custom status and its timestamps. When the stored
-  bytes already equal the new ones and the etag (if given) matches, it writes nothing and
-  returns the old etag with ``written=False``; backends that cannot tell without a read
-  declare ``skips_unchanged=False`` and may still skip when given a current etag.
+- ``write_custom_status`` writes only the custom status and its timestamps. Every backend
+  must skip a write of the bytes it wrote (or read) at the etag it is given, while that
+  etag is current: nothing is written, and it returns that etag with ``written=False``. A
+  stale etag is ``ConcurrencyError``, unchanged bytes or not. Without an etag, a backend
+  declaring ``skips_unchanged`` compares with the stored bytes and skips the same way; one
+  that cannot tell without a read declares ``skips_unchanged=False`` and writes
+  (``written=True``). The conformance suite checks all three
+  (``test_capability_skips_unchanged``, ``test_unchanged_bytes_are_not_written``).
 - Timestamps come from the store (``now``) so every backend records the same clock.
 - Backends never deserialize payloads; they keep ``Payload.data`` and ``Payload.encoding``.
 """
@@ -19,15 +23,14 @@ Semantics (Dapr's, adapted to workflow instances):
 from __future__ import annotations
 
 import logging
-import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from durastate.core.lru import DEFAULT_CAPACITY, LRU
 from durastate.core.records import (
     Capabilities,
     InstanceQuery,
@@ -200,24 +203,17 @@ class RecentPayloads:
     holds P; a later write of P with etag E can then be skipped without any I/O.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, tuple[str, Payload]] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._entries: LRU[str, tuple[str, Payload]] = LRU(capacity)
 
     def remember(self, instance_id: str, etag: str, payload: Payload | None) -> None:
-        with self._lock:
-            if payload is None:
-                self._entries.pop(instance_id, None)
-                return
-            self._entries[instance_id] = (etag, payload)
-            self._entries.move_to_end(instance_id)
-            if len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+        if payload is None:
+            self._entries.pop(instance_id)
+        else:
+            self._entries.put(instance_id, (etag, payload))
 
     def forget(self, instance_id: str) -> None:
-        with self._lock:
-            self._entries.pop(instance_id, None)
+        self._entries.pop(instance_id)
 
     def unchanged(self, instance_id: str, etag: str | None, payload: Payload) -> bool:
         """True when ``etag`` is the one at which exactly ``payload`` was stored."""

@@ -7,18 +7,34 @@ never on today's configuration, and only for ids on the accept-list.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
+from pydantic import SecretStr
 
 from durastate.core.compression import DEFAULT_MAX_INFLATED_BYTES, inflate
 from durastate.core.records import Payload
-from durastate.errors import CorruptRecord, PayloadTooLarge, SerializationError
-from durastate.serializers.base import Serializer
-from durastate.serializers.json import JsonSerializer
+from durastate.errors import (
+    CorruptRecord,
+    MissingDependency,
+    PayloadTooLarge,
+    SerializationError,
+)
+from durastate.registry import serializer_class
+from durastate.serializers.base import Serializer, SerializerSettings, plain_default
+from durastate.serializers.json import (
+    JsonSerializer,
+    cannot_serialize,
+    may_hide_non_finite,
+    refuse_non_finite,
+)
 
 COMPRESSION_ZLIB = "zlib"
+#: Readers a codec accepts when no accept-list is given (besides its writer, and
+#: pickle-safe when signing keys are configured).
+DEFAULT_READERS: Final = ("json", "msgpack")
 
 
 def _plain_loads(reader: Serializer) -> Callable[[bytes], Any] | None:
@@ -41,6 +57,8 @@ class PayloadCodec:
         self.writer = writer
         self._dumps = writer.dumps  # bound once: encode runs on every write
         self._writer_id = writer.id
+        #: plain JSON is encoded here with orjson's own call: a frame less per write
+        self._plain_json = type(writer) is JsonSerializer
         self.readers = dict(readers)
         self.readers.setdefault(writer.id, writer)
         #: serializer id -> a ``loads(data)`` for uncompressed payloads (or None): readers
@@ -56,7 +74,15 @@ class PayloadCodec:
     ) -> Payload:
         """Serialize now, so a bad value fails at the caller; check ``limit`` before any I/O."""
         try:
-            data = self._dumps(value, instance_id=instance_id)
+            if self._plain_json:  # JsonSerializer.dumps, inline
+                try:
+                    data = orjson.dumps(value, default=plain_default)
+                except TypeError as exc:
+                    raise cannot_serialize(exc) from None
+                if may_hide_non_finite(data):
+                    refuse_non_finite(value, data)
+            else:
+                data = self._dumps(value, instance_id=instance_id)
         except SerializationError as exc:
             raise SerializationError(f"instance {instance_id!r}: {exc}") from None
         except RecursionError:
@@ -109,3 +135,62 @@ class PayloadCodec:
     def corrupt(payload: Payload, instance_id: str, exc: Exception) -> CorruptRecord:
         """The error for a payload its reader could not decode: this record's corruption."""
         return CorruptRecord(instance_id, f"{payload.encoding} payload: {exc}")
+
+
+@dataclass
+class NoSerializerSettings:
+    """The settings of a store built in code without any: no signing keys, no allow-list."""
+
+    pickle_keys: dict[str, SecretStr] = field(default_factory=dict)
+    pickle_allow: list[str] = field(default_factory=list)
+
+
+def default_reader_ids(writer_id: str, *, signing_keys: bool) -> list[str]:
+    """The accept-list when none is configured: json, msgpack, the writer, and pickle-safe
+    only when keys to check its signatures are configured."""
+    ids = [*DEFAULT_READERS, writer_id]
+    if signing_keys:
+        ids.append("pickle-safe")
+    return list(dict.fromkeys(ids))
+
+
+def build_codec(
+    serializer: str | Serializer = "json",
+    accept: Iterable[str | Serializer] | None = None,
+    *,
+    compress_above: int | None = None,
+    settings: SerializerSettings | None = None,
+) -> PayloadCodec:
+    """The one way a codec is built, for ``StateStore(...)`` and ``open_store(...)`` alike.
+
+    The writer and every reader named by id come from the registry, configured by
+    ``settings`` (signing keys, allow-list). Without an accept-list the readers are
+    `default_reader_ids`, and a default one whose extra is missing (msgpack) is simply not
+    offered; a reader the caller named must be available.
+    """
+    configured: SerializerSettings = settings if settings is not None else NoSerializerSettings()
+
+    def build(item: str | Serializer) -> Serializer:
+        if isinstance(item, Serializer):
+            return item
+        return serializer_class(item).from_settings(configured)
+
+    writer = build(serializer)
+    readers: dict[str, Serializer] = {writer.id: writer}
+    named = accept is not None
+    wanted: Iterable[str | Serializer] = (
+        accept
+        if accept is not None
+        else default_reader_ids(writer.id, signing_keys=bool(configured.pickle_keys))
+    )
+    for item in wanted:
+        if (item if isinstance(item, str) else item.id) in readers:
+            continue
+        try:
+            reader = build(item)
+        except MissingDependency:
+            if named:
+                raise
+            continue
+        readers.setdefault(reader.id, reader)
+    return PayloadCodec(writer, readers, compress_above=compress_above)

@@ -76,8 +76,7 @@ class InstanceMetadata:
         self._codec = codec
         self._fetched = payloads_fetched
         self._custom_status: Any = _UNDECODED
-        self._input: Any = _UNDECODED
-        self._output: Any = _UNDECODED
+        # ``_input`` and ``_output`` stay unset until first read (two stores less per read)
 
     @classmethod
     def from_record(
@@ -150,14 +149,14 @@ class InstanceMetadata:
 
     @property
     def input(self) -> Any:
-        value = self._input
+        value = getattr(self, "_input", _UNDECODED)
         if value is _UNDECODED:
             value = self._input = self._decode(self._record.input)
         return value
 
     @property
     def output(self) -> Any:
-        value = self._output
+        value = getattr(self, "_output", _UNDECODED)
         if value is _UNDECODED:
             value = self._output = self._decode(self._record.output)
         return value

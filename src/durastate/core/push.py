@@ -9,6 +9,7 @@ messages sent while the connection was down are lost, and a watcher notified re-
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -80,3 +81,10 @@ def _call(callbacks: list[Notify]) -> None:
 def reconnect_delay(failures: int) -> float:
     """Seconds before the next attempt to reopen a dropped pub/sub or LISTEN connection."""
     return min(0.05 * 2.0 ** max(failures - 1, 0), 2.0)
+
+
+async def stop_reader(task: asyncio.Task[None] | None) -> None:
+    """Cancel an async driver's reader task (pub/sub, LISTEN) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -176,19 +176,29 @@ class RecordPage:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can do natively; the store and the conformance suite read these.
+    """What a backend can do natively. The store acts on these, and the conformance suite
+    checks every flag both ways (``test_capability_*``): declare them truthfully.
 
-    - ``max_payload_bytes``: the largest single payload the backend stores inline
-      (``None``: no practical limit).
-    - ``offload``: payloads above the inline limit go to object storage, so the store
-      only enforces the user's configured limit.
-    - ``skips_unchanged``: a custom-status write with the stored bytes writes nothing even
-      without an etag (with an etag every backend skips it).
-    - ``native_query``: filters run in the service (an index), not by scanning.
-    - ``ttl``: records can expire.
-    - ``cross_process``: several processes may share one store (not true of memory://).
-    - ``push``: each write is announced to subscribers (memory:// in-process, Redis pub/sub),
-      so a watcher need not poll.
+    - ``max_payload_bytes``: the largest single payload (input, output or custom status)
+      stored inline, all three together on one instance (``None``: no practical limit).
+      Without ``offload`` the store refuses a larger one with `PayloadTooLarge` before any
+      I/O.
+    - ``offload``: payloads above the inline limit, even above the service's row or item
+      limit, go to object storage, so the store only enforces the user's configured limit.
+    - ``skips_unchanged``: a custom-status write of the stored bytes writes nothing
+      (``written=False``) even without an etag; false, such a write is written. (With the
+      etag this backend object wrote or read those bytes at, every backend skips it.)
+    - ``native_query``: filters run in the service (an index), not by scanning. Documented
+      only: no behaviour tells an index from a scan, so the suite cannot check it.
+    - ``ttl``: records expire by the backend's own options; ``purge_expired`` then works
+      without a store retention. False: ``Backend.purge_expired`` is a no-op returning 0.
+    - ``cross_process``: several backend objects (processes) may share one store, each
+      seeing the others' writes (not true of memory://).
+    - ``push``: ``subscribe`` announces each write (memory:// in-process, Redis pub/sub,
+      PostgreSQL NOTIFY), so a watcher need not poll; false, it raises NotImplementedError.
+    - ``max_instance_id_length``: ids of up to this many characters (any, four-byte ones
+      included) work; the store refuses a longer one with `InvalidInstanceId` before I/O.
+    - ``extra``: free-form facts for people (`durastate backends`), never checked.
     """
 
     max_payload_bytes: int | None = None
@@ -196,7 +206,6 @@ class Capabilities:
     skips_unchanged: bool = True
     native_query: bool = True
     ttl: bool = False
-    transactions: bool = False
     cross_process: bool = True
     push: bool = False
     max_instance_id_length: int = 512

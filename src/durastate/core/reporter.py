@@ -25,7 +25,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from durastate.errors import ConfigurationError, DurastateError, PayloadTooLarge
@@ -201,12 +200,7 @@ class StatusReporter(_Reporter["StateStore"]):
         _sync_writer().add(self)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.active = False
         try:
             self._flush_on_exit()
@@ -314,12 +308,7 @@ class AsyncStatusReporter(_Reporter["AsyncStateStore"]):
         _async_writer().add(self)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.active = False
         try:
             await self._flush_on_exit()

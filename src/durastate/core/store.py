@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypedDict, Unpack
 
+from durastate.core import store_plans
 from durastate.core.backend import Backend
-from durastate.core.codec import PayloadCodec
+from durastate.core.codec import PayloadCodec, build_codec
 from durastate.core.ids import (
     validate_instance_id,
     validate_moment,
@@ -31,14 +31,14 @@ from durastate.core.records import (
     WriteResult,
 )
 from durastate.core.retention import Retention, RetentionFrom
+from durastate.core.steps import drive
+from durastate.core.store_plans import require_instance
 from durastate.errors import (
-    ConcurrencyError,
     ConfigurationError,
     InstanceExists,
     InstanceNotFound,
     InvalidArgument,
     InvalidContinuationToken,
-    MissingDependency,
 )
 from durastate.serializers.base import Serializer
 from durastate.telemetry import StoreTelemetry, instrument, provider_configured
@@ -63,6 +63,7 @@ Clock = Callable[[], datetime]
 
 
 _last_millisecond: tuple[int, datetime] = (0, datetime.fromtimestamp(0, UTC))
+_time_ns = time.time_ns  # a global, not an attribute lookup, on every write
 
 
 def utc_now_ms() -> datetime:
@@ -72,7 +73,7 @@ def utc_now_ms() -> datetime:
     built once and reused (the pair is swapped in one assignment, so threads agree).
     """
     global _last_millisecond
-    millis = time.time_ns() // 1_000_000
+    millis = _time_ns() // 1_000_000
     last = _last_millisecond
     if last[0] == millis:
         return last[1]
@@ -111,42 +112,45 @@ def _statuses(
 Statuses = RuntimeStatus | str | Iterable[RuntimeStatus | str] | None
 
 
-def _query(
-    runtime_status: Statuses,
-    created_from: datetime | None,
-    created_to: datetime | None,
-    prefix: str | None,
-    *,
-    name: str | None = None,
-    updated_from: datetime | None = None,
-    updated_to: datetime | None = None,
-    **paging: Any,
-) -> InstanceQuery:
+class Filters(TypedDict, total=False):
+    """The filters of ``query``, ``iter_instances`` and ``count``; an instance matches when
+    it matches every one given. ``runtime_status``: any of these; ``created_from`` and
+    ``updated_from`` inclusive, ``created_to`` and ``updated_to`` exclusive; ``prefix`` of
+    the instance id; ``name``: the exact workflow name."""
+
+    runtime_status: Statuses
+    created_from: datetime | None
+    created_to: datetime | None
+    prefix: str | None
+    name: str | None
+    updated_from: datetime | None
+    updated_to: datetime | None
+
+
+def _query(filters: Filters, **paging: Any) -> InstanceQuery:
     """The backend query, every filter checked first (naive datetimes, non-str prefixes)."""
+    unknown = set(filters) - Filters.__optional_keys__
+    if unknown:
+        raise InvalidArgument(f"unknown filter {sorted(unknown)[0]!r:.60}")
+    name = filters.get("name")
     return InstanceQuery(
-        runtime_status=_statuses(runtime_status),
-        created_from=validate_moment(created_from, "created_from"),
-        created_to=validate_moment(created_to, "created_to"),
-        prefix=validate_prefix(prefix),
+        runtime_status=_statuses(filters.get("runtime_status")),
+        created_from=validate_moment(filters.get("created_from"), "created_from"),
+        created_to=validate_moment(filters.get("created_to"), "created_to"),
+        prefix=validate_prefix(filters.get("prefix")),
         name=None if name is None else validate_name(name),
-        updated_from=validate_moment(updated_from, "updated_from"),
-        updated_to=validate_moment(updated_to, "updated_to"),
+        updated_from=validate_moment(filters.get("updated_from"), "updated_from"),
+        updated_to=validate_moment(filters.get("updated_to"), "updated_to"),
         **paging,
     )
 
 
 def page_query(
     *,
-    runtime_status: Statuses,
-    created_from: datetime | None,
-    created_to: datetime | None,
-    prefix: str | None,
-    name: str | None = None,
-    updated_from: datetime | None = None,
-    updated_to: datetime | None = None,
     page_size: int,
     continuation: str | None = None,
     fetch_payloads: bool = False,
+    **filters: Unpack[Filters],
 ) -> InstanceQuery:
     """``query``'s (or ``iter_instances``') keyword arguments checked, as one backend query
     (shared by the sync and async stores)."""
@@ -155,16 +159,7 @@ def page_query(
     if continuation is not None and not isinstance(continuation, str):
         raise InvalidContinuationToken("continuation token must be a str")
     return _query(
-        runtime_status,
-        created_from,
-        created_to,
-        prefix,
-        name=name,
-        updated_from=updated_from,
-        updated_to=updated_to,
-        page_size=page_size,
-        continuation=continuation,
-        fetch_payloads=fetch_payloads,
+        filters, page_size=page_size, continuation=continuation, fetch_payloads=fetch_payloads
     )
 
 
@@ -179,30 +174,19 @@ def purge_query(
         raise ConfigurationError(
             "purge_by needs a filter (created range, runtime status or prefix)"
         )
-    return _query(runtime_status, created_from, created_to, prefix)
-
-
-def count_query(
-    *,
-    runtime_status: Statuses,
-    created_from: datetime | None,
-    created_to: datetime | None,
-    prefix: str | None,
-    name: str | None,
-    updated_from: datetime | None,
-    updated_to: datetime | None,
-) -> InstanceQuery:
-    """``count``'s keyword arguments checked, as one backend query (sync and async)."""
     return _query(
-        runtime_status,
-        created_from,
-        created_to,
-        prefix,
-        name=name,
-        updated_from=updated_from,
-        updated_to=updated_to,
-        page_size=1000,
+        {
+            "runtime_status": runtime_status,
+            "created_from": created_from,
+            "created_to": created_to,
+            "prefix": prefix,
+        }
     )
+
+
+def count_query(**filters: Unpack[Filters]) -> InstanceQuery:
+    """``count``'s keyword arguments checked, as one backend query (sync and async)."""
+    return _query(filters, page_size=1000)
 
 
 class ExpirySweep:
@@ -217,17 +201,6 @@ class ExpirySweep:
     def expired_ids(self, page: RecordPage) -> list[str]:
         retention, now = self.retention, self.now
         return [record.instance_id for record in page.items if retention.expired(record, now)]
-
-
-def update_backoff(attempt: int) -> float:
-    """Seconds to wait before the next ``update`` attempt after a conflict (jittered)."""
-    return min(0.001 * (1 << attempt), 0.05) * (0.5 + random.random())
-
-
-def require_instance(metadata: InstanceMetadata | None, instance_id: str) -> InstanceMetadata:
-    if metadata is None:
-        raise InstanceNotFound(instance_id)
-    return metadata
 
 
 class StateStore:
@@ -258,7 +231,7 @@ class StateStore:
         ``retention``: how long an instance stays after its last update or its completion
         (``retention_from``); see `durastate.core.retention`."""
         self.backend = backend
-        self.codec = codec or _build_codec(serializer, accept, compress_above)
+        self.codec = codec or build_codec(serializer, accept, compress_above=compress_above)
         caps = backend.capabilities
         inline = None if caps.offload else caps.max_payload_bytes
         self.max_custom_status_bytes = _tighter(max_custom_status_bytes, inline)
@@ -268,6 +241,8 @@ class StateStore:
             self.codec.max_inflated_bytes, max_custom_status_bytes, max_payload_bytes or 0
         )
         self._max_id_length = caps.max_instance_id_length
+        # the last id the hot calls found valid; a fresh object at first, never a caller's
+        self._checked_id: object = object()
         self._clock = clock or utc_now_ms
         self.retention = Retention.of(retention, retention_from)
         self._encode_status = self.codec.encode  # bound once: set_custom_status is hot
@@ -311,14 +286,7 @@ class StateStore:
         except InstanceExists:
             if self.retention is None:
                 raise
-            return self._replace_expired(new)
-
-    def _replace_expired(self, new: NewInstance) -> str:
-        """Create over an expired run of the id (still stored: no native expiry swept it)."""
-        if self.restart_over_expired(new.instance_id, self.backend.read(new.instance_id)):
-            return self.backend.create(new, restart_if_terminal=True)  # atomic on the backend
-        self.backend.delete(new.instance_id)  # "updated": an expired run may still be live
-        return self.backend.create(new)
+        return drive(store_plans.replace_expired(self, new), self._perform)
 
     def new_instance(
         self,
@@ -370,12 +338,8 @@ class StateStore:
 
     def set_custom_status(self, instance_id: str, value: Any, *, etag: str | None = None) -> str:
         """Replace the custom status; with ``etag``, only if nobody wrote since. New etag."""
-        if not (  # validate_instance_id's common case, inline: the hottest call
-            type(instance_id) is str
-            and 0 < len(instance_id) <= self._max_id_length
-            and instance_id.isascii()
-        ):
-            validate_instance_id(instance_id, self._max_id_length)
+        if instance_id is not self._checked_id:  # a hot loop passes the same str again
+            self._check_hot_id(instance_id)
         payload = self._encode_status(
             value, instance_id, "custom_status", self.max_custom_status_bytes
         )
@@ -384,6 +348,18 @@ class StateStore:
         return self.backend.write_custom_status(
             instance_id, payload, etag=etag, now=self._clock()
         ).etag
+
+    def _check_hot_id(self, instance_id: str) -> None:
+        """``validate_instance_id`` for the hot calls; an exact str that passes is kept, so
+        the same object passed again (a loop's id) is known valid by identity alone."""
+        if (
+            type(instance_id) is str
+            and 0 < len(instance_id) <= self._max_id_length
+            and instance_id.isascii()
+        ):
+            self._checked_id = instance_id
+        else:
+            validate_instance_id(instance_id, self._max_id_length)
 
     def check_id(self, instance_id: str) -> None:
         """``InvalidInstanceId`` unless this store's backend can hold the id."""
@@ -448,18 +424,7 @@ class StateStore:
         ``fn`` gets the current value and returns the new one; it may run more than once.
         Returns the value that was stored.
         """
-        for attempt in range(retries + 1):
-            current = require_instance(self.get_instance(instance_id), instance_id)
-            new_value = fn(current.custom_status)
-            try:
-                self.set_custom_status(instance_id, new_value, etag=current.etag)
-            except ConcurrencyError:  # any other error (an unknown outcome) is never retried
-                if attempt == retries:
-                    raise
-                time.sleep(update_backoff(attempt))
-                continue
-            return new_value
-        raise AssertionError("unreachable")  # pragma: no cover
+        return drive(store_plans.update(self, instance_id, fn, retries), self._perform)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -467,12 +432,8 @@ class StateStore:
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceMetadata | None:
         """The instance with its custom status, or ``None``; input/output only when asked."""
-        if not (  # validate_instance_id's common case, inline: every read
-            type(instance_id) is str
-            and 0 < len(instance_id) <= self._max_id_length
-            and instance_id.isascii()
-        ):
-            validate_instance_id(instance_id, self._max_id_length)
+        if instance_id is not self._checked_id:  # a polling loop passes the same str again
+            self._check_hot_id(instance_id)
         if fetch_payloads:
             record = self.backend.read(instance_id, fetch_payloads=True)
         else:
@@ -519,62 +480,27 @@ class StateStore:
     def query(
         self,
         *,
-        runtime_status: Statuses = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        prefix: str | None = None,
-        name: str | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
         page_size: int = 100,
         continuation: str | None = None,
         fetch_payloads: bool = False,
+        **filters: Unpack[Filters],
     ) -> Page:
-        """One page of instances matching every given filter (statuses: any of).
-
-        ``created_from``/``updated_from`` are inclusive, ``created_to``/``updated_to``
-        exclusive; ``name`` is the exact workflow name. A page may hold fewer than
-        ``page_size`` items while a continuation token still follows.
-        """
+        """One page of instances matching every given filter (`Filters`). A page may hold
+        fewer than ``page_size`` items while a continuation token still follows."""
         query = page_query(
-            runtime_status=runtime_status,
-            created_from=created_from,
-            created_to=created_to,
-            prefix=prefix,
-            name=name,
-            updated_from=updated_from,
-            updated_to=updated_to,
             page_size=page_size,
             continuation=continuation,
             fetch_payloads=fetch_payloads,
+            **filters,
         )
         return self.page(self.backend.query(query), query)
 
     def iter_instances(
-        self,
-        *,
-        runtime_status: Statuses = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        prefix: str | None = None,
-        name: str | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
-        page_size: int = 100,
-        fetch_payloads: bool = False,
+        self, *, page_size: int = 100, fetch_payloads: bool = False, **filters: Unpack[Filters]
     ) -> Iterator[InstanceMetadata]:
-        """Every matching instance, following continuation tokens page after page."""
-        query = page_query(
-            runtime_status=runtime_status,
-            created_from=created_from,
-            created_to=created_to,
-            prefix=prefix,
-            name=name,
-            updated_from=updated_from,
-            updated_to=updated_to,
-            page_size=page_size,
-            fetch_payloads=fetch_payloads,
-        )
+        """Every matching instance (`Filters`), following continuation tokens page after
+        page."""
+        query = page_query(page_size=page_size, fetch_payloads=fetch_payloads, **filters)
         while True:
             page = self.page(self.backend.query(query), query)
             yield from page.items
@@ -582,19 +508,10 @@ class StateStore:
                 return
             query = replace(query, continuation=page.continuation)
 
-    def count(
-        self,
-        *,
-        runtime_status: Statuses = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        prefix: str | None = None,
-        name: str | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
-    ) -> dict[RuntimeStatus, int]:
-        """How many instances match, per runtime status (every status present, zeros too)."""
-        query = count_query(**{key: value for key, value in locals().items() if key != "self"})
+    def count(self, **filters: Unpack[Filters]) -> dict[RuntimeStatus, int]:
+        """How many instances match (`Filters`), per runtime status (every status present,
+        zeros too)."""
+        query = count_query(**filters)
         return self.tally([self.backend.count(alive) for alive in self.count_queries(query)])
 
     def count_queries(self, query: InstanceQuery) -> list[InstanceQuery]:
@@ -671,21 +588,7 @@ class StateStore:
         """Delete every expired instance: what the backend's own expiry left stored
         (``Backend.purge_expired``), then what the store's ``retention`` expired (listed page
         by page, then deleted one by one). How many were deleted."""
-        sweep = self.expiry_sweep()
-        swept = self.backend.purge_expired()
-        if sweep is None:
-            return swept
-        query = sweep.query
-        doomed: list[str] = []
-        while True:
-            page = self.backend.query(query)
-            doomed.extend(sweep.expired_ids(page))
-            if page.continuation is None:
-                break
-            query = replace(query, continuation=page.continuation)
-        deleted = swept + sum(1 for instance_id in doomed if self.backend.delete(instance_id))
-        log.info("purged %d expired instance(s)", deleted)
-        return deleted
+        return drive(store_plans.purge_expired(self), self._perform)
 
     def expiry_sweep(self) -> ExpirySweep | None:
         """What ``purge_expired`` lists after the backend's own sweep: ``None`` without a
@@ -698,14 +601,20 @@ class StateStore:
             )
         return None if retention is None else ExpirySweep(retention, self._clock())
 
+    def _perform(self, step: store_plans.Step) -> Any:
+        """One step of a `store_plans` plan, here and now."""
+        if isinstance(step, store_plans.Call):
+            owner = self.backend if step.on_backend else self
+            return getattr(owner, step.name)(*step.args, **step.kwargs)
+        if isinstance(step, store_plans.Apply):
+            return step.fn(step.value)
+        time.sleep(step.seconds)
+        return None
+
     # -- helpers --------------------------------------------------------------------------
 
     def watch(
-        self,
-        instance_id: str,
-        *,
-        since_etag: str | None = None,
-        poll_interval: float | None = None,
+        self, instance_id: str, *, since_etag: str | None = None, poll_interval: float | None = None
     ) -> Iterator[InstanceMetadata]:
         """The instance now (unless ``since_etag`` is its etag), then each time it changes,
         until a terminal status; ``InstanceNotFound`` when it is (or gets) purged. See
@@ -747,25 +656,3 @@ def _tighter(limit: int | None, other: int | None) -> int | None:
         return limit
     return min(limit, other)
 
-
-def _build_codec(
-    serializer: str | Serializer,
-    accept: Iterable[str | Serializer] | None,
-    compress_above: int | None,
-) -> PayloadCodec:
-    from durastate.registry import serializer_class
-
-    def build(item: str | Serializer) -> Serializer:
-        return serializer_class(item)() if isinstance(item, str) else item
-
-    writer = build(serializer)
-    readers = {writer.id: writer}
-    for item in accept if accept is not None else ("json", "msgpack"):
-        try:
-            reader = writer if item == writer.id else build(item)
-        except MissingDependency:
-            if accept is not None:
-                raise
-            continue  # msgpack is an extra; without it, it is simply not a default reader
-        readers.setdefault(reader.id, reader)
-    return PayloadCodec(writer, readers, compress_above=compress_above)

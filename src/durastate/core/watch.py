@@ -53,15 +53,16 @@ class WatchCursor:
         self.etag = since_etag
         self.done = False
 
-    def observe(self, metadata: InstanceMetadata | None) -> InstanceMetadata | None:
-        """The state to yield, or ``None`` when it is the one already seen."""
+    def observe(self, metadata: InstanceMetadata | None) -> tuple[InstanceMetadata, ...]:
+        """The states to yield for a read: it, or none when it is the one already seen
+        (then ``done`` says whether to stop)."""
         if metadata is None:
             raise InstanceNotFound(self.instance_id)
         self.done = metadata.runtime_status.is_terminal
         if metadata.etag == self.etag:
-            return None
+            return ()
         self.etag = metadata.etag
-        return metadata
+        return (metadata,)
 
 
 def poll_interval_of(value: float | None) -> float:
@@ -272,9 +273,7 @@ def watch_sync(
         started = time.monotonic()
         metadata = store.get_instance(instance_id)
         while True:
-            item = cursor.observe(metadata)
-            if item is not None:
-                yield item
+            yield from cursor.observe(metadata)
             if cursor.done:
                 return
             with condition:
@@ -360,8 +359,7 @@ async def watch_async(
         started = time.monotonic()
         metadata = await store.get_instance(instance_id)
         while True:
-            item = cursor.observe(metadata)
-            if item is not None:
+            for item in cursor.observe(metadata):
                 yield item
             if cursor.done:
                 return

@@ -14,6 +14,8 @@ from durastate.serializers.base import Serializer, plain_default
 
 _has_null = re.compile(rb"null").search  # measured faster than `b"null" in data`
 
+_NESTED = frozenset({dict, list, tuple})
+
 
 def _is_model(value: Any) -> bool:
     return hasattr(type(value), "model_fields") and callable(getattr(value, "model_dump", None))
@@ -43,33 +45,6 @@ def _non_finite_float(value: Any) -> bool:
     return False
 
 
-_NESTED = frozenset({dict, list, tuple})
-
-
-def _plain_non_finite(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool | None:
-    """For a tree of plain dicts, lists, tuples and scalars: is a NaN or infinity in it?
-
-    ``None`` as soon as another type appears (a model, a dataclass, a subclass, a datetime):
-    the caller decides those the general way. Only exact types are trusted, so nothing can
-    hide a float behind an overridden ``values()`` or ``__iter__``. ``x - x`` is ``0.0`` for
-    every finite float and NaN (truthy) for NaN and the infinities.
-    """
-    todo: list[Any] = [value]
-    for node in todo:  # grows as containers are opened
-        for item in node.values() if type(node) is dict else node:
-            kind = type(item)
-            if kind in _SCALARS:
-                continue
-            if kind is float:
-                if item - item:
-                    return True
-            elif kind in _NESTED:
-                todo.append(item)
-            else:
-                return None
-    return False
-
-
 def _hides_non_finite(value: Any, data: bytes) -> bool:
     """orjson writes NaN and infinities as ``null``: was any ``null`` in ``data`` one of them?
 
@@ -80,6 +55,51 @@ def _hides_non_finite(value: Any, data: bytes) -> bool:
     """
     plain = value if type(value) is dict or not _is_model(value) else value.model_dump()
     return orjson.loads(data) != plain and _non_finite_float(plain)
+
+
+NON_FINITE = "json cannot serialize NaN or infinity exactly"
+
+#: Whether encoded bytes hold a ``null`` that might stand for a NaN or an infinity.
+may_hide_non_finite = _has_null
+
+
+def refuse_non_finite(value: Any, data: bytes) -> None:
+    """``SerializationError`` when a ``null`` in ``data`` (orjson's output for ``value``)
+    stands for a NaN or an infinity; called only when `may_hide_non_finite` says so.
+
+    A tree of plain dicts, lists, tuples and scalars is walked once, here (cheaper than
+    reading ``data`` back and comparing, and one frame: it runs on every write of a status
+    with a ``None`` in it). Only exact types are trusted, so nothing can hide a float behind
+    an overridden ``values()`` or ``__iter__``; ``x - x`` is ``0.0`` for every finite float
+    and NaN (truthy) for NaN and the infinities. Any other type (a model, a dataclass, a
+    subclass, a datetime) sends the value the general way.
+    """
+    if type(value) in _NESTED:
+        todo: list[Any] = [value]
+        for node in todo:  # grows as containers are opened
+            for item in node.values() if type(node) is dict else node:
+                kind = type(item)
+                if kind in _SCALARS:
+                    continue
+                if kind is float:
+                    if item - item:
+                        raise SerializationError(NON_FINITE)
+                elif kind in _NESTED:
+                    todo.append(item)
+                else:
+                    break  # a type the walk cannot decide
+            else:
+                continue
+            break
+        else:
+            return  # walked to the end: no NaN, no infinity
+    if _hides_non_finite(value, data):
+        raise SerializationError(NON_FINITE)
+
+
+def cannot_serialize(exc: Exception) -> SerializationError:
+    """The error for a value orjson refused (its ``TypeError``)."""
+    return SerializationError(f"json cannot serialize this value: {exc}")
 
 
 class JsonSerializer(Serializer):
@@ -99,15 +119,9 @@ class JsonSerializer(Serializer):
         try:
             data = orjson.dumps(value, default=plain_default)
         except TypeError as exc:
-            raise SerializationError(f"json cannot serialize this value: {exc}") from None
-        if _has_null(data):  # orjson writes NaN and the infinities as null
-            # A plain tree is walked once in Python (cheaper than reading ``data`` back and
-            # comparing); anything else, or a tree the walk cannot decide, goes the general way.
-            verdict = _plain_non_finite(value) if type(value) in _NESTED else None
-            if verdict is None:
-                verdict = _hides_non_finite(value, data)
-            if verdict:
-                raise SerializationError("json cannot serialize NaN or infinity exactly")
+            raise cannot_serialize(exc) from None
+        if may_hide_non_finite(data):  # orjson writes NaN and the infinities as null
+            refuse_non_finite(value, data)
         return data
 
     def loads(self, data: bytes, *, instance_id: str) -> Any:

@@ -17,19 +17,22 @@ from typing import Any, TypeVar
 
 import pytest
 
+from durastate.core.async_backend import SyncBackendAdapter
 from durastate.core.async_store import AsyncStateStore
 from durastate.core.backend import Backend
 from durastate.core.models import InstanceMetadata
-from durastate.core.records import RuntimeStatus
+from durastate.core.records import Payload, RuntimeStatus
 from durastate.core.store import StateStore
 from durastate.errors import (
     ConcurrencyError,
+    ConfigurationError,
     InstanceExists,
     InstanceNotFound,
     InvalidInstanceId,
     PayloadTooLarge,
     SerializationError,
 )
+from durastate.testing.capability_checks import assert_writes_are_heard, new_instance
 from durastate.testing.counting import CountingBackend
 
 T = TypeVar("T")
@@ -222,6 +225,55 @@ class AsyncAndWatchConformance:
                 await aio.create_instance("r/run", name="a")  # running: never expires
             assert await aio.count() == sync.count()
             assert sync.count()[RuntimeStatus.RUNNING] == 1
+
+        run(check())
+
+    def test_async_face_declares_and_honours_the_same_capabilities(
+        self, backend: Backend, open_other_backend: Callable[[], Backend], clock: Any
+    ) -> None:
+        """The async face (``to_async``) declares what the backend declares and keeps it:
+        ``skips_unchanged`` (the same bytes without an etag), ``ttl`` (its
+        ``purge_expired``; the async store's asks for a retention without it) and ``push``
+        (its ``subscribe`` notifies a write by another backend object of the store, or
+        raises NotImplementedError)."""
+        caps = backend.capabilities
+        other = open_other_backend()
+
+        async def check() -> None:
+            face = backend.to_async()
+            try:
+                assert face.capabilities == caps
+                await face.create(new_instance("face", clock.now))
+                status = Payload(b'{"face":1}', "json")
+                first = await face.write_custom_status("face", status, etag=None, now=clock.now)
+                assert first.written
+                clock.advance(seconds=1)
+                blind = await face.write_custom_status(
+                    "face", Payload(b'{"face":1}', "json"), etag=None, now=clock.now
+                )
+                assert blind.written is not caps.skips_unchanged
+                if caps.ttl:
+                    assert await face.purge_expired() >= 0
+                else:
+                    assert await face.purge_expired() == 0
+                    with pytest.raises(ConfigurationError, match="retention"):
+                        await AsyncStateStore(StateStore(backend), face).purge_expired()
+                assert await face.read("face") is not None  # nothing live was swept
+                if not caps.push:
+                    with pytest.raises(NotImplementedError):
+                        face.subscribe("face", lambda: None)
+                    return
+                changed = threading.Event()
+                unsubscribe = face.subscribe("face", changed.set)  # on the loop: it may start
+                try:  # a task; the writes of the other object run beside the loop
+                    await asyncio.to_thread(
+                        assert_writes_are_heard, changed, other, "face", clock.now
+                    )
+                finally:
+                    unsubscribe()
+            finally:
+                if not isinstance(face, SyncBackendAdapter):  # an adapter is the backend's
+                    await face.close()
 
         run(check())
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel
 
 from durastate.core.backend import Backend
 from durastate.core.ids import MAX_NAME_LENGTH
-from durastate.core.records import Payload, RuntimeStatus
+from durastate.core.records import InstanceQuery, Payload, RuntimeStatus
 from durastate.core.retention import RetentionFrom
 from durastate.core.store import StateStore
 from durastate.core.tokens import encode_token
@@ -60,6 +60,12 @@ from durastate.errors import (
     SerializationError,
 )
 from durastate.testing.async_conformance import AsyncAndWatchConformance
+from durastate.testing.capability_checks import (
+    LARGEST_CHECKED_PAYLOAD,
+    assert_writes_are_heard,
+    json_of_size,
+    new_instance,
+)
 from durastate.testing.counting import CountingBackend
 
 FALSY_AND_AWKWARD_VALUES: list[Any] = [
@@ -211,6 +217,17 @@ def _same_fixture_again(request: pytest.FixtureRequest, backend: Backend) -> Ope
 
     request.addfinalizer(lambda: [next(gen, None) for gen in reversed(opened)])
     return open_other
+
+
+def _every_payload_round_trips(store: StateStore, instance_id: str, size: int) -> None:
+    """Input, output and custom status of one instance, each ``size`` bytes of JSON, are
+    stored and read back."""
+    value = json_of_size(size)
+    store.create_instance(instance_id, name="wf", input=value, custom_status=value)
+    store.set_runtime_status(instance_id, RuntimeStatus.COMPLETED, output=value)
+    got = store.get_instance(instance_id, fetch_payloads=True)
+    assert got is not None
+    assert (got.input, got.output, got.custom_status) == (value, value, value)
 
 
 class BackendConformance(AsyncAndWatchConformance):
@@ -553,6 +570,173 @@ class BackendConformance(AsyncAndWatchConformance):
             thread.join()
         assert not failures, [repr(failure) for failure in failures[:3]]
         assert store.get_custom_status("x-lww") in [{"v": 0}, {"v": 1}]
+
+    # -- capabilities: every declared flag checked both ways -------------------------------
+
+    def test_capability_max_payload_bytes_is_not_overstated(
+        self, counting: CountingBackend, clock: FakeClock
+    ) -> None:
+        """Input, output and custom status of one instance, each exactly at the declared
+        inline limit (at `LARGEST_CHECKED_PAYLOAD` when the limit is larger or none), are
+        stored and read back: all three fit together."""
+        limit = counting.capabilities.max_payload_bytes
+        size = LARGEST_CHECKED_PAYLOAD if limit is None else min(limit, LARGEST_CHECKED_PAYLOAD)
+        store = StateStore(
+            counting, max_custom_status_bytes=size, max_payload_bytes=size, clock=clock
+        )
+        _every_payload_round_trips(store, "at-limit", size)
+
+    def test_capability_offload(self, counting: CountingBackend, clock: FakeClock) -> None:
+        """``offload``: payloads beyond the inline limit and beyond any service row limit
+        round-trip. Without it, a payload over ``max_payload_bytes`` is `PayloadTooLarge`
+        before any I/O, whatever the store allows, and nothing stored changes."""
+        caps = counting.capabilities
+        generous = 64 * LARGEST_CHECKED_PAYLOAD
+        store = StateStore(
+            counting, max_custom_status_bytes=generous, max_payload_bytes=generous, clock=clock
+        )
+        if caps.offload:
+            size = max(caps.max_payload_bytes or 0, LARGEST_CHECKED_PAYLOAD) + 1024
+            _every_payload_round_trips(store, "offloaded", size)
+            return
+        if caps.max_payload_bytes is None:
+            return  # no inline limit, nothing to offload: the check above covers the size
+        over = json_of_size(caps.max_payload_bytes + 1)
+        etag = store.create_instance("kept", name="wf", input="in", custom_status="status")
+        counting.calls.clear()
+        with pytest.raises(PayloadTooLarge):
+            store.create_instance("too-big", name="wf", input=over)
+        with pytest.raises(PayloadTooLarge):
+            store.set_custom_status("kept", over)
+        with pytest.raises(PayloadTooLarge):
+            store.set_runtime_status("kept", RuntimeStatus.COMPLETED, output=over)
+        assert counting.total == 0
+        assert store.get_instance("too-big") is None
+        kept = store.get_instance("kept", fetch_payloads=True)
+        assert kept is not None
+        assert (kept.etag, kept.input, kept.custom_status) == (etag, "in", "status")
+        assert kept.runtime_status is RuntimeStatus.PENDING
+
+    def test_capability_skips_unchanged(self, backend: Backend, clock: FakeClock) -> None:
+        """The same bytes again: with the etag this backend object wrote them at, never
+        written (every backend); without an etag, not written exactly when the backend
+        declares ``skips_unchanged``, else written (a new update time)."""
+        backend.create(new_instance("same", clock.now))
+        first = backend.write_custom_status(
+            "same", Payload(b'{"percent":5}', "json"), etag=None, now=clock.now
+        )
+        assert first.written
+        written_at = clock.now
+        clock.advance(seconds=1)
+        again = backend.write_custom_status(
+            "same", Payload(b'{"percent":5}', "json"), etag=first.etag, now=clock.now
+        )
+        assert (again.etag, again.written) == (first.etag, False)
+        clock.advance(seconds=1)
+        blind = backend.write_custom_status(
+            "same", Payload(b'{"percent":5}', "json"), etag=None, now=clock.now
+        )
+        record = backend.read("same")
+        assert record is not None
+        assert record.custom_status == Payload(b'{"percent":5}', "json")
+        assert record.etag == blind.etag
+        if backend.capabilities.skips_unchanged:
+            assert (blind.etag, blind.written) == (first.etag, False)
+            assert record.last_updated_at == written_at
+        else:
+            assert blind.written is True
+            assert record.last_updated_at == clock.now
+
+    def test_capability_push(self, backend: Backend, open_other_backend: OpenOther) -> None:
+        """``push``: ``subscribe`` notifies after a write made through another backend
+        object of the same store (the same object where not ``cross_process``); without
+        it, ``subscribe`` raises NotImplementedError."""
+        other = open_other_backend()
+        now = datetime.now(UTC)
+        other.create(new_instance("pushed", now))
+        if not backend.capabilities.push:
+            with pytest.raises(NotImplementedError):
+                backend.subscribe("pushed", lambda: None)
+            return
+        changed = threading.Event()
+        unsubscribe = backend.subscribe("pushed", changed.set)
+        try:
+            assert_writes_are_heard(changed, other, "pushed", now)
+        finally:
+            unsubscribe()
+
+    def test_capability_ttl(self, backend: Backend, counting: CountingBackend) -> None:
+        """``ttl``: ``purge_expired`` works without a store retention and sweeps only what
+        the backend's own expiry hides (nothing live). Without it, the backend's
+        ``purge_expired`` is a no-op returning 0, and the store's asks for a retention."""
+        store = StateStore(counting)
+        store.create_instance("live", name="wf", custom_status=1)
+        store.create_instance("done", name="wf")
+        store.set_runtime_status("done", RuntimeStatus.COMPLETED)
+        if backend.capabilities.ttl:
+            assert store.purge_expired() >= 0
+        else:
+            counting.calls.clear()
+            assert backend.purge_expired() == 0
+            with pytest.raises(ConfigurationError, match="retention"):
+                store.purge_expired()
+        assert store.get_custom_status("live") == 1
+        assert store.get_instance("done") is not None
+
+    def test_capability_cross_process(
+        self, backend: Backend, open_other_backend: OpenOther, clock: FakeClock
+    ) -> None:
+        """``cross_process``: another backend object on the same namespace (as another
+        process opens it) sees every write of this one, and this one sees its writes.
+        (Not ``cross_process``: there is no second object to check.)"""
+        if not backend.capabilities.cross_process:
+            return
+        other = open_other_backend()
+        assert other is not backend
+        etag = backend.create(new_instance("shared", clock.now))
+        seen = other.read("shared")
+        assert seen is not None
+        assert seen.etag == etag
+        status = Payload(b'"from the other"', "json")
+        written = other.write_custom_status("shared", status, etag=etag, now=clock.now)
+        mine = backend.read("shared")
+        assert mine is not None
+        assert (mine.etag, mine.custom_status) == (written.etag, status)
+        listed = backend.query(InstanceQuery(prefix="shared"))
+        assert [record.instance_id for record in listed.items] == ["shared"]
+        assert other.delete("shared") is True
+        assert backend.read("shared") is None
+
+    def test_capability_max_instance_id_length(
+        self, store: StateStore, counting: CountingBackend
+    ) -> None:
+        """Ids of exactly ``max_instance_id_length`` characters (one and four bytes of
+        UTF-8 each) work everywhere; one character more is `InvalidArgument` before any
+        I/O, for every call that takes an id."""
+        length = store.capabilities.max_instance_id_length
+        longest = ["i" * length, "🙂" * length]
+        for number, instance_id in enumerate(longest):
+            store.create_instance(instance_id, name="wf", custom_status=number)
+            store.set_custom_status(instance_id, {"n": number})
+            store.set_runtime_status(instance_id, RuntimeStatus.RUNNING)
+            got = store.get_instance(instance_id)
+            assert got is not None
+            assert (got.instance_id, got.custom_status) == (instance_id, {"n": number})
+        assert sorted(item.instance_id for item in store.iter_instances()) == sorted(longest)
+        counting.calls.clear()
+        too_long = "i" * (length + 1)
+        calls: list[Callable[[], object]] = [
+            lambda: store.create_instance(too_long, name="wf"),
+            lambda: store.get_instance(too_long),
+            lambda: store.set_custom_status(too_long, 1),
+            lambda: store.set_runtime_status(too_long, RuntimeStatus.RUNNING),
+            lambda: store.purge(too_long),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidArgument):
+                call()
+        assert counting.total == 0
+        assert all(store.purge(instance_id) for instance_id in longest)
 
     # -- ids -------------------------------------------------------------------------------
 

@@ -49,9 +49,13 @@ class AsyncHttpDriver:
         self._session: aiohttp.ClientSession | None = None
 
     async def send(
-        self, request: HttpRequest, may_have_landed: LandedHook | None = None
+        self,
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        *,
+        deadline: float | None = None,
     ) -> HttpResponse:
-        call = self.policy.call(request, may_have_landed)
+        call = self.policy.call(request, may_have_landed, deadline)
         while True:
             verdict = call.judge(await self._attempt(request, call.timeouts()))
             if isinstance(verdict, HttpResponse):

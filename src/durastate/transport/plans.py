@@ -45,10 +45,13 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """Send ``request``; ``may_have_landed`` lets the policy retry a write whose answer was
-    lost when the core can recognise its own write afterwards."""
+    lost when the core can recognise its own write afterwards; ``deadline`` lets the
+    operation end all its requests by one instant."""
 
     request: HttpRequest
     may_have_landed: LandedHook | None = None
+    #: a `time.monotonic` instant by which the call ends (sooner than the driver's own)
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ def run(plan: Plan[T], driver: HttpDriver) -> T:
             failure = None
             try:
                 if type(step) is Exchange:
-                    reply = driver.send(step.request, step.may_have_landed)
+                    reply = driver.send(step.request, step.may_have_landed, deadline=step.deadline)
                 elif isinstance(step, Batch):
                     reply = _run_batch(step, driver)
                 elif isinstance(step, Pause):
@@ -98,9 +101,13 @@ def run(plan: Plan[T], driver: HttpDriver) -> T:
 def _run_batch(batch: Batch, driver: HttpDriver) -> list[HttpResponse]:
     exchanges = batch.exchanges
     if len(exchanges) <= 1 or batch.concurrency <= 1:
-        return [driver.send(e.request, e.may_have_landed) for e in exchanges]
+        return [driver.send(e.request, e.may_have_landed, deadline=e.deadline) for e in exchanges]
     with ThreadPoolExecutor(min(batch.concurrency, len(exchanges))) as pool:
-        return list(pool.map(lambda e: driver.send(e.request, e.may_have_landed), exchanges))
+        return list(
+            pool.map(
+                lambda e: driver.send(e.request, e.may_have_landed, deadline=e.deadline), exchanges
+            )
+        )
 
 
 async def arun(plan: Plan[T], driver: AsyncHttpDriver) -> T:
@@ -113,7 +120,9 @@ async def arun(plan: Plan[T], driver: AsyncHttpDriver) -> T:
             failure = None
             try:
                 if type(step) is Exchange:
-                    reply = await driver.send(step.request, step.may_have_landed)
+                    reply = await driver.send(
+                        step.request, step.may_have_landed, deadline=step.deadline
+                    )
                 elif isinstance(step, Batch):
                     reply = await _arun_batch(step, driver)
                 elif isinstance(step, Pause):
@@ -133,7 +142,9 @@ async def _arun_batch(batch: Batch, driver: AsyncHttpDriver) -> list[HttpRespons
 
     async def one(exchange: Exchange) -> HttpResponse:
         async with limit:
-            return await driver.send(exchange.request, exchange.may_have_landed)
+            return await driver.send(
+                exchange.request, exchange.may_have_landed, deadline=exchange.deadline
+            )
 
     return list(await asyncio.gather(*(one(e) for e in batch.exchanges)))
 

@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from durastate.errors import BackendUnavailable, SerializationError
+from durastate.errors import BackendUnavailable, OutcomeUnknown, SerializationError
 from durastate.transport.messages import HttpRequest, HttpResponse
 
 __all__ = [
@@ -118,11 +118,6 @@ def default_may_have_landed(request: HttpRequest, failure: Failure) -> bool:
     return failure.status not in _REFUSED_STATUSES
 
 
-class OutcomeUnknown(BackendUnavailable):
-    """An unsafe request may have been applied, its answer was lost, and nobody said a
-    retry could recognise it: it was not retried."""
-
-
 class RetryPolicy:
     """Options plus a random source; `call` starts the bookkeeping of one request."""
 
@@ -132,9 +127,16 @@ class RetryPolicy:
         self.options = options or TransportOptions()
         self._random = random.Random(seed)
 
-    def call(self, request: HttpRequest, may_have_landed: LandedHook | None = None) -> Call:
+    def call(
+        self,
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        deadline: float | None = None,
+    ) -> Call:
+        """``deadline`` (a `time.monotonic` instant) ends the call sooner than the options'
+        own deadline: an operation of several requests ends by one deadline."""
         _check_sendable(request)
-        return Call(self, request, may_have_landed)
+        return Call(self, request, may_have_landed, deadline)
 
     def backoff(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**retry)]."""
@@ -148,13 +150,19 @@ class Call:
     __slots__ = ("_hook", "_policy", "_request", "_started", "attempts", "deadline", "unknown")
 
     def __init__(
-        self, policy: RetryPolicy, request: HttpRequest, may_have_landed: LandedHook | None
+        self,
+        policy: RetryPolicy,
+        request: HttpRequest,
+        may_have_landed: LandedHook | None,
+        deadline: float | None = None,
     ) -> None:
         self._policy = policy
         self._request = request
         self._hook = may_have_landed
         self._started = time.monotonic()
         self.deadline = self._started + policy.options.deadline
+        if deadline is not None and deadline < self.deadline:
+            self.deadline = deadline
         self.attempts = 0
         self.unknown = False
 

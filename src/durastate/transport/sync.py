@@ -103,8 +103,14 @@ class HttpDriver:
         self._proxy = proxy_of(self.policy.options)
         self._tls: ssl.SSLContext | None = None
 
-    def send(self, request: HttpRequest, may_have_landed: LandedHook | None = None) -> HttpResponse:
-        call = self.policy.call(request, may_have_landed)
+    def send(
+        self,
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
+        call = self.policy.call(request, may_have_landed, deadline)
         while True:
             verdict = call.judge(self._attempt(request, call.timeouts()))
             if isinstance(verdict, HttpResponse):

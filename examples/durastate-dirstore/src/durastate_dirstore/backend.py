@@ -47,26 +47,26 @@ from pathlib import Path
 from typing import Any, Final, Self
 from urllib.parse import unquote
 
-from durastate.core.backend import Backend, skip_unreadable
-from durastate.core.records import (
-    Capabilities,
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
-from durastate.core.tokens import after_token, decode_after
-from durastate.errors import (
+from durastate.backend import (
+    Backend,
     BackendUnavailable,
+    Capabilities,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
     InstanceExists,
     InstanceNotFound,
+    InstanceQuery,
+    InstanceRecord,
     InvalidInstanceId,
+    NewInstance,
+    Payload,
+    RecordPage,
+    RuntimeStatus,
+    WriteResult,
+    after_token,
+    decode_after,
+    skip_unreadable,
 )
 
 FORMAT: Final = "durastate-dirstore"

@@ -105,7 +105,7 @@ class DynamoDBBackend(Backend):
     async_mode: ClassVar[str] = "native"
     capabilities = Capabilities(
         max_payload_bytes=INLINE_LIMIT,
-        offload=False,
+        offload=True,
         skips_unchanged=True,
         native_query=True,
         ttl=True,

@@ -7,7 +7,10 @@ the session (``statement_timeout`` and ``TimeZone=UTC``, so timestamps come back
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -38,6 +41,7 @@ class Connecting:
         except ValueError:
             raise ConfigurationError("invalid postgresql URL (host or port)") from None
         self.redacted = f"{scheme}://{host}{port}{parts.path}"
+        self.options = options
         settings = f"-c statement_timeout={options.server_timeout_ms} -c TimeZone=UTC"
         try:
             self.conninfo = make_conninfo(
@@ -55,6 +59,20 @@ class Connecting:
         # the server process of each pooled connection, noted when it opens: after a break
         # libpq no longer says, and the lost-write recovery must wait for that process
         self.pids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def pool_kwargs(self, name: str) -> dict[str, Any]:
+        """What ``ConnectionPool`` and ``AsyncConnectionPool`` are made with, but for their
+        ``configure`` hook (`note_pid` / `anote_pid`)."""
+        options = self.options
+        return {
+            "conninfo": self.conninfo,
+            "kwargs": {"autocommit": True},
+            "min_size": options.min_pool_size,
+            "max_size": options.max_pool_size,
+            "timeout": options.timeout,
+            "name": f"{name}-{options.table}",
+            "open": False,
+        }
 
     def kwargs(self) -> dict[str, Any]:
         return {"conninfo": self.conninfo, "autocommit": True}
@@ -84,11 +102,16 @@ class SpareConnections:
     and replaces connections; a spare one that broke meanwhile fails its next call, which
     then takes the same recovery as any other break. LIFO also keeps the most recently used
     connection, whose statements are already prepared, in use.
+
+    Who waits in the pool is counted here (`waiting`), by the drivers around each
+    ``getconn``: the pool's own count is private.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._idle: list[Any] = []
+        self._waiters = 0
+        self._count_lock = threading.Lock()
 
     def take(self) -> Any | None:
         try:
@@ -96,10 +119,22 @@ class SpareConnections:
         except IndexError:
             return None
 
-    def keep(self, connection: Any, pool: Any) -> bool:
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait in the pool: while anyone waits there, released connections go
+        back to the pool (to the waiter) instead of to the spares."""
+        with self._count_lock:
+            self._waiters += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._waiters -= 1
+
+    def keep(self, connection: Any) -> bool:
         """Keep a healthy, idle connection for the next call; False: give it to the pool,
         which also happens whenever a caller waits in the pool (it would starve)."""
-        if len(self._idle) >= self.limit or bool(getattr(pool, "_waiting", None)):
+        if self._waiters or len(self._idle) >= self.limit:
             return False
         pgconn = connection.pgconn  # (``connection.info`` builds an object per access)
         if pgconn.status != _OK or pgconn.transaction_status != _IDLE:

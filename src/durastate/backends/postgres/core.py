@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from durastate.backends.sqlite import _EtagSource
+from durastate.core.etags import EtagSource
 from durastate.core.records import (
     TERMINAL_STATUSES,
     Capabilities,
@@ -45,9 +45,9 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
     SerializationError,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024  # bytea holds 1 GB; keep well below
@@ -60,7 +60,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TERMINAL_SQL: Final = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 _LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
 
-new_etag = _EtagSource()
+new_etag = EtagSource()
 
 
 class PostgresOptions(BaseModel):
@@ -288,7 +288,6 @@ def capabilities(options: PostgresOptions) -> Capabilities:
         skips_unchanged=True,
         native_query=True,
         ttl=options.ttl_seconds is not None,
-        transactions=False,
         push=options.notify,
         max_instance_id_length=512,
     )

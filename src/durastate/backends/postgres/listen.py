@@ -24,7 +24,7 @@ import psycopg
 
 from durastate.backends.postgres import core
 from durastate.backends.postgres.connect import Connecting
-from durastate.core.push import Listeners, reconnect_delay
+from durastate.core.push import Listeners, reconnect_delay, stop_reader
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +181,7 @@ class AsyncPostgresListener:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop_reader(task)
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):

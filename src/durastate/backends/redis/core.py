@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, NoReturn
 
 from durastate.backends.redis import scripts
-from durastate.backends.sqlite import EPOCH, _EtagSource, to_micros
+from durastate.core.clock import from_micros, to_micros
+from durastate.core.etags import EtagSource
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -43,10 +44,11 @@ from durastate.errors import (
     InstanceExists,
     InstanceNotFound,
     InvalidContinuationToken,
+    OutcomeUnknown,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 PURGE_BATCH: Final = 500
+COUNT_BATCH: Final = 5000  # matches one count call tallies at most (no record is sent)
 _QUERY_BUDGET: Final = 1000  # index entries one query call examines at most
 
 METADATA_FIELDS: Final = ("id", "n", "s", "c", "u", "cu", "e", "cs", "ce")
@@ -103,19 +105,13 @@ class ScriptCall:
         return replace(self, args=tuple(args))
 
 
-class _WriteIds(_EtagSource):
-    """SQLite's etag source (a random per-process prefix, drawn again after a fork, and a
-    counter: no system call per write) at the fixed width the scripts' write-id list needs."""
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter):012x}"
-
-
-new_write_id = _WriteIds()  # a unique etag, which is also the write id a retry looks for
+#: a unique etag, which is also the write id a retry looks for: every one the same length
+#: (12 hex digits of prefix, 12 of counter), as the scripts' list of recent writes needs
+new_write_id = EtagSource(width=12)
 
 
 def _from_micros(value: bytes) -> datetime:
-    return EPOCH + timedelta(microseconds=int(value))
+    return from_micros(int(value))
 
 
 def escape_id(instance_id: str) -> str:
@@ -309,28 +305,36 @@ class RedisCore:
 
     # -- queries --------------------------------------------------------------------------
 
-    def query(self, query: InstanceQuery, *, purge: bool = False) -> ScriptCall:
-        """The first (or, with the query's continuation, the next) call of a query walk."""
+    def query(
+        self, query: InstanceQuery, *, purge: bool = False, count: bool = False
+    ) -> ScriptCall:
+        """The first (or, with the query's continuation, the next) call of a query walk;
+        ``purge``: it deletes its matches, ``count``: it tallies them per status."""
         plan, statuses = self._plan(query)
         cursor_a, cursor_b = "", ""
         if plan == "status":
             cursor_a = "1"
         if query.continuation is not None:
             cursor_a, cursor_b = self._cursor(query, plan, len(statuses))
-        what = "p" if purge else ("1" if query.fetch_payloads else "0")
-        limit = PURGE_BATCH if purge else query.page_size
+        if purge or count:
+            what, limit = ("p", PURGE_BATCH) if purge else ("c", COUNT_BATCH)
+        else:
+            what, limit = ("1" if query.fetch_payloads else "0"), query.page_size
         args = (
             self.prefix,
             limit,
             what,
             query.prefix or "",
-            "" if query.created_from is None else to_micros(query.created_from),
-            "" if query.created_to is None else to_micros(query.created_to),
+            _micros_or_empty(query.created_from),
+            _micros_or_empty(query.created_to),
             plan,
             cursor_a,
             cursor_b,
             ",".join(statuses),
             max(_QUERY_BUDGET, 4 * limit),
+            "" if query.name is None else f"={query.name}",
+            _micros_or_empty(query.updated_from),
+            _micros_or_empty(query.updated_to),
         )
         return ScriptCall(QUERY, self._index_keys, args)
 
@@ -352,8 +356,11 @@ class RedisCore:
             plan,
             statuses,
             query.prefix,
-            None if query.created_from is None else to_micros(query.created_from),
-            None if query.created_to is None else to_micros(query.created_to),
+            _micros_or_empty(query.created_from),
+            _micros_or_empty(query.created_to),
+            query.name,
+            _micros_or_empty(query.updated_from),
+            _micros_or_empty(query.updated_to),
         )
         return hashlib.blake2b(repr(shape).encode("utf-8"), digest_size=8).hexdigest()
 
@@ -394,13 +401,29 @@ class RedisCore:
 
     def purged(self, query: InstanceQuery, reply: Reply) -> tuple[int, InstanceQuery | None]:
         """How many one purge call deleted, and the query for the next call (if any)."""
-        count = int(reply[2])
+        return int(reply[2]), self._next(query, reply)
+
+    def counted(
+        self, query: InstanceQuery, reply: Reply, counts: dict[RuntimeStatus, int]
+    ) -> InstanceQuery | None:
+        """Add one count call's tally to ``counts``; the query for the next call (if any)."""
+        tally = reply[3:]
+        for index in range(0, len(tally), 2):
+            status = RuntimeStatus(_text(tally[index]))
+            counts[status] = counts.get(status, 0) + int(tally[index + 1])
+        return self._next(query, reply)
+
+    def _next(self, query: InstanceQuery, reply: Reply) -> InstanceQuery | None:
         if reply[0] is None and reply[1] is None:
-            return count, None
+            return None
         token = encode_token(
             {"v": 1, "q": self._fingerprint(query), "a": _text(reply[0]), "b": _text(reply[1])}
         )
-        return count, replace(query, continuation=token)
+        return replace(query, continuation=token)
+
+
+def _micros_or_empty(moment: datetime | None) -> int | str:
+    return "" if moment is None else to_micros(moment)
 
 
 def _valid_cursor(plan: str, cursor_a: str, statuses: int) -> bool:

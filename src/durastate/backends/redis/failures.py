@@ -17,8 +17,8 @@ from durastate.errors import (
     ConfigurationError,
     CorruptRecord,
     DurastateError,
+    OutcomeUnknown,
 )
-from durastate.transport.policy import OutcomeUnknown
 
 
 def _scrubbed(exc: BaseException, target: RedisTarget) -> str:

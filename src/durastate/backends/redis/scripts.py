@@ -168,16 +168,19 @@ return existed
 # KEYS: all ids, created, one set per status. ARGV: key prefix, limit, what ('0' metadata,
 # '1' with payloads, 'p' purge), id prefix or '', created from or '', created to or '',
 # plan ('lex' | 'time' | 'status'), cursor a, cursor b, statuses ('' or comma-separated),
-# budget (index entries examined at most).
+# budget (index entries examined at most), '=' .. name or '', updated from or '', updated
+# to or ''.
 # Walks one index in its order, reads each candidate's hash, drops index entries whose hash
 # is gone (expired), filters, and returns {cursor a or false, cursor b or false, count,
-# fields of each match...} (for a purge: deletes the matches and returns the count only).
+# fields of each match...} (for a purge: deletes the matches and returns the count only;
+# what 'c' counts them: the count, then each runtime status met and its number).
 QUERY: Final = (
     _COMMON
     + """
 local kp, limit, what = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local idprefix, from, to = ARGV[4], ARGV[5], ARGV[6]
 local plan, budget = ARGV[7], tonumber(ARGV[11])
+local wanted_name, ufrom, uto = ARGV[12], ARGV[13], ARGV[14]
 local fields = {'id', 'n', 's', 'c', 'u', 'cu', 'e', 'cs', 'ce'}
 if what == '1' then
   for _, name in ipairs({'i', 'ie', 'o', 'oe'}) do table.insert(fields, name) end
@@ -199,7 +202,7 @@ local function bytes_after(a, b)
   end
   return #a > #b
 end
-local out, count, examined = {}, 0, 0
+local out, count, examined, tally = {}, 0, 0, {}
 local function consider(id, status)
   examined = examined + 1
   local key = hash_key(id)
@@ -212,6 +215,10 @@ local function consider(id, status)
   local created = tonumber(got[4])
   if from ~= '' and (not created or created < tonumber(from)) then return end
   if to ~= '' and (not created or created >= tonumber(to)) then return end
+  if wanted_name ~= '' and got[2] ~= string.sub(wanted_name, 2) then return end
+  local updated = tonumber(got[5])
+  if ufrom ~= '' and (not updated or updated < tonumber(ufrom)) then return end
+  if uto ~= '' and (not updated or updated >= tonumber(uto)) then return end
   if #statuses > 0 and not status then
     local wanted = false
     for _, name in ipairs(statuses) do if got[3] == name then wanted = true end end
@@ -222,6 +229,8 @@ local function consider(id, status)
     redis.call('DEL', key)
     unindex(id)
     redis.call('PUBLISH', key, '')
+  elseif what == 'c' then
+    tally[got[3]] = (tally[got[3]] or 0) + 1
   else
     for index = 1, #fields do table.insert(out, got[index]) end
   end
@@ -293,6 +302,14 @@ else
   if resume then a, b = '', resume end
 end
 if what == 'p' then return {a, b, count} end
+if what == 'c' then
+  local reply = {a, b, count}
+  for status, number in pairs(tally) do
+    table.insert(reply, status)
+    table.insert(reply, number)
+  end
+  return reply
+end
 local reply = {a, b, count}
 for _, value in ipairs(out) do table.insert(reply, value) end
 return reply

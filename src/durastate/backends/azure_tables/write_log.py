@@ -10,7 +10,7 @@ still recognised after another writer came in between, without reading before wr
 write was sent with, another write took our place, and ours can never apply.
 
 Pure functions on a row (a mapping of columns plus its etag): no I/O, so any transport
-(the SDK today, raw HTTP later) applies the same decisions.
+(sync or async) applies the same decisions.
 """
 
 from __future__ import annotations

@@ -1,0 +1,237 @@
+"""The azure-tables core without any I/O: requests byte for byte, answers to typed errors,
+and a lost answer recognised, by driving the plans by hand (`plan.send`, `plan.throw`)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from durastate.backends.azure_tables import write_log
+from durastate.backends.azure_tables.layout import decode_entity, entity_json
+from durastate.backends.azure_tables.offload import BlobOffload
+from durastate.backends.azure_tables.options import parse_options
+from durastate.backends.azure_tables.plans import (
+    AzureTablesCore,
+    create,
+    read,
+    write_custom_status,
+)
+from durastate.backends.azure_tables.requests import Endpoint, TableRequests
+from durastate.core.records import NewInstance, Payload, RuntimeStatus
+from durastate.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    CorruptRecord,
+    InstanceExists,
+    InstanceNotFound,
+)
+from durastate.transport import HttpRequest, HttpResponse, OutcomeUnknown
+from durastate.transport.plans import Exchange, Step
+
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+ETAG = "W/\"datetime'2030-01-02T03%3A04%3A05.6789010Z'\""
+NEW_ETAG = "W/\"datetime'2030-01-02T03%3A04%3A06.0000000Z'\""
+
+
+class Unsigned:
+    """An `Auth` that leaves the request as built (signing is tested in the transport)."""
+
+    def apply(self, request: HttpRequest) -> HttpRequest:
+        return request
+
+
+def _core(**options: Any) -> AzureTablesCore:
+    parsed = parse_options("azure-tables://Instances", {"account_url": "http://x", **options})
+    endpoint = Endpoint("http://127.0.0.1:10002/devstoreaccount1")
+    tables = TableRequests(endpoint, "Instances", Unsigned())
+    blobs = BlobOffload(
+        Endpoint("http://127.0.0.1:10000/devstoreaccount1"), Unsigned(), "c", "Instances"
+    )
+    return AzureTablesCore(tables, blobs, parsed)
+
+
+def _req(step: Step) -> HttpRequest:
+    assert isinstance(step, Exchange)
+    return step.request
+
+
+def _ids(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    queue = list(ids)
+    monkeypatch.setattr(write_log, "new_write_id", lambda: queue.pop(0))
+
+
+def _answer(status: int, body: Any = b"", **headers: str) -> HttpResponse:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return HttpResponse(status, {k.replace("_", "-"): v for k, v in headers.items()}, raw)
+
+
+def test_a_conditional_custom_status_write_is_one_merge_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _ids(monkeypatch, "a" * 16)
+    plan = write_custom_status(_core(), "job/1's", Payload(b'{"p":1}', "json"), ETAG, T0)
+    step = next(plan)
+    assert isinstance(step, Exchange)
+    request = step.request
+    assert step.may_have_landed is None  # a lost answer comes back to the plan, not retried
+    assert request.method == "PATCH"
+    assert request.url == (
+        "http://127.0.0.1:10002/devstoreaccount1/Instances(PartitionKey='job%5E2F1%27%27s',RowKey='')"
+    )
+    assert dict(request.headers) == {
+        "x-ms-version": "2019-02-02",
+        "dataserviceversion": "3.0",
+        "accept": "application/json",
+        "content-type": "application/json",
+        "if-match": ETAG,
+    }
+    assert orjson.loads(request.body) == {
+        "PartitionKey": "job^2F1's",
+        "RowKey": "",
+        "CustomStatus": '{"p":1}',
+        "CustomStatusEncoding": "json",
+        "CustomStatusBlob": "",
+        "CustomStatusUpdatedTime": "2030-01-02T03:04:05.678901Z",
+        "CustomStatusUpdatedTime@odata.type": "Edm.DateTime",
+        "LastUpdatedTime": "2030-01-02T03:04:05.678901Z",
+        "LastUpdatedTime@odata.type": "Edm.DateTime",
+        "WriteId": "a" * 16,
+        "WriteLogA": "a" * 16,
+        "WriteBase": ETAG,
+    }
+    with pytest.raises(StopIteration) as done:
+        plan.send(_answer(204, etag=NEW_ETAG))
+    assert done.value.value.etag == NEW_ETAG
+    assert done.value.value.written
+
+
+def test_an_unconditional_write_matches_any_etag_and_is_never_an_upsert() -> None:
+    plan = write_custom_status(_core(), "j", Payload(b"\x00\x01", "msgpack"), None, T0)
+    request = _req(next(plan))
+    assert request.headers["if-match"] == "*"
+    body = orjson.loads(request.body)
+    assert body["CustomStatus"] == base64.b64encode(b"\x00\x01").decode()
+    assert body["CustomStatus@odata.type"] == "Edm.Binary"
+    with pytest.raises(InstanceNotFound):
+        plan.send(_answer(404, {"odata.error": {"code": "ResourceNotFound"}}))
+
+
+def test_a_conditional_failure_is_a_concurrency_error() -> None:
+    plan = write_custom_status(_core(), "job", Payload(b"1", "json"), ETAG, T0)
+    next(plan)
+    with pytest.raises(ConcurrencyError) as raised:
+        plan.send(_answer(412, {"odata.error": {"code": "UpdateConditionNotSatisfied"}}))
+    assert raised.value.instance_id == "job"
+
+
+def test_a_lost_answer_is_recognised_by_the_write_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MERGE's answer was lost: the plan reads the row's write log (no resend), finds
+    its own token and returns the row's etag."""
+    _ids(monkeypatch, "b" + "0" * 15)
+    plan = write_custom_status(_core(), "job", Payload(b"1", "json"), ETAG, T0)
+    assert _req(next(plan)).method == "PATCH"
+    probe = plan.throw(OutcomeUnknown("PATCH http://...: may have been applied; not retried"))
+    assert _req(probe).method == "GET"
+    assert dict(_req(probe).query) == {"$select": "WriteId,WriteBase,WriteLogB"}
+    row = {"odata.etag": NEW_ETAG, "WriteId": "b" + "0" * 15, "WriteBase": ETAG}
+    with pytest.raises(StopIteration) as done:
+        plan.send(_answer(200, row, etag=NEW_ETAG))
+    assert done.value.value.etag == NEW_ETAG
+
+
+def test_a_lost_answer_then_a_stale_row_is_a_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another write replaced the very etag ours was sent with: ours can never apply."""
+    _ids(monkeypatch, "c" + "0" * 15)
+    plan = write_custom_status(_core(), "job", Payload(b"1", "json"), ETAG, T0)
+    next(plan)
+    plan.throw(OutcomeUnknown("lost"))
+    row = {"WriteId": "d" * 16, "WriteBase": ETAG, "WriteLogC": ""}
+    with pytest.raises(ConcurrencyError):
+        plan.send(_answer(200, row, etag=NEW_ETAG))
+
+
+def test_a_500_after_the_write_is_read_back_then_sent_again_if_not_applied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _ids(monkeypatch, "e" + "0" * 15)
+    plan = write_custom_status(_core(), "job", Payload(b"1", "json"), ETAG, T0)
+    first = next(plan)
+    probe = plan.send(_answer(500, {"odata.error": {"code": "OperationTimedOut"}}))
+    assert _req(probe).method == "GET"
+    again = plan.send(_answer(200, {"WriteId": "x", "WriteBase": ""}, etag=ETAG))
+    assert _req(again).method == "PATCH"
+    assert _req(again).body == _req(first).body  # the same write, the same token
+    with pytest.raises(StopIteration):
+        plan.send(_answer(204, etag=NEW_ETAG))
+
+
+def test_create_is_an_insert_and_a_conflict_reads_then_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _ids(monkeypatch, "f" + "0" * 15)
+    new = NewInstance("job", "wf", RuntimeStatus.RUNNING, T0, Payload(b"[1]", "json"), None)
+    plan = create(_core(), new, False)
+    insert = _req(next(plan))
+    assert (insert.method, insert.path) == ("POST", "/devstoreaccount1/Instances")
+    assert insert.headers["prefer"] == "return-no-content"
+    assert insert.headers["content-type"] == "application/json;odata=nometadata"
+    body = orjson.loads(insert.body)
+    assert body["CreatedTime@odata.type"] == "Edm.DateTime"
+    assert (body["InstanceId"], body["Input"], body["InputEncoding"]) == ("job", "[1]", "json")
+    probe = plan.send(_answer(409, {"odata.error": {"code": "EntityAlreadyExists"}}))
+    assert _req(probe).method == "GET"
+    with pytest.raises(InstanceExists):
+        plan.send(_answer(200, {"RuntimeStatus": "running", "WriteId": "0" * 16}, etag=ETAG))
+
+
+def test_a_row_read_in_the_sdk_layout_becomes_the_record() -> None:
+    plan = read(_core(), "job", False)
+    request = _req(next(plan))
+    assert request.headers["accept"] == "application/json;odata=minimalmetadata"
+    row = {
+        "odata.etag": ETAG,
+        "InstanceId": "job",
+        "Name": "wf",
+        "RuntimeStatus": "completed",
+        "CreatedTime@odata.type": "Edm.DateTime",
+        "CreatedTime": "2030-01-02T03:04:05.6789012Z",
+        "LastUpdatedTime@odata.type": "Edm.DateTime",
+        "LastUpdatedTime": "2030-01-02T03:04:05Z",
+        "CustomStatus@odata.type": "Edm.Binary",
+        "CustomStatus": base64.b64encode(b"\x91\x01").decode(),
+        "CustomStatusEncoding": "msgpack",
+        "CustomStatusBlob": "",
+    }
+    with pytest.raises(StopIteration) as done:
+        plan.send(_answer(200, row, etag=ETAG))
+    record = done.value.value
+    assert record.etag == ETAG
+    assert record.created_at == datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert record.runtime_status is RuntimeStatus.COMPLETED
+    assert record.custom_status == Payload(b"\x91\x01", "msgpack")
+
+
+def test_a_row_of_another_instance_or_with_bad_types_is_corrupt() -> None:
+    for row in ({"InstanceId": "other"}, {"CustomStatus": 5, "CustomStatusEncoding": "json"}):
+        plan = read(_core(), "job", False)
+        next(plan)
+        with pytest.raises(CorruptRecord):
+            plan.send(_answer(200, {"RuntimeStatus": "running", **row}, etag=ETAG))
+
+
+def test_missing_table_and_refused_key_are_configuration_errors() -> None:
+    for status, code in ((404, "TableNotFound"), (403, "AuthenticationFailed")):
+        plan = read(_core(), "job", False)
+        next(plan)
+        with pytest.raises(ConfigurationError) as raised:
+            plan.send(_answer(status, {"odata.error": {"code": code}}))
+        assert "'job'" in str(raised.value)
+
+
+def test_entity_json_round_trips_types() -> None:
+    entity = {"A": T0, "B": b"\xff", "C": "text", "D": True}
+    assert decode_entity(orjson.loads(entity_json(entity))) == entity
