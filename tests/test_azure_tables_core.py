@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import logging
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -309,3 +311,24 @@ def test_options_from_the_url_and_keywords_are_typed_alike() -> None:
     options = parse_options("azure-tables://Tab", {"account_key": secret, "proxy": secret})
     assert secret not in repr(options)
     assert secret not in str(options.model_dump())
+
+
+def test_without_aiohttp_the_async_store_runs_in_threads_and_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from durastate.backends.azure_tables import AzureTablesBackend
+    from durastate.core.async_backend import ThreadPoolAsyncBackend
+
+    # None in sys.modules makes `import aiohttp` raise ImportError, as if not installed
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    monkeypatch.delitem(sys.modules, "durastate.transport.aio", raising=False)
+    monkeypatch.delitem(sys.modules, "durastate.backends.azure_tables.aio", raising=False)
+    backend = AzureTablesBackend.from_url(
+        "azure-tables://Instances", account_url="http://127.0.0.1:9/acct",
+        sas_token="sv=2020&sig=abc", create_table=False,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        face = backend.to_async()
+    assert isinstance(face, ThreadPoolAsyncBackend)
+    assert "pip install 'durastate[async]'" in caplog.text
+    backend.close()

@@ -3,6 +3,7 @@ keep-alive `HttpDriver`; the table is created once through the SDK (administrati
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -27,6 +28,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.errors import MissingDependency
 from durastate.transport.plans import Plan, run
 from durastate.transport.sync import HttpDriver
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 512
 
 CAPABILITIES = Capabilities(
@@ -95,9 +98,16 @@ class AzureTablesBackend(Backend):
         self.tables.close()
 
     def to_async(self) -> AsyncBackend:
-        """The native async store on the same core (aiohttp: the ``async`` extra)."""
-        from durastate.backends.azure_tables.aio import AsyncAzureTablesBackend
+        """The native async store on the same core (aiohttp: the ``async`` extra).
 
+        Without aiohttp the async store still works: this backend in the generic thread
+        pool, with a warning saying how to install the native path.
+        """
+        try:
+            from durastate.backends.azure_tables.aio import AsyncAzureTablesBackend
+        except MissingDependency as missing:
+            log.warning("%s; until then the async store runs azure-tables in threads", missing)
+            return super().to_async()
         return AsyncAzureTablesBackend(self)
 
     def ensure_table(self, instance_id: str | None = None) -> None:
