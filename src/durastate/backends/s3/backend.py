@@ -65,9 +65,11 @@ class S3Backend(Backend):
             credentials_of(self._options), self._options.signing_region(), "s3", s3=True
         )
         objects = S3Objects.for_endpoint(signer, bucket, self._options.endpoint())
-        self.core = S3Core(objects, layout, known_etags())
+        # one operation of one instance ends within what one request may take
+        transport = self._options.transport()
+        self.core = S3Core(objects, layout, known_etags(), budget=transport.deadline)
         self.admin = BucketAdmin(bucket, self._options, create=self._options.create_bucket)
-        self.driver = HttpDriver(self._options.transport())
+        self.driver = HttpDriver(transport)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
