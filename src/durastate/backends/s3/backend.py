@@ -25,6 +25,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.errors import MissingDependency
 from durastate.transport import HttpDriver
 from durastate.transport.aws_sigv4 import SigV4Signer
 from durastate.transport.plans import run
@@ -92,9 +93,13 @@ class S3Backend(Backend):
         self.admin.close()
 
     def to_async(self) -> AsyncBackend:
-        """The aiohttp face over the same plans, options and known etags."""
-        from durastate.backends.s3.aio import AsyncS3Backend
-
+        """The aiohttp face over the same plans, options and known etags; without the
+        ``async`` extra, the thread pool every sync backend has (so an async store over S3
+        works with ``aws`` alone, as before the rebuild)."""
+        try:
+            from durastate.backends.s3.aio import AsyncS3Backend
+        except MissingDependency:
+            return super().to_async()
         return AsyncS3Backend(self.core, self.admin, self._options, repr(self))
 
     def _ready(self) -> None:
