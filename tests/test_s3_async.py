@@ -96,7 +96,7 @@ def test_options_are_one_typed_model() -> None:
 
 
 def test_without_the_async_extra_the_async_store_uses_the_thread_pool(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``durastate[aws]`` alone: ``to_async()`` cannot import aiohttp and falls back to the
     thread pool instead of failing every async call."""
@@ -111,3 +111,4 @@ def test_without_the_async_extra_the_async_store_uses_the_thread_pool(
     )
     with backend:
         assert isinstance(backend.to_async(), ThreadPoolAsyncBackend)
+    assert "pip install 'durastate[async]'" in caplog.text

@@ -3,6 +3,7 @@ the keep-alive `HttpDriver`; nothing is decided here."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
 
 __all__ = ["CAPABILITIES", "S3Backend"]
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     max_payload_bytes=None,  # 5 GB per object; input and output share the record
@@ -98,7 +101,8 @@ class S3Backend(Backend):
         works with ``aws`` alone, as before the rebuild)."""
         try:
             from durastate.backends.s3.aio import AsyncS3Backend
-        except MissingDependency:
+        except MissingDependency as missing:
+            log.warning("%s; until then the async store runs S3 in threads", missing)
             return super().to_async()
         return AsyncS3Backend(self.core, self.admin, self._options, repr(self))
 
