@@ -4,6 +4,7 @@ its keys come from; the async conformance suite runs it too (tests/test_s3.py)."
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import uuid
 
@@ -11,6 +12,7 @@ import pytest
 
 from durastate.backends.s3 import S3Backend
 from durastate.backends.s3.aio import AsyncS3Backend
+from durastate.core.async_backend import ThreadPoolAsyncBackend
 from durastate.core.async_store import AsyncStateStore
 from durastate.core.store import StateStore
 from durastate.errors import ConfigurationError
@@ -91,3 +93,22 @@ def test_options_are_one_typed_model() -> None:
     options = S3Backend.from_url(base, **secret)._options
     assert "s3cr3t-value" not in repr(options)
     assert options.transport().deadline == 3 * (2.0 + 10.0)
+
+
+def test_without_the_async_extra_the_async_store_uses_the_thread_pool(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``durastate[aws]`` alone: ``to_async()`` cannot import aiohttp and falls back to the
+    thread pool instead of failing every async call."""
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    for name in ("durastate.transport.aio", "durastate.backends.s3.aio"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    backend = S3Backend.from_url(
+        "s3://ds-noaio/p",
+        endpoint_url="http://127.0.0.1:9",
+        region="us-east-1",
+        **{k: v for k, v in CREDS.items() if k != "region"},
+    )
+    with backend:
+        assert isinstance(backend.to_async(), ThreadPoolAsyncBackend)
+    assert "pip install 'durastate[async]'" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from durastate.backends.s3.plans import S3Core, known_etags
 from durastate.core.records import NewInstance, Payload, RuntimeStatus, WriteResult
 from durastate.errors import BackendUnavailable, ConcurrencyError, InstanceExists
 from durastate.transport import HttpRequest, HttpResponse, default_may_have_landed
-from durastate.transport.plans import Exchange, Plan
+from durastate.transport.plans import Exchange, Pause, Plan
 from tests.test_s3_objects import ENDPOINT, objects_at
 from tests.test_transport_signing import KEYS, NOW, botocore_headers
 
@@ -175,3 +176,34 @@ def test_create_over_an_existing_run_is_instance_exists() -> None:
         plan.send(
             HttpResponse(206, {"etag": '"x"', "content-range": f"bytes 0-9/{len(other)}"}, other)
         )
+
+
+def test_every_request_of_one_operation_ends_by_one_deadline() -> None:
+    """A last-write-wins update under endless contention: each round's requests carry the
+    deadline set when the operation began, and a pause that would pass it is not taken."""
+    clock = time.monotonic()
+    plan = S3Core(objects_at(ENDPOINT), KeyLayout.under("p"), known_etags(), budget=0.3)
+    steps = plan.write_custom_status("i", STATUS, None, NOW)
+    request = next(steps)
+    deadlines: set[float | None] = set()
+    status = b"ds2 run1 ver1 w1 json\n" + b'{"p": 0}'
+
+    def contend() -> None:  # GET the status, PUT, 412 (another writer got in), again
+        step: Any = request
+        for _ in range(1000):
+            assert isinstance(step, Exchange)
+            deadlines.add(step.deadline)
+            if step.request.method == "GET":
+                step = steps.send(HttpResponse(200, {"etag": f'"{md5(status)}"'}, status))
+            else:
+                step = steps.send(HttpResponse(412, {}))
+            while isinstance(step, Pause):
+                time.sleep(step.seconds)
+                step = steps.send(None)
+
+    with pytest.raises(BackendUnavailable, match="deadline"):
+        contend()
+    assert len(deadlines) == 1
+    (deadline,) = deadlines
+    assert deadline is not None
+    assert clock < deadline <= clock + 0.3 + 0.05

@@ -3,6 +3,7 @@ the keep-alive `HttpDriver`; nothing is decided here."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -25,6 +26,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
+from durastate.errors import MissingDependency
 from durastate.transport import HttpDriver
 from durastate.transport.aws_sigv4 import SigV4Signer
 from durastate.transport.plans import run
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
 
 __all__ = ["CAPABILITIES", "S3Backend"]
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     max_payload_bytes=None,  # 5 GB per object; input and output share the record
@@ -65,9 +69,11 @@ class S3Backend(Backend):
             credentials_of(self._options), self._options.signing_region(), "s3", s3=True
         )
         objects = S3Objects.for_endpoint(signer, bucket, self._options.endpoint())
-        self.core = S3Core(objects, layout, known_etags())
+        # one operation of one instance ends within what one request may take
+        transport = self._options.transport()
+        self.core = S3Core(objects, layout, known_etags(), budget=transport.deadline)
         self.admin = BucketAdmin(bucket, self._options, create=self._options.create_bucket)
-        self.driver = HttpDriver(self._options.transport())
+        self.driver = HttpDriver(transport)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -90,9 +96,14 @@ class S3Backend(Backend):
         self.admin.close()
 
     def to_async(self) -> AsyncBackend:
-        """The aiohttp face over the same plans, options and known etags."""
-        from durastate.backends.s3.aio import AsyncS3Backend
-
+        """The aiohttp face over the same plans, options and known etags; without the
+        ``async`` extra, the thread pool every sync backend has (so an async store over S3
+        works with ``aws`` alone, as before the rebuild)."""
+        try:
+            from durastate.backends.s3.aio import AsyncS3Backend
+        except MissingDependency as missing:
+            log.warning("%s; until then the async store runs S3 in threads", missing)
+            return super().to_async()
         return AsyncS3Backend(self.core, self.admin, self._options, repr(self))
 
     def _ready(self) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from durastate.backends._aws import outcome_unknown
 from durastate.backends.s3.keys import KeyLayout
@@ -69,10 +70,12 @@ from durastate.errors import (
     InstanceNotFound,
 )
 from durastate.transport.messages import HttpRequest, HttpResponse
-from durastate.transport.plans import Exchange, Pause, Plan
+from durastate.transport.plans import Batch, Exchange, Pause, Plan
 from durastate.transport.policy import default_may_have_landed
 
-__all__ = ["S3Core"]
+__all__ = ["S3Core", "within"]
+
+T = TypeVar("T")
 
 HEADER_RANGE = 8192  # first bytes fetched when only the record's header is wanted
 MAX_RETRIES = 16  # create gives up (ConcurrencyError) after this many tries
@@ -91,6 +94,36 @@ def known_etags() -> LRU[str, Etag]:
     return LRU(KNOWN_CAPACITY)
 
 
+def within(plan: Plan[T], seconds: float) -> Plan[T]:
+    """``plan`` with every request ending by one deadline, ``seconds`` after it starts: a
+    last-write-wins loop under contention, a torn pair that never settles or a slow server
+    end in ``BackendUnavailable`` by then (the transport enforces the deadline per request,
+    and a pause that would pass it is not taken)."""
+    deadline = time.monotonic() + seconds
+    reply: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            step = plan.send(reply) if failure is None else plan.throw(failure)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        failure = None
+        if type(step) is Exchange:
+            step = replace(step, deadline=deadline)
+        elif isinstance(step, Batch):
+            step = replace(
+                step, exchanges=tuple(replace(e, deadline=deadline) for e in step.exchanges)
+            )
+        elif isinstance(step, Pause) and time.monotonic() + step.seconds >= deadline:
+            failure = BackendUnavailable(f"s3: gave up after {seconds:g} s (deadline reached)")
+            continue
+        try:
+            reply = yield step
+        except Exception as exc:  # handed to the plan, as the runner would
+            failure = exc
+
+
 def contention_pause(attempt: int) -> Plan[None]:
     """A short, growing, jittered pause between last-write-wins retries (from the third)."""
     if attempt >= 2:
@@ -105,6 +138,36 @@ class S3Core:
     objects: S3Objects
     keys: KeyLayout
     known: LRU[str, Etag]
+    #: seconds one single-instance operation may take, all its requests and pauses included
+    budget: float = 60.0
+
+    # -- the operations (each a plan; those of one instance end by one deadline) ---------------
+
+    def create(self, new: NewInstance, restart_if_terminal: bool = False) -> Plan[str]:
+        return within(self._create(new, restart_if_terminal), self.budget)
+
+    def read(self, instance_id: str, fetch_payloads: bool = False) -> Plan[InstanceRecord | None]:
+        return within(self._read(instance_id, fetch_payloads), self.budget)
+
+    def delete(self, instance_id: str) -> Plan[bool]:
+        return within(self._delete(instance_id), self.budget)
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, etag: str | None, now: datetime
+    ) -> Plan[WriteResult]:
+        return within(self._write_custom_status(instance_id, payload, etag, now), self.budget)
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> Plan[str]:
+        plan = self._write_runtime_status(instance_id, status, output, set_output, etag, now)
+        return within(plan, self.budget)
 
     # -- one request each ------------------------------------------------------------------
 
@@ -208,7 +271,7 @@ class S3Core:
 
     # -- create ------------------------------------------------------------------------------
 
-    def create(self, new: NewInstance, restart_if_terminal: bool = False) -> Plan[str]:
+    def _create(self, new: NewInstance, restart_if_terminal: bool = False) -> Plan[str]:
         """1 conditional PUT of the record, which carries the first custom status, then 1
         conditional PUT sealing the status object for the new run (`_seal`). A restart over
         a terminal run costs +2 GETs (the old record, the status object)."""
@@ -318,7 +381,7 @@ class S3Core:
 
     # -- read --------------------------------------------------------------------------------
 
-    def read(self, instance_id: str, fetch_payloads: bool = False) -> Plan[InstanceRecord | None]:
+    def _read(self, instance_id: str, fetch_payloads: bool = False) -> Plan[InstanceRecord | None]:
         """2 GETs: the record (only its first bytes unless ``fetch_payloads``) and the status
         (+1 GET of the whole record when a first custom status counts and is longer; +1 GET
         of the record when there is no status object; during a runtime change see
@@ -389,7 +452,7 @@ class S3Core:
 
     # -- delete ------------------------------------------------------------------------------
 
-    def delete(self, instance_id: str) -> Plan[bool]:
+    def _delete(self, instance_id: str) -> Plan[bool]:
         """1 HEAD + 2 DELETEs: the record first (the commit), then the status object. A crash
         between them leaves a status object without a record, which no reader sees."""
         key = self.keys.record_key(instance_id)
@@ -403,7 +466,7 @@ class S3Core:
 
     # -- custom status -----------------------------------------------------------------------
 
-    def write_custom_status(
+    def _write_custom_status(
         self, instance_id: str, payload: Payload, etag: str | None, now: datetime
     ) -> Plan[WriteResult]:
         """1 conditional PUT of the status object; 1 HEAD instead if its bytes are unchanged
@@ -473,14 +536,14 @@ class S3Core:
         status = yield from self._load_status(instance_id)
         if status is not None:
             return Etag(status.run, status.ver, status.write, status.md5), status.payload
-        current = yield from self.read(instance_id)
+        current = yield from self._read(instance_id)
         if current is None:
             raise InstanceNotFound(instance_id)
         return Etag.parse(instance_id, current.etag), current.custom_status
 
     # -- runtime status ----------------------------------------------------------------------
 
-    def write_runtime_status(
+    def _write_runtime_status(
         self,
         instance_id: str,
         status: RuntimeStatus,
@@ -571,7 +634,7 @@ class S3Core:
             page_query = replace(page_query, continuation=page.continuation)
         deleted = 0
         for instance_id in doomed:
-            deleted += bool((yield from self.delete(instance_id)))
+            deleted += bool((yield from self._delete(instance_id)))
         for key in corrupt:
             yield from self._delete_object(self.keys.status_key_of(key), None)
             yield from self._delete_object(key, None)
