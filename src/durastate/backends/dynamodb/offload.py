@@ -2,26 +2,24 @@
 
 Each offloaded payload gets a new object key (``PREFIX/TABLE/sha256(id)[:32]/FIELD/<random>``),
 so an upload never overwrites anything a record points at and may be retried freely; the
-bucket is created on first use (and again if someone deleted it). Requests are path-style
-(``/BUCKET/KEY``), signed with S3's SigV4 rules. Deleting replaced objects is best effort:
-a failed cleanup leaves an orphan and a warning, never a failed write.
-
-The S3 object requests of the rebuilt S3 backend (``backends/s3/objects.py``) were not on
-main when this was written; once they are, these few requests can move onto them.
+bucket is created on first use (and again if someone deleted it). The requests (path-style
+on a given endpoint, virtual-hosted on AWS's own) are built by the S3 backend's sans-I/O
+object requests (`durastate.backends.s3.objects`). Deleting replaced objects is best effort: a
+failed cleanup leaves an orphan and a warning, never a failed write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from durastate.backends.dynamodb.layout import new_etag
+from durastate.backends.s3.objects import S3Objects, error_code
 from durastate.errors import BackendUnavailable, ConfigurationError, CorruptRecord
-from durastate.transport.aws_sigv4 import AwsCredentials, sign_sigv4
+from durastate.transport.aws_sigv4 import AwsCredentials, SigV4Signer
 from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.plans import Exchange, Plan
 from durastate.transport.policy import default_may_have_landed
@@ -30,41 +28,55 @@ __all__ = ["Offload"]
 
 log = logging.getLogger(__name__)
 
-_CODE: Final = re.compile(rb"<Code>([^<]{1,64})</Code>")
 _OWNED: Final = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
-def s3_code(response: HttpResponse) -> str:
-    """The ``<Code>`` of an S3 XML error ("" when there is none)."""
-    found = _CODE.search(response.body)
-    return found.group(1).decode("ascii", "replace") if found else ""
+def _clean_endpoint(endpoint: str | None) -> str | None:
+    """Scheme, host and port of the endpoint (its userinfo is never sent nor shown)."""
+    if endpoint is None:
+        return None
+    try:
+        parts = urlsplit(endpoint)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        raise ConfigurationError("the S3 offload endpoint URL is malformed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError("the S3 offload endpoint must be an http:// or https:// URL")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class Offload:
-    """The offload bucket of one table: upload, download and delete objects as plans."""
+    """The offload bucket of one table: upload, download and delete objects as plans.
+
+    ``endpoint`` ``None`` is AWS's own S3 endpoint of ``region``."""
 
     def __init__(
-        self, endpoint: str, region: str, credentials: AwsCredentials, bucket: str, prefix: str
+        self,
+        endpoint: str | None,
+        region: str,
+        credentials: AwsCredentials,
+        bucket: str,
+        prefix: str,
     ) -> None:
-        try:  # userinfo in the endpoint is never sent nor shown
-            parts = urlsplit(endpoint)
-            port = f":{parts.port}" if parts.port else ""
-        except ValueError:
-            raise ConfigurationError("the S3 offload endpoint URL is malformed") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError("the S3 offload endpoint must be an http:// or https:// URL")
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        self._base = f"{parts.scheme}://{host}{port}"
+        signer = SigV4Signer(credentials, region, "s3", s3=True)
+        self._objects = S3Objects.for_endpoint(signer, bucket, _clean_endpoint(endpoint))
         self._region = region
-        self._credentials = credentials
         self.bucket = bucket
         self.prefix = prefix
         self._bucket_ready = False
 
-    def _request(self, method: str, key: str = "", body: bytes = b"") -> HttpRequest:
-        path = f"/{quote(self.bucket, safe='')}" + (f"/{quote(key, safe='/~')}" if key else "")
-        request = HttpRequest.to(method, self._base, path, body=body)
-        return sign_sigv4(request, self._credentials.frozen(), self._region, "s3", s3=True)
+    def _create_bucket_request(self) -> HttpRequest:
+        body = b""
+        if self._region != "us-east-1":
+            body = (
+                b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                b"<LocationConstraint>" + self._region.encode() + b"</LocationConstraint>"
+                b"</CreateBucketConfiguration>"
+            )
+        objects = self._objects
+        request = HttpRequest.to("PUT", objects.base_url, objects.path(""), body=body)
+        return objects.signer.sign(request)
 
     def _exchange(
         self, request: HttpRequest, what: str, instance_id: str | None
@@ -81,26 +93,19 @@ class Offload:
         """S3 refused a request (access, bucket, ...): name it by code, never by its text."""
         return ConfigurationError(
             f"{what}: S3 refused it for offload bucket {self.bucket!r}: "
-            f"{s3_code(response) or 'error'} (HTTP {response.status})"
+            f"{error_code(response)} (HTTP {response.status})"
         )
 
     def _ensure_bucket(self) -> Plan[None]:
         if self._bucket_ready:
             return
-        body = b""
-        if self._region != "us-east-1":
-            body = (
-                b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                b"<LocationConstraint>" + self._region.encode() + b"</LocationConstraint>"
-                b"</CreateBucketConfiguration>"
-            )
         response = yield from self._exchange(
-            self._request("PUT", body=body), "create offload bucket", None
+            self._create_bucket_request(), "create offload bucket", None
         )
-        if response.status >= 300 and s3_code(response) not in _OWNED:
+        if response.status >= 300 and error_code(response) not in _OWNED:
             raise ConfigurationError(
                 f"cannot create offload bucket {self.bucket!r}: "
-                f"{s3_code(response) or 'error'} (HTTP {response.status})"
+                f"{error_code(response)} (HTTP {response.status})"
             )
         self._bucket_ready = True
 
@@ -111,20 +116,21 @@ class Offload:
         what = f"offload {field}"
         for attempt in range(2):
             yield from self._ensure_bucket()
-            response = yield from self._exchange(self._request("PUT", key, data), what, instance_id)
+            request = self._objects.put(key, data)
+            response = yield from self._exchange(request, what, instance_id)
             if response.status < 300:
                 return key
-            if s3_code(response) != "NoSuchBucket" or attempt:
+            if error_code(response) != "NoSuchBucket" or attempt:
                 raise self._refused(what, response)
             self._bucket_ready = False
         raise AssertionError("unreachable")  # pragma: no cover
 
     def download(self, instance_id: str, field: str, key: str) -> Plan[bytes]:
         what = f"read offloaded {field}"
-        response = yield from self._exchange(self._request("GET", key), what, instance_id)
+        response = yield from self._exchange(self._objects.get(key), what, instance_id)
         if response.status == 200:
             return response.body
-        code = s3_code(response)
+        code = error_code(response)
         if code == "NoSuchBucket":
             reason = f"offload bucket {self.bucket!r} (with its {field}) is gone"
             raise CorruptRecord(instance_id, reason)
@@ -137,7 +143,7 @@ class Offload:
         for key in keys:
             try:
                 response = yield from self._exchange(
-                    self._request("DELETE", key), "delete offloaded payload", instance_id
+                    self._objects.delete(key), "delete offloaded payload", instance_id
                 )
                 failed = response.status >= 300 and response.status != 404
             except BackendUnavailable:

@@ -5,8 +5,10 @@ settings.
 Every option is parsed by pydantic, whether it came from the URL's query string (text)
 or as a keyword (typed): ``create_table=false``, ``=0`` and ``=False`` mean the same.
 Secrets are ``SecretStr`` (in `AwsOptions`) and never appear in a repr or an error.
-Credentials come from the options when given, otherwise from botocore's own chain
-(environment, shared files, SSO, container, instance metadata; refreshable ones rotate).
+Credentials and the transport's bounds come from `durastate.backends.aws_common` (shared
+with S3): the options' keys when given, otherwise botocore's own chain (environment, shared
+files, SSO, container, instance metadata; refreshable ones rotate), looked up at the first
+request.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ import botocore.exceptions
 import botocore.session
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from durastate.backends._aws import NO_CREDENTIALS_HINT, AwsOptions
+from durastate.backends._aws import AwsOptions
+from durastate.backends.aws_common import credentials_of, transport_options
 from durastate.backends.dynamodb.layout import INLINE_LIMIT
 from durastate.errors import ConfigurationError
-from durastate.transport.aws_sigv4 import AwsCredentials, FrozenCredentials
-from durastate.transport.policy import TransportOptions
 
 __all__ = ["Connection", "DynamoDBOptions", "parse_url"]
 
@@ -82,11 +83,7 @@ class Connection:
     __slots__ = ("credentials", "endpoint", "offload_endpoint", "region", "transport")
 
     def __init__(self, options: DynamoDBOptions, aws: AwsOptions) -> None:
-        session = botocore.session.Session(profile=aws.profile_name)
-        try:
-            region = aws.resolved_region() or session.get_config_variable("region")
-        except botocore.exceptions.ProfileNotFound:
-            raise ConfigurationError(f"AWS profile {aws.profile_name!r} not found") from None
+        region = aws.resolved_region() or _profile_region(aws.profile_name)
         if not region:
             raise ConfigurationError(
                 "no AWS region for dynamodb: pass region=..., or set AWS_REGION"
@@ -98,47 +95,20 @@ class Connection:
             or os.environ.get("AWS_ENDPOINT_URL")
             or f"https://dynamodb.{region}.amazonaws.com"
         )
-        self.offload_endpoint = (
+        self.offload_endpoint: str | None = (  # None: AWS's own S3 endpoint of the region
             options.offload_endpoint_url
             or aws.endpoint_url
             or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
-            or f"https://s3.{region}.amazonaws.com"
         )
-        self.credentials = _credentials(aws, session)
-        # Each attempt may wait to connect and then to read; the deadline bounds them all.
-        per_attempt = aws.connect_timeout + aws.read_timeout
-        self.transport = TransportOptions(
-            connect_timeout=aws.connect_timeout,
-            read_timeout=aws.read_timeout,
-            max_attempts=aws.max_attempts,
-            deadline=aws.max_attempts * per_attempt,
-            pool_size=aws.max_pool_connections,
-        )
+        self.credentials = credentials_of(aws)
+        self.transport = transport_options(aws)
 
 
-def _credentials(aws: AwsOptions, session: botocore.session.Session) -> AwsCredentials:
-    """Explicit keys, or botocore's chain (read afresh for every signature)."""
-    secret = aws.aws_secret_access_key
-    if aws.aws_access_key_id and secret is None:
-        raise ConfigurationError("aws_access_key_id is set but aws_secret_access_key is not")
-    if aws.aws_access_key_id and secret is not None:
-        token = aws.aws_session_token
-        return AwsCredentials(
-            fixed=FrozenCredentials(
-                aws.aws_access_key_id,
-                secret.get_secret_value(),
-                token.get_secret_value() if token else None,
-            )
-        )
+def _profile_region(profile_name: str | None) -> str | None:
+    """The region of the AWS config (``~/.aws/config``, the profile's when named)."""
     try:
-        found = session.get_credentials()
+        region = botocore.session.Session(profile=profile_name).get_config_variable("region")
     except botocore.exceptions.ProfileNotFound:
-        raise ConfigurationError(f"AWS profile {aws.profile_name!r} not found") from None
-    except botocore.exceptions.BotoCoreError as exc:  # its text may quote a file's content
-        raise ConfigurationError(
-            f"AWS credentials could not be read: {type(exc).__name__}"
-        ) from None
-    if found is None:
-        raise ConfigurationError(f"no AWS credentials found: {NO_CREDENTIALS_HINT}")
-    return AwsCredentials.from_botocore(found)
+        raise ConfigurationError(f"AWS profile {profile_name!r} not found") from None
+    return str(region) if region else None
