@@ -16,6 +16,8 @@ from durastate.bench.async_sdk import (
     async_sdk_update,
 )
 from durastate.bench.matrix import BackendSpec
+from durastate.bench.report import async_rows
+from durastate.bench.results import Measurement, RunResult
 from durastate.cli import app
 from durastate.testing.targets import StoreTarget
 
@@ -86,3 +88,20 @@ def test_async_sdk_cells_on_aws_need_aiobotocore(
         assert cell.error is None
         assert cell.extra["sdk"].startswith("aiobotocore")
         assert cell.extra["cpu_ratio_vs_async_sdk"] > 0
+
+
+def test_the_report_shows_sdk_cells_without_a_lean_limit() -> None:
+    """aiobotocore's cells have no lean async limit beside them (Azure's only)."""
+    sdk = {"sdk": "aiobotocore s3 put_object", "sdk_wall_us": 9.0, "sdk_cpu_us": 4.0,
+           "cpu_ratio_vs_async_sdk": 0.5, "rounds": 3}
+    one = Measurement("durastate", "durastate", "s3", "json", "150B", "dict",
+                      "async_update_vs_sdk", ops=60, median_us=8.0, cpu_us=2.0, extra=sdk)
+    flight = Measurement("durastate", "durastate", "s3", "json", "150B", "dict",
+                         "async_in_flight_vs_sdk", ops=1000, median_us=8.0, cpu_us=2.0,
+                         ops_per_s=125.0, extra={**sdk, "in_flight": 100,
+                                                 "throughput_ratio_vs_async_sdk": 1.1})
+    rows = async_rows(RunResult({}, [one, flight]))
+    assert [row[1] for row in rows] == ["async set_custom_status vs the async SDK",
+                                        "1,000 updates, 100 in flight, vs the async SDK"]
+    assert "lean" not in rows[0][3]
+    assert "aiobotocore s3 put_object" in rows[1][3]
