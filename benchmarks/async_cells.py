@@ -2,19 +2,24 @@
 
 Run: ``.venv/bin/python benchmarks/async_cells.py [memory] [sqlite] [redis] [postgres]
 [azurite] [dynalite] [moto]`` (all by default; ``--one`` runs only the one-at-a-time
-``set_custom_status`` cell). Prints one line per cell: the async figure and its sync
+``set_custom_status`` cell; ``--json PATH`` also writes every cell to PATH, in the format of
+``durastate bench``'s results.json). Prints one line per cell: the async figure and its sync
 counterpart from the same run. Figures and what they mean: docs/async.md.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from durastate.bench.async_cells import run_async_cells, set_status_one_at_a_time
 from durastate.bench.matrix import BackendSpec
+from durastate.bench.results import Measurement, RunResult, write_json
 from durastate.testing import emulators
 from durastate.testing.emulators import azurite_connection_string
 
@@ -22,10 +27,12 @@ CREDS = {"aws_access_key_id": "t", "aws_secret_access_key": "t", "region": "us-e
 
 
 ONLY_ONE = "--one" in sys.argv
+MEASURED: list[Measurement] = []
 
 
 def show(spec: BackendSpec) -> None:
     cells = [set_status_one_at_a_time(spec, True)] if ONLY_ONE else run_async_cells(spec, True)
+    MEASURED.extend(cells)
     for m in cells:
         figures = {"median_us": m.median_us, "cpu_us": m.cpu_us, "ops_per_s": m.ops_per_s}
         shown = {key: round(value, 1) for key, value in figures.items() if value is not None}
@@ -63,4 +70,12 @@ def main(which: list[str]) -> None:
 
 if __name__ == "__main__":
     ALL = ["memory", "sqlite", "redis", "postgres", "azurite", "dynalite", "moto"]
-    main([name for name in sys.argv[1:] if not name.startswith("--")] or ALL)
+    args = sys.argv[1:]
+    json_path = Path(args.pop(args.index("--json") + 1)) if "--json" in args else None
+    main([name for name in args if not name.startswith("--")] or ALL)
+    if json_path is not None:
+        meta = {"command": " ".join(["python", *sys.argv]), "quick": True,
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "python": platform.python_version(), "machine": platform.machine(),
+                "load_average": list(os.getloadavg())}
+        write_json(RunResult(meta, MEASURED), json_path)

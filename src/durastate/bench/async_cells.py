@@ -239,10 +239,14 @@ CELLS = (set_status_one_at_a_time, updates_in_flight, reporter_threads, watch_co
 
 def run_async_cells(spec: BackendSpec, quick: bool) -> list[Measurement]:
     """Every async cell on one backend; a cell that fails is recorded with its error."""
-    from durastate.bench.async_sdk import async_sdk_update
+    from durastate.bench.async_sdk import (
+        async_sdk_in_flight,
+        async_sdk_one_at_a_time_aws,
+        async_sdk_update,
+    )
 
     out: list[Measurement] = []
-    for cell in (*CELLS, async_sdk_update):
+    for cell in (*CELLS, async_sdk_update, async_sdk_one_at_a_time_aws, async_sdk_in_flight):
         try:
             measured = cell(spec, quick)
         except Exception as exc:

@@ -11,6 +11,7 @@ connection threads of its own), so the event loop never waits on I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import queue
@@ -247,7 +248,9 @@ class Workers:
                 outcome = (False, exc)
             with self._lock:
                 self._idle += 1
-            loop.call_soon_threadsafe(_settle, future, outcome)
+            # its loop may have closed meanwhile: nobody awaits the result; the thread stays
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, outcome)
 
     def shutdown(self) -> None:
         for _ in self._threads:
