@@ -20,6 +20,7 @@ from typing import Any
 from durastate.backends.s3 import S3Backend
 from durastate.core.records import NewInstance, Payload, RuntimeStatus
 from durastate.testing import emulators
+from durastate.transport import HttpRequest, HttpResponse, LandedHook
 
 CREDS: dict[str, Any] = {
     "aws_access_key_id": "testing",
@@ -30,10 +31,20 @@ STATUS = b'{"percent": 42, "stage": "resize", "eta_s": 12, "note": "' + b"x" * 9
 
 
 def _counted(backend: S3Backend) -> list[str]:
+    """The methods of the requests the backend's driver sends from now on."""
     sent: list[str] = []
-    backend.client.meta.events.register(
-        "before-send.s3", lambda request, **_: sent.append(request.method)
-    )
+    send = backend.driver.send
+
+    def counting(
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
+        sent.append(request.method)
+        return send(request, may_have_landed, deadline=deadline)
+
+    backend.driver.send = counting  # type: ignore[method-assign]
     return sent
 
 

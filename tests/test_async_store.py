@@ -16,7 +16,7 @@ import pytest
 import durastate
 from durastate import AsyncStateStore, StateStore, open_async_store, open_store
 from durastate.backends.memory import MemoryBackend
-from durastate.core.async_backend import SyncBackendAdapter, ThreadPoolAsyncBackend
+from durastate.core.async_backend import InlineAsyncBackend, ThreadPoolAsyncBackend
 from durastate.core.records import InstanceRecord
 from durastate.errors import BackendUnavailable, ConfigurationError, PayloadTooLarge
 
@@ -56,7 +56,7 @@ def test_open_async_store_refuses_what_open_store_refuses() -> None:
 
 def test_each_backend_has_the_async_face_it_declares(tmp_path: Path) -> None:
     memory = open_async_store("memory://")
-    assert type(memory.backend) is SyncBackendAdapter  # inline: never blocks
+    assert type(memory.backend) is InlineAsyncBackend  # inline: never blocks
     assert type(memory.store.backend).async_mode == "native"
     sqlite = open_async_store(f"sqlite:///{tmp_path / 's.db'}")
     assert isinstance(sqlite.backend, ThreadPoolAsyncBackend)

@@ -4,8 +4,11 @@ and a lost answer recognised, by driving the plans by hand (`plan.send`, `plan.t
 from __future__ import annotations
 
 import base64
+import gzip
+import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -23,6 +26,7 @@ from durastate.backends.azure_tables.plans import (
 from durastate.backends.azure_tables.requests import Endpoint, TableRequests
 from durastate.core.records import NewInstance, Payload, RuntimeStatus
 from durastate.errors import (
+    BackendUnavailable,
     ConcurrencyError,
     ConfigurationError,
     CorruptRecord,
@@ -31,6 +35,7 @@ from durastate.errors import (
 )
 from durastate.transport import HttpRequest, HttpResponse, OutcomeUnknown
 from durastate.transport.plans import Exchange, Step
+from durastate.transport.policy import RetryPolicy, TransportOptions
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 ETAG = "W/\"datetime'2030-01-02T03%3A04%3A05.6789010Z'\""
@@ -233,5 +238,74 @@ def test_missing_table_and_refused_key_are_configuration_errors() -> None:
 
 
 def test_entity_json_round_trips_types() -> None:
-    entity = {"A": T0, "B": b"\xff", "C": "text", "D": True}
+    entity = {"A": T0, "B": b"\xff", "C": "text", "D": True, "E": 1e12}
     assert decode_entity(orjson.loads(entity_json(entity))) == entity
+
+
+def test_every_request_of_a_call_ends_by_the_calls_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The write and the read after its lost answer carry one deadline, and the driver's
+    retry policy keeps to it (a call of several requests never takes several timeouts)."""
+    _ids(monkeypatch, "a" + "1" * 15)
+    started = time.monotonic()
+    plan = write_custom_status(_core(operation_timeout=2.5), "job", Payload(b"1", "json"), ETAG, T0)
+    write = next(plan)
+    probe = plan.throw(OutcomeUnknown("lost"))
+    assert isinstance(write, Exchange)
+    assert isinstance(probe, Exchange)
+    assert write.deadline is not None
+    assert write.deadline == probe.deadline
+    assert started + 2.5 <= write.deadline <= time.monotonic() + 2.5
+    call = RetryPolicy(TransportOptions(deadline=30)).call(probe.request, None, write.deadline)
+    assert call.deadline == write.deadline
+    assert call.timeouts().total <= 2.5
+
+
+def test_an_offloaded_status_goes_to_a_create_only_blob_then_the_row() -> None:
+    """A payload over the threshold: a gzip blob `PUT` with ``If-None-Match: *`` (a resend
+    of a landed upload meets 409: ours), then the MERGE naming it. If the upload's outcome
+    stays unknown, the write surely did not happen: a plain `BackendUnavailable`."""
+    big = Payload(b'"' + b"z" * 70_000 + b'"', "json")
+    plan = write_custom_status(_core(), "job", big, ETAG, T0)
+    upload = next(plan)
+    assert isinstance(upload, Exchange)
+    assert upload.may_have_landed is not None  # the transport may resend it
+    request = upload.request
+    assert (request.method, request.headers["if-none-match"]) == ("PUT", "*")
+    assert request.path.startswith("/devstoreaccount1/c/Instances/")
+    assert gzip.decompress(request.body) == big.data
+    merge = _req(plan.send(_answer(409, x_ms_error_code="BlobAlreadyExists")))
+    columns = orjson.loads(merge.body)
+    assert (columns["CustomStatus"], columns["Offloaded"]) == ("", True)
+    assert request.path.endswith(quote(columns["CustomStatusBlob"], safe="/"))
+
+    again = write_custom_status(_core(), "job", big, ETAG, T0)
+    next(again)
+    with pytest.raises(BackendUnavailable) as raised:
+        again.throw(OutcomeUnknown("PUT ...: gave up; an earlier attempt may have been applied"))
+    assert not isinstance(raised.value, OutcomeUnknown)
+    assert "'job'" in str(raised.value)
+
+
+def test_options_from_the_url_and_keywords_are_typed_alike() -> None:
+    """One model: booleans, numbers and the TLS flag parse the same from a URL's query as
+    from keywords; a bad value names the option, never the value; secrets stay hidden."""
+    from_url = parse_options(
+        "azure-tables://Tab?create_table=off&offload=0&verify=false&retry_total=5", {}
+    )
+    from_keywords = parse_options(
+        "azure-tables://Tab", {"create_table": False, "offload": False, "verify": False,
+                               "retry_total": 5}
+    )  # fmt: skip
+    assert from_url == from_keywords
+    assert from_url.transport().max_attempts == 6
+    assert parse_options("azure-tables://Tab?verify=/etc/ca.pem", {}).verify == "/etc/ca.pem"
+    secret = "c2VjcmV0LWtleS1zaG91bGQtbm90LXNob3c="
+    with pytest.raises(ConfigurationError) as raised:
+        parse_options("azure-tables://Tab", {"retry_total": "many", "account_key": secret})
+    assert "retry_total" in str(raised.value)
+    assert "many" not in str(raised.value)
+    options = parse_options("azure-tables://Tab", {"account_key": secret, "proxy": secret})
+    assert secret not in repr(options)
+    assert secret not in str(options.model_dump())

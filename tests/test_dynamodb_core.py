@@ -9,12 +9,15 @@ core runs against moto and dynalite in tests/test_dynamodb.py.
 from __future__ import annotations
 
 import base64
+import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
+from durastate.backends.dynamodb import DynamoDBBackend
 from durastate.backends.dynamodb.options import parse_url
 from durastate.backends.dynamodb.plans import DynamoCore
 from durastate.backends.dynamodb.requests import DynamoRequests, TableLayout
@@ -287,3 +290,40 @@ def test_options_are_typed_the_same_from_the_url_and_from_keywords() -> None:
         parse_url("dynamodb", "dynamodb://workflows", {"no_such_option": 1})
     _, aws = parse_url("dynamodb", "dynamodb://workflows", {"aws_secret_access_key": "s3cr3t"})
     assert "s3cr3t" not in repr(aws)
+
+
+@pytest.mark.parametrize("endpoint", ["ftp:/s3cr3t", "http://h:s3cr3t", "http://"])
+def test_a_malformed_offload_endpoint_is_refused_at_open_without_echo(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        DynamoDBBackend.from_url(
+            "dynamodb://workflows",
+            endpoint_url="http://127.0.0.1:9",
+            offload_bucket="bucket",
+            offload_endpoint_url=endpoint,
+            create_table=False,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            region="us-east-1",
+        )
+    assert "s3cr3t" not in str(raised.value)
+    assert "offload" in str(raised.value)
+
+
+def test_without_aiohttp_the_async_store_runs_in_threads_and_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from durastate.core.async_backend import ThreadPoolAsyncBackend
+
+    # None in sys.modules makes `import aiohttp` raise ImportError, as if not installed
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    monkeypatch.delitem(sys.modules, "durastate.transport.aio", raising=False)
+    monkeypatch.delitem(sys.modules, "durastate.backends.dynamodb.aio", raising=False)
+    backend = DynamoDBBackend.from_url(
+        "dynamodb://workflows", endpoint_url="http://127.0.0.1:9", create_table=False,
+        aws_access_key_id="k", aws_secret_access_key="s", region="us-east-1",
+    )
+    with caplog.at_level(logging.WARNING):
+        face = backend.to_async()
+    assert type(face) is ThreadPoolAsyncBackend
+    assert "pip install 'durastate[async]'" in caplog.text
+    backend.close()

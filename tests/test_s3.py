@@ -1,8 +1,9 @@
 """S3 backend against moto_server over real HTTP (the session fixture in conftest.py).
 
 moto_server enforces ``If-Match`` / ``If-None-Match: *`` on PutObject (checked below), so the
-concurrency tests here exercise S3's own conditional writes. Nothing patches boto3; requests
-are counted with botocore's ``before-send`` event, which sees every HTTP request sent.
+concurrency tests here exercise S3's own conditional writes. Nothing is mocked; requests
+are counted, and other writers act between them, by `intercept`, which sees every request
+the backend's driver sends to moto_server.
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from durastate.backends.s3 import (
     instance_key,
     unescape_id,
 )
-from durastate.backends.s3 import (
-    _Etag as S3Etag,
-)
+from durastate.backends.s3.layout import Etag as S3Etag
 from durastate.core.backend import Backend
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.core.store import StateStore
@@ -46,6 +45,8 @@ from durastate.errors import (
 from durastate.opening import open_backend
 from durastate.testing import BackendConformance, closing_opener
 from durastate.testing.emulators import RunningEmulator, free_port
+from durastate.transport import HttpRequest, HttpResponse, LandedHook
+from durastate.transport.plans import Plan, run
 
 pytestmark = pytest.mark.emulator
 
@@ -58,12 +59,11 @@ BUCKET = "durastate-tests"
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 
-def make_backend(endpoint: str, *, bucket: str = BUCKET, prefix: str | None = None,
-                 **options: Any) -> S3Backend:
+def make_backend(
+    endpoint: str, *, bucket: str = BUCKET, prefix: str | None = None, **options: Any
+) -> S3Backend:
     prefix = prefix if prefix is not None else f"t-{uuid.uuid4().hex[:12]}"
-    return S3Backend.from_url(
-        f"s3://{bucket}/{prefix}", endpoint_url=endpoint, **CREDS, **options
-    )
+    return S3Backend.from_url(f"s3://{bucket}/{prefix}", endpoint_url=endpoint, **CREDS, **options)
 
 
 @pytest.fixture
@@ -72,15 +72,40 @@ def backend(moto_server: RunningEmulator) -> Iterator[S3Backend]:
         yield created
 
 
+def intercept(backend: S3Backend, before: Callable[[HttpRequest], None]) -> None:
+    """Call ``before(request)`` ahead of every request the backend sends (then sent as is)."""
+    send = backend.driver.send
+
+    def sending(
+        request: HttpRequest,
+        may_have_landed: LandedHook | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
+        before(request)
+        return send(request, may_have_landed, deadline=deadline)
+
+    backend.driver.send = sending  # type: ignore[method-assign]
+
+
+def record_key(backend: S3Backend, instance_id: str) -> str:
+    return backend.core.keys.record_key(instance_id)
+
+
+def run_plan(backend: S3Backend, plan: Plan[Any]) -> Any:
+    """Run one of the core's plans (a step of an operation) over the backend's driver."""
+    return run(plan, backend.driver)
+
+
 class Requests:
-    """Every HTTP request a client sends, as (method, path) pairs."""
+    """Every HTTP request a backend sends, as (method, path) pairs."""
 
     def __init__(self, backend: S3Backend) -> None:
         self.sent: list[tuple[str, str]] = []
-        backend.client.meta.events.register("before-send.s3", self._record)
+        intercept(backend, self._record)
 
-    def _record(self, request: Any, **_: Any) -> None:
-        self.sent.append((request.method, request.url.split("?")[0].rsplit("/", 2)[-2]))
+    def _record(self, request: HttpRequest) -> None:
+        self.sent.append((request.method, request.path.rsplit("/", 2)[-2]))
 
     def clear(self) -> None:
         self.sent.clear()
@@ -90,8 +115,13 @@ class Requests:
         return [method for method, _ in self.sent]
 
 
-def new(instance_id: str, *, status: RuntimeStatus = RuntimeStatus.RUNNING,
-        custom: bytes | None = b'"start"', data: bytes = b'{"x": 1}') -> NewInstance:
+def new(
+    instance_id: str,
+    *,
+    status: RuntimeStatus = RuntimeStatus.RUNNING,
+    custom: bytes | None = b'"start"',
+    data: bytes = b'{"x": 1}',
+) -> NewInstance:
     return NewInstance(
         instance_id=instance_id,
         name="wf",
@@ -124,7 +154,7 @@ class TestS3Conformance(BackendConformance):
     @pytest.fixture
     def corrupt_record(self, backend: S3Backend) -> Callable[[str], None]:
         def corrupt(instance_id: str) -> None:  # the record object overwritten with garbage
-            key = backend._records + instance_key(instance_id, backend._budget)
+            key = record_key(backend, instance_id)
             backend.client.put_object(Bucket=backend.bucket, Key=key, Body=b"\x00garbage{")
 
         return corrupt
@@ -135,7 +165,7 @@ class TestS3Conformance(BackendConformance):
 
 def test_moto_server_enforces_conditional_puts(backend: S3Backend) -> None:
     backend.create(new("probe"))
-    client, key = backend.client, backend._status_key("probe")
+    client, key = backend.client, backend.core.keys.status_key("probe")
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         client.put_object(Bucket=BUCKET, Key=key, Body=b"x", IfNoneMatch="*")
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
@@ -168,7 +198,7 @@ def test_long_ids_are_hashed_but_still_listed_by_prefix(backend: S3Backend) -> N
     long_ids = ["🙂" * 400 + "a", "🙂" * 400 + "b", "🙂" * 512]
     for number, instance_id in enumerate(long_ids):
         backend.create(new(instance_id, custom=str(number).encode()))
-    assert all("%~" in backend._key(i) for i in long_ids)
+    assert all("%~" in record_key(backend, i) for i in long_ids)
     page = backend.query(InstanceQuery(prefix="🙂" * 400))
     assert sorted(r.instance_id for r in page.items) == sorted(long_ids)
     page = backend.query(InstanceQuery(prefix="🙂" * 400 + "a"))
@@ -204,8 +234,10 @@ def test_stale_etag_with_unchanged_bytes_fails_across_backends(
 ) -> None:
     """A writes P (etag E1), B writes Q, A writes P again with E1: a conflict, Q stays."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         a.create(new("x", custom=None))
         e1 = a.write_custom_status("x", status(b'"P"'), etag=None, now=T0).etag
         b.write_custom_status("x", status(b'"Q"'), etag=None, now=T0)
@@ -228,8 +260,10 @@ def test_unchanged_status_without_etag_costs_one_head(backend: S3Backend) -> Non
 def test_unchanged_skip_works_across_backends(moto_server: RunningEmulator) -> None:
     """Another process cannot know its etag is current: one HEAD confirms, no PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as one, \
-            make_backend(moto_server.endpoint, prefix=prefix) as two:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as one,
+        make_backend(moto_server.endpoint, prefix=prefix) as two,
+    ):
         etag = one.create(new("shared", custom=b'"x"'))
         two._ready()  # the bucket check of first use, outside the count
         requests = Requests(two)
@@ -242,8 +276,10 @@ def test_update_without_any_known_etag_costs_one_get_and_one_put(
 ) -> None:
     """A cold last-write-wins update: the status object's ETag, then a conditional PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as one, \
-            make_backend(moto_server.endpoint, prefix=prefix) as two:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as one,
+        make_backend(moto_server.endpoint, prefix=prefix) as two,
+    ):
         one.create(new("cold"))
         two._ready()
         requests = Requests(two)
@@ -256,7 +292,7 @@ def test_update_without_any_known_etag_costs_one_get_and_one_put(
 
 def test_status_update_leaves_the_record_object_alone(backend: S3Backend) -> None:
     etag = backend.create(new("alone", data=b'{"input": "' + b"i" * 5000 + b'"}'))
-    key = backend._key("alone")
+    key = record_key(backend, "alone")
     before = backend.client.head_object(Bucket=BUCKET, Key=key)
     time.sleep(1.1)  # LastModified has one-second resolution
     for n in range(3):
@@ -317,16 +353,22 @@ def test_two_backends_racing_on_one_etag_one_wins(
     moto_server: RunningEmulator, rounds: range
 ) -> None:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as one, \
-            make_backend(moto_server.endpoint, prefix=prefix) as two:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as one,
+        make_backend(moto_server.endpoint, prefix=prefix) as two,
+    ):
         etag = one.create(new("race"))
         for n in rounds:
-            outcomes = _race([
-                lambda n=n, e=etag: one.write_custom_status(
-                    "race", status(f'"one-{n}"'.encode()), etag=e, now=T0),
-                lambda n=n, e=etag: two.write_custom_status(
-                    "race", status(f'"two-{n}"'.encode()), etag=e, now=T0),
-            ])
+            outcomes = _race(
+                [
+                    lambda n=n, e=etag: one.write_custom_status(
+                        "race", status(f'"one-{n}"'.encode()), etag=e, now=T0
+                    ),
+                    lambda n=n, e=etag: two.write_custom_status(
+                        "race", status(f'"two-{n}"'.encode()), etag=e, now=T0
+                    ),
+                ]
+            )
             assert sum(o is None for o in outcomes) == 1, outcomes
             assert all(isinstance(o, ConcurrencyError) for o in outcomes if o is not None)
             current = one.read("race")
@@ -340,32 +382,42 @@ def test_runtime_and_custom_writers_racing_on_one_etag(backend: S3Backend) -> No
     for n in range(8):
         instance_id = f"mixed-{n}"
         etag = backend.create(new(instance_id))
-        outcomes = _race([
-            lambda i=instance_id, e=etag: backend.write_custom_status(
-                i, status(b'"custom"'), etag=e, now=T0),
-            lambda i=instance_id, e=etag: backend.write_runtime_status(
-                i, RuntimeStatus.COMPLETED, output=None, set_output=False, etag=e, now=T0),
-        ])
+        outcomes = _race(
+            [
+                lambda i=instance_id, e=etag: backend.write_custom_status(
+                    i, status(b'"custom"'), etag=e, now=T0
+                ),
+                lambda i=instance_id, e=etag: backend.write_runtime_status(
+                    i, RuntimeStatus.COMPLETED, output=None, set_output=False, etag=e, now=T0
+                ),
+            ]
+        )
         assert sum(o is None for o in outcomes) == 1, outcomes
         got = backend.read(instance_id)
         assert got is not None
         if outcomes[0] is None:
             assert (got.custom_status, got.runtime_status) == (
-                status(b'"custom"'), RuntimeStatus.RUNNING)
+                status(b'"custom"'),
+                RuntimeStatus.RUNNING,
+            )
         else:
             assert (got.custom_status, got.runtime_status) == (
-                status(b'"start"'), RuntimeStatus.COMPLETED)
+                status(b'"start"'),
+                RuntimeStatus.COMPLETED,
+            )
 
 
 def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) -> None:
     """Between create's two PUTs, another store reads the new run whole (its first custom
     status included) and its compare-and-swap there is not undone by create's second PUT."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/status/" in request.url and not seen:
                 got = b.read("c")
                 assert got is not None
@@ -373,7 +425,7 @@ def test_create_is_atomic_for_readers_and_writers(moto_server: RunningEmulator) 
                 seen.append(b.write_custom_status("c", status(b'"B"'), etag=got.etag, now=T0))
 
         a._ready()
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         a.create(new("c", custom=b'"first"'))
         assert seen[0] == status(b'"first"')  # the reader saw the new run whole
         assert seen[1].written  # B's compare-and-swap succeeded ...
@@ -389,11 +441,13 @@ def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
     fetched only the record's first bytes fetch the rest when it does not fit."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
     big = b'"' + b"s" * 20_000 + b'"'
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/status/" in request.url and not seen:
                 got = b.read("big")
                 assert got is not None
@@ -401,30 +455,35 @@ def test_a_first_custom_status_longer_than_the_ranged_read_is_fetched_whole(
                 seen.append(b.query(InstanceQuery()).items[0].custom_status)
 
         a._ready()
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         a.create(new("big", custom=big))
         assert seen == [status(big), status(big)]
 
 
 def test_restart_is_atomic_for_readers(moto_server: RunningEmulator) -> None:
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         etag = a.create(new("r", custom=b'"old"'))
         a.write_runtime_status(
             "r", RuntimeStatus.COMPLETED, output=status(b"1"), set_output=True, etag=etag, now=T0
         )
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/status/" in request.url and not seen:
                 seen.append(b.read("r", fetch_payloads=True))
 
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         a.create(new("r", custom=b'"new"'), restart_if_terminal=True)
         mid = seen[0]
         assert (mid.runtime_status, mid.custom_status, mid.output) == (
-            RuntimeStatus.RUNNING, status(b'"new"'), None)
+            RuntimeStatus.RUNNING,
+            status(b'"new"'),
+            None,
+        )
 
 
 def test_restart_survives_its_status_object_vanishing_before_the_seal(
@@ -438,12 +497,12 @@ def test_restart_survives_its_status_object_vanishing_before_the_seal(
     )
     deleted: list[bool] = []
 
-    def vanish(request: Any, **_: Any) -> None:
+    def vanish(request: HttpRequest) -> None:
         if request.method == "PUT" and "/status/" in request.url and not deleted:
             deleted.append(True)
-            backend.client.delete_object(Bucket=BUCKET, Key=backend._status_key("v"))
+            backend.client.delete_object(Bucket=BUCKET, Key=backend.core.keys.status_key("v"))
 
-    backend.client.meta.events.register("before-send.s3.PutObject", vanish)
+    intercept(backend, vanish)
     fresh = backend.create(new("v", custom=b'"new"'), restart_if_terminal=True)
     got = backend.read("v")
     assert got is not None
@@ -478,20 +537,26 @@ def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
     ``If-Match`` (a conflict for A, whose change is lost), so the etag B saw keeps its content.
     """
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         etag = a.create(new("torn"))
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "PUT" and "/records/" in request.url and not seen:
                 seen.append(b.read("torn"))
 
-        a.client.meta.events.register("before-send.s3.PutObject", between)
+        intercept(a, between)
         outcome: BaseException | None = None
         try:
             a.write_runtime_status(
-                "torn", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=etag,
+                "torn",
+                RuntimeStatus.COMPLETED,
+                output=None,
+                set_output=False,
+                etag=etag,
                 now=T0,
             )
         except ConcurrencyError as exc:
@@ -502,7 +567,9 @@ def test_a_read_during_a_runtime_change_never_gives_one_etag_two_contents(
         if after.etag == mid.etag:
             assert after.runtime_status is mid.runtime_status  # one etag, one content
         assert (mid.runtime_status, after.runtime_status) == (
-            RuntimeStatus.RUNNING, RuntimeStatus.RUNNING if outcome else RuntimeStatus.COMPLETED)
+            RuntimeStatus.RUNNING,
+            RuntimeStatus.RUNNING if outcome else RuntimeStatus.COMPLETED,
+        )
         assert mid.etag != etag  # the commit landed: the caller's etag is stale either way
 
 
@@ -513,11 +580,17 @@ def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
     committed VER wins, with the content the record holds, stable from the first read on."""
     etag = backend.create(new("dead"))
     backend.write_custom_status("dead", status(b'"mine"'), etag=etag, now=T0)
-    current = backend._load_status("dead", backend._status_key("dead"))
+    current = run_plan(backend, backend.core._load_status("dead"))
     assert current is not None
-    backend._put_status_object(
-        "dead", replace(S3Etag.parse("dead", etag), ver="deadbeef00"), current.payload,
-        current.updated_at, replacing=current,
+    run_plan(
+        backend,
+        backend.core._put_status_object(
+            "dead",
+            replace(S3Etag.parse("dead", etag), ver="deadbeef00"),
+            current.payload,
+            current.updated_at,
+            replacing=current,
+        ),
     )
     first = backend.read("dead", fetch_payloads=True)
     second = backend.read("dead", fetch_payloads=True)
@@ -525,8 +598,7 @@ def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
     assert second is not None
     assert first == second
     assert first.etag.split(".")[1] == "deadbeef00"
-    assert (first.runtime_status, first.custom_status) == (
-        RuntimeStatus.RUNNING, status(b'"mine"'))
+    assert (first.runtime_status, first.custom_status) == (RuntimeStatus.RUNNING, status(b'"mine"'))
     assert first.input == Payload(b'{"x": 1}', "json")
     backend.write_runtime_status(
         "dead", RuntimeStatus.COMPLETED, output=None, set_output=False, etag=first.etag, now=T0
@@ -539,7 +611,7 @@ def test_a_runtime_writer_that_died_after_its_commit_loses_its_change(
 def test_records_written_before_ver_read_as_consistent(backend: S3Backend) -> None:
     """A record without VER in its header (written by an older version) is never torn."""
     backend.create(new("old"))
-    key = backend._key("old")
+    key = record_key(backend, "old")
     body = backend.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     line, _, rest = body.partition(b"\n")
     header = json.loads(line)
@@ -564,20 +636,22 @@ def test_a_read_during_a_delete_sees_the_instance_whole_or_not_at_all(
     """Between the delete's two DELETEs, readers and listings see no instance (before, the
     record without its status object read as the run's first state with etag RUN.0.0.0)."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
-    with make_backend(moto_server.endpoint, prefix=prefix) as a, \
-            make_backend(moto_server.endpoint, prefix=prefix) as b:
+    with (
+        make_backend(moto_server.endpoint, prefix=prefix) as a,
+        make_backend(moto_server.endpoint, prefix=prefix) as b,
+    ):
         a.create(new("purged"))
         a.write_custom_status("purged", status(b'"later"'), etag=None, now=T0)
         seen: list[Any] = []
 
-        def between(request: Any, **_: Any) -> None:
+        def between(request: HttpRequest) -> None:
             if request.method == "DELETE" and not seen:
                 seen.append("first")
             elif request.method == "DELETE" and len(seen) == 1:
                 seen.append(b.read("purged"))
                 seen.append(b.query(InstanceQuery()).items)
 
-        a.client.meta.events.register("before-send.s3.DeleteObject", between)
+        intercept(a, between)
         assert a.delete("purged")
         assert seen[1:] == [None, []]
         assert b.read("purged") is None
@@ -630,8 +704,12 @@ def test_large_input_and_output_survive_runtime_changes(backend: S3Backend) -> N
     big_in, big_out = b'"' + b"i" * 300_000 + b'"', b'"' + b"o" * 200_000 + b'"'
     etag = backend.create(new("io", data=big_in))
     etag = backend.write_runtime_status(
-        "io", RuntimeStatus.COMPLETED, output=Payload(big_out, "json"), set_output=True,
-        etag=etag, now=T0,
+        "io",
+        RuntimeStatus.COMPLETED,
+        output=Payload(big_out, "json"),
+        set_output=True,
+        etag=etag,
+        now=T0,
     )
     backend.write_custom_status("io", status(b"1"), etag=etag, now=T0)
     got = backend.read("io", fetch_payloads=True)
@@ -652,7 +730,7 @@ def test_encodings_are_kept(backend: S3Backend) -> None:
 
 def test_corrupt_record_object_is_reported(backend: S3Backend) -> None:
     backend.create(new("broken"))
-    backend.client.put_object(Bucket=BUCKET, Key=backend._key("broken"), Body=b"garbage")
+    backend.client.put_object(Bucket=BUCKET, Key=record_key(backend, "broken"), Body=b"garbage")
     with pytest.raises(CorruptRecord) as raised:
         backend.read("broken")
     assert raised.value.instance_id == "broken"
@@ -721,8 +799,8 @@ def test_record_copied_under_another_ids_key_is_refused(backend: S3Backend) -> N
     """An object moved to another id's key must never read or list as that other id."""
     backend.create(new("a", custom=b'"mine"'))
     backend.create(new("b"))
-    source = f"{BUCKET}/{backend._key('a')}"
-    backend.client.copy_object(Bucket=BUCKET, Key=backend._key("b"), CopySource=source)
+    source = f"{BUCKET}/{record_key(backend, 'a')}"
+    backend.client.copy_object(Bucket=BUCKET, Key=record_key(backend, "b"), CopySource=source)
     with pytest.raises(CorruptRecord) as raised:
         backend.read("b")
     assert raised.value.instance_id == "b"
@@ -735,27 +813,25 @@ def test_one_corrupt_record_does_not_break_listing_and_is_purged(
 ) -> None:
     for name in ("p-1", "p-2", "p-3"):
         backend.create(new(name))
-    backend.client.put_object(Bucket=BUCKET, Key=backend._key("p-2"), Body=b"garbage")
+    backend.client.put_object(Bucket=BUCKET, Key=record_key(backend, "p-2"), Body=b"garbage")
     listed = [r.instance_id for r in backend.query(InstanceQuery(page_size=1000)).items]
     assert listed == ["p-1", "p-3"]
     # durastate's warning names the instance, not the object key (botocore's own DEBUG
     # lines, captured when an earlier test turned DEBUG on, name keys: not ours to judge)
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("durastate"))
     assert "'p-2'" in ours
-    assert backend._key("p-2") not in ours
+    assert record_key(backend, "p-2") not in ours
     assert backend.purge_by(InstanceQuery(prefix="p-")) == 3
     assert backend.query(InstanceQuery()).items == []
     with pytest.raises(botocore.exceptions.ClientError):
-        backend.client.head_object(Bucket=BUCKET, Key=backend._key("p-2"))
+        backend.client.head_object(Bucket=BUCKET, Key=record_key(backend, "p-2"))
 
 
 # -- configuration and failures ----------------------------------------------------------------
 
 
 def test_from_url_and_registry(moto_server: RunningEmulator) -> None:
-    opened = open_backend(
-        f"s3://{BUCKET}/a/b/", endpoint_url=moto_server.endpoint, **CREDS
-    )
+    opened = open_backend(f"s3://{BUCKET}/a/b/", endpoint_url=moto_server.endpoint, **CREDS)
     assert isinstance(opened, S3Backend)
     assert (opened.bucket, opened.prefix) == (BUCKET, "a/b")
     assert "testing" not in repr(opened)
@@ -769,10 +845,11 @@ def test_from_url_and_registry(moto_server: RunningEmulator) -> None:
     assert "hunter2" not in str(raised.value)
     from_query = S3Backend.from_url(
         f"s3://{BUCKET}/q?create_bucket=false&region=eu-west-1",
-        endpoint_url=moto_server.endpoint, aws_access_key_id="testing",
+        endpoint_url=moto_server.endpoint,
+        aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    assert from_query._create_bucket is False
+    assert from_query._options.create_bucket is False
     assert from_query.client.meta.region_name == "eu-west-1"
     from_query.close()
 
@@ -788,16 +865,20 @@ def test_missing_bucket_without_create_is_a_configuration_error(
     moto_server: RunningEmulator,
 ) -> None:
     bucket = f"ds-{uuid.uuid4().hex[:16]}"
-    with make_backend(moto_server.endpoint, bucket=bucket, create_bucket=False) as created, \
-            pytest.raises(ConfigurationError, match="NoSuchBucket"):
+    with (
+        make_backend(moto_server.endpoint, bucket=bucket, create_bucket=False) as created,
+        pytest.raises(ConfigurationError, match="NoSuchBucket"),
+    ):
         created.read("x")
 
 
 def test_unreachable_endpoint_is_backend_unavailable_in_bounded_time() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with make_backend(dead, max_attempts=2, connect_timeout=0.5, read_timeout=0.5) as created, \
-            pytest.raises(BackendUnavailable) as raised:
+    with (
+        make_backend(dead, max_attempts=2, connect_timeout=0.5, read_timeout=0.5) as created,
+        pytest.raises(BackendUnavailable) as raised,
+    ):
         created.write_custom_status("x", status(b"1"), etag=None, now=T0)
     assert time.monotonic() - started < 10
     assert "testing" not in str(raised.value)

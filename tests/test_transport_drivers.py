@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import orjson
@@ -628,6 +628,46 @@ def test_a_pooled_connection_the_server_closed_is_not_reused(kind: Kind) -> None
             response = sender.send(HttpRequest.to("POST", endpoint, "/", body=b"{}"))
             assert (response.status, response.body, response.attempts) == (200, b"ok", 1)
             sender.pause(0.05)
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
+
+
+class _SecondPutLostHandler(_TinyHandler):
+    """Answers PUTs on a keep-alive connection, except the second one it receives: that one
+    is read whole (so it "landed") and the connection closed without an answer."""
+
+    puts: ClassVar[list[int]] = []
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.puts.append(1)
+        if len(self.puts) == 2:
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_put_whose_answer_was_lost_is_never_sent_again_behind_the_policy(kind: Kind) -> None:
+    """aiohttp re-sends a PUT by itself when a reused connection drops; the driver turns
+    that off, so the policy sees the lost answer: without a hook, ``OutcomeUnknown`` and
+    the PUT was received exactly once (before the fix: twice, answered 200 as if fresh)."""
+    _SecondPutLostHandler.puts = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SecondPutLostHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sender = Sender(kind)
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        assert sender.send(HttpRequest.to("PUT", endpoint, "/k", body=b"1")).status == 200
+        with pytest.raises(OutcomeUnknown):
+            sender.send(HttpRequest.to("PUT", endpoint, "/k", body=b"2"))
+        assert len(_SecondPutLostHandler.puts) == 2
     finally:
         sender.close()
         server.shutdown()

@@ -252,9 +252,9 @@ class MemoryBackend(Backend):
 
     def to_async(self) -> AsyncBackend:
         """Every call is a few dict operations under a lock: run inline on the loop."""
-        from durastate.core.async_backend import SyncBackendAdapter
+        from durastate.core.async_backend import InlineAsyncBackend
 
-        return SyncBackendAdapter(self)
+        return InlineAsyncBackend(self)
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
         with self._lock:

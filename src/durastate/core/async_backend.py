@@ -190,6 +190,22 @@ class SyncBackendAdapter(AsyncBackend):
         return self.sync.subscribe(instance_id, notify)
 
 
+class InlineAsyncBackend(SyncBackendAdapter):
+    """For a backend whose calls never block (memory://): the two hot calls go straight to
+    the sync backend, without the `_call` hop (a coroutine each: a third of the async
+    store's overhead on memory://)."""
+
+    async def read(
+        self, instance_id: str, *, fetch_payloads: bool = False
+    ) -> InstanceRecord | None:
+        return self.sync.read(instance_id, fetch_payloads=fetch_payloads)
+
+    async def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        return self.sync.write_custom_status(instance_id, payload, etag=etag, now=now)
+
+
 class Workers:
     """At most ``max_workers`` threads, started only when every started one is busy.
 

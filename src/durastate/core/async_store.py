@@ -97,10 +97,12 @@ class AsyncStateStore:
         self, instance_id: str, value: Any, *, etag: str | None = None
     ) -> str:
         """As `StateStore.set_custom_status`: serialized and size-checked before any I/O."""
-        payload = self.store.encode_custom_status(instance_id, value)
-        await self.refuse_expired(instance_id)
+        store = self.store
+        payload = store.encode_custom_status(instance_id, value)
+        if store.retention is not None:  # (no coroutine on the hot path without one)
+            await self.refuse_expired(instance_id)
         result = await self.backend.write_custom_status(
-            instance_id, payload, etag=etag, now=self.store.now()
+            instance_id, payload, etag=etag, now=store.now()
         )
         return result.etag
 

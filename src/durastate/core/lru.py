@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from durastate.errors import InvalidArgument
@@ -25,7 +25,7 @@ DEFAULT_CAPACITY = 4096
 class LRU(Generic[K, V]):
     """At most ``capacity`` entries; storing one more drops the least recently stored."""
 
-    __slots__ = ("_capacity", "_entries", "_lock")
+    __slots__ = ("_capacity", "_entries", "_lock", "get")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if type(capacity) is not int or capacity < 1:
@@ -33,14 +33,13 @@ class LRU(Generic[K, V]):
         self._capacity = capacity
         self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
+        #: The value stored under a key, or ``None``; takes no lock, changes no order. The
+        #: dict's own ``get``, bound once: a lookup runs no Python frame of ours.
+        self.get: Callable[[K], V | None] = self._entries.get
 
     @property
     def capacity(self) -> int:
         return self._capacity
-
-    def get(self, key: K) -> V | None:
-        """The value stored under ``key``, or ``None``; takes no lock, changes no order."""
-        return self._entries.get(key)
 
     def put(self, key: K, value: V) -> None:
         """Store ``value`` as the most recent entry, dropping the oldest beyond capacity."""

@@ -370,13 +370,16 @@ class StateStore:
         return self._clock()
 
     def encode_custom_status(self, instance_id: str, value: Any) -> Payload:
-        """Validate the id, serialize and size-check a custom status without writing it."""
-        validate_instance_id(instance_id, self._max_id_length)
-        return self.codec.encode(
-            value,
-            instance_id=instance_id,
-            field="custom_status",
-            limit=self.max_custom_status_bytes,
+        """Validate the id, serialize and size-check a custom status without writing it
+        (the async store's hot path: the checks of `set_custom_status`)."""
+        if not (  # validate_instance_id's common case, inline
+            type(instance_id) is str
+            and 0 < len(instance_id) <= self._max_id_length
+            and instance_id.isascii()
+        ):
+            validate_instance_id(instance_id, self._max_id_length)
+        return self._encode_status(
+            value, instance_id, "custom_status", self.max_custom_status_bytes
         )
 
     def write_custom_status_payload(

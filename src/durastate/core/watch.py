@@ -278,8 +278,7 @@ def watch_sync(
                 return
             with condition:
                 condition.wait_for(lambda seen=seen: feed.version != seen)  # type: ignore[misc]
-                seen = feed.version
-                latest = feed.take(started)
+                seen, latest = feed.version, feed.take(started)
             if not isinstance(latest, _ReadYourself):
                 metadata = latest
                 continue
@@ -366,8 +365,7 @@ async def watch_async(
             while feed.version == seen:
                 changed.clear()
                 await changed.wait()
-            seen = feed.version
-            latest = feed.take(started)
+            seen, latest = feed.version, feed.take(started)
             if not isinstance(latest, _ReadYourself):
                 metadata = latest
                 continue

@@ -86,6 +86,12 @@ class AsyncHttpDriver:
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
         )
+        # aiohttp re-sends a PUT or DELETE by itself, once, when a reused keep-alive
+        # connection drops (RFC 9112 9.3.1.1); the policy must see every attempt, or a
+        # write whose answer was lost comes back as a plain 412 and is reported as a
+        # conflict (StateStore.update() then applies its function twice). No public
+        # switch exists (aiohttp 3.14); the attribute is read per request.
+        self._session._retry_connection = False
         return self._session
 
     async def _attempt(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse | Failure:

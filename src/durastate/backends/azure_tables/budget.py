@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from durastate.errors import BackendUnavailable
+from durastate.errors import BackendUnavailable, OutcomeUnknown
 from durastate.transport.messages import HttpRequest
 from durastate.transport.plans import Exchange, Pause
-from durastate.transport.policy import LandedHook, OutcomeUnknown
+from durastate.transport.policy import LandedHook
 
 UNKNOWN_OUTCOME = "the outcome of the write is unknown (it may or may not have been applied)"
 

@@ -54,6 +54,7 @@ BLOB_COLUMNS: Final = [f"{field}Blob" for field in FIELD_NAMES]
 _EDM_DATETIME = "Edm.DateTime"
 _EDM_BINARY = "Edm.Binary"
 _EDM_INT64 = "Edm.Int64"
+_EDM_DOUBLE = "Edm.Double"
 _TYPE_SUFFIX = "@odata.type"
 
 
@@ -62,8 +63,9 @@ _TYPE_SUFFIX = "@odata.type"
 
 def datetime_text(value: datetime) -> str:
     """``Edm.DateTime`` as the SDK writes it: UTC, microseconds, ``Z``."""
-    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # cheaper than strftime
 
 
 def entity_json(entity: Mapping[str, Any]) -> bytes:
@@ -76,6 +78,9 @@ def entity_json(entity: Mapping[str, Any]) -> bytes:
         elif isinstance(value, bytes):
             body[name] = base64.b64encode(value).decode("ascii")
             body[name + _TYPE_SUFFIX] = _EDM_BINARY
+        elif isinstance(value, float):  # a JSON number without it would be an Int32
+            body[name] = value
+            body[name + _TYPE_SUFFIX] = _EDM_DOUBLE
         else:
             body[name] = value
     return orjson.dumps(body)
@@ -96,8 +101,9 @@ def parse_datetime(text: str) -> datetime | None:
 
 def decode_entity(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Properties of a JSON entity with their ``@odata.type`` applied (datetime, bytes,
-    int); a value that does not parse as its declared type is kept as the raw text, so
-    the record builder reports it as corrupt for that instance alone."""
+    Int64, and Double's ``NaN``/``Infinity``); a value that does not parse as its declared
+    type is kept as the raw text, so the record builder reports it as corrupt for that
+    instance alone."""
     entity: dict[str, Any] = {}
     for name, value in raw.items():
         if name.endswith(_TYPE_SUFFIX) or name.startswith("odata."):
@@ -117,9 +123,9 @@ def _typed(kind: Any, value: str) -> Any:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             return value
-    if kind == _EDM_INT64:
+    if kind in (_EDM_INT64, _EDM_DOUBLE):
         try:
-            return int(value)
+            return int(value) if kind == _EDM_INT64 else float(value)
         except ValueError:
             return value
     return value

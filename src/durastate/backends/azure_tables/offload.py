@@ -23,7 +23,12 @@ from durastate.backends.azure_tables.budget import Budget
 from durastate.backends.azure_tables.requests import BLOB_VERSION, Auth, Endpoint
 from durastate.backends.azure_tables.responses import error_code
 from durastate.core.compression import inflate
-from durastate.errors import BackendUnavailable, ConfigurationError, DurastateError
+from durastate.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    DurastateError,
+    OutcomeUnknown,
+)
 from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.plans import Step
 from durastate.transport.policy import default_may_have_landed
@@ -117,7 +122,14 @@ class BlobOffload:
         body = gzip.compress(data, compresslevel=6, mtime=0)
         for _ in range(3):
             request = self.put_request(name, body)
-            response: HttpResponse = yield budget.exchange(request, default_may_have_landed)
+            try:
+                response: HttpResponse = yield budget.exchange(request, default_may_have_landed)
+            except OutcomeUnknown as exc:
+                # only the blob's fate is unknown (a purge sweeps it): the row is untouched
+                raise BackendUnavailable(
+                    f"azure-tables upload of the {field} of instance {instance_id!r} failed: "
+                    f"{exc}; nothing refers to the blob"
+                ) from None
             if response.status in (201, 409):
                 return name
             if response.status == 404 and error_code(response) == "ContainerNotFound":

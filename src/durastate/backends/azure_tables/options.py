@@ -14,7 +14,7 @@ import re
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from durastate.backends.azure_tables.layout import INLINE_LIMIT
 from durastate.backends.azure_tables.offload import DEFAULT_CONTAINER
@@ -26,6 +26,8 @@ ENV_CONNECTION_STRING: Final = "DURASTATE_AZURE_CONNECTION_STRING"
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 _HARMLESS = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
+_FLAGS = {"true": True, "1": True, "yes": True, "on": True}
+_FLAGS.update({"false": False, "0": False, "no": False, "off": False})
 
 
 class AzureTablesOptions(BaseModel):
@@ -60,6 +62,14 @@ class AzureTablesOptions(BaseModel):
     raw_request_hook: Any = Field(default=None, repr=False)  # that client's azure-core hook
     proxy: SecretStr | None = Field(default=None, repr=False)
     verify: bool | str = True
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_flag(cls, value: Any) -> Any:
+        """``verify=false`` from a URL is the flag, not a CA bundle named "false"."""
+        if isinstance(value, str) and value.strip().lower() in _FLAGS:
+            return _FLAGS[value.strip().lower()]
+        return value
 
     def transport(self) -> TransportOptions:
         """The lean transport's options for these limits."""

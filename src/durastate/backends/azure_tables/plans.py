@@ -13,8 +13,6 @@ never a conflict, so ``update()`` never applies its function twice.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,6 +78,7 @@ from durastate.backends.azure_tables.write_log import (
     write_columns,
 )
 from durastate.core.backend import RecentPayloads, skip_unreadable
+from durastate.core.lru import LRU
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -96,16 +95,14 @@ from durastate.errors import (
     DurastateError,
     InstanceExists,
     InstanceNotFound,
+    OutcomeUnknown,
     PayloadTooLarge,
 )
 from durastate.transport.messages import HttpResponse
 from durastate.transport.plans import Step
-from durastate.transport.policy import OutcomeUnknown
 
 T = TypeVar("T")
 Plan = Generator[Step, Any, T]
-
-_KNOWN_BLOBS = 4096
 
 
 @dataclass
@@ -133,8 +130,7 @@ class AzureTablesCore:
         self.offload_enabled = options.offload and blobs is not None
         self.offload_threshold = min(options.offload_threshold, INLINE_LIMIT)
         self.recent = RecentPayloads()
-        self._known_blobs: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._known_lock = threading.Lock()
+        self._known_blobs: LRU[tuple[str, str], str] = LRU()
 
     def where(self, instance_id: str | None, operation: str) -> str:
         where = f"azure-tables {operation} on table {self.table_name!r}"
@@ -154,20 +150,13 @@ class AzureTablesCore:
 
     def remember_blob(self, instance_id: str, field: str, name: str | None) -> str | None:
         """Record the blob now referenced by ``field``; return the one it replaces, if known."""
-        key = (instance_id, field)
-        with self._known_lock:
-            previous = self._known_blobs.pop(key, None)
-            if name:
-                self._known_blobs[key] = name
-                if len(self._known_blobs) > _KNOWN_BLOBS:
-                    self._known_blobs.popitem(last=False)
+        previous = self._known_blobs.replace((instance_id, field), name or None)
         return previous if previous != name else None
 
     def forget(self, instance_id: str) -> None:
         self.recent.forget(instance_id)
-        with self._known_lock:
-            for field in FIELD_NAMES:
-                self._known_blobs.pop((instance_id, field), None)
+        for field in FIELD_NAMES:
+            self._known_blobs.pop((instance_id, field))
 
 
 def named(budget: Budget, plan: Plan[T]) -> Plan[T]:

@@ -46,9 +46,15 @@ class Offload:
     def __init__(
         self, endpoint: str, region: str, credentials: AwsCredentials, bucket: str, prefix: str
     ) -> None:
-        parts = urlsplit(endpoint)
-        host = parts.hostname or ""
-        self._base = f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+        try:  # userinfo in the endpoint is never sent nor shown
+            parts = urlsplit(endpoint)
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            raise ConfigurationError("the S3 offload endpoint URL is malformed") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError("the S3 offload endpoint must be an http:// or https:// URL")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        self._base = f"{parts.scheme}://{host}{port}"
         self._region = region
         self._credentials = credentials
         self.bucket = bucket

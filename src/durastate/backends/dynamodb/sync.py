@@ -43,7 +43,7 @@ from durastate.core.records import (
     RuntimeStatus,
     WriteResult,
 )
-from durastate.errors import BackendUnavailable, ConfigurationError
+from durastate.errors import BackendUnavailable, ConfigurationError, MissingDependency
 from durastate.transport.plans import run
 from durastate.transport.sync import HttpDriver
 
@@ -133,9 +133,16 @@ class DynamoDBBackend(Backend):
         return f"DynamoDBBackend(table={self.table!r}, endpoint={endpoint!r})"
 
     def to_async(self) -> AsyncBackend:
-        """The aiohttp driver over the same core (``pip install 'durastate[async]'``)."""
-        from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend
+        """The aiohttp driver over the same core (``pip install 'durastate[async]'``).
 
+        Without aiohttp the async store still works, as it did before the native path:
+        this backend in the generic thread pool, with a warning saying how to install it.
+        """
+        try:
+            from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend
+        except MissingDependency as missing:
+            log.warning("%s; until then the async store runs DynamoDB in threads", missing)
+            return super().to_async()
         return AsyncDynamoDBBackend(self.core, self.connection, self.capabilities, repr(self))
 
     def close(self) -> None:
