@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from durastate.core.async_backend import AsyncBackend
 from durastate.core.backend import Backend
@@ -26,6 +27,8 @@ from durastate.core.records import (
 )
 from durastate.core.steps import Plan, adrive, drive
 
+T = TypeVar("T")
+
 
 class BackendPlans(ABC):
     """The backend contract's operations, each a plan of the backend's own steps."""
@@ -36,13 +39,29 @@ class BackendPlans(ABC):
     @abstractmethod
     def read(self, instance_id: str, fetch_payloads: bool) -> Plan[Any, InstanceRecord | None]: ...
 
-    @abstractmethod
     def read_many(
         self, instance_ids: Sequence[str], fetch_payloads: bool
-    ) -> Plan[Any, dict[str, InstanceRecord | None]]: ...
+    ) -> Plan[Any, dict[str, InstanceRecord | None]]:
+        """As `Backend.read_many`; by default one read after another (a service with a
+        batched read overrides it)."""
+        found: dict[str, InstanceRecord | None] = {}
+        for instance_id in instance_ids:
+            found[instance_id] = yield from self.read(instance_id, fetch_payloads)
+        return found
 
-    @abstractmethod
-    def count(self, query: InstanceQuery) -> Plan[Any, dict[RuntimeStatus, int]]: ...
+    def count(self, query: InstanceQuery) -> Plan[Any, dict[RuntimeStatus, int]]:
+        """As `Backend.count`; by default a walk over the pages of ``query`` (a backend with
+        an index or a server-side aggregate overrides it)."""
+        counts: dict[RuntimeStatus, int] = {}
+        page_query = replace(query, page_size=max(query.page_size, 100), fetch_payloads=False)
+        while True:
+            page = yield from self.query(page_query)
+            for record in page.items:
+                if query.matches(record):
+                    counts[record.runtime_status] = counts.get(record.runtime_status, 0) + 1
+            if page.continuation is None:
+                return counts
+            page_query = replace(page_query, continuation=page.continuation)
 
     @abstractmethod
     def write_custom_status(
@@ -84,25 +103,29 @@ class PlannedBackend(Backend):
     def _perform(self, step: Any) -> Any:
         """Do one step of a plan; return what the plan receives (or raise)."""
 
+    def _drive(self, plan: Plan[Any, T]) -> T:
+        """Run one operation's plan; a subclass may get ready first (create its table)."""
+        return drive(plan, self._perform)
+
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return drive(self.plans.create(new, restart_if_terminal), self._perform)
+        return self._drive(self.plans.create(new, restart_if_terminal))
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        return drive(self.plans.read(instance_id, fetch_payloads), self._perform)
+        return self._drive(self.plans.read(instance_id, fetch_payloads))
 
     def read_many(
         self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
     ) -> dict[str, InstanceRecord | None]:
-        return drive(self.plans.read_many(instance_ids, fetch_payloads), self._perform)
+        return self._drive(self.plans.read_many(instance_ids, fetch_payloads))
 
     def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
-        return drive(self.plans.count(query), self._perform)
+        return self._drive(self.plans.count(query))
 
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
         plan = self.plans.write_custom_status(instance_id, payload, etag, now)
-        return drive(plan, self._perform)
+        return self._drive(plan)
 
     def write_runtime_status(
         self,
@@ -115,19 +138,19 @@ class PlannedBackend(Backend):
         now: datetime,
     ) -> str:
         plan = self.plans.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return drive(plan, self._perform)
+        return self._drive(plan)
 
     def delete(self, instance_id: str) -> bool:
-        return drive(self.plans.delete(instance_id), self._perform)
+        return self._drive(self.plans.delete(instance_id))
 
     def query(self, query: InstanceQuery) -> RecordPage:
-        return drive(self.plans.query(query), self._perform)
+        return self._drive(self.plans.query(query))
 
     def purge_by(self, query: InstanceQuery) -> int:
-        return drive(self.plans.purge_by(query), self._perform)
+        return self._drive(self.plans.purge_by(query))
 
     def purge_expired(self) -> int:
-        return drive(self.plans.purge_expired(), self._perform)
+        return self._drive(self.plans.purge_expired())
 
 
 class AsyncPlannedBackend(AsyncBackend):
@@ -139,27 +162,31 @@ class AsyncPlannedBackend(AsyncBackend):
     async def _perform(self, step: Any) -> Any:
         """Do one step of a plan; return what the plan receives (or raise)."""
 
+    async def _drive(self, plan: Plan[Any, T]) -> T:
+        """Run one operation's plan; a subclass may get ready first (create its table)."""
+        return await adrive(plan, self._perform)
+
     async def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return await adrive(self.plans.create(new, restart_if_terminal), self._perform)
+        return await self._drive(self.plans.create(new, restart_if_terminal))
 
     async def read(
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceRecord | None:
-        return await adrive(self.plans.read(instance_id, fetch_payloads), self._perform)
+        return await self._drive(self.plans.read(instance_id, fetch_payloads))
 
     async def read_many(
         self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
     ) -> dict[str, InstanceRecord | None]:
-        return await adrive(self.plans.read_many(instance_ids, fetch_payloads), self._perform)
+        return await self._drive(self.plans.read_many(instance_ids, fetch_payloads))
 
     async def count(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
-        return await adrive(self.plans.count(query), self._perform)
+        return await self._drive(self.plans.count(query))
 
     async def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
         plan = self.plans.write_custom_status(instance_id, payload, etag, now)
-        return await adrive(plan, self._perform)
+        return await self._drive(plan)
 
     async def write_runtime_status(
         self,
@@ -172,16 +199,16 @@ class AsyncPlannedBackend(AsyncBackend):
         now: datetime,
     ) -> str:
         plan = self.plans.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return await adrive(plan, self._perform)
+        return await self._drive(plan)
 
     async def delete(self, instance_id: str) -> bool:
-        return await adrive(self.plans.delete(instance_id), self._perform)
+        return await self._drive(self.plans.delete(instance_id))
 
     async def query(self, query: InstanceQuery) -> RecordPage:
-        return await adrive(self.plans.query(query), self._perform)
+        return await self._drive(self.plans.query(query))
 
     async def purge_by(self, query: InstanceQuery) -> int:
-        return await adrive(self.plans.purge_by(query), self._perform)
+        return await self._drive(self.plans.purge_by(query))
 
     async def purge_expired(self) -> int:
-        return await adrive(self.plans.purge_expired(), self._perform)
+        return await self._drive(self.plans.purge_expired())

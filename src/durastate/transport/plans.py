@@ -4,9 +4,10 @@ A backend core writes each operation (create, write a status, read, a query page
 offload upload) once, as a generator that yields what it wants sent and receives what came
 back. It decides everything (requests, conditions, what a response means, whether to read
 again after a lost answer) and never touches a socket, sleeps or awaits. `run` executes a
-plan over the sync `HttpDriver`, `arun` over the async `AsyncHttpDriver`: the only code the
-sync and async backends do not share is the one line that calls one or the other, so there
-are no sync/async twins. A plan is unit-tested by driving it by hand with `send()`.
+plan over the sync `HttpDriver`, `arun` over the async `AsyncHttpDriver`, both with the one
+loop of `durastate.core.steps` and a step executor here (`perform` / `aperform`); the HTTP
+backends are `durastate.core.planned` backends whose ``_perform`` is one of these, so
+there are no sync/async twins. A plan is unit-tested by driving it by hand with `send()`.
 
 A plan yields one of:
 
@@ -30,8 +31,10 @@ import time
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from durastate.core.steps import adrive, drive
 from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.policy import LandedHook
 
@@ -73,29 +76,16 @@ Step: TypeAlias = Exchange | Batch | Pause
 Plan: TypeAlias = Generator[Step, Any, T]
 
 
-def run(plan: Plan[T], driver: HttpDriver) -> T:
-    """Execute ``plan`` over the sync driver (a batch on a few threads)."""
-    reply: Any = None
-    failure: BaseException | None = None
-    try:
-        while True:
-            step = plan.send(reply) if failure is None else plan.throw(failure)
-            failure = None
-            try:
-                if type(step) is Exchange:
-                    reply = driver.send(step.request, step.may_have_landed, deadline=step.deadline)
-                elif isinstance(step, Batch):
-                    reply = _run_batch(step, driver)
-                elif isinstance(step, Pause):
-                    time.sleep(step.seconds)
-                    reply = None
-                else:
-                    raise TypeError(f"a plan yielded {type(step).__name__}, not a Step")
-            except Exception as exc:  # the plan decides: it may catch it (OutcomeUnknown)
-                failure = exc
-    except StopIteration as done:
-        result: T = done.value
-        return result
+def perform(step: Step, driver: HttpDriver) -> Any:
+    """Do one step over the sync driver (a batch on a few threads); what the plan receives."""
+    if type(step) is Exchange:
+        return driver.send(step.request, step.may_have_landed, deadline=step.deadline)
+    if isinstance(step, Batch):
+        return _run_batch(step, driver)
+    if isinstance(step, Pause):
+        time.sleep(step.seconds)
+        return None
+    raise TypeError(f"a plan yielded {type(step).__name__}, not a Step")
 
 
 def _run_batch(batch: Batch, driver: HttpDriver) -> list[HttpResponse]:
@@ -110,31 +100,16 @@ def _run_batch(batch: Batch, driver: HttpDriver) -> list[HttpResponse]:
         )
 
 
-async def arun(plan: Plan[T], driver: AsyncHttpDriver) -> T:
-    """Execute ``plan`` over the async driver (a batch concurrently on the event loop)."""
-    reply: Any = None
-    failure: BaseException | None = None
-    try:
-        while True:
-            step = plan.send(reply) if failure is None else plan.throw(failure)
-            failure = None
-            try:
-                if type(step) is Exchange:
-                    reply = await driver.send(
-                        step.request, step.may_have_landed, deadline=step.deadline
-                    )
-                elif isinstance(step, Batch):
-                    reply = await _arun_batch(step, driver)
-                elif isinstance(step, Pause):
-                    await asyncio.sleep(step.seconds)
-                    reply = None
-                else:
-                    raise TypeError(f"a plan yielded {type(step).__name__}, not a Step")
-            except Exception as exc:  # the plan decides: it may catch it (OutcomeUnknown)
-                failure = exc
-    except StopIteration as done:
-        result: T = done.value
-        return result
+async def aperform(step: Step, driver: AsyncHttpDriver) -> Any:
+    """Do one step over the async driver (a batch concurrently on the event loop)."""
+    if type(step) is Exchange:
+        return await driver.send(step.request, step.may_have_landed, deadline=step.deadline)
+    if isinstance(step, Batch):
+        return await _arun_batch(step, driver)
+    if isinstance(step, Pause):
+        await asyncio.sleep(step.seconds)
+        return None
+    raise TypeError(f"a plan yielded {type(step).__name__}, not a Step")
 
 
 async def _arun_batch(batch: Batch, driver: AsyncHttpDriver) -> list[HttpResponse]:
@@ -147,6 +122,16 @@ async def _arun_batch(batch: Batch, driver: AsyncHttpDriver) -> list[HttpRespons
             )
 
     return list(await asyncio.gather(*(one(e) for e in batch.exchanges)))
+
+
+def run(plan: Plan[T], driver: HttpDriver) -> T:
+    """Execute ``plan`` over the sync driver (the one loop: `durastate.core.steps.drive`)."""
+    return drive(plan, partial(perform, driver=driver))
+
+
+async def arun(plan: Plan[T], driver: AsyncHttpDriver) -> T:
+    """Execute ``plan`` over the async driver (`durastate.core.steps.adrive`)."""
+    return await adrive(plan, partial(aperform, driver=driver))
 
 
 def exchange(request: HttpRequest, may_have_landed: LandedHook | None = None) -> Exchange:

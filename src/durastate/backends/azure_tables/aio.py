@@ -1,4 +1,4 @@
-"""The async store: the sync store's core and plans, run over aiohttp (`arun`).
+"""The async store: the sync store's core and plans, driven over aiohttp (`aperform`).
 
 Made by `AzureTablesBackend.to_async` (what `AsyncStateStore` uses). The table is created
 once by the sync store's SDK client, on a worker thread so the loop never waits on it.
@@ -7,22 +7,13 @@ once by the sync store's SDK client, on a worker thread so the loop never waits 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from durastate.backends.azure_tables import plans
 from durastate.core.async_backend import AsyncBackend
-from durastate.core.records import (
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
+from durastate.core.planned import AsyncPlannedBackend
+from durastate.core.steps import Plan
 from durastate.transport.aio import AsyncHttpDriver
-from durastate.transport.plans import Plan, arun
+from durastate.transport.plans import Step, aperform
 
 if TYPE_CHECKING:
     from durastate.backends.azure_tables.backend import AzureTablesBackend
@@ -30,7 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class AsyncAzureTablesBackend(AsyncBackend):
+class AsyncAzureTablesBackend(AsyncPlannedBackend):
     """Azure Table Storage with coroutines: the semantics, layout and errors of the sync
     store, because it runs the very same plans."""
 
@@ -39,6 +30,7 @@ class AsyncAzureTablesBackend(AsyncBackend):
     def __init__(self, sync: AzureTablesBackend) -> None:
         self.sync = sync
         self.core = sync.core
+        self.plans = sync.plans
         self.capabilities = sync.capabilities
         self._driver = AsyncHttpDriver(sync.options.transport())
         self._bearer = sync.account.bearer
@@ -50,48 +42,15 @@ class AsyncAzureTablesBackend(AsyncBackend):
         await self._driver.close()
         await asyncio.to_thread(self.sync.close)
 
-    async def _run(self, plan: Plan[T], instance_id: str | None = None) -> T:
+    async def _drive(self, plan: Plan[Any, T]) -> T:
         if not self.sync.tables.ready:
-            await asyncio.to_thread(self.sync.ensure_table, instance_id)
+            await asyncio.to_thread(self.sync.ensure_table)
         if self._bearer is not None:
             await self._bearer.header_async()  # an AsyncTokenCredential is awaited here
-        return await arun(plan, self._driver)
+        return await super()._drive(plan)
 
-    async def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        plan = plans.create(self.core, new, restart_if_terminal)
-        return await self._run(plan, new.instance_id)
+    async def _perform(self, step: Step) -> Any:
+        return await aperform(step, self._driver)
 
-    async def read(
-        self, instance_id: str, *, fetch_payloads: bool = False
-    ) -> InstanceRecord | None:
-        return await self._run(plans.read(self.core, instance_id, fetch_payloads), instance_id)
-
-    async def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        plan = plans.write_custom_status(self.core, instance_id, payload, etag, now)
-        return await self._run(plan, instance_id)
-
-    async def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        plan = plans.write_runtime_status(
-            self.core, instance_id, status, output, set_output, etag, now
-        )
-        return await self._run(plan, instance_id)
-
-    async def delete(self, instance_id: str) -> bool:
-        return await self._run(plans.delete(self.core, instance_id), instance_id)
-
-    async def query(self, query: InstanceQuery) -> RecordPage:
-        return await self._run(plans.query(self.core, query))
-
-    async def purge_by(self, query: InstanceQuery) -> int:
-        return await self._run(plans.purge_by(self.core, query))
+    # no batched read in this service: the reads, all at once
+    read_many = AsyncBackend.read_many

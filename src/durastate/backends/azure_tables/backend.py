@@ -1,12 +1,12 @@
-"""azure-tables:// — the sync store: each call builds its plan and runs it over the
-keep-alive `HttpDriver`; the table is created once through the SDK (administration)."""
+"""azure-tables:// — the sync store: each call drives its plan (`plans.AzureTablesPlans`,
+through `PlannedBackend`) over the keep-alive `HttpDriver`; the table is created once
+through the SDK (administration)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -17,19 +17,12 @@ from durastate.backends.azure_tables.layout import INLINE_LIMIT, PROPERTY_LIMIT
 from durastate.backends.azure_tables.offload import BlobOffload
 from durastate.backends.azure_tables.options import AzureTablesOptions, parse_options
 from durastate.backends.azure_tables.requests import TableRequests
-from durastate.core.backend import Backend, read_in_threads
-from durastate.core.records import (
-    Capabilities,
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
+from durastate.core.backend import read_in_threads
+from durastate.core.planned import PlannedBackend
+from durastate.core.records import Capabilities, InstanceRecord
+from durastate.core.steps import Plan
 from durastate.errors import MissingDependency
-from durastate.transport.plans import Plan, run
+from durastate.transport.plans import Step, perform
 from durastate.transport.sync import HttpDriver
 
 if TYPE_CHECKING:
@@ -66,7 +59,7 @@ def capabilities_of(core: plans.AzureTablesCore) -> Capabilities:
     return CAPABILITIES if core.offload_enabled else replace(CAPABILITIES, offload=False)
 
 
-class AzureTablesBackend(Backend):
+class AzureTablesBackend(PlannedBackend):
     """Azure Table Storage, one entity per instance; offloads big payloads to blobs."""
 
     scheme = "azure-tables"
@@ -78,6 +71,7 @@ class AzureTablesBackend(Backend):
         HTTP driver the options describe (tests record requests with it)."""
         self.options = options
         self.core, self.account = open_core(options)
+        self.plans = plans.AzureTablesPlans(self.core)
         self.table_name = options.table
         self.account_name = self.account.name
         self.capabilities = capabilities_of(self.core)
@@ -113,50 +107,17 @@ class AzureTablesBackend(Backend):
     def ensure_table(self, instance_id: str | None = None) -> None:
         self.tables.ensure(partial(self.core.where, instance_id, "create table"))
 
-    def _run(self, plan: Plan[T], instance_id: str | None = None) -> T:
+    def _drive(self, plan: Plan[Any, T]) -> T:
+        """Create the table on first use (unless ``create_table=False``), then drive."""
         if not self.tables.ready:
-            self.ensure_table(instance_id)
-        return run(plan, self._driver)
+            self.ensure_table()
+        return super()._drive(plan)
 
-    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        plan = plans.create(self.core, new, restart_if_terminal)
-        return self._run(plan, new.instance_id)
-
-    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        return self._run(plans.read(self.core, instance_id, fetch_payloads), instance_id)
+    def _perform(self, step: Step) -> Any:
+        return perform(step, self._driver)
 
     def read_many(
         self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
     ) -> dict[str, InstanceRecord | None]:
         """No batched read in this service: a few reads at once on threads."""
         return read_in_threads(self, instance_ids, fetch_payloads)
-
-    def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        plan = plans.write_custom_status(self.core, instance_id, payload, etag, now)
-        return self._run(plan, instance_id)
-
-    def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        plan = plans.write_runtime_status(
-            self.core, instance_id, status, output, set_output, etag, now
-        )
-        return self._run(plan, instance_id)
-
-    def delete(self, instance_id: str) -> bool:
-        return self._run(plans.delete(self.core, instance_id), instance_id)
-
-    def query(self, query: InstanceQuery) -> RecordPage:
-        return self._run(plans.query(self.core, query))
-
-    def purge_by(self, query: InstanceQuery) -> int:
-        return self._run(plans.purge_by(self.core, query))

@@ -1,6 +1,6 @@
-"""The operations, each written once as a plan (see `durastate.transport.plans`): the sync
-backend runs them with `run`, the async one with `arun`. A plan builds requests, reads
-answers and decides; it never touches a socket, sleeps or awaits.
+"""The operations, each written once as a plan (see `durastate.transport.plans`), and the
+contract over them (`AzureTablesPlans`) that the sync and async backends drive. A plan
+builds requests, reads answers and decides; it never touches a socket, sleeps or awaits.
 
 A custom-status update is one MERGE of the changed columns with If-Match, never a read
 first. Every write also stores a random token of that one call (`write_log`). A write whose
@@ -80,6 +80,7 @@ from durastate.backends.azure_tables.write_log import (
 )
 from durastate.core.backend import RecentPayloads, skip_unreadable
 from durastate.core.lru import LRU
+from durastate.core.planned import BackendPlans
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -659,3 +660,45 @@ def purge_by(core: AzureTablesCore, query: InstanceQuery) -> Plan[int]:
         if (yield from delete(core, instance_id)):
             deleted += 1
     return deleted
+
+
+query_page = query  # (the contract's ``query`` argument hides the function in a method)
+
+
+class AzureTablesPlans(BackendPlans):
+    """The operations above as the backend contract's plans (`PlannedBackend`), over one
+    core; ``read_many`` and ``count`` are the generic ones (no batched read here)."""
+
+    def __init__(self, core: AzureTablesCore) -> None:
+        self.core = core
+
+    def create(self, new: NewInstance, restart_if_terminal: bool) -> Plan[str]:
+        return create(self.core, new, restart_if_terminal)
+
+    def read(self, instance_id: str, fetch_payloads: bool) -> Plan[InstanceRecord | None]:
+        return read(self.core, instance_id, fetch_payloads)
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, etag: str | None, now: datetime
+    ) -> Plan[WriteResult]:
+        return write_custom_status(self.core, instance_id, payload, etag, now)
+
+    def write_runtime_status(
+        self,
+        instance_id: str,
+        status: RuntimeStatus,
+        output: Payload | None,
+        set_output: bool,
+        etag: str | None,
+        now: datetime,
+    ) -> Plan[str]:
+        return write_runtime_status(self.core, instance_id, status, output, set_output, etag, now)
+
+    def delete(self, instance_id: str) -> Plan[bool]:
+        return delete(self.core, instance_id)
+
+    def query(self, query: InstanceQuery) -> Plan[RecordPage]:
+        return query_page(self.core, query)
+
+    def purge_by(self, query: InstanceQuery) -> Plan[int]:
+        return purge_by(self.core, query)

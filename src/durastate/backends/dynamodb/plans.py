@@ -62,6 +62,7 @@ from durastate.backends.dynamodb.responses import (
     error_for,
 )
 from durastate.core.backend import skip_unreadable
+from durastate.core.planned import BackendPlans
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -129,7 +130,7 @@ def landed(old: Item | None, made: str, expected: str | None, maybe_applied: boo
     return None
 
 
-class DynamoCore:
+class DynamoCore(BackendPlans):
     """The backend's logic for one table, as plans; no socket, no sleep, no await."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The sync DynamoDB backend: each call runs one of the core's plans over `HttpDriver`.
+"""The sync DynamoDB backend: each call drives one of the core's plans over `HttpDriver`.
 
 Requests are built, signed and read by the sans-I/O core (`plans.DynamoCore`); the
 official SDK is used only to administer the table (create it with its index, wait for it,
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions
@@ -32,19 +30,10 @@ from durastate.backends.dynamodb.options import (
 )
 from durastate.backends.dynamodb.plans import DynamoCore
 from durastate.backends.dynamodb.requests import DynamoRequests, TableLayout
-from durastate.core.backend import Backend
-from durastate.core.records import (
-    Capabilities,
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
+from durastate.core.planned import PlannedBackend
+from durastate.core.records import Capabilities
 from durastate.errors import BackendUnavailable, ConfigurationError, MissingDependency
-from durastate.transport.plans import run
+from durastate.transport.plans import Step, perform
 from durastate.transport.sync import HttpDriver
 
 if TYPE_CHECKING:
@@ -98,10 +87,11 @@ def capabilities_of(core: DynamoCore) -> Capabilities:
     )
 
 
-class DynamoDBBackend(Backend):
+class DynamoDBBackend(PlannedBackend):
     """Instances in one DynamoDB table (layout: `durastate.backends.dynamodb.layout`)."""
 
     scheme = "dynamodb"
+    plans: DynamoCore
     async_mode: ClassVar[str] = "native"
     capabilities = Capabilities(
         max_payload_bytes=INLINE_LIMIT,
@@ -117,6 +107,7 @@ class DynamoDBBackend(Backend):
         self.aws = aws or AwsOptions()
         self.table = options.table
         self.core, self.connection = open_core(options, self.aws)
+        self.plans = self.core
         self.capabilities = capabilities_of(self.core)
         self.driver = HttpDriver(self.connection.transport)
         self._client: DynamoDBClient | None = None
@@ -150,45 +141,9 @@ class DynamoDBBackend(Backend):
         if self._client is not None:
             self._client.close()
 
-    # -- the contract: each call is one plan of the core -------------------------------------
-
-    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return run(self.core.create(new, restart_if_terminal), self.driver)
-
-    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        return run(self.core.read(instance_id, fetch_payloads), self.driver)
-
-    def read_many(
-        self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
-    ) -> dict[str, InstanceRecord | None]:
-        return run(self.core.read_many(instance_ids, fetch_payloads), self.driver)
-
-    def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        return run(self.core.write_custom_status(instance_id, payload, etag, now), self.driver)
-
-    def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        plan = self.core.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return run(plan, self.driver)
-
-    def delete(self, instance_id: str) -> bool:
-        return run(self.core.delete(instance_id), self.driver)
-
-    def query(self, query: InstanceQuery) -> RecordPage:
-        return run(self.core.query(query), self.driver)
-
-    def purge_by(self, query: InstanceQuery) -> int:
-        return run(self.core.purge_by(query), self.driver)
+    def _perform(self, step: Step) -> Any:
+        """The contract's calls are the core's plans (`PlannedBackend`); this does a step."""
+        return perform(step, self.driver)
 
     # -- administration (the SDK, at open only) ----------------------------------------------
 

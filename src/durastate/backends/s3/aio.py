@@ -5,37 +5,32 @@ a thread (it goes through boto3)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from durastate.backends.s3.backend import CAPABILITIES
 from durastate.backends.s3.bucket import BucketAdmin
 from durastate.backends.s3.options import S3Options
 from durastate.backends.s3.plans import S3Core
 from durastate.core.async_backend import AsyncBackend
-from durastate.core.records import (
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
+from durastate.core.planned import AsyncPlannedBackend
+from durastate.core.steps import Plan
 from durastate.transport.aio import AsyncHttpDriver
-from durastate.transport.plans import arun
+from durastate.transport.plans import Step, aperform
 
 __all__ = ["AsyncS3Backend"]
 
+T = TypeVar("T")
 
-class AsyncS3Backend(AsyncBackend):
+
+class AsyncS3Backend(AsyncPlannedBackend):
     """Made by `S3Backend.to_async`: shares its plans, options and known etags."""
 
+    plans: S3Core
     capabilities = CAPABILITIES
     async_mode: ClassVar[str] = "native"
 
     def __init__(self, core: S3Core, admin: BucketAdmin, options: S3Options, shown: str) -> None:
-        self.core = core
+        self.core = self.plans = core
         self.admin = admin
         self._shown = shown
         self.driver = AsyncHttpDriver(options.transport())
@@ -50,45 +45,12 @@ class AsyncS3Backend(AsyncBackend):
         if not self.admin.ready:
             await asyncio.to_thread(self.admin.ensure)
 
-    async def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+    async def _drive(self, plan: Plan[Any, T]) -> T:
         await self._ready()
-        return await arun(self.core.create(new, restart_if_terminal), self.driver)
+        return await super()._drive(plan)
 
-    async def read(
-        self, instance_id: str, *, fetch_payloads: bool = False
-    ) -> InstanceRecord | None:
-        await self._ready()
-        return await arun(self.core.read(instance_id, fetch_payloads), self.driver)
+    async def _perform(self, step: Step) -> Any:
+        return await aperform(step, self.driver)
 
-    async def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        await self._ready()
-        plan = self.core.write_custom_status(instance_id, payload, etag, now)
-        return await arun(plan, self.driver)
-
-    async def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        await self._ready()
-        plan = self.core.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return await arun(plan, self.driver)
-
-    async def delete(self, instance_id: str) -> bool:
-        await self._ready()
-        return await arun(self.core.delete(instance_id), self.driver)
-
-    async def query(self, query: InstanceQuery) -> RecordPage:
-        await self._ready()
-        return await arun(self.core.query(query), self.driver)
-
-    async def purge_by(self, query: InstanceQuery) -> int:
-        await self._ready()
-        return await arun(self.core.purge_by(query), self.driver)
+    # no batched read in this service: the reads, all at once
+    read_many = AsyncBackend.read_many

@@ -1,12 +1,11 @@
-"""`S3Backend`: the sync face. Each call builds its plan (`plans.S3Core`) and runs it over
-the keep-alive `HttpDriver`; nothing is decided here."""
+"""`S3Backend`: the sync face. Each call drives its plan (`plans.S3Core`, through
+`PlannedBackend`) over the keep-alive `HttpDriver`; nothing is decided here."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from durastate.backends._aws import safe_endpoint
 from durastate.backends.aws_common import credentials_of
@@ -15,21 +14,14 @@ from durastate.backends.s3.keys import KeyLayout
 from durastate.backends.s3.objects import S3Objects
 from durastate.backends.s3.options import S3Options, check_bucket, parse_url
 from durastate.backends.s3.plans import S3Core, known_etags
-from durastate.core.backend import Backend, read_in_threads
-from durastate.core.records import (
-    Capabilities,
-    InstanceQuery,
-    InstanceRecord,
-    NewInstance,
-    Payload,
-    RecordPage,
-    RuntimeStatus,
-    WriteResult,
-)
+from durastate.core.backend import read_in_threads
+from durastate.core.planned import PlannedBackend
+from durastate.core.records import Capabilities, InstanceRecord
+from durastate.core.steps import Plan
 from durastate.errors import MissingDependency
 from durastate.transport import HttpDriver
 from durastate.transport.aws_sigv4 import SigV4Signer
-from durastate.transport.plans import run
+from durastate.transport.plans import Step, perform
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -38,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CAPABILITIES", "S3Backend"]
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
@@ -53,10 +46,11 @@ CAPABILITIES = Capabilities(
 )
 
 
-class S3Backend(Backend):
+class S3Backend(PlannedBackend):
     """Instances in an S3 bucket (or moto_server, MinIO...); see docs/s3.md."""
 
     scheme = "s3"
+    plans: S3Core
     capabilities = CAPABILITIES
     async_mode: ClassVar[str] = "native"
 
@@ -71,7 +65,7 @@ class S3Backend(Backend):
         objects = S3Objects.for_endpoint(signer, bucket, self._options.endpoint())
         # one operation of one instance ends within what one request may take
         transport = self._options.transport()
-        self.core = S3Core(objects, layout, known_etags(), budget=transport.deadline)
+        self.core = self.plans = S3Core(objects, layout, known_etags(), budget=transport.deadline)
         self.admin = BucketAdmin(bucket, self._options, create=self._options.create_bucket)
         self.driver = HttpDriver(transport)
 
@@ -111,48 +105,15 @@ class S3Backend(Backend):
         if not self.admin.ready:
             self.admin.ensure()
 
-    def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
+    def _drive(self, plan: Plan[Any, T]) -> T:
         self._ready()
-        return run(self.core.create(new, restart_if_terminal), self.driver)
+        return super()._drive(plan)
 
-    def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        self._ready()
-        return run(self.core.read(instance_id, fetch_payloads), self.driver)
+    def _perform(self, step: Step) -> Any:
+        return perform(step, self.driver)
 
     def read_many(
         self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
     ) -> dict[str, InstanceRecord | None]:
         """No batched read in this service: a few reads at once on threads."""
         return read_in_threads(self, instance_ids, fetch_payloads)
-
-    def write_custom_status(
-        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
-    ) -> WriteResult:
-        self._ready()
-        return run(self.core.write_custom_status(instance_id, payload, etag, now), self.driver)
-
-    def write_runtime_status(
-        self,
-        instance_id: str,
-        status: RuntimeStatus,
-        *,
-        output: Payload | None,
-        set_output: bool,
-        etag: str | None,
-        now: datetime,
-    ) -> str:
-        self._ready()
-        plan = self.core.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return run(plan, self.driver)
-
-    def delete(self, instance_id: str) -> bool:
-        self._ready()
-        return run(self.core.delete(instance_id), self.driver)
-
-    def query(self, query: InstanceQuery) -> RecordPage:
-        self._ready()
-        return run(self.core.query(query), self.driver)
-
-    def purge_by(self, query: InstanceQuery) -> int:
-        self._ready()
-        return run(self.core.purge_by(query), self.driver)

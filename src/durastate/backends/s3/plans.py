@@ -52,6 +52,7 @@ from durastate.backends.s3.objects import (
 )
 from durastate.core.backend import skip_unreadable
 from durastate.core.lru import LRU
+from durastate.core.planned import BackendPlans
 from durastate.core.records import (
     InstanceQuery,
     InstanceRecord,
@@ -131,7 +132,7 @@ def contention_pause(attempt: int) -> Plan[None]:
 
 
 @dataclass(frozen=True, slots=True)
-class S3Core:
+class S3Core(BackendPlans):
     """The operations of one store (bucket + prefix), as plans. ``known`` is shared by the
     sync and async faces of a backend."""
 
