@@ -103,15 +103,16 @@ class PlannedBackend(Backend):
     def _perform(self, step: Any) -> Any:
         """Do one step of a plan; return what the plan receives (or raise)."""
 
-    def _drive(self, plan: Plan[Any, T]) -> T:
-        """Run one operation's plan; a subclass may get ready first (create its table)."""
+    def _drive(self, plan: Plan[Any, T], instance_id: str | None = None) -> T:
+        """Run one operation's plan (on ``instance_id``, if it is about one instance); a
+        subclass may get ready first (create its table, naming the instance if that fails)."""
         return drive(plan, self._perform)
 
     def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return self._drive(self.plans.create(new, restart_if_terminal))
+        return self._drive(self.plans.create(new, restart_if_terminal), new.instance_id)
 
     def read(self, instance_id: str, *, fetch_payloads: bool = False) -> InstanceRecord | None:
-        return self._drive(self.plans.read(instance_id, fetch_payloads))
+        return self._drive(self.plans.read(instance_id, fetch_payloads), instance_id)
 
     def read_many(
         self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
@@ -125,7 +126,7 @@ class PlannedBackend(Backend):
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
         plan = self.plans.write_custom_status(instance_id, payload, etag, now)
-        return self._drive(plan)
+        return self._drive(plan, instance_id)
 
     def write_runtime_status(
         self,
@@ -138,10 +139,10 @@ class PlannedBackend(Backend):
         now: datetime,
     ) -> str:
         plan = self.plans.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return self._drive(plan)
+        return self._drive(plan, instance_id)
 
     def delete(self, instance_id: str) -> bool:
-        return self._drive(self.plans.delete(instance_id))
+        return self._drive(self.plans.delete(instance_id), instance_id)
 
     def query(self, query: InstanceQuery) -> RecordPage:
         return self._drive(self.plans.query(query))
@@ -162,17 +163,17 @@ class AsyncPlannedBackend(AsyncBackend):
     async def _perform(self, step: Any) -> Any:
         """Do one step of a plan; return what the plan receives (or raise)."""
 
-    async def _drive(self, plan: Plan[Any, T]) -> T:
-        """Run one operation's plan; a subclass may get ready first (create its table)."""
+    async def _drive(self, plan: Plan[Any, T], instance_id: str | None = None) -> T:
+        """As `PlannedBackend._drive`."""
         return await adrive(plan, self._perform)
 
     async def create(self, new: NewInstance, *, restart_if_terminal: bool = False) -> str:
-        return await self._drive(self.plans.create(new, restart_if_terminal))
+        return await self._drive(self.plans.create(new, restart_if_terminal), new.instance_id)
 
     async def read(
         self, instance_id: str, *, fetch_payloads: bool = False
     ) -> InstanceRecord | None:
-        return await self._drive(self.plans.read(instance_id, fetch_payloads))
+        return await self._drive(self.plans.read(instance_id, fetch_payloads), instance_id)
 
     async def read_many(
         self, instance_ids: Sequence[str], *, fetch_payloads: bool = False
@@ -186,7 +187,7 @@ class AsyncPlannedBackend(AsyncBackend):
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
         plan = self.plans.write_custom_status(instance_id, payload, etag, now)
-        return await self._drive(plan)
+        return await self._drive(plan, instance_id)
 
     async def write_runtime_status(
         self,
@@ -199,10 +200,10 @@ class AsyncPlannedBackend(AsyncBackend):
         now: datetime,
     ) -> str:
         plan = self.plans.write_runtime_status(instance_id, status, output, set_output, etag, now)
-        return await self._drive(plan)
+        return await self._drive(plan, instance_id)
 
     async def delete(self, instance_id: str) -> bool:
-        return await self._drive(self.plans.delete(instance_id))
+        return await self._drive(self.plans.delete(instance_id), instance_id)
 
     async def query(self, query: InstanceQuery) -> RecordPage:
         return await self._drive(self.plans.query(query))

@@ -42,12 +42,12 @@ class AsyncAzureTablesBackend(AsyncPlannedBackend):
         await self._driver.close()
         await asyncio.to_thread(self.sync.close)
 
-    async def _drive(self, plan: Plan[Any, T]) -> T:
+    async def _drive(self, plan: Plan[Any, T], instance_id: str | None = None) -> T:
         if not self.sync.tables.ready:
-            await asyncio.to_thread(self.sync.ensure_table)
+            await asyncio.to_thread(self.sync.ensure_table, instance_id)
         if self._bearer is not None:
             await self._bearer.header_async()  # an AsyncTokenCredential is awaited here
-        return await super()._drive(plan)
+        return await super()._drive(plan, instance_id)
 
     async def _perform(self, step: Step) -> Any:
         return await aperform(step, self._driver)

@@ -107,11 +107,11 @@ class AzureTablesBackend(PlannedBackend):
     def ensure_table(self, instance_id: str | None = None) -> None:
         self.tables.ensure(partial(self.core.where, instance_id, "create table"))
 
-    def _drive(self, plan: Plan[Any, T]) -> T:
+    def _drive(self, plan: Plan[Any, T], instance_id: str | None = None) -> T:
         """Create the table on first use (unless ``create_table=False``), then drive."""
         if not self.tables.ready:
-            self.ensure_table()
-        return super()._drive(plan)
+            self.ensure_table(instance_id)
+        return super()._drive(plan, instance_id)
 
     def _perform(self, step: Step) -> Any:
         return perform(step, self._driver)

@@ -45,9 +45,9 @@ class AsyncS3Backend(AsyncPlannedBackend):
         if not self.admin.ready:
             await asyncio.to_thread(self.admin.ensure)
 
-    async def _drive(self, plan: Plan[Any, T]) -> T:
+    async def _drive(self, plan: Plan[Any, T], instance_id: str | None = None) -> T:
         await self._ready()
-        return await super()._drive(plan)
+        return await super()._drive(plan, instance_id)
 
     async def _perform(self, step: Step) -> Any:
         return await aperform(step, self.driver)

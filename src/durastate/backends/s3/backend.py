@@ -105,9 +105,9 @@ class S3Backend(PlannedBackend):
         if not self.admin.ready:
             self.admin.ensure()
 
-    def _drive(self, plan: Plan[Any, T]) -> T:
+    def _drive(self, plan: Plan[Any, T], instance_id: str | None = None) -> T:
         self._ready()
-        return super()._drive(plan)
+        return super()._drive(plan, instance_id)
 
     def _perform(self, step: Step) -> Any:
         return perform(step, self.driver)
