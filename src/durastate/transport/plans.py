@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from durastate.core.steps import Pause as Pause  # one Pause for every plan
 from durastate.core.steps import adrive, drive
 from durastate.transport.messages import HttpRequest, HttpResponse
 from durastate.transport.policy import LandedHook
@@ -63,13 +64,6 @@ class Batch:
 
     exchanges: tuple[Exchange, ...]
     concurrency: int = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """Wait ``seconds`` before going on."""
-
-    seconds: float
 
 
 Step: TypeAlias = Exchange | Batch | Pause
