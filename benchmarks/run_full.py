@@ -1,5 +1,5 @@
-"""The full benchmark: start Azurite, moto_server, dynalite and PostgreSQL, run the matrix with the
-network backends, anchors and peers, write the results, stop the emulators.
+"""The full benchmark: start Azurite, moto_server, dynalite, PostgreSQL and redis-server, run
+the matrix on every backend with anchors and peers, write the results, stop the servers.
 
     .venv/bin/python benchmarks/run_full.py           # -> benchmarks/results/<date>-full/
     .venv/bin/python benchmarks/run_full.py --quick --output /tmp/bench
@@ -34,8 +34,10 @@ def network_backends(stack: contextlib.ExitStack, console: Console) -> list[Back
     moto = stack.enter_context(emulators.running(emulators.start_moto()))
     dynalite = stack.enter_context(emulators.running(emulators.start_dynalite()))
     postgres = stack.enter_context(emulators.running(emulators.start_postgres()))
+    redis = stack.enter_context(emulators.running(emulators.start_redis()))
     console.print(f"emulators: azurite pid {azurite.pid}, moto_server pid {moto.pid}, "
-                  f"dynalite pid {dynalite.pid}, postgresql pid {postgres.pid}")
+                  f"dynalite pid {dynalite.pid}, postgresql pid {postgres.pid}, "
+                  f"redis-server pid {redis.pid}")
     connection_string = emulators.azurite_connection_string(azurite)
     return [
         BackendSpec("azure-tables://durastatebench", {"connection_string": connection_string},
@@ -47,6 +49,7 @@ def network_backends(stack: contextlib.ExitStack, console: Console) -> list[Back
         BackendSpec("s3://durastate-bench/status/", {"endpoint_url": moto.endpoint,
                                                       **AWS_KEYS}, "s3@moto"),
         BackendSpec(postgres.endpoint, {"table": "durastate_bench"}, "postgresql@local"),
+        BackendSpec(redis.endpoints["redis"], {}, "redis@local"),
     ]
 
 

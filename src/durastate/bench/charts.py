@@ -18,16 +18,47 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 MARKERS = ("o", "s", "^", "D", "v")
-#: References by the series name they are drawn under: (colour, marker, hollow).
+#: durastate's own series; no red, which is Celery's.
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:cyan", "tab:olive")
+#: References by the series name they are drawn under: (colour, marker, hollow). A name
+#: says what the reference does (its condition, its client), so no two references of one
+#: row share a series and hide each other.
 REFERENCE_STYLE = {
-    "raw call (150B)": ("black", "|", False),
-    "raw call, SDK's default client (150B)": ("dimgray", "|", False),
-    "Celery store_result (150B)": ("tab:red", "x", False),
-    "raw bytes + orjson.loads": ("black", "o", True),
-    "raw bytes + Model.model_validate_json": ("black", "s", True),
+    "raw conditional write": ("black", "|", False),
+    "raw conditional write, SDK's default client": ("dimgray", "|", False),
+    "raw conditional write, connection pool": ("dimgray", "D", True),
+    "raw write, no condition": ("black", "d", True),
+    "raw write, no condition, SDK's default client": ("dimgray", "d", True),
+    "lean limit: hand-built conditional write": ("tab:purple", "|", False),
+    "Celery store_result": ("tab:red", "x", False),
+    "raw read + orjson.loads": ("black", "o", True),
+    "raw read + orjson.loads, SDK's default client": ("dimgray", "o", True),
+    "raw read + Model.model_validate_json": ("black", "s", True),
+    "lean limit: hand-built read + orjson.loads": ("tab:purple", "o", True),
     "raw keyset paging, 1k": ("black", "o", True),
     "raw keyset paging, 100k": ("black", "s", True),
 }
+
+
+def reference_series(ref: Measurement) -> str:
+    """The series a reference is drawn under (a key of ``REFERENCE_STYLE``)."""
+    if ref.subject == "peer":
+        return "Celery store_result"
+    if ref.operation in ("raw_read", "raw_read_typed"):
+        what = ("read + Model.model_validate_json" if ref.operation == "raw_read_typed"
+                else "read + orjson.loads")
+    elif ref.compares_to == "update_lww":
+        what = "write, no condition"
+    else:
+        what = "conditional write"
+    if ref.subject == "lean":
+        return f"lean limit: hand-built {what}"
+    if "default client" in ref.name:
+        return f"raw {what}, SDK's default client"
+    if "ConnectionPool" in ref.name:
+        return f"raw {what}, connection pool"
+    return f"raw {what}"
+
 
 Row = tuple[str, dict[str, float]]  # (row label, {series: µs})
 
@@ -52,14 +83,9 @@ def _update_rows(result: RunResult, backends: list[str]) -> list[Row]:
     for backend in backends:
         series = {f"durastate {size}": _ours(result, backend, "update_cas", size)
                   for size in SIZES}
+        series["durastate 150B, no etag"] = _ours(result, backend, "update_lww")
         for ref in _references(result, backend, ("raw_update", "store_result")):
-            if ref.subject == "peer":
-                name = "Celery store_result (150B)"
-            elif "default client" in ref.name:
-                name = "raw call, SDK's default client (150B)"
-            else:
-                name = "raw call (150B)"
-            series[name] = ref.median_us
+            series[reference_series(ref)] = ref.median_us
         rows.append((backend, {k: v for k, v in series.items() if v}))
     return rows
 
@@ -71,9 +97,7 @@ def _read_rows(result: RunResult, backends: list[str]) -> list[Row]:
                   "get_instance + read_custom_status_as": _ours(result, backend,
                                                                 "read_typed")}
         for ref in _references(result, backend, ("raw_read", "raw_read_typed")):
-            typed = ref.operation == "raw_read_typed"
-            series["raw bytes + Model.model_validate_json" if typed
-                   else "raw bytes + orjson.loads"] = ref.median_us
+            series[reference_series(ref)] = ref.median_us
         rows.append((backend, {k: v for k, v in series.items() if v}))
     return rows
 
@@ -110,13 +134,15 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
         series += [name for name in values if name not in series]
     for y in range(len(rows)):
         ax.axhline(y, color="0.9", linewidth=0.8, zorder=0)
-    for index, name in enumerate(series):
+    ours = 0
+    for name in series:
         ys = [y for y, (_, values) in enumerate(rows) if name in values]
         xs = [rows[y][1][name] for y in ys]
         style = REFERENCE_STYLE.get(name)
         if style is None:
-            ax.scatter(xs, ys, marker=MARKERS[index % len(MARKERS)], s=36, label=name,
-                       zorder=3)
+            ax.scatter(xs, ys, marker=MARKERS[ours % len(MARKERS)], s=36, label=name,
+                       color=COLORS[ours % len(COLORS)], zorder=3)
+            ours += 1
             continue
         color, marker, hollow = style
         if hollow:
@@ -152,9 +178,10 @@ def write_chart(result: RunResult, path: Path) -> bool:
 
     backends = [b["label"] for b in result.meta.get("backends", [])]
     panels: list[tuple[str, list[Row]]] = [
-        ("update: set_custom_status with etag (json dict) next to the raw call and Celery",
+        ("update (json dict): set_custom_status with etag at each size, and without at 150 B;"
+         " references at 150 B",
          _update_rows(result, backends)),
-        ("read: one instance, json 150 B (untyped and typed) next to raw bytes",
+        ("read: one instance, json 150 B, untyped and typed, next to the raw read",
          _read_rows(result, backends)),
         ("query and iteration by table size (json 150 B statuses)",
          _query_rows(result, backends)),

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from durastate.bench.compare import Comparison
@@ -22,10 +23,14 @@ REF_HEADERS = ["backend", "reference", "payload", "operation", "compared with", 
 TARGET_HEADERS = ["target", "backend", "value", "limit", "result", "detail"]
 SCALE_HEADERS = ["backend", "cell", "1k", "100k", "unit"]
 
+#: Console columns whose text wraps within its cap rather than ending in an ellipsis, and
+#: text columns that are not named like one.
+WRAPPED = frozenset({"reference, by backend"})
+LEFT_ALIGNED = WRAPPED
 #: The console's tables: the essential columns, so they fit a 100-column terminal.
 CONSOLE_MAIN_HEADERS = ["backend", "serializer", "size", "CAS", "LWW", "cold", "read",
                         "typed", "report", "HTTP"]
-CONSOLE_REF_HEADERS = ["backend", "reference", "size", "µs", "ratio", "CPU ratio"]
+CONSOLE_REF_HEADERS = ["reference, by backend", "vs", "size", "µs", "ratio", "CPU ratio"]
 CONSOLE_TARGET_HEADERS = ["target", "backend", "value", "limit", "result"]
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -148,18 +153,25 @@ _SHORT = {"update_lww": "LWW", "update_cas": "CAS", "read": "read", "read_typed"
 
 
 def console_reference_rows(result: RunResult) -> list[list[str]]:
-    """Each reference with the durastate cell it is held against (``vs LWW``, ...)."""
+    """Each reference with the durastate cell it is held against (``CAS``, ``LWW``, ...),
+    under a row naming its backend, its name once for all its sizes: whole names fit."""
     rows = []
+    backend = named = None
     for m in result.measurements:
         if m.subject == "durastate" or not m.ok:
             continue
+        if m.backend != backend:
+            backend = m.backend
+            rows.append([escape(backend), "", "", "", "", ""])
+        name = f"  {m.subject}: {m.name}"
         against = m.compares_to or ""
         size = m.payload
         if against.startswith("iter_"):
             against, size = "iter", against.partition("_")[2]
-        rows.append([m.backend, f"{m.name} vs {_SHORT.get(against, against)}", size,
+        rows.append(["" if name == named else escape(name), _SHORT.get(against, against), size,
                      _num(m.median_us), _ratio(m.extra.get("ratio_latency")),
                      _ratio(m.extra.get("ratio_cpu"))])
+        named = name
     return rows
 
 
@@ -263,13 +275,16 @@ def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]
     """A compact table: no outer box, one space between columns; ``widths`` caps the
     named columns (longer text ends in an ellipsis; summary.md has it whole)."""
     table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
-                  padding=(0, 1), title_justify="left")
+                  padding=(0, 1), collapse_padding=True, title_justify="left",
+                  show_edge=False)
     for header in headers:
         cap = (widths or {}).get(header)
         numeric = header not in {"backend", "serializer", "size", "reference", "target",
-                                 "result", "limit", "cell", "unit"}
-        table.add_column(header, overflow="ellipsis" if cap else "fold", max_width=cap,
-                         no_wrap=bool(cap) or numeric, justify="right" if numeric else "left")
+                                 "result", "limit", "cell", "unit", "vs", *LEFT_ALIGNED}
+        wraps = header in WRAPPED
+        table.add_column(header, overflow="fold" if wraps or not cap else "ellipsis",
+                         max_width=cap, no_wrap=(bool(cap) and not wraps) or numeric,
+                         justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*row)
     return table
@@ -311,7 +326,7 @@ def print_report(result: RunResult, console: Console,
     if refs:
         console.print(rich_table("anchors and peers: their median µs; ratio = durastate / "
                                  "reference (interleaved rounds)", CONSOLE_REF_HEADERS, refs,
-                                 {"backend": 20, "reference": 38}))
+                                 {"reference, by backend": 58}))
     web = web_rows(result)
     if web:
         console.print(rich_table("HTTP app (durastate serve): one uvicorn worker, memory and "
@@ -320,7 +335,7 @@ def print_report(result: RunResult, console: Console,
     if result.targets:
         console.print(rich_table("targets", CONSOLE_TARGET_HEADERS,
                                  console_target_rows(result),
-                                 {"target": 28, "backend": 20, "limit": 14}))
+                                 {"target": 28, "backend": 20, "limit": 20}))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     if comparisons is not None:
