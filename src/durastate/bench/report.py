@@ -363,10 +363,12 @@ METHOD = [
     "file, and a fresh durastate file), so both start from the same state.",
     "**Every update writes different bytes**: two same-sized variants alternate, so the "
     "unchanged-write skip never hides the cost; `update_unchanged` measures the skip alone.",
-    "**Cold paths** are timed one call at a time after an untimed setup: `update_cold` is "
-    "the first last-write-wins update through a backend opened just before (fresh clients "
-    "and caches), `update_clock_miss` an update in a new millisecond (the harness spins "
-    "until the clock moves, so the store's per-millisecond clock cache misses).",
+    "**Cold paths**: `update_cold` is the first last-write-wins update through a backend "
+    "opened just before (fresh clients and caches), timed one call at a time after an "
+    "untimed reopening; `update_clock_miss` is a last-write-wins update that finds the "
+    "store's per-millisecond clock cache empty, as when writes come more than 1 ms apart "
+    "(the harness empties it before each call rather than waiting, which would also cool "
+    "the CPU's caches), timed in rounds like the other cells.",
     "**Kinds**: `dict` (plain JSON types), `model` (a pydantic model with nested models) "
     "and `nulls` (the dict with `None` values, json only). `read` is `get_instance` + "
     "`custom_status`; `read_typed` is `get_instance` + `read_custom_status_as(Progress)`; "
