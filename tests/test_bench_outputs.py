@@ -126,3 +126,21 @@ def test_console_reference_table_shows_whole_names_within_100_columns() -> None:
                  "http.client (durastate.transport)"):
         assert names.count(name) == 1, names
     assert "results/x/summary.md" in " ".join(lines[-3:])
+
+
+def test_summary_says_how_long_the_run_took_and_how_loaded_the_machine_was(
+        tmp_path: Path) -> None:
+    from durastate.bench import BackendSpec, BenchConfig, run_bench
+    from durastate.bench.report import summary_markdown
+
+    config = BenchConfig(backends=[BackendSpec("memory://")], serializers=["json"],
+                         payloads=["150B"], kinds=["dict"], operations=["update_lww"],
+                         quick=True, anchors=False, peers=False, scale=False,
+                         output=tmp_path / "out")
+    result = run_bench(config, progress=False)
+    assert result.meta["duration_s"] > 0
+    start, end = result.meta["load_average"]["start"], result.meta["load_average"]["end"]
+    assert len(start) == len(end) == 3
+    summary = summary_markdown(result, None)
+    assert "- duration: " in summary
+    assert f"at the start: {' / '.join(f'{x:g}' for x in start)}" in summary

@@ -407,6 +407,21 @@ HEADLINE_HEADERS = ["backend", "CAS µs", "LWW µs", "cold LWW µs", "read µs",
                     "report() µs", "HTTP/update", "HTTP/cold LWW"]
 
 
+def _duration_and_load(meta: dict[str, Any]) -> list[str]:
+    """How long the run took and how loaded the machine was (a run from before has none)."""
+    out = []
+    if meta.get("duration_s") is not None:
+        out.append(f"- duration: {meta['duration_s'] / 60:.1f} min")
+    load = meta.get("load_average") or {}
+    if load.get("start") or load.get("end"):
+        def show(loads: list[float] | None) -> str:
+            return "n/a" if not loads else " / ".join(f"{x:g}" for x in loads)
+
+        out.append(f"- load average (1 / 5 / 15 min) at the start: {show(load.get('start'))}; "
+                   f"at the end: {show(load.get('end'))}")
+    return out
+
+
 def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") -> str:
     """The committed summary: machine, date, command, method, tables, targets, profiles."""
     meta = result.meta
@@ -422,6 +437,7 @@ def summary_markdown(result: RunResult, chart_name: str | None = "chart.png") ->
         + ", ".join(f"{k} {v}" for k, v in meta.get("packages", {}).items()),
         "- backends: " + ", ".join(f"{b['label']} ({b['url']})" for b in meta.get("backends", [])),
         f"- effort: {meta.get('effort')}",
+        *_duration_and_load(meta),
         "",
         "## Method",
         "",

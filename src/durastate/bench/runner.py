@@ -58,6 +58,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(load, 2) for load in os.getloadavg()]
+    return None
+
+
 def collect_meta(config: BenchConfig, backends: list[BackendSpec]) -> dict[str, Any]:
     import sqlite3
 
@@ -79,6 +86,7 @@ def collect_meta(config: BenchConfig, backends: list[BackendSpec]) -> dict[str, 
             "python": platform.python_version(),
             "implementation": platform.python_implementation(),
         },
+        "load_average": {"start": _load_average()},
         "packages": versions,
         "backends": [{"label": b.name, "scheme": b.scheme, "url": redact_url(b.url)}
                      for b in backends],
@@ -187,6 +195,7 @@ class Runner:
         return self.config.web_cells and spec.scheme in WEB_SCHEMES
 
     def run(self, tick: Tick) -> RunResult:
+        started = time.monotonic()
         try:
             for spec in self.backends:
                 self.run_backend(spec, tick)
@@ -196,6 +205,8 @@ class Runner:
                 self.profile_misses()
         finally:
             self.open.close()
+        self.result.meta["duration_s"] = round(time.monotonic() - started, 1)
+        self.result.meta["load_average"]["end"] = _load_average()
         return self.result
 
     def run_backend(self, spec: BackendSpec, tick: Tick) -> None:
