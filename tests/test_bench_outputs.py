@@ -144,3 +144,41 @@ def test_summary_says_how_long_the_run_took_and_how_loaded_the_machine_was(
     summary = summary_markdown(result, None)
     assert "- duration: " in summary
     assert f"at the start: {' / '.join(f'{x:g}' for x in start)}" in summary
+
+
+def test_a_sqlite_scale_store_filled_in_bulk_holds_what_one_create_at_a_time_makes(
+        tmp_path: Path) -> None:
+    """The 100k scale stores are filled by copying two real rows in one transaction: every
+    instance reads back as the one-at-a-time fill makes it, and the query finds the same 50."""
+    from durastate.bench.cells import make_store
+    from durastate.bench.scale import fill
+    from durastate.opening import open_backend
+    from durastate.serializers.json import JsonSerializer
+
+    count = 2000
+    stores = []
+    for name, in_bulk in (("one-by-one", False), ("bulk", True)):
+        path = tmp_path / f"{name}.db"
+        backend = open_backend(f"sqlite:///{path}")
+        store = make_store(backend, JsonSerializer(), 16 * 1024)
+        fill(store, count, path if in_bulk else None)
+        stores.append(store)
+    one_by_one, bulk = stores
+    ids = [m.instance_id for m in one_by_one.iter_instances(page_size=500)]
+    assert [m.instance_id for m in bulk.iter_instances(page_size=500)] == ids
+    assert len(ids) == count
+    for instance_id in ids[::97]:
+        expected, got = one_by_one.get_instance(instance_id), bulk.get_instance(instance_id)
+        assert expected is not None
+        assert got is not None
+        assert (got.name, got.runtime_status, got.custom_status) == (
+            expected.name, expected.runtime_status, expected.custom_status)
+    running = [m.instance_id for m in bulk.query(runtime_status="running", page_size=100)]
+    assert running == [m.instance_id for m in one_by_one.query(runtime_status="running",
+                                                                page_size=100)]
+    assert len(running) == 50
+    created = [m.created_at for m in bulk.iter_instances(page_size=500)]
+    assert created == sorted(created)
+    assert len(set(created)) == count
+    for store in stores:
+        store.close()
