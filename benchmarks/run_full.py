@@ -22,6 +22,7 @@ from rich.console import Console
 
 from durastate.bench import BackendSpec, BenchConfig, compare, load_json, run_bench, write_outputs
 from durastate.bench.report import bench_console, print_report
+from durastate.bench.runner import preflight
 from durastate.testing import emulators
 
 AWS_KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret",
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=None,
                         help="only these backend labels (repeatable)")
     parser.add_argument("--compare", type=Path, default=None)
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line for the Notes of summary.md (repeatable), e.g. what ran "
+                        "beside the benchmark")
     args = parser.parse_args(argv)
     console = bench_console()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -84,12 +88,21 @@ def main(argv: list[str] | None = None) -> int:
             anchors=not args.no_anchors, peers=not args.no_peers, async_cells=not args.no_async,
             command=shlex.join(["python", "benchmarks/run_full.py", *sys.argv[1:]]),
         )
+        problems = preflight(config)
+        if problems:  # before the hour of cells, not after it
+            for problem in problems:
+                console.print(f"[red]error:[/] {problem}")
+            console.print(f"nothing run: {output} is left as it was")
+            return 2
         result = run_bench(config, console=console)
+    result.notes[:0] = args.note
     comparisons = compare(result, load_json(args.compare)) if args.compare else None
     if result.meta.get("failures"):
-        print_report(result, console, comparisons)
+        partial = output.with_name(f"{output.name}-partial")
+        write_outputs(result, partial)
+        print_report(result, console, comparisons, partial)
         console.print(f"[red]error:[/] part of the matrix could not run; {output} is left "
-                      "as it was")
+                      f"as it was, what did run is in {partial}")
         return 2
     write_outputs(result, output)
     print_report(result, console, comparisons, output)

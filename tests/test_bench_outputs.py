@@ -7,8 +7,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
+from durastate.bench import BackendSpec
 from durastate.bench.charts import REFERENCE_STYLE, _read_rows, _update_rows, write_chart
 from durastate.bench.report import print_report
 from durastate.bench.results import Measurement, RunResult
@@ -130,7 +132,7 @@ def test_console_reference_table_shows_whole_names_within_100_columns() -> None:
 
 def test_summary_says_how_long_the_run_took_and_how_loaded_the_machine_was(
         tmp_path: Path) -> None:
-    from durastate.bench import BackendSpec, BenchConfig, run_bench
+    from durastate.bench import BenchConfig, run_bench
     from durastate.bench.report import summary_markdown
 
     config = BenchConfig(backends=[BackendSpec("memory://")], serializers=["json"],
@@ -182,3 +184,32 @@ def test_a_sqlite_scale_store_filled_in_bulk_holds_what_one_create_at_a_time_mak
     assert len(set(created)) == count
     for store in stores:
         store.close()
+
+
+def test_run_full_refuses_before_any_cell_when_a_backend_cannot_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend that cannot open stops the full run before its hour of cells, and the
+    results directory stays as it was."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "run_full", Path(__file__).parents[1] / "benchmarks" / "run_full.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run_full = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_full)
+    started: list[str] = []
+
+    def no_servers(stack: object, console: object) -> list[BackendSpec]:
+        started.append("servers")  # the real function starts five servers here
+        return [BackendSpec("sqllite:///typo.db")]
+
+    monkeypatch.setattr(run_full, "network_backends", no_servers)
+    monkeypatch.setattr(run_full, "run_bench", lambda *a, **k: pytest.fail("cells ran"))
+    output = tmp_path / "results"
+    output.mkdir()
+    (output / "results.json").write_text("kept")
+    assert run_full.main(["--no-embedded", "--quick", "--output", str(output)]) == 2
+    assert started == ["servers"]
+    assert [p.name for p in output.iterdir()] == ["results.json"]
+    assert (output / "results.json").read_text() == "kept"
