@@ -205,7 +205,7 @@ class Runner:
                 self.profile_misses()
         finally:
             self.open.close()
-        self.result.meta["duration_s"] = round(time.monotonic() - started, 1)
+        self.result.meta["duration_s"] = round(time.monotonic() - started, 3)
         self.result.meta["load_average"]["end"] = _load_average()
         return self.result
 
