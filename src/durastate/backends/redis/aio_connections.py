@@ -204,11 +204,18 @@ class RespPool:
             ) from None
 
     def _take(self) -> RespConnection | None:
-        """An idle connection still open on this event loop, if any."""
+        """An idle connection still open on this event loop, if any (one the server closed
+        may not have heard its ``connection_lost`` yet: its transport is closing)."""
         idle, loop = self._idle, asyncio.get_running_loop()
         while idle:
             connection = idle.pop()
-            if not connection.broken and connection.loop is loop:
+            transport = connection.transport
+            if (
+                not connection.broken
+                and connection.loop is loop
+                and transport is not None
+                and not transport.is_closing()
+            ):
                 return connection
             self._drop(connection)
         return None
