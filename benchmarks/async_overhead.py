@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python benchmarks/async_overhead.py [redis] [postgres] [--profile DIR]``.
 One small custom-status update, client CPU per call (process time: every thread), medians of
 interleaved rounds in one run, four ways on the same server: the raw sync client, the raw
-async client (the same statement or script call), durastate's sync store, its async store
-(on PostgreSQL also the async store as it was, with a new cursor per statement).
+async client (the same statement or script call; on Redis the async store's own RESP2
+pool), durastate's sync store, its async store (on PostgreSQL also the async store as it
+was, with a new cursor per statement).
 So ``async store / sync store`` splits into what the async client library costs on its own
 (``raw async / raw sync``) and what durastate adds on either face. ``--profile DIR`` also
 writes a cProfile of the async store's calls (``pstats`` text, by internal time) there.
@@ -31,6 +32,7 @@ from durastate import open_store
 from durastate.backends.postgres import core
 from durastate.backends.postgres.aio import AsyncPostgresBackend
 from durastate.backends.postgres.plans import Execute
+from durastate.backends.redis.aio_connections import RespPool, Settings
 from durastate.core.async_store import AsyncStateStore
 from durastate.testing import emulators
 
@@ -50,6 +52,17 @@ def measure(faces: dict[str, Callable[[int], None]]) -> dict[str, float]:
         for face, run in faces.items():
             samples[face].append(cpu_per_call(run))
     return {face: statistics.median(values) for face, values in samples.items()}
+
+
+def median_pairs(samples: dict[str, list[tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    """Per face, the median of each of two figures sampled together round by round."""
+    return {
+        face: (
+            statistics.median(first for first, _ in values),
+            statistics.median(second for _, second in values),
+        )
+        for face, values in samples.items()
+    }
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[int], Awaitable[None]]) -> Any:
@@ -80,7 +93,10 @@ def redis_faces(url: str, loop: asyncio.AbstractEventLoop) -> Any:
     call = store.backend.plans.core.custom_status
     settings = store.backend.target.pool_kwargs()  # the store's (RESP2, timeouts)
     sync_client = redis.Redis.from_url(url, **settings)
-    async_client = redis.asyncio.Redis.from_url(url, **settings)
+    # the async store's own connections (`aio_connections`); redis.asyncio beside them:
+    # benchmarks/redis_async.py
+    pool = redis.asyncio.ConnectionPool.from_url(url, **settings)
+    async_client = RespPool(Settings(pool, store.backend.target.options.timeout))
     store.set_custom_status("job", 0)  # the script is cached on the server
 
     def evalsha(number: int) -> tuple[Any, ...]:
@@ -95,7 +111,7 @@ def redis_faces(url: str, loop: asyncio.AbstractEventLoop) -> Any:
 
     async def raw_async(calls: int) -> None:
         for number in range(calls):
-            await async_client.execute_command(*evalsha(number))  # type: ignore[no-untyped-call]
+            await async_client.execute(evalsha(number))
 
     faces = {"raw sync": raw_sync, "raw async": on_loop(loop, raw_async)}
     return store, aio, faces | {"store sync": sync_store, "store async": async_store}

@@ -19,7 +19,6 @@ Run: ``.venv/bin/python benchmarks/redis_async.py [--profile DIR]``. Starts a re
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, from anywhere
-from benchmarks.async_overhead import VALUE, measure, on_loop, profile
+from benchmarks.async_overhead import VALUE, measure, median_pairs, on_loop, profile
 
 from durastate import open_store
 from durastate.backends.redis import RedisBackend
@@ -176,13 +175,7 @@ def concurrent(
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             samples[name].append((CONCURRENT_UPDATES / wall, cpu / CONCURRENT_UPDATES * 1e6))
     threads.shutdown()
-    return {
-        name: (
-            statistics.median(rate for rate, _ in values),
-            statistics.median(cpu for _, cpu in values),
-        )
-        for name, values in samples.items()
-    }
+    return median_pairs(samples)
 
 
 def main(profile_dir: Path | None) -> None:
