@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,6 +209,27 @@ def test_calls_beyond_max_connections_wait_for_one_and_all_succeed(
 
     assert asyncio.run(scenario()) > 0
     assert max(seen) <= 1  # the store's first connection was open before the count began
+
+
+def test_one_store_serves_one_event_loop_after_another(redis_server: RunningEmulator) -> None:
+    """A store used in three ``asyncio.run``s (a CLI, a test suite): each call works, the
+    connections of a closed loop are let go (the server sees them leave), none is reused."""
+    store = open_async_store(redis_server.endpoints["redis"], prefix=_prefix())
+    before = _clients(redis_server)
+
+    async def call(number: int) -> Any:
+        if number == 0:
+            await store.create_instance("job", name="wf", custom_status=0)
+        await store.set_custom_status("job", number)
+        return await store.get_custom_status("job")
+
+    assert [asyncio.run(call(number)) for number in range(3)] == [0, 1, 2]
+    assert _clients(redis_server) <= before + 1  # at most the last loop's connection
+    asyncio.run(store.close())
+    deadline = time.monotonic() + 2
+    while _clients(redis_server) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _clients(redis_server) == before
 
 
 def test_large_values_and_pages_arrive_whole(redis_server: RunningEmulator) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -130,8 +131,13 @@ class RespConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.broken = True
-        if self.transport is not None and not self.loop.is_closed():
+        if self.transport is None:
+            return
+        if not self.loop.is_closed():
             self.transport.abort()
+        else:  # its loop cannot close it any more: at least the server lets it go now
+            with contextlib.suppress(OSError):
+                self.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
 
 
 def _raised(replies: list[Any]) -> None:
@@ -222,8 +228,7 @@ class RespPool:
 
     def _drop(self, connection: RespConnection) -> None:
         self._all.discard(connection)
-        with contextlib.suppress(RuntimeError):  # its event loop is gone already
-            connection.close()
+        connection.close()
 
     async def _connect(self) -> RespConnection:
         """A new connection, authenticated and on its database, within the timeout."""
