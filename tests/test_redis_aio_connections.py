@@ -212,14 +212,16 @@ def test_calls_beyond_max_connections_wait_for_one_and_all_succeed(
 
 
 def test_one_store_serves_one_event_loop_after_another(redis_server: RunningEmulator) -> None:
-    """A store used in three ``asyncio.run``s (a CLI, a test suite): each call works, the
-    connections of a closed loop are let go (the server sees them leave), none is reused."""
-    store = open_async_store(redis_server.endpoints["redis"], prefix=_prefix())
+    """A store used in three ``asyncio.run``s (a CLI, a test suite), with more calls at once
+    than its one connection: each call works, the connections of a closed loop are let go
+    (the server sees them leave), none is reused."""
+    store = open_async_store(redis_server.endpoints["redis"], prefix=_prefix(), max_connections=1)
     before = _clients(redis_server)
 
     async def call(number: int) -> Any:
         if number == 0:
             await store.create_instance("job", name="wf", custom_status=0)
+        await asyncio.gather(*(store.get_custom_status("job") for _ in range(3)))
         await store.set_custom_status("job", number)
         return await store.get_custom_status("job")
 

@@ -156,7 +156,10 @@ class RespPool:
         self.settings = settings
         self._idle: list[RespConnection] = []
         self._all: set[RespConnection] = set()
+        # the connections in use are counted per event loop (a semaphore belongs to one);
+        # a store that moves on to a new loop leaves the old loop's connections behind
         self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     async def execute(self, command: Sequence[Any]) -> Any:
@@ -171,13 +174,15 @@ class RespPool:
         return await self._exchange(pack_commands(commands), len(commands))
 
     async def _exchange(self, data: bytes, count: int) -> list[Any]:
-        slots = self._slots or self._make_slots()
+        loop = asyncio.get_running_loop()
+        slots = self._slots if self._slots_loop is loop else self._make_slots(loop)
+        assert slots is not None
         if slots.locked():
             await self._wait_for_a_slot(slots)
         else:
             await slots.acquire()
         try:
-            connection = self._take()
+            connection = self._take(loop)
             if connection is None:
                 connection = await self._connect()
             try:
@@ -194,8 +199,8 @@ class RespPool:
         finally:
             slots.release()
 
-    def _make_slots(self) -> asyncio.Semaphore:
-        self._slots = asyncio.Semaphore(self.settings.max_connections)
+    def _make_slots(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+        self._slots, self._slots_loop = asyncio.Semaphore(self.settings.max_connections), loop
         return self._slots
 
     async def _wait_for_a_slot(self, slots: asyncio.Semaphore) -> None:
@@ -209,10 +214,10 @@ class RespPool:
                 f"{self.settings.timeout} s"
             ) from None
 
-    def _take(self) -> RespConnection | None:
-        """An idle connection still open on this event loop, if any (one the server closed
-        may not have heard its ``connection_lost`` yet: its transport is closing)."""
-        idle, loop = self._idle, asyncio.get_running_loop()
+    def _take(self, loop: asyncio.AbstractEventLoop) -> RespConnection | None:
+        """An idle connection still open on ``loop``, if any (one the server closed may not
+        have heard its ``connection_lost`` yet: its transport is closing)."""
+        idle = self._idle
         while idle:
             connection = idle.pop()
             transport = connection.transport
