@@ -136,8 +136,10 @@ class RespConnection(asyncio.Protocol):
         if not self.loop.is_closed():
             self.transport.abort()
         else:  # its loop cannot close it any more: at least the server lets it go now
-            with contextlib.suppress(OSError):
-                self.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def _raised(replies: list[Any]) -> None:
