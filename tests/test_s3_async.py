@@ -24,7 +24,7 @@ pytestmark = pytest.mark.emulator
 
 def test_async_writes_run_on_the_loop_without_threads(moto_server: RunningEmulator) -> None:
     """After the bucket check of first use, async calls start no thread: they are awaited
-    over aiohttp, not handed to a pool as before the rebuild."""
+    over the asyncio driver, not handed to a pool as before the rebuild."""
     backend = make_backend(moto_server.endpoint)
     store = AsyncStateStore(StateStore(backend, serializer="json"))
     assert isinstance(store.backend, AsyncS3Backend)
