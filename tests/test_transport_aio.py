@@ -428,3 +428,48 @@ def test_waiting_for_a_pooled_connection_is_bounded_by_the_connect_timeout() -> 
         assert (failure.stage, failure.reason) == ("connect", "timed out")
         assert server.connections == 1
         assert len(server.requests) == 2
+
+
+def test_a_request_leaves_in_one_write_of_head_and_body() -> None:
+    """Head and body go to the transport together (no second write for the kernel to send
+    as a second segment)."""
+    body = b"x" * 20_000
+
+    async def spied_put(server: ScriptedServer) -> list[bytes]:
+        async with AsyncHttpDriver(FAST, seed=1) as driver:
+            request = HttpRequest.to("PUT", server.endpoint, "/k", body=body)
+            assert (await driver.send(request)).status == 200
+            key = (request.scheme, request.host)
+            connection = driver._pool.take_idle(key)
+            assert connection is not None
+            assert connection.transport is not None
+            writes: list[bytes] = []
+            write = connection.transport.write
+
+            def counted(data: Any) -> None:
+                writes.append(bytes(data))
+                write(data)
+
+            connection.transport.write = counted  # type: ignore[method-assign]
+            driver._pool.give_back(key, connection)
+            assert (await driver.send(request)).status == 200
+            return writes
+
+    with serve(always_ok) as server:
+        writes = run(spied_put(server))
+    assert len(writes) == 1
+    assert writes[0].startswith(b"PUT /k HTTP/1.1\r\n")
+    assert writes[0].endswith(b"\r\n\r\n" + body)
+    assert b"Content-Length: 20000\r\n" in writes[0]
+
+
+def test_a_driver_used_from_a_new_event_loop_drops_the_old_loops_connections() -> None:
+    """Connections belong to the loop that opened them: after that loop is closed, the same
+    driver used from a new loop opens a new connection instead of failing."""
+    driver = AsyncHttpDriver(FAST, seed=1)
+    with serve(always_ok) as server:
+        first = asyncio.run(driver.send(get(server)))  # asyncio.run closes its loop
+        second = asyncio.run(driver.send(get(server)))
+        asyncio.run(driver.close())
+        assert (first.status, second.status, second.attempts) == (200, 200, 1)
+        assert server.connections == 2

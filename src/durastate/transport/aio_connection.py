@@ -152,10 +152,12 @@ class HttpConnection(asyncio.Protocol):
         """Close, also when the loop that opened the connection is closed already."""
         try:
             self.close()
-        except RuntimeError:  # its loop is closed: close the socket itself
-            sock = self.transport.get_extra_info("socket") if self.transport else None
-            if sock is not None:
-                sock.close()
+        except RuntimeError:  # its loop is closed and will never run the close: free the
+            # socket now (asyncio's TransportSocket has no close(); the socket it wraps does)
+            wrapped = self.transport.get_extra_info("socket") if self.transport else None
+            raw = getattr(wrapped, "_sock", None)
+            if raw is not None:
+                raw.close()
 
     # -- the loop's side --------------------------------------------------------------
 
