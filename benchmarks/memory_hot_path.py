@@ -1,13 +1,14 @@
 """memory:// hot path, looked at closely: ratios to the raw anchors, each step alone, cProfile.
 
-    .venv/bin/python benchmarks/memory_hot_path.py ratios [CHECKOUT]   # e.g. an old worktree
+    .venv/bin/python benchmarks/memory_hot_path.py ratios [CHECKOUT [OPS]]  # e.g. an old worktree
     .venv/bin/python benchmarks/memory_hot_path.py steps
     .venv/bin/python benchmarks/memory_hot_path.py profile
 
-``ratios`` imports ``durastate`` from CHECKOUT/src (default: this checkout), then alternates
-300 rounds of 400 calls of durastate and of the raw anchor (thread CPU; both sides are a
-Python function call, as in the harness) and prints the median of the per-round ratios, so
-two checkouts can be compared minutes apart on a shared machine. ``steps`` times each step
+``ratios`` imports ``durastate`` from CHECKOUT/src (default: this checkout) and times the
+harness's own cells against their anchors with its own paired rounds (OPS calls a side,
+default 200,000; the harness loop's cost subtracted; thread CPU), so its figures read like
+the full run's Targets table and two checkouts can be compared minutes apart on a shared
+machine. ``steps`` times each step
 of ``set_custom_status`` alone; ``profile`` is cProfile over thread CPU. The findings are in
 benchmarks/results/profiles/memory-set-custom-status.md.
 """
@@ -22,57 +23,46 @@ from pathlib import Path
 from typing import Any
 
 
-def _ratio(ours: Callable[[int], Any], raw: Callable[[int], Any], calls: int = 400,
-           rounds: int = 300) -> float:
-    ratios = []
-    clock = time.thread_time_ns
-    for _ in range(rounds):
-        start = clock()
-        for i in range(calls):
-            ours(i & 1)
-        mine = clock() - start
-        start = clock()
-        for i in range(calls):
-            raw(i & 1)
-        ratios.append(mine / (clock() - start))
-    return statistics.median(ratios)
-
-
 def _setter(store: Any, values: tuple[Any, Any], alternate: bool = False) -> Callable[[int], Any]:
     if alternate:  # any i: the two variants in turn
         return lambda i: store.set_custom_status("job", values[i & 1])
     return lambda i: store.set_custom_status("job", values[i])
 
 
-def _raw_setter(raw: dict[str, bytes], values: tuple[Any, Any]) -> Callable[[int], Any]:
-    import orjson
+def _paired(label: str, ours: Callable[[int], Any], raw: Callable[[int], Any], ops: int) -> None:
+    """The harness's own paired rounds (loop cost subtracted from both sides): the median
+    of durastate's rounds over the median of the anchor's, as its Targets table reads them."""
+    from durastate.bench import timing
 
-    return lambda i: raw.__setitem__("job", orjson.dumps(values[i]))
+    mine, theirs = timing.measure_paired(ours, raw, seconds=1.0, min_ops=200,
+                                         max_ops=ops, repeat=ops)
+    print(f"{label}: {mine.cpu_ns / theirs.cpu_ns:.2f}x the anchor "
+          f"({mine.cpu_ns:.0f} ns against {theirs.cpu_ns:.0f} ns)")
 
 
-def ratios() -> None:
-    import orjson
-
+def ratios(ops: int) -> None:
+    """The three memory:// update targets and the untyped read, each paired with its anchor,
+    built from the harness's own cells (`durastate_op`) so the figures match its tables."""
     import durastate
-    from durastate import StateStore
     from durastate.backends.memory import MemoryBackend
+    from durastate.bench.anchors import DictAnchor, DictReadAnchor
+    from durastate.bench.cells import clock_miss_op, durastate_op, make_serializer, make_store
     from durastate.bench.payloads import payload_pair
 
     print(f"durastate from {Path(durastate.__file__).parents[2]}")
-    raw: dict[str, bytes] = {}
-    for kind in ("dict", "nulls"):
-        values = payload_pair("150B", kind).values
-        store = StateStore(MemoryBackend())
-        store.create_instance("job", name="wf")
-        ratio = _ratio(_setter(store, values), _raw_setter(raw, values))
-        print(f"set_custom_status, 150 B {kind}: {ratio:.2f}x dict + orjson.dumps")
+    store = make_store(MemoryBackend(), make_serializer("json"), 16 * 1024)
     values = payload_pair("150B", "dict").values
-    store = StateStore(MemoryBackend())
-    store.create_instance("job", name="wf", custom_status=values[0])
-    raw["job"] = orjson.dumps(values[0])
-    ratio = _ratio(lambda i: store.get_instance("job").custom_status,  # type: ignore[union-attr]
-                   lambda i: orjson.loads(raw["job"]))
-    print(f"get_instance + custom_status, 150 B: {ratio:.2f}x orjson.loads")
+    anchor = DictAnchor().op(values, "raw")  # every update target is held against this one
+    for kind in ("dict", "nulls"):
+        _paired(f"set_custom_status, 150 B {kind} (anchor: dict + orjson.dumps)",
+                durastate_op(store, "update_lww", payload_pair("150B", kind).values), anchor, ops)
+    instance_id = "clock-miss"
+    store.create_instance(instance_id, name="bench", custom_status=values[1])
+    _paired("set_custom_status, 150 B dict, new millisecond (anchor: dict + orjson.dumps)",
+            clock_miss_op(store.set_custom_status, instance_id, values), anchor, ops)
+    _paired("get_instance + custom_status, 150 B (anchor: dict + orjson.loads)",
+            durastate_op(store, "read", values), DictReadAnchor(typed=False).op(values, "raw"),
+            ops)
 
 
 def steps() -> None:
@@ -145,6 +135,9 @@ def profile() -> None:
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "ratios"
-    if command == "ratios" and len(sys.argv) > 2:
-        sys.path.insert(0, str(Path(sys.argv[2]).resolve() / "src"))
-    {"ratios": ratios, "steps": steps, "profile": profile}[command]()
+    if command == "ratios":
+        if len(sys.argv) > 2:
+            sys.path.insert(0, str(Path(sys.argv[2]).resolve() / "src"))
+        ratios(int(sys.argv[3]) if len(sys.argv) > 3 else 200_000)
+    else:
+        {"steps": steps, "profile": profile}[command]()

@@ -1,14 +1,17 @@
 """The shortcuts of the hot paths (issue 10) keep every guarantee of the long way.
 
 ``set_custom_status`` and ``get_instance`` remember the last id they found valid (by
-identity), the codec encodes plain JSON without the serializer's frame, and memory://
-numbers its etags in one C call. Each test here breaks if a shortcut decides differently
-from the path it replaces.
+identity), the codec encodes plain JSON without the serializer's frame, memory:// pops its
+etags from blocks drawn from one counter and returns a write's bare etag to the store, and
+the store probes the clock's per-millisecond cache itself. Each test here breaks if a
+shortcut decides differently from the path it replaces.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +19,15 @@ from pydantic import BaseModel
 
 from durastate import StateStore
 from durastate.backends.memory import MemoryBackend
-from durastate.errors import InvalidInstanceId, SerializationError
+from durastate.core import store as store_module
+from durastate.core.records import Payload, WriteResult
+from durastate.core.store import utc_now_ms
+from durastate.errors import (
+    ConcurrencyError,
+    InstanceNotFound,
+    InvalidInstanceId,
+    SerializationError,
+)
 from durastate.serializers.json import JsonSerializer
 
 
@@ -100,3 +111,138 @@ def test_memory_etags_are_new_text_on_every_write_of_every_backend_object() -> N
     assert len(set(etags)) == len(etags)
     assert [int(etag) for etag in etags] == sorted(int(etag) for etag in etags)
     assert first.get_instance("job").etag == etags[-2]  # type: ignore[union-attr]
+
+
+def test_memory_etags_never_repeat_across_threads_backends_and_blocks() -> None:
+    """Etags come from blocks of 256 drawn from one process-wide counter: writes from many
+    threads, on several backend objects, across many blocks, never see one etag twice, and
+    one thread's etags keep rising across a block boundary."""
+    stores = [_store() for _ in range(4)]
+    results: list[list[str]] = [[] for _ in range(8)]
+
+    def write(n: int) -> None:
+        store = stores[n % len(stores)]
+        for i in range(700):
+            results[n].append(store.set_custom_status("job", {"thread": n, "i": i}))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [etag for etags in results for etag in etags]
+    assert len(every) == 8 * 700
+    assert len(set(every)) == len(every)
+    alone = _store()
+    mine = [alone.set_custom_status("job", {"i": i}) for i in range(600)]
+    assert [int(etag) for etag in mine] == sorted(int(etag) for etag in mine)
+
+
+class Recording(MemoryBackend):
+    """A subclass that replaces ``write_custom_status``: the store must call it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write_custom_status(
+        self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
+    ) -> WriteResult:
+        self.writes.append(payload.data)
+        return super().write_custom_status(instance_id, payload, etag=etag, now=now)
+
+
+def test_a_backend_that_replaces_write_custom_status_sees_every_write() -> None:
+    """memory://'s bare-etag write is a shortcut for its own ``write_custom_status`` only: a
+    subclass's override, or one set on the instance (a tracer, a test double), still runs."""
+    subclassed = Recording()
+    store = StateStore(subclassed)
+    store.create_instance("job", name="wf")
+    store.set_custom_status("job", {"n": 1})
+    assert subclassed.writes == [b'{"n":1}']
+
+    shadowed = MemoryBackend()
+    seen: list[bytes] = []
+    real = shadowed.write_custom_status
+
+    def spy(instance_id: str, payload: Payload, *, etag: str | None, now: datetime) -> WriteResult:
+        seen.append(payload.data)
+        return real(instance_id, payload, etag=etag, now=now)
+
+    shadowed.write_custom_status = spy  # type: ignore[method-assign]
+    store = StateStore(shadowed)
+    store.create_instance("job", name="wf")
+    store.set_custom_status("job", {"n": 2})
+    assert seen == [b'{"n":2}']
+
+
+def test_memory_write_results_say_whether_anything_was_written() -> None:
+    """The contract's ``write_custom_status`` and the store's shortcut agree: a write gives
+    a new etag (``written``), the same bytes again give the current one (not written), a
+    missing instance or a stale etag are refused by both and change nothing."""
+    backend = MemoryBackend()
+    store = StateStore(backend)
+    store.create_instance("job", name="wf")
+    now = utc_now_ms()
+    first = backend.write_custom_status("job", Payload(b'{"n":1}', "json"), etag=None, now=now)
+    assert first.written
+    again = backend.write_custom_status("job", Payload(b'{"n":1}', "json"), etag=None, now=now)
+    assert (again.etag, again.written) == (first.etag, False)
+    assert store.set_custom_status("job", {"n": 1}) == first.etag  # unchanged: same etag
+    second = store.set_custom_status("job", {"n": 2}, etag=first.etag)
+    assert second != first.etag
+    with pytest.raises(ConcurrencyError):
+        store.set_custom_status("job", {"n": 3}, etag=first.etag)
+    with pytest.raises(ConcurrencyError):
+        backend.write_custom_status("job", Payload(b'{"n":3}', "json"), etag=first.etag, now=now)
+    with pytest.raises(InstanceNotFound):
+        store.set_custom_status("nobody", {"n": 1})
+    with pytest.raises(InstanceNotFound):
+        backend.write_custom_status("nobody", Payload(b"1", "json"), etag=None, now=now)
+    record = store.get_instance("job")
+    assert record is not None
+    assert (record.custom_status, record.etag) == ({"n": 2}, second)
+
+
+MOMENTS_MS = [
+    0,
+    999,
+    1_000,
+    1_764_400_000_000,
+    1_764_400_000_001,
+    1_764_400_000_999,
+    1_764_400_001_000,
+    1_764_400_059_999,
+    1_764_400_060_000,
+    1_764_399_999_999,  # back in time (a clock step): a second the cache left behind
+]
+
+
+def test_the_clock_is_now_truncated_to_the_millisecond_in_every_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The millisecond cache and the second it builds on: each moment, in order (new
+    millisecond, new second, new minute, back in time), comes out exact, through
+    ``utc_now_ms`` and through ``set_custom_status``'s own probe of the cache."""
+    store = _store()
+    for millis in MOMENTS_MS:
+        nanos = millis * 1_000_000 + 999_999  # the last nanosecond of that millisecond
+        expected = datetime.fromtimestamp(millis / 1000, UTC)
+        assert expected.microsecond % 1000 == 0
+        monkeypatch.setattr(store_module, "_time_ns", lambda nanos=nanos: nanos)
+        store.set_custom_status("job", {"at": millis})
+        record = store.get_instance("job")
+        assert record is not None
+        assert record.custom_status_updated_at == expected, millis
+        monkeypatch.setattr(store_module, "_last_millisecond", (0, datetime.fromtimestamp(0, UTC)))
+        assert store_module.utc_now_ms() == expected, millis
+
+
+def test_a_store_with_its_own_clock_records_that_clock() -> None:
+    moment = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    store = StateStore(MemoryBackend(), clock=lambda: moment)
+    store.create_instance("job", name="wf")
+    store.set_custom_status("job", {"n": 1})
+    record = store.get_instance("job")
+    assert record is not None
+    assert record.custom_status_updated_at == moment
