@@ -66,7 +66,7 @@ def ratios(ops: int) -> None:
 
 
 def steps() -> None:
-    import itertools
+    import re
     import threading
 
     import orjson
@@ -74,20 +74,25 @@ def steps() -> None:
     from durastate import StateStore
     from durastate.backends.memory import MemoryBackend
     from durastate.bench.payloads import payload_pair
+    from durastate.core import store as store_module
     from durastate.core.records import Payload, WriteResult
-    from durastate.core.store import utc_now_ms
     from durastate.serializers.base import plain_default
+    from durastate.serializers.json import refuse_non_finite
 
     a, b = payload_pair("150B", "dict").values
+    nulls = payload_pair("150B", "nulls").values[0]
     store = StateStore(MemoryBackend())
     store.create_instance("job", name="wf")
-    codec, backend, now = store.codec, store.backend, utc_now_ms()
+    codec, backend, now = store.codec, store.backend, store_module.utc_now_ms()
     data = orjson.dumps(a)
     raw: dict[str, bytes] = {}
     lock = threading.Lock()
     acquire, release = lock.acquire, lock.release
-    next_text = map(str, itertools.count(1)).__next__
     join = b"".join
+    has_null = re.compile(rb"null").search
+    etags = list(map(str, range(10**6)))
+    pop = etags.pop
+    millis = time.time_ns() // 1_000_000
 
     def timed(name: str, step: Callable[[Any], Any]) -> None:
         medians = []
@@ -107,15 +112,22 @@ def steps() -> None:
           lambda v: codec.encode(v, "job", "custom_status", 16384))
     timed("orjson.dumps(v, default=plain_default)",
           lambda v: orjson.dumps(v, default=plain_default))
+    timed("null search: re.compile(b'null').search(data)", lambda v: has_null(data))
+    timed("NaN walk of the 150 B nulls value", lambda v: refuse_non_finite(nulls, b"null"))
     timed("Payload(data, 'json')", lambda v: Payload(data, "json"))
-    timed("utc_now_ms() (cache hit)", lambda v: utc_now_ms())
-    timed("MemoryBackend.write_custom_status (incl. a Payload)",
+    timed("utc_now_ms() (cache hit)", lambda v: store_module.utc_now_ms())
+    timed("a new millisecond: its second's datetime + a prebuilt timedelta",
+          lambda v: store_module._new_millisecond(millis))
+    timed("MemoryBackend.write_custom_status_etag (incl. dumps and a Payload)",
+          lambda v: backend.write_custom_status_etag(  # type: ignore[attr-defined]
+              "job", Payload(orjson.dumps(v), "json"), None, now))
+    timed("MemoryBackend.write_custom_status, the contract (the same + WriteResult)",
           lambda v: backend.write_custom_status(
               "job", Payload(orjson.dumps(v), "json"), etag=None, now=now))
     timed("lock acquire + release (bound methods)", lambda v: (acquire(), release()))
     timed("exact-size copy: b''.join((data, b''))", lambda v: join((data, b"")))
     timed("WriteResult(etag)", lambda v: WriteResult("12"))
-    timed("next etag text: map(str, count) next", lambda v: next_text())
+    timed("next etag: a pop from the block", lambda v: pop())
 
 
 def profile() -> None:
