@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/memory_hot_path.py ratios [CHECKOUT [OPS]]  # e.g. an old worktree
     .venv/bin/python benchmarks/memory_hot_path.py steps
     .venv/bin/python benchmarks/memory_hot_path.py profile
+    .venv/bin/python benchmarks/memory_hot_path.py report-backends [REPETITIONS]
 
 ``ratios`` imports ``durastate`` from CHECKOUT/src (default: this checkout) and times the
 harness's own cells against their anchors with its own paired rounds (OPS calls a side,
 default 200,000; the harness loop's cost subtracted; thread CPU), so its figures read like
 the full run's Targets table and two checkouts can be compared minutes apart on a shared
-machine. ``steps`` times each step
-of ``set_custom_status`` alone; ``profile`` is cProfile over thread CPU. The findings are in
+machine. ``steps`` times each step of ``set_custom_status`` alone; ``profile`` is cProfile
+over thread CPU; ``report-backends`` runs the harness's ``report()`` cell on memory:// and
+on network backends (moto_server, dynalite) side by side. The findings are in
 benchmarks/results/profiles/memory-set-custom-status.md.
 """
 
@@ -145,11 +147,62 @@ def profile() -> None:
         print()
 
 
+def report_backends(repetitions: int) -> None:
+    """``report()``'s cost over the serializer alone, with the harness's own report cell at
+    full effort, on memory:// and three network backends interleaved in one process (quick
+    runs had shown more on the network backends)."""
+    import contextlib
+
+    from durastate.bench.cells import (
+        StorePair,
+        base_measurement,
+        make_serializer,
+        run_report_cell,
+    )
+    from durastate.bench.matrix import BackendSpec, Effort
+    from durastate.bench.payloads import payload_pair
+    from durastate.opening import open_backend
+    from durastate.testing import emulators
+
+    keys = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret",
+            "region": "us-east-1"}
+    with contextlib.ExitStack() as stack:
+        moto = stack.enter_context(emulators.running(emulators.start_moto()))
+        dynalite = stack.enter_context(emulators.running(emulators.start_dynalite()))
+        specs = [
+            BackendSpec("memory://", {}, "memory"),
+            BackendSpec("dynamodb://durastate-bench",
+                        {"endpoint_url": dynalite.endpoint, **keys}, "dynamodb@dynalite"),
+            BackendSpec("s3://durastate-bench/status/",
+                        {"endpoint_url": moto.endpoint, **keys}, "s3@moto"),
+            BackendSpec("dynamodb://durastate-bench",
+                        {"endpoint_url": moto.endpoint, **keys}, "dynamodb@moto"),
+        ]
+        serializer = make_serializer("json")
+        pairs = []
+        for spec in specs:
+            backend = open_backend(spec.url, **spec.options)
+            stack.callback(backend.close)
+            pairs.append(StorePair.open(spec, backend, serializer, 16 * 1024))
+        print("| repetition | backend | payload | report() - serializer, µs CPU |")
+        print("|---|---|---|---|")
+        for repetition in range(repetitions):
+            for size in ("150B", "2KB", "16KB"):
+                payload = payload_pair(size, "dict")
+                for pair in pairs:
+                    m = run_report_cell(pair, payload, Effort.full(),
+                                        base_measurement(pair, payload, "report"))
+                    print(f"| {repetition} | {pair.spec.name} | {size} | "
+                          f"{m.extra['paired_overhead_cpu_us']:+.3f} |", flush=True)
+
+
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "ratios"
     if command == "ratios":
         if len(sys.argv) > 2:
             sys.path.insert(0, str(Path(sys.argv[2]).resolve() / "src"))
         ratios(int(sys.argv[3]) if len(sys.argv) > 3 else 200_000)
+    elif command == "report-backends":
+        report_backends(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     else:
         {"steps": steps, "profile": profile}[command]()
