@@ -9,12 +9,16 @@ shortcut decides differently from the path it replaces.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from durastate import StateStore
@@ -246,3 +250,106 @@ def test_a_store_with_its_own_clock_records_that_clock() -> None:
     record = store.get_instance("job")
     assert record is not None
     assert record.custom_status_updated_at == moment
+
+
+# -- the NaN check, at any depth (hypothesis) -----------------------------------------------
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6)
+)
+PLAIN = st.recursive(
+    _SCALARS,
+    lambda children: st.lists(children, max_size=4)
+    | st.tuples(children, children)
+    | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=25,
+)
+NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
+
+
+class Inner(BaseModel):
+    x: float
+    note: str | None = None
+
+
+class Outer(BaseModel):
+    items: list[Inner]
+    extra: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: Any
+
+
+def _embed(value: Any, bad: Any, data: st.DataObject) -> Any:
+    """``value`` with ``bad`` put somewhere inside it, at a depth hypothesis chooses."""
+    kind = type(value)
+    if kind is dict and value and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(value)))
+        return {**value, key: _embed(value[key], bad, data)}
+    if kind in (list, tuple) and value and data.draw(st.booleans()):
+        items = list(value)
+        at = data.draw(st.integers(0, len(items) - 1))
+        items[at] = _embed(items[at], bad, data)
+        return kind(items)
+    if kind is dict:
+        return {**value, "bad": bad}
+    if kind in (list, tuple):
+        return kind([*value, bad])
+    return [value, bad]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=PLAIN)
+def test_plain_values_with_none_and_tuples_are_stored_as_orjson_writes_them(value: Any) -> None:
+    store = _store()
+    store.set_custom_status("job", value)
+    assert store.get_custom_status("job") == orjson.loads(orjson.dumps(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=PLAIN, bad=NON_FINITE, data=st.data())
+def test_nan_or_infinity_at_any_depth_is_refused_and_nothing_is_stored(
+    value: Any, bad: float, data: st.DataObject
+) -> None:
+    hidden = _embed(value, bad, data)
+    store = _store()
+    with pytest.raises(SerializationError, match="NaN or infinity"):
+        store.set_custom_status("job", hidden)
+    with pytest.raises(SerializationError, match="NaN or infinity"):
+        JsonSerializer().dumps(hidden, instance_id="job")
+    assert store.get_custom_status("job") == {"n": 0}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    xs=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=4),
+    extra=PLAIN,
+    bad=NON_FINITE,
+    data=st.data(),
+)
+def test_models_and_dataclasses_refuse_a_hidden_nan_and_keep_the_rest(
+    xs: list[float], extra: Any, bad: float, data: st.DataObject
+) -> None:
+    """Models and dataclasses (which the quick walk cannot decide) go the general way: a
+    NaN in a field, or in a plain value inside one, is refused; without one they are stored
+    as orjson writes them, ``None`` fields included."""
+    good = Outer(items=[Inner(x=x) for x in xs], extra={"v": extra, "p": Point(1.5, None)})
+    store = _store()
+    store.set_custom_status("job", good)
+    assert store.get_custom_status("job") == orjson.loads(orjson.dumps(good.model_dump()))
+    at = data.draw(st.integers(0, len(xs) - 1))
+    in_a_field = good.model_copy(deep=True)
+    in_a_field.items[at].x = bad
+    in_plain_data = Outer(items=good.items, extra={"v": _embed(extra, bad, data)})
+    in_a_dataclass = {"p": [None, Point(0.0, _embed(extra, bad, data))]}
+    for hidden in (in_a_field, in_plain_data, in_a_dataclass):
+        with pytest.raises(SerializationError, match="NaN or infinity"):
+            store.set_custom_status("job", hidden)
+    assert store.get_custom_status("job") == orjson.loads(orjson.dumps(good.model_dump()))

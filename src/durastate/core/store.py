@@ -83,6 +83,10 @@ def utc_now_ms() -> datetime:
     return _new_millisecond(millis)
 
 
+#: the clock whose cache ``set_custom_status`` probes itself (not a replacement patched in)
+_SYSTEM_CLOCK: Final = utc_now_ms
+
+
 def _new_millisecond(millis: int) -> datetime:
     """The datetime of a millisecond the cache does not hold: the second's datetime (kept
     too: writes a few milliseconds apart share it) plus a prebuilt ``timedelta``, a third
@@ -430,7 +434,7 @@ class StateStore:
         if self.retention is not None:
             self._refuse_expired(instance_id)
         clock = self._clock
-        if clock is utc_now_ms:  # its cache, probed here: a frame less per write
+        if clock is _SYSTEM_CLOCK:  # its cache, probed here: a frame less per write
             millis = _time_ns() // 1_000_000
             last = _last_millisecond
             now = last[1] if last[0] == millis else _new_millisecond(millis)
