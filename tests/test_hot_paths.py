@@ -142,6 +142,33 @@ def test_memory_etags_never_repeat_across_threads_backends_and_blocks() -> None:
     assert [int(etag) for etag in mine] == sorted(int(etag) for etag in mine)
 
 
+class _Drained(list[str]):
+    """A pool that other threads empty as soon as a block lands in it."""
+
+    def extend(self, items: Any) -> None:
+        pass
+
+
+def _empty_pop() -> str:
+    raise IndexError("pop from empty list")
+
+
+def test_a_writer_whose_fresh_block_is_taken_by_others_still_gets_its_etag() -> None:
+    """Refilling the etag pool and taking one from it are two steps: the writer keeps an
+    etag of its own block, so other threads emptying the pool in between cost it nothing."""
+    backend = MemoryBackend()
+    store = StateStore(backend)
+    store.create_instance("job", name="wf")
+    backend._etag_pool = _Drained()  # type: ignore[misc]
+    backend._pop_etag = _empty_pop  # type: ignore[method-assign,assignment]
+    etags = [store.set_custom_status("job", {"n": n}) for n in range(5)]
+    assert len(set(etags)) == 5
+    assert [int(etag) for etag in etags] == sorted(int(etag) for etag in etags)
+    record = store.get_instance("job")
+    assert record is not None
+    assert (record.custom_status, record.etag) == ({"n": 4}, etags[-1])
+
+
 class Recording(MemoryBackend):
     """A subclass that replaces ``write_custom_status``: the store must call it."""
 

@@ -232,14 +232,16 @@ class MemoryBackend(Backend):
     def _next_etag(self) -> str:
         """The next etag of the process: a pop from a block of 256 made in one C call (a
         pop costs a third of ``str(next(counter))``). Pops are atomic, and a thread that
-        finds the block empty draws a block of its own from the counter: never a repeat."""
+        finds the block empty draws a block of its own from the counter, keeps its first
+        etag and leaves the rest to the pool: never a repeat, never an empty pop."""
         try:
             return self._pop_etag()
         except IndexError:
             block = list(map(str, itertools.islice(self._etags, 256)))
             block.reverse()
+            mine = block.pop()  # the lowest; other threads may empty the pool meanwhile
             self._etag_pool.extend(block)
-            return self._etag_pool.pop()
+            return mine
 
     # -- push -----------------------------------------------------------------------------
 
