@@ -3,7 +3,9 @@
 Run: ``.venv/bin/python benchmarks/async_overhead.py [redis] [postgres] [--profile DIR]``.
 One small custom-status update, client CPU per call (process time: every thread), medians of
 interleaved rounds in one run, four ways on the same server: the raw sync client, the raw
-async client (the same statement or script call), durastate's sync store, its async store.
+async client (the same statement or script call; on Redis the async store's own RESP2
+pool), durastate's sync store, its async store (on PostgreSQL also the async store as it
+was, with a new cursor per statement).
 So ``async store / sync store`` splits into what the async client library costs on its own
 (``raw async / raw sync``) and what durastate adds on either face. ``--profile DIR`` also
 writes a cProfile of the async store's calls (``pstats`` text, by internal time) there.
@@ -28,6 +30,9 @@ import redis.asyncio
 
 from durastate import open_store
 from durastate.backends.postgres import core
+from durastate.backends.postgres.aio import AsyncPostgresBackend
+from durastate.backends.postgres.plans import Execute
+from durastate.backends.redis.aio_connections import RespPool, Settings
 from durastate.core.async_store import AsyncStateStore
 from durastate.testing import emulators
 
@@ -47,6 +52,17 @@ def measure(faces: dict[str, Callable[[int], None]]) -> dict[str, float]:
         for face, run in faces.items():
             samples[face].append(cpu_per_call(run))
     return {face: statistics.median(values) for face, values in samples.items()}
+
+
+def median_pairs(samples: dict[str, list[tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    """Per face, the median of each of two figures sampled together round by round."""
+    return {
+        face: (
+            statistics.median(first for first, _ in values),
+            statistics.median(second for _, second in values),
+        )
+        for face, values in samples.items()
+    }
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[int], Awaitable[None]]) -> Any:
@@ -77,7 +93,10 @@ def redis_faces(url: str, loop: asyncio.AbstractEventLoop) -> Any:
     call = store.backend.plans.core.custom_status
     settings = store.backend.target.pool_kwargs()  # the store's (RESP2, timeouts)
     sync_client = redis.Redis.from_url(url, **settings)
-    async_client = redis.asyncio.Redis.from_url(url, **settings)
+    # the async store's own connections (`aio_connections`); redis.asyncio beside them:
+    # benchmarks/redis_async.py
+    pool = redis.asyncio.ConnectionPool.from_url(url, **settings)
+    async_client = RespPool(Settings(pool, store.backend.target.options.timeout))
     store.set_custom_status("job", 0)  # the script is cached on the server
 
     def evalsha(number: int) -> tuple[Any, ...]:
@@ -92,7 +111,7 @@ def redis_faces(url: str, loop: asyncio.AbstractEventLoop) -> Any:
 
     async def raw_async(calls: int) -> None:
         for number in range(calls):
-            await async_client.execute_command(*evalsha(number))  # type: ignore[no-untyped-call]
+            await async_client.execute(evalsha(number))
 
     faces = {"raw sync": raw_sync, "raw async": on_loop(loop, raw_async)}
     return store, aio, faces | {"store sync": sync_store, "store async": async_store}
@@ -120,8 +139,29 @@ def postgres_faces(url: str, table: str, loop: asyncio.AbstractEventLoop) -> Any
         for number in range(calls):
             await (await async_conn.execute(sql, row(number), prepare=True)).fetchone()
 
+    before = AsyncStateStore(store, FreshCursors(store.backend._connecting, store.backend.options))
+
+    async def async_before(calls: int) -> None:
+        for number in range(calls):
+            await before.set_custom_status("job", dict(VALUE, percent=number))
+
     faces = {"raw sync": raw_sync, "raw async": on_loop(loop, raw_async)}
-    return store, aio, faces | {"store sync": sync_store, "store async": async_store}
+    return (
+        store,
+        aio,
+        faces
+        | {"store sync": sync_store, "store async": async_store}
+        | {"async before": on_loop(loop, async_before)},
+        before,
+    )
+
+
+class FreshCursors(AsyncPostgresBackend):
+    """The async driver before it kept a cursor per connection: a new cursor per statement."""
+
+    def _cursor(self, step: Execute) -> psycopg.AsyncCursor[Any]:
+        cursor: psycopg.AsyncCursor[Any] = step.connection.cursor()
+        return cursor
 
 
 def report(name: str, figures: dict[str, float]) -> str:
@@ -131,6 +171,9 @@ def report(name: str, figures: dict[str, float]) -> str:
     ours = figures["store async"] / figures["store sync"]
     lines.append(f"  raw async / raw sync       {raw:.2f}  (the client library alone)")
     lines.append(f"  store async / store sync   {ours:.2f}")
+    if "async before" in figures:
+        earlier = figures["async before"] / figures["store sync"]
+        lines.append(f"  async before / store sync  {earlier:.2f}  (a new cursor per statement)")
     lines.append(
         "  durastate adds             sync {:.1f} µs, async {:.1f} µs".format(
             figures["store sync"] - figures["raw sync"],
@@ -167,11 +210,12 @@ def main(which: list[str], profile_dir: Path | None) -> None:
                 loop.run_until_complete(aio.close())
         if "postgres" in which:
             with emulators.running(emulators.start_postgres()) as server:
-                _, aio, faces = postgres_faces(server.endpoint, "bench_overhead", loop)
+                _, aio, faces, before = postgres_faces(server.endpoint, "bench_overhead", loop)
                 print(report("postgresql", measure(faces)), flush=True)
                 if profile_dir is not None:
                     (profile_dir / "async-postgres.txt").write_text(profile(aio, loop))
                 loop.run_until_complete(aio.close())
+                loop.run_until_complete(before.close())
     finally:
         loop.close()
 

@@ -13,7 +13,8 @@ version, S3 PutObject + If-Match), carrying its etag/version from write to write
 - ``sdk-tuned``: the same with durastate's settings today (Azure: no per-call proxy lookup;
   AWS: no client-side parameter validation);
 - ``lean-sync``: hand-built request + orjson + our signing + ``HttpDriver`` (http.client);
-- ``lean-async``: the same requests through ``AsyncHttpDriver`` (aiohttp), awaited one by one
+- ``lean-async``: the same requests through ``AsyncHttpDriver`` (asyncio; aiohttp until
+  2026-11-29, see ``benchmarks/async_drivers.py``), awaited one by one
   in a running loop;
 - ``lean-urllib3``: the same signed requests through a urllib3 pool (no retry policy): the
   alternative sync transport, to choose between http.client and urllib3.

@@ -6,18 +6,26 @@ statement on one of its own connection threads (the event loop never waits on a 
 file), so every call crosses two threads and back: a queue put and a futex wake on the way
 there, ``call_soon_threadsafe`` (a self-pipe write and an epoll wake) on the way back. The
 split below shows that hop, not SQLite or durastate's work, is what the async face adds.
+The hop alone is measured too: a call that does nothing, through the same kind of workers
+(`durastate.core.async_backend.Workers`) and through ``loop.run_in_executor``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from durastate import open_store
+from durastate.core.async_backend import Workers
 from durastate.core.async_store import AsyncStateStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, from anywhere
+from benchmarks.async_overhead import median_pairs
 
 CALLS, ROUNDS = 2000, 5
 VALUE = {"percent": 42, "stage": "resize", "eta_s": 12.5, "detail": "x" * 90}
@@ -46,6 +54,7 @@ def main() -> None:
             on_loop = loop.run_until_complete(async_calls())
             samples["async"].append(time.process_time() - started)
             samples["async loop thread"].append(on_loop)
+        hops = hop_alone(loop)
         loop.run_until_complete(aio.close())
         loop.close()
     per_call = {face: statistics.median(s) / CALLS * 1e6 for face, s in samples.items()}
@@ -58,6 +67,37 @@ def main() -> None:
         f"{per_call['async'] - per_call['async loop thread']:7.1f}"
     )
     print(f"  async / sync                        {per_call['async'] / per_call['sync']:7.2f}")
+    print("a call that does nothing, on another thread and back (the hop alone), µs CPU")
+    for face, (every_thread, loop_thread) in hops.items():
+        print(f"  {face:<30} all threads {every_thread:6.1f}, the loop's {loop_thread:6.1f}")
+
+
+def hop_alone(loop: asyncio.AbstractEventLoop) -> dict[str, tuple[float, float]]:
+    """CPU per no-op call (every thread, and the loop's own), medians of interleaved rounds."""
+    workers, executor = Workers(1, "hop"), ThreadPoolExecutor(1)
+
+    def nothing() -> None:
+        return None
+
+    async def through_workers() -> None:
+        for _ in range(CALLS):
+            await workers.run(nothing)
+
+    async def through_executor() -> None:
+        for _ in range(CALLS):
+            await loop.run_in_executor(executor, nothing)
+
+    faces = {"durastate's Workers": through_workers, "loop.run_in_executor": through_executor}
+    samples: dict[str, list[tuple[float, float]]] = {face: [] for face in faces}
+    for _ in range(ROUNDS):
+        for face, calls in faces.items():
+            every, own = time.process_time(), time.thread_time()
+            loop.run_until_complete(calls())
+            every, own = time.process_time() - every, time.thread_time() - own
+            samples[face].append((every / CALLS * 1e6, own / CALLS * 1e6))
+    workers.shutdown()
+    executor.shutdown()
+    return median_pairs(samples)
 
 
 if __name__ == "__main__":

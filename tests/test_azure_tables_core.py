@@ -313,11 +313,33 @@ def test_options_from_the_url_and_keywords_are_typed_alike() -> None:
     assert secret not in str(options.model_dump())
 
 
-def test_without_aiohttp_the_async_store_runs_in_threads_and_says_how_to_install(
+def test_the_connection_pool_is_an_option_and_reaches_both_drivers() -> None:
+    """``max_pool_connections`` (the AWS backends' name): 100 by default, so 100 requests in
+    flight each get a connection; from the URL or keywords; the async driver bounds its
+    open connections by it."""
+    from durastate.backends.azure_tables import AzureTablesBackend
+    from durastate.backends.azure_tables.aio import AsyncAzureTablesBackend
+
+    assert parse_options("azure-tables://Tab", {}).transport().pool_size == 100
+    assert parse_options("azure-tables://Tab?max_pool_connections=7", {}).transport().pool_size == 7
+    with pytest.raises(ConfigurationError, match="max_pool_connections"):
+        parse_options("azure-tables://Tab", {"max_pool_connections": 0})
+    backend = AzureTablesBackend.from_url(
+        "azure-tables://Instances", account_url="http://127.0.0.1:9/acct",
+        sas_token="sv=2020&sig=abc", create_table=False, max_pool_connections=250,
+    )  # fmt: skip
+    face = backend.to_async()
+    assert isinstance(face, AsyncAzureTablesBackend)
+    assert face._driver._pool._size == 250
+    backend.close()
+
+
+def test_without_aiohttp_the_async_store_is_still_native(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The async driver is asyncio alone: no extra, no thread-pool fallback, no warning."""
     from durastate.backends.azure_tables import AzureTablesBackend
-    from durastate.core.async_backend import ThreadPoolAsyncBackend
+    from durastate.backends.azure_tables.aio import AsyncAzureTablesBackend
 
     # None in sys.modules makes `import aiohttp` raise ImportError, as if not installed
     monkeypatch.setitem(sys.modules, "aiohttp", None)
@@ -329,6 +351,6 @@ def test_without_aiohttp_the_async_store_runs_in_threads_and_says_how_to_install
     )  # fmt: skip
     with caplog.at_level(logging.WARNING):
         face = backend.to_async()
-    assert isinstance(face, ThreadPoolAsyncBackend)
-    assert "pip install 'durastate[async]'" in caplog.text
+    assert type(face).__name__ == AsyncAzureTablesBackend.__name__  # re-imported above
+    assert "pip install" not in caplog.text
     backend.close()

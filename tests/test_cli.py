@@ -40,7 +40,7 @@ def test_backends_says_how_the_async_store_reaches_each(
     assert "native" in rows["memory"]
     assert "push" in rows["memory"]
     assert "connection threads" in rows["sqlite"]
-    for scheme in ("azure-tables", "dynamodb", "s3"):  # the same plans over aiohttp
+    for scheme in ("azure-tables", "dynamodb", "s3"):  # the same plans, asyncio driver
         assert "native" in rows[scheme]
 
 

@@ -707,7 +707,7 @@ class TestConformanceOnMotoWithOffloadAndTtl(_SecondObjectOnTheSameTable, Backen
 def test_the_async_store_runs_the_native_async_backend_on_the_loop_alone(
     server: RunningEmulator,
 ) -> None:
-    """The async store gets `AsyncDynamoDBBackend` (the same core over aiohttp): 50
+    """The async store gets `AsyncDynamoDBBackend` (the same core over the asyncio driver): 50
     concurrent creates and status writes start no thread, and the sync face reads them."""
     from durastate import AsyncStateStore
     from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend

@@ -1,4 +1,4 @@
-"""The lost-answer guarantee on the async face of DynamoDB (its native aiohttp backend).
+"""The lost-answer guarantee on the async face of DynamoDB (its native backend).
 
 tests/reliability/test_lost_answers.py proves it for the sync store; the async backend runs
 the same core's plans over another driver, so here the same scenario runs through it:

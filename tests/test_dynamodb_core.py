@@ -309,10 +309,10 @@ def test_a_malformed_offload_endpoint_is_refused_at_open_without_echo(endpoint: 
     assert "offload" in str(raised.value)
 
 
-def test_without_aiohttp_the_async_store_runs_in_threads_and_says_how_to_install(
+def test_without_aiohttp_the_async_store_is_still_native(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from durastate.core.async_backend import ThreadPoolAsyncBackend
+    """The async driver is asyncio alone: no extra, no thread-pool fallback, no warning."""
 
     # None in sys.modules makes `import aiohttp` raise ImportError, as if not installed
     monkeypatch.setitem(sys.modules, "aiohttp", None)
@@ -324,6 +324,6 @@ def test_without_aiohttp_the_async_store_runs_in_threads_and_says_how_to_install
     )
     with caplog.at_level(logging.WARNING):
         face = backend.to_async()
-    assert type(face) is ThreadPoolAsyncBackend
-    assert "pip install 'durastate[async]'" in caplog.text
+    assert type(face).__name__ == "AsyncDynamoDBBackend"
+    assert "pip install" not in caplog.text
     backend.close()

@@ -165,6 +165,50 @@ def test_concurrent_tasks_on_one_loop_keep_compare_and_swap(
     assert asyncio.run(scenario()) == 40
 
 
+def test_cursors_are_kept_only_for_held_connections_and_never_hold_a_large_row(
+    postgres_server: RunningEmulator,
+) -> None:
+    """The driver reuses one cursor per connection it holds (its spares) for one-row
+    statements. A connection handed back to the pool, or closed (the schema check's own),
+    drops its cursor; a read with input and output uses a fresh cursor, so no idle
+    connection keeps a large row alive; ``close`` drops them all."""
+
+    async def scenario() -> tuple[set[Any], set[Any], list[int], int]:
+        backend = await AsyncPostgresBackend.open(
+            postgres_server.endpoint, table=fresh_table(), max_pool_size=3
+        )
+        large = Payload(b'"' + b"x" * 200_000 + b'"', "json")
+        await backend.create(
+            NewInstance("c", "wf", RuntimeStatus.RUNNING, NOW, large, Payload(b"0", "json"))
+        )
+        writes = (
+            backend.write_custom_status("c", Payload(b"%d" % n, "json"), etag=None, now=NOW)
+            for n in range(30)
+        )
+        reads = (backend.read("c", fetch_payloads=True) for _ in range(10))
+        await asyncio.gather(*writes, *reads)
+        for number in range(3):  # one at a time: the connection is kept as a spare
+            await backend.write_custom_status(
+                "c", Payload(b"%d" % number, "json"), etag=None, now=NOW
+            )
+            await backend.read("c", fetch_payloads=True)
+        cursors = backend._cursors
+        largest = [
+            max(len(result.get_value(0, column) or b"") for column in range(result.nfields))
+            for result in (cursor.pgresult for cursor in cursors.values())
+            if result is not None and result.ntuples
+        ]
+        kept, held = set(cursors), set(backend._spare._idle)
+        await backend.close()
+        return kept, held, largest, len(cursors)
+
+    kept, held, largest, after_close = asyncio.run(scenario())
+    assert kept
+    assert kept <= held  # none for a connection in the pool or closed
+    assert max(largest, default=0) < 1000  # a write's etag, never the 200 KB input
+    assert after_close == 0
+
+
 def test_the_async_store_runs_on_the_async_driver(postgres_server: RunningEmulator) -> None:
     """``PostgresBackend.to_async()`` is the psycopg async driver (``native``): its pool
     opens on the first call, on the caller's loop; 40 tasks' ``update``s all land once."""

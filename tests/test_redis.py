@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from durastate import open_store
+from durastate import open_async_store, open_store
 from durastate.backends.redis import RedisBackend, scripts
 from durastate.backends.redis.core import CREATE, CUSTOM_STATUS
 from durastate.bench import BackendSpec as BenchSpec
@@ -397,6 +398,17 @@ def test_the_documented_acl_is_enough_and_a_missing_permission_is_named(
     assert store.purge("other")
     store.close()
 
+    async def on_the_async_store(url: str, prefix: str) -> Any:
+        async with open_async_store(url, prefix=prefix, ttl_seconds=60) as aio:
+            await aio.create_instance("async-job", name="wf", input=1, custom_status="a")
+            await aio.set_custom_status("async-job", "b")
+            await aio.update("async-job", lambda value: value + "!")
+            listed = [item.instance_id async for item in aio.iter_instances(prefix="async")]
+            assert await aio.purge("async-job")
+            return listed
+
+    assert asyncio.run(on_the_async_store(url, prefix)) == ["async-job"]
+
     weak_prefix = f"weak{uuid.uuid4().hex[:8]}:"
     weak = [command for command in ACL_COMMANDS if command != "+hmget"]
     weak_password = _acl_user(redis_server, "durastate-weak", weak_prefix, weak)
@@ -405,6 +417,10 @@ def test_the_documented_acl_is_enough_and_a_missing_permission_is_named(
         weak_store.create_instance("job", name="wf")
     assert weak_password not in str(raised.value)
     weak_store.close()
+    weak_url = f"redis://durastate-weak:{weak_password}@{host}"
+    with pytest.raises(ConfigurationError, match="NOPERM") as raised:
+        asyncio.run(on_the_async_store(weak_url, weak_prefix))
+    assert weak_password not in str(raised.value)
     admin = redis.Redis.from_url(redis_server.endpoints["redis"])
     assert admin.keys(f"{weak_prefix}*") == []  # refused at its first command: nothing written
     admin.close()

@@ -1,4 +1,4 @@
-"""The async driver (redis.asyncio) against the real server: same core, same semantics.
+"""The async driver (its own RESP2 connections) against the real server: same core, same semantics.
 
 The async store and ``watch`` (issue 12) will run the conformance suite on it; until then
 these tests drive ``AsyncRedisBackend`` directly, beside the sync driver on the same keys.
@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
-from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.connection import AbstractConnection as SyncConnection
 
 from durastate.backends.redis import RedisBackend
 from durastate.backends.redis.aio import AsyncRedisBackend
+from durastate.backends.redis.aio_connections import RespConnection
 from durastate.backends.redis.core import CUSTOM_STATUS, READ
 from durastate.core.records import InstanceQuery, NewInstance, Payload, RuntimeStatus
 from durastate.errors import (
@@ -235,9 +235,10 @@ def test_async_lost_answer_is_recognised_after_another_writer_wrote(
 
 
 def test_a_late_answer_never_reaches_the_next_call(redis_server: RunningEmulator) -> None:
-    """A read times out and its answer arrives later on the same connection: the driver must
-    have dropped that connection, or the next call (another instance) would read the stale
-    answer. One connection in the pool, so a kept connection would be reused."""
+    """A read times out (or its caller is cancelled) and its answer arrives later on the same
+    connection: the driver must have dropped that connection, or the next call (another
+    instance) would read the stale answer. One connection in the pool, so a kept connection
+    would be reused."""
     prefix = _prefix()
     sync = RedisBackend.from_url(redis_server.endpoints["redis"], prefix=prefix)
     sync.create(_new("a"))
@@ -260,9 +261,16 @@ def test_a_late_answer_never_reaches_the_next_call(redis_server: RunningEmulator
                     await db.read("a")
                 await asyncio.sleep(0.8)  # the late answer has arrived by now
                 record = await db.read("b")
-                return (None if record is None else record.instance_id), None
+                after_timeout = None if record is None else record.instance_id
+                proxy.configure(rate=1.0, faults={"late": 1.0})
+                with pytest.raises(asyncio.TimeoutError):  # the caller gives up first
+                    await asyncio.wait_for(db.read("a"), 0.1)
+                await asyncio.sleep(0.8)
+                record = await db.read("b")
+                return after_timeout, None if record is None else record.instance_id
 
-        assert asyncio.run(scenario())[0] == "b"
+        assert asyncio.run(scenario()) == ("b", "b")
+        assert proxy.counters["late"] == 2
 
         proxy.configure(rate=1.0, faults={"late": 1.0})
         with RedisBackend.from_url(proxy.url, **options) as backend:
@@ -318,14 +326,15 @@ def test_async_frozen_server_is_unavailable_within_the_timeout() -> None:
 
 
 class RoundTrips:
-    """Counts what redis-py writes to its sockets, sync and async: one ``send_packed_command``
-    per round trip (a pipeline packs all its commands into one)."""
+    """Counts what each driver writes to its sockets: redis-py's ``send_packed_command``
+    (sync) and the async driver's ``RespConnection.request``, one per round trip (a
+    pipeline packs all its commands into one)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent = 0
-        for connection_class in (SyncConnection, AsyncConnection):
-            original = connection_class.send_packed_command
-            monkeypatch.setattr(connection_class, "send_packed_command", self._counting(original))
+        original = SyncConnection.send_packed_command
+        monkeypatch.setattr(SyncConnection, "send_packed_command", self._counting(original))
+        monkeypatch.setattr(RespConnection, "request", self._counting(RespConnection.request))
 
     def _counting(self, original: Any) -> Any:
         def send_packed_command(connection: Any, *args: Any, **kwargs: Any) -> Any:

@@ -654,8 +654,8 @@ class _SecondPutLostHandler(_TinyHandler):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_put_whose_answer_was_lost_is_never_sent_again_behind_the_policy(kind: Kind) -> None:
-    """aiohttp re-sends a PUT by itself when a reused connection drops; the driver turns
-    that off, so the policy sees the lost answer: without a hook, ``OutcomeUnknown`` and
+    """aiohttp re-sent a PUT by itself when a reused connection dropped; neither driver
+    re-sends anything, so the policy sees the lost answer: without a hook, ``OutcomeUnknown`` and
     the PUT was received exactly once (before the fix: twice, answered 200 as if fresh)."""
     _SecondPutLostHandler.puts = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SecondPutLostHandler)
@@ -767,8 +767,9 @@ def test_tls_is_verified_by_default(kind: Kind, tls_server: tuple[str, Path]) ->
 def test_unsendable_requests_are_refused_before_any_io(
     kind: Kind, path: str, headers: dict[str, str]
 ) -> None:
-    """Both drivers refuse the same requests alike (http.client would reject some, aiohttp
-    send others as UTF-8), with a typed error that shows no header value."""
+    """Both drivers refuse the same requests alike (http.client would reject some, a
+    plain socket write send others as UTF-8), with a typed error that shows no header
+    value."""
     request = HttpRequest.to("GET", f"http://127.0.0.1:{free_port()}", path, headers=headers)
     sender = Sender(kind)
     try:

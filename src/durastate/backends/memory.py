@@ -202,7 +202,9 @@ class MemoryBackend(Backend):
     _namespaces: dict[str, _Namespace] = {}
     _namespaces_lock = threading.Lock()
     _etags = itertools.count(1)  # one counter per process: etags never repeat across runs
-    _next_etag_text = map(str, _etags).__next__  # the next etag as text, in one C call
+    #: etags drawn from the counter in blocks, as text, last first: the next is one pop
+    _etag_pool: ClassVar[list[str]] = []
+    _pop_etag = _etag_pool.pop  # the hot path's next etag, in one C call
 
     def __init__(self, namespace: str = "") -> None:
         self.namespace = namespace
@@ -228,7 +230,18 @@ class MemoryBackend(Backend):
         return f"MemoryBackend(namespace={self.namespace!r})"
 
     def _next_etag(self) -> str:
-        return self._next_etag_text()
+        """The next etag of the process: a pop from a block of 256 made in one C call (a
+        pop costs a third of ``str(next(counter))``). Pops are atomic, and a thread that
+        finds the block empty draws a block of its own from the counter, keeps its first
+        etag and leaves the rest to the pool: never a repeat, never an empty pop."""
+        try:
+            return self._pop_etag()
+        except IndexError:
+            block = list(map(str, itertools.islice(self._etags, 256)))
+            block.reverse()
+            mine = block.pop()  # the lowest; other threads may empty the pool meanwhile
+            self._etag_pool.extend(block)
+            return mine
 
     # -- push -----------------------------------------------------------------------------
 
@@ -297,12 +310,24 @@ class MemoryBackend(Backend):
     def write_custom_status(
         self, instance_id: str, payload: Payload, *, etag: str | None, now: datetime
     ) -> WriteResult:
+        result = self.write_custom_status_etag(instance_id, payload, etag, now)
+        if type(result) is str:
+            return WriteResult(result)
+        return result  # type: ignore[return-value]  # the skipped write's own result
+
+    def write_custom_status_etag(
+        self, instance_id: str, payload: Payload, etag: str | None, now: datetime
+    ) -> str | WriteResult:
+        """`write_custom_status` for the store's hot path: the new etag of a write, built
+        without a `WriteResult` (~0.1 µs of the ~1.5 µs a write costs), or the `WriteResult`
+        of a write skipped because the bytes are unchanged."""
         data = payload.data
         self._acquire()  # the lock's own methods, bound once: cheaper than `with` here
         try:
-            row = self._rows.get(instance_id)
-            if row is None:
-                raise InstanceNotFound(instance_id)
+            try:
+                row = self._rows[instance_id]
+            except KeyError:
+                raise InstanceNotFound(instance_id) from None
             if etag is not None and etag != row.etag:
                 raise ConcurrencyError(instance_id, etag)
             old = row.custom_status
@@ -319,12 +344,16 @@ class MemoryBackend(Backend):
             row.custom_status = payload
             row.cached = None
             row.custom_status_updated_at = row.last_updated_at = now
-            row.etag = etag = self._next_etag_text()
+            try:
+                etag = self._pop_etag()
+            except IndexError:  # the block is used up: one in 256 writes
+                etag = self._next_etag()
+            row.etag = etag
             if self._listeners:  # one truth test when nobody watches
                 self._announce(instance_id)
         finally:
             self._release()
-        return WriteResult(etag)
+        return etag
 
     def write_runtime_status(
         self,

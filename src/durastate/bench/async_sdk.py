@@ -1,7 +1,7 @@
 """The async cells next to the official async SDKs: durastate's async ``set_custom_status``
 against the async SDK's call, one at a time and with 100 in flight, where the SDK is installed.
 
-azure-data-tables' ``aio.TableClient`` comes with the ``azure`` and ``async`` extras;
+azure-data-tables' ``aio.TableClient`` comes with the ``azure`` extra and aiohttp (``bench``);
 aiobotocore (DynamoDB, S3) is not a dependency (its botocore pin is narrow): without it those
 backends record no such cell, rather than an error. On Azure Tables, one conditional write at
 a time on one instance each:
@@ -9,7 +9,7 @@ a time on one instance each:
 - durastate: ``AsyncStateStore.set_custom_status(id, value, etag=last)``;
 - async SDK: ``aio.TableClient.update_entity`` (MERGE, If-Match);
 - lean async: the hand-signed MERGE (`durastate.bench.lean_anchors.azure_merge`) sent by
-  ``AsyncHttpDriver`` (aiohttp).
+  ``AsyncHttpDriver`` (durastate's asyncio driver).
 
 All three run in one event loop in interleaved rounds; CPU is the process's (every thread:
 an async store that runs a sync backend in worker threads pays for them too).
@@ -238,8 +238,8 @@ def _durastate_and_sdk(
     """Wall and CPU seconds of each round of ``jobs`` (instance index, value), durastate's
     async store and the async SDK interleaved in one event loop, ``concurrency`` in flight.
     On AWS both get a pool of ``concurrency`` connections (durastate's default is botocore's
-    10); Azure Tables has no pool option: durastate keeps 10, aiohttp's default gives the
-    SDK 100, so its figure there is the conservative one."""
+    10); on Azure Tables both have 100 (durastate's ``max_pool_connections`` default,
+    aiohttp's for the SDK)."""
     options = dict(spec.options)
     if spec.scheme in ("dynamodb", "s3"):
         options.setdefault("max_pool_connections", max(concurrency, 10))

@@ -2,8 +2,8 @@
 
 - `messages`: `HttpRequest` / `HttpResponse`, the plain data a backend core builds and reads;
 - `policy`: timeouts, deadline, retries with jittered backoff, outcome-unknown hook;
-- `sync`: `HttpDriver` (http.client, keep-alive pool); `aio`: `AsyncHttpDriver` (aiohttp,
-  the ``async`` extra);
+- `sync`: `HttpDriver` (http.client, keep-alive pool); `aio`: `AsyncHttpDriver` (a pool of
+  asyncio connections, `aio_connection`; no extra needed);
 - `aws_sigv4`, `azure_auth`: request signing as pure functions.
 
 See docs/transport.md for the design and the measurements behind it.

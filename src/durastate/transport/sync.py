@@ -28,11 +28,11 @@ from durastate.transport.policy import (
 )
 from durastate.transport.response_head import LeanResponse, ResponseHeaders
 
-__all__ = ["HttpDriver"]
+__all__ = ["BODY_METHODS", "HttpDriver", "reason_of"]
 
 _Key = tuple[str, str]
 #: Methods that send a Content-Length even with an empty body (servers expect one).
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE"})
 
 
 class _Pool:
@@ -150,7 +150,7 @@ class HttpDriver:
                 connection.close()
             if isinstance(exc, ssl.SSLCertVerificationError):
                 return Failure(stage, CERTIFICATE_FAILED, retryable=False)
-            return Failure(stage, _reason(exc))
+            return Failure(stage, reason_of(exc))
         headers: ResponseHeaders = answer.headers  # type: ignore[assignment]
         response = HttpResponse(answer.status, headers.by_name, body)
         if answer.will_close:
@@ -193,7 +193,7 @@ class HttpDriver:
         if "host" not in headers:
             connection.putheader("Host", request.host)
         body = request.body
-        if (body or request.method in _BODY_METHODS) and "content-length" not in headers:
+        if (body or request.method in BODY_METHODS) and "content-length" not in headers:
             connection.putheader("Content-Length", str(len(body)))
         for name, value in headers.items():
             connection.putheader(name, value)
@@ -207,7 +207,7 @@ def _proxy_headers(proxy: Proxy) -> dict[str, str]:
     return {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
     """A safe description of a transport error: its class, and "timed out" for timeouts."""
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"

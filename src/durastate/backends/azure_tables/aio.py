@@ -1,4 +1,4 @@
-"""The async store: the sync store's core and plans, driven over aiohttp (`aperform`).
+"""The async store: the sync store's core and plans, driven over `AsyncHttpDriver` (`aperform`).
 
 Made by `AzureTablesBackend.to_async` (what `AsyncStateStore` uses). The table is created
 once by the sync store's SDK client, on a worker thread so the loop never waits on it.

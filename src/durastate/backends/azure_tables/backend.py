@@ -4,7 +4,6 @@ through the SDK (administration)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -21,7 +20,6 @@ from durastate.core.backend import read_in_threads
 from durastate.core.planned import PlannedBackend
 from durastate.core.records import Capabilities, InstanceRecord
 from durastate.core.steps import Plan
-from durastate.errors import MissingDependency
 from durastate.transport.plans import Step, perform
 from durastate.transport.sync import HttpDriver
 
@@ -29,7 +27,6 @@ if TYPE_CHECKING:
     from durastate.core.async_backend import AsyncBackend
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 512
 
 CAPABILITIES = Capabilities(
@@ -92,16 +89,9 @@ class AzureTablesBackend(PlannedBackend):
         self.tables.close()
 
     def to_async(self) -> AsyncBackend:
-        """The native async store on the same core (aiohttp: the ``async`` extra).
+        """The native async store on the same core (the async driver is asyncio alone)."""
+        from durastate.backends.azure_tables.aio import AsyncAzureTablesBackend
 
-        Without aiohttp the async store still works: this backend in the generic thread
-        pool, with a warning saying how to install the native path.
-        """
-        try:
-            from durastate.backends.azure_tables.aio import AsyncAzureTablesBackend
-        except MissingDependency as missing:
-            log.warning("%s; until then the async store runs azure-tables in threads", missing)
-            return super().to_async()
         return AsyncAzureTablesBackend(self)
 
     def ensure_table(self, instance_id: str | None = None) -> None:

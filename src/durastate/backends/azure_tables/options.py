@@ -62,6 +62,9 @@ class AzureTablesOptions(BaseModel):
     raw_request_hook: Any = Field(default=None, repr=False)  # that client's azure-core hook
     proxy: SecretStr | None = Field(default=None, repr=False)
     verify: bool | str = True
+    #: connections per endpoint: the async store opens at most this many at once (100
+    #: requests in flight need 100), the sync store keeps at most this many idle
+    max_pool_connections: int = Field(default=100, ge=1)
 
     @field_validator("verify", mode="before")
     @classmethod
@@ -82,6 +85,7 @@ class AzureTablesOptions(BaseModel):
             backoff_cap=self.retry_backoff_max,
             verify=self.verify,
             proxy=self.proxy,
+            pool_size=self.max_pool_connections,
         )
 
     def secret_connection_string(self) -> str | None:

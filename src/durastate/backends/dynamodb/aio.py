@@ -1,4 +1,4 @@
-"""The async DynamoDB backend: the same core's plans, run over `AsyncHttpDriver` (aiohttp).
+"""The async DynamoDB backend: the same core's plans, run over `AsyncHttpDriver` (asyncio).
 
 `DynamoDBBackend.to_async` builds it over the sync backend's core, so both faces make the
 same requests and the same decisions; this class only awaits. Needs the ``async`` extra.

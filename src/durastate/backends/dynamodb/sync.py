@@ -32,7 +32,7 @@ from durastate.backends.dynamodb.plans import DynamoCore
 from durastate.backends.dynamodb.requests import DynamoRequests, TableLayout
 from durastate.core.planned import PlannedBackend
 from durastate.core.records import Capabilities
-from durastate.errors import BackendUnavailable, ConfigurationError, MissingDependency
+from durastate.errors import BackendUnavailable, ConfigurationError
 from durastate.transport.plans import Step, perform
 from durastate.transport.sync import HttpDriver
 
@@ -124,16 +124,9 @@ class DynamoDBBackend(PlannedBackend):
         return f"DynamoDBBackend(table={self.table!r}, endpoint={endpoint!r})"
 
     def to_async(self) -> AsyncBackend:
-        """The aiohttp driver over the same core (``pip install 'durastate[async]'``).
+        """The same core over the async driver (asyncio alone: no extra to install)."""
+        from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend
 
-        Without aiohttp the async store still works, as it did before the native path:
-        this backend in the generic thread pool, with a warning saying how to install it.
-        """
-        try:
-            from durastate.backends.dynamodb.aio import AsyncDynamoDBBackend
-        except MissingDependency as missing:
-            log.warning("%s; until then the async store runs DynamoDB in threads", missing)
-            return super().to_async()
         return AsyncDynamoDBBackend(self.core, self.connection, self.capabilities, repr(self))
 
     def close(self) -> None:

@@ -55,6 +55,8 @@ class AsyncPostgresBackend(AsyncPlannedBackend):
         self._pool: AsyncPool | None = None
         self._starting = asyncio.Lock()  # the lazy start (to_async) runs once
         self._listener = AsyncPostgresListener(connecting, options)
+        # the cursor of each connection held here (taken or spare) for its one-row statements
+        self._cursors: dict[Any, psycopg.AsyncCursor[Any]] = {}
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> Self:
@@ -92,6 +94,7 @@ class AsyncPostgresBackend(AsyncPlannedBackend):
     async def close(self) -> None:
         await self._listener.close()
         if self._pool is not None:
+            self._cursors.clear()
             for connection in self._spare.drain():
                 await self._pool.putconn(connection)
             await self._pool.close()
@@ -105,12 +108,29 @@ class AsyncPostgresBackend(AsyncPlannedBackend):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def _cursor(self, step: Execute) -> psycopg.AsyncCursor[Any]:
+        """The connection's own cursor for a one-row statement: making a cursor costs about
+        as much client CPU as the rest of an update (``benchmarks/async_overhead.py``). It
+        is dropped when the connection goes back to the pool. A read with input and output
+        gets a fresh one, so an idle connection never keeps a large row alive."""
+        if step.sql is self._stmts.read_all:
+            return step.connection.cursor()  # type: ignore[no-any-return]
+        cursor = self._cursors.get(step.connection)
+        if cursor is None:
+            cursor = self._cursors[step.connection] = step.connection.cursor()
+        return cursor
+
     async def _perform(self, step: Step) -> Any:
         if isinstance(step, Execute):
-            cursor = await step.connection.execute(step.sql, step.params, prepare=step.prepare)
-            return await (cursor.fetchall() if step.many else cursor.fetchone())
+            if step.many:
+                cursor = await step.connection.execute(step.sql, step.params, prepare=step.prepare)
+                return await cursor.fetchall()
+            cursor = self._cursor(step)
+            await cursor.execute(step.sql, step.params, prepare=step.prepare)
+            return await cursor.fetchone()
         if isinstance(step, Release):
             if not self._spare.keep(step.connection):
+                self._cursors.pop(step.connection, None)
                 assert self._pool is not None
                 await self._pool.putconn(step.connection)
         elif isinstance(step, PoolWait):
@@ -124,6 +144,7 @@ class AsyncPostgresBackend(AsyncPlannedBackend):
                 for sql in step.statements:
                     await step.connection.execute(sql)
         elif isinstance(step, Close):
+            self._cursors.pop(step.connection, None)
             await step.connection.close()
         else:
             await asyncio.sleep(step.seconds)

@@ -1,7 +1,10 @@
-"""The async driver: performs the plans of `RedisPlans` over one ``redis.asyncio`` pool.
+"""The async driver: performs the plans of `RedisPlans` over its own RESP2 connections.
 
 Every decision (keys, scripts, replies, errors, lost-answer retry) is the plans' and the
-core's: this module only awaits. ``RedisBackend.to_async()`` gives one to `AsyncStateStore`.
+core's: this module only awaits. Commands and pipelines go over `aio_connections` (lean:
+one write and one future per round trip); the ``redis.asyncio`` pool made from the same URL
+supplies the connection settings and serves pub/sub (``push``), which is off the hot path.
+``RedisBackend.to_async()`` gives one to `AsyncStateStore`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
+from durastate.backends.redis.aio_connections import RespPool, Settings
 from durastate.backends.redis.options import RedisTarget
 from durastate.backends.redis.plans import Pipelined, RedisPlans, Step
 from durastate.backends.redis.push import AsyncRedisPush
@@ -36,7 +40,8 @@ class AsyncRedisBackend(AsyncPlannedBackend):
             target.address, retry=AsyncRetry(NoBackoff(), 0), **target.pool_kwargs()
         )
         self._client = redis.asyncio.Redis(connection_pool=self._pool)
-        self._execute: Callable[..., Any] = self._client.execute_command
+        self._connections = RespPool(Settings(self._pool, target.options.timeout))
+        self._execute: Callable[..., Any] = self._connections.execute
         self._push = AsyncRedisPush(self._client, self.core)
 
     @classmethod
@@ -48,6 +53,7 @@ class AsyncRedisBackend(AsyncPlannedBackend):
 
     async def close(self) -> None:
         await self._push.close()
+        await self._connections.close()
         await self._pool.disconnect()
 
     def subscribe(self, instance_id: str, notify: Callable[[], None]) -> Callable[[], None]:
@@ -62,12 +68,9 @@ class AsyncRedisBackend(AsyncPlannedBackend):
 
     async def _perform(self, step: Step) -> Any:
         if type(step) is tuple:
-            return await self._execute(*step)
+            return await self._execute(step)
         if type(step) is Pipelined:
-            pipe = self._client.pipeline(transaction=False)
-            for command in step.commands:
-                pipe.execute_command(*command)
-            return await pipe.execute(raise_on_error=False)
+            return await self._connections.execute_many(step.commands)
         assert type(step) is Pause
         await asyncio.sleep(step.seconds)
         return None

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 def no_retries() -> Retry:
     """redis-py retries a failed command by default; a lost write answer must not be re-sent
-    blindly, so the plans do their own (recognising) retry instead. (The async driver
-    passes ``redis.asyncio.retry.Retry``, whose retry awaits.)"""
+    blindly, so the plans do their own (recognising) retry instead. (The async driver's
+    ``redis.asyncio`` pub/sub pool gets ``redis.asyncio.retry.Retry``, whose retry awaits.)"""
     return Retry(NoBackoff(), 0)
 
 
@@ -64,7 +64,7 @@ class RedisBackend(PlannedBackend):
         return f"RedisBackend(url={self.target.redacted!r}, prefix={self.core.prefix!r})"
 
     def to_async(self) -> AsyncBackend:
-        """The redis.asyncio driver over the same core (its own pool, same URL and options)."""
+        """The async driver over the same plans (its own connections, same URL and options)."""
         from durastate.backends.redis.aio import AsyncRedisBackend
 
         return AsyncRedisBackend(self.target)

@@ -2,7 +2,7 @@
 
 No socket and no await here: the core turns a backend operation into plain ``ScriptCall``
 data (script, keys, arguments) and turns the server's reply into records, etags or typed
-errors. The sync driver (redis-py) and the async driver (``redis.asyncio``) only send the
+errors. The sync driver (redis-py) and the async driver (`aio_connections`) only send the
 calls, so both share one logic, and every decision here is unit-testable byte for byte.
 
 Key layout under ``prefix`` (default ``durastate:``)::

@@ -5,7 +5,7 @@ A plan yields what it wants sent and receives the reply: a command (a tuple of
 their replies in order, errors in place), or a `Pause`. Sending a script, falling back to
 EVAL when the server lacks it, retrying after a dropped connection (`Attempts`) and reading
 the replies (`RedisCore`) all happen here, so the sync driver (redis-py) and the async
-driver (``redis.asyncio``) only perform the steps.
+driver (its own RESP2 connections, `aio_connections`) only perform the steps.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`AsyncS3Backend`: the async face. The same plans as `S3Backend`, awaited over aiohttp
+"""`AsyncS3Backend`: the async face. The same plans as `S3Backend`, awaited over `AsyncHttpDriver`
 (`durastate.transport.aio`, the ``async`` extra); the bucket check of first use runs once in
 a thread (it goes through boto3)."""
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -18,7 +17,6 @@ from durastate.core.backend import read_in_threads
 from durastate.core.planned import PlannedBackend
 from durastate.core.records import Capabilities, InstanceRecord
 from durastate.core.steps import Plan
-from durastate.errors import MissingDependency
 from durastate.transport import HttpDriver
 from durastate.transport.aws_sigv4 import SigV4Signer
 from durastate.transport.plans import Step, perform
@@ -31,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["CAPABILITIES", "S3Backend"]
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(
     max_payload_bytes=None,  # 5 GB per object; input and output share the record
@@ -90,14 +87,10 @@ class S3Backend(PlannedBackend):
         self.admin.close()
 
     def to_async(self) -> AsyncBackend:
-        """The aiohttp face over the same plans, options and known etags; without the
-        ``async`` extra, the thread pool every sync backend has (so an async store over S3
-        works with ``aws`` alone, as before the rebuild)."""
-        try:
-            from durastate.backends.s3.aio import AsyncS3Backend
-        except MissingDependency as missing:
-            log.warning("%s; until then the async store runs S3 in threads", missing)
-            return super().to_async()
+        """The async face over the same plans, options and known etags (the async driver
+        is asyncio alone: ``aws`` is all an async store over S3 needs)."""
+        from durastate.backends.s3.aio import AsyncS3Backend
+
         return AsyncS3Backend(self.core, self.admin, self._options, repr(self))
 
     def _ready(self) -> None:

@@ -3,7 +3,7 @@
 Each public method of `S3Core` returns a generator (`durastate.transport.plans`) that
 yields the S3 requests it needs and returns the operation's result or raises its typed
 error. `S3Backend` runs them with `run` over the sync driver, `AsyncS3Backend` with `arun`
-over aiohttp: one logic for both. The decisions are those of the layout (`layout`, and
+over the asyncio driver: one logic for both. The decisions are those of the layout (`layout`, and
 docs/s3.md): the status object is the commit point of every write after create; an
 update is one conditional PUT with no read before it; a 412 after an attempt that may have
 landed (``outcome_unknown`` on the answer) is told apart from a conflict by the write tokens
