@@ -140,3 +140,15 @@ def test_cli_without_credentials_prints_one_clear_line(
     assert "no AWS credentials" in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) <= 6, result.output  # one wrapped message
+
+
+def test_the_connection_pool_holds_100_requests_in_flight_unless_told_otherwise() -> None:
+    """``max_pool_connections`` bounds the async driver's open connections: the default lets
+    100 requests be in flight at once, as Azure Tables' does; a user may set it."""
+    from durastate.backends._aws import AwsOptions
+    from durastate.backends.aws_common import transport_options
+
+    assert transport_options(AwsOptions()).pool_size == 100
+    assert transport_options(AwsOptions(max_pool_connections=7)).pool_size == 7
+    with pytest.raises(ConfigurationError, match="max_pool_connections"):
+        AwsOptions.pick({"max_pool_connections": 0})

@@ -95,7 +95,10 @@ class AwsOptions(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=20)
     connect_timeout: float = Field(default=2.0, gt=0)
     read_timeout: float = Field(default=10.0, gt=0)
-    max_pool_connections: int = Field(default=10, ge=1)
+    #: connections per endpoint: the async store opens at most this many at once (100
+    #: requests in flight need 100), the sync store keeps at most this many idle; the same
+    #: knob and default as Azure Tables' (botocore's own default, for the admin client, is 10)
+    max_pool_connections: int = Field(default=100, ge=1)
     #: botocore checks every request against the service model (~50 µs CPU per DynamoDB
     #: update). A backend builds its requests in code (and the tests prove them against real
     #: servers), so the check is off by default; ``parameter_validation=True`` restores it.

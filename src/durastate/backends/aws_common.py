@@ -22,7 +22,8 @@ __all__ = ["credentials_of", "transport_options"]
 
 def transport_options(aws: AwsOptions) -> TransportOptions:
     """Each attempt ``connect_timeout`` + ``read_timeout`` at most, ``max_attempts`` of
-    them, the whole call within their sum; ``max_pool_connections`` idle connections."""
+    them, the whole call within their sum; ``max_pool_connections`` connections (open at
+    once in the async driver, idle in the sync one)."""
     per_attempt = aws.connect_timeout + aws.read_timeout
     return TransportOptions(
         connect_timeout=aws.connect_timeout,

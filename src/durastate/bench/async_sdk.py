@@ -237,9 +237,9 @@ def _durastate_and_sdk(
 ) -> tuple[str, dict[str, list[tuple[float, float]]]]:
     """Wall and CPU seconds of each round of ``jobs`` (instance index, value), durastate's
     async store and the async SDK interleaved in one event loop, ``concurrency`` in flight.
-    On AWS both get a pool of ``concurrency`` connections (durastate's default is botocore's
-    10); on Azure Tables both have 100 (durastate's ``max_pool_connections`` default,
-    aiohttp's for the SDK)."""
+    Both get a pool of ``concurrency`` connections (durastate's ``max_pool_connections``,
+    100 by default on every network backend; aiobotocore's ``max_pool_connections``,
+    aiohttp's 100 for the aio TableClient)."""
     options = dict(spec.options)
     if spec.scheme in ("dynamodb", "s3"):
         options.setdefault("max_pool_connections", max(concurrency, 10))
