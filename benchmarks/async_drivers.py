@@ -35,8 +35,6 @@ from durastate.transport.policy import Failure, RetryPolicy, Timeouts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script, from anywhere
 from benchmarks.lean_clients import (
-    Answer,
-    AsyncLean,
     Contender,
     LeanAsync,
     LeanSync,
@@ -94,18 +92,9 @@ class AiohttpDriver:
             return Failure("response", type(exc).__name__)
 
 
-class LeanAiohttp(AsyncLean):
+class LeanAiohttp(LeanAsync):
     def __init__(self, service: Service) -> None:
-        super().__init__(service)
-        self.driver = AiohttpDriver(TransportOptions())
-
-    async def exchange(self, request: HttpRequest) -> Answer:
-        response = await self.driver.send(request)
-        return response.status, dict(response.headers)
-
-    def close(self) -> None:
-        self.runner.run(self.driver.close())
-        self.runner.close()
+        super().__init__(service, AiohttpDriver(TransportOptions()))
 
 
 class InFlight:

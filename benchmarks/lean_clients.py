@@ -207,9 +207,11 @@ class LeanSync(SyncLean):
 
 
 class LeanAsync(AsyncLean):
-    def __init__(self, service: Service) -> None:
+    """Over durastate's async driver, or any driver with the same ``send`` and ``close``."""
+
+    def __init__(self, service: Service, driver: Any = None) -> None:
         super().__init__(service)
-        self.driver = AsyncHttpDriver(TransportOptions())
+        self.driver = driver if driver is not None else AsyncHttpDriver(TransportOptions())
 
     async def exchange(self, request: HttpRequest) -> Answer:
         response = await self.driver.send(request)
